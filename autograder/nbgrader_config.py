@@ -1,0 +1,11 @@
+"""nbgrader configuration of the course. The settings live in convcourse.grading.config so that the
+build, the tests and the instructor tools use exactly the same ones."""
+
+from pathlib import Path
+
+from convcourse.grading.config import apply
+
+c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
+apply(c, root=Path(__file__).resolve().parent)
+# Large classes: uncomment and point at PostgreSQL (see README, "Instructor guide").
+# c.CourseDirectory.db_url = "postgresql://nbgrader@localhost/conv2d"

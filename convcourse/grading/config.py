@@ -1,0 +1,48 @@
+"""The course's nbgrader settings, shared by autograder/nbgrader_config.py, the build and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets.config import Config
+
+COURSE_ID = "conv2d-from-the-ground-up"
+#: Seconds a cell may run while grading unless its metadata.convcourse.timeout says otherwise.
+CELL_TIMEOUT = 30
+#: Any stderr (warnings, logging, tqdm bars) in a test cell is dropped before scoring: upstream
+#: nbgrader scores a passing test 0 when it wrote to stderr.
+STDERR_PATTERN = r"[\s\S]*"
+
+
+def apply(c: Config, root: str | Path | None = None) -> Config:
+    """Apply the course's settings to an nbgrader config ``c`` (and set the course root if given)."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
+                                        ClearOutput, GetGrades, IgnorePattern, IncludeHeaderFooter, LimitOutput,
+                                        LockCells, SaveAutoGrades)
+
+    from .execute import GuardedExecute
+    from .feedback import HideHiddenTests
+
+    if root is not None:
+        c.CourseDirectory.root = str(root)
+    c.CourseDirectory.course_id = COURSE_ID
+    c.Autograde.autograde_preprocessors = [
+        GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+        AssignLatePenalties, CheckCellMetadata,
+    ]
+    c.IgnorePattern.enabled = True
+    c.IgnorePattern.pattern = STDERR_PATTERN
+    c.OverwriteCells.add_missing_cells = True
+    c.Execute.timeout = CELL_TIMEOUT
+    c.Execute.interrupt_on_timeout = True
+    c.Execute.extra_arguments = [
+        "--HistoryManager.hist_file=:memory:",
+        "--IPKernelApp.exec_lines=import convcourse.grading.kernel",
+    ]
+    # The answer key: solutions in place, hidden tests removed, never executed (no outputs committed).
+    c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme,
+                                        ClearHiddenTests]
+    c.ClearHiddenTests.enforce_metadata = True
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+    return c

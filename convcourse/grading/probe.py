@@ -1,0 +1,70 @@
+"""Integrity report, run by the grader in the kernel after the last cell (see GuardedExecute).
+
+It lists replaced torch/numpy/builtin functions and checks, and IPython hooks that learner code
+installed to rewrite or hide later cells (input/AST transformers, run-cell callbacks, a silenced
+traceback display).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MARKER = "CONVCOURSE-INTEGRITY"
+_SNAPSHOT: dict[str, Any] = {}
+# Modules whose IPython hooks are part of a normal kernel.
+_TRUSTED_PREFIXES = ("IPython", "ipykernel", "matplotlib", "matplotlib_inline", "convcourse", "ipywidgets",
+                     "comm", "traitlets", "jupyter")
+
+
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _foreign(objects) -> list[str]:
+    found = []
+    for obj in objects:
+        module = getattr(obj, "__module__", None) or getattr(type(obj), "__module__", "") or ""
+        if not module.startswith(_TRUSTED_PREFIXES):
+            found.append(getattr(obj, "__qualname__", repr(obj))[:80])
+    return found
+
+
+def snapshot() -> None:
+    shell = _shell()
+    if shell is not None:
+        _SNAPSHOT["showtraceback"] = type(shell).showtraceback
+        _SNAPSHOT["run_cell"] = type(shell).run_cell
+
+
+def problems() -> list[str]:
+    from convcourse.checks import _guard
+
+    found = [f"replaced {name}" for name in _guard.tampering()]
+    shell = _shell()
+    if shell is not None:
+        for attr in ("showtraceback", "run_cell", "run_cell_async", "_showtraceback", "showsyntaxerror"):
+            if attr in vars(shell) and _foreign([vars(shell)[attr]]):
+                found.append(f"IPython shell method {attr} replaced")
+        for attr in ("showtraceback", "run_cell"):
+            if attr in _SNAPSHOT and getattr(type(shell), attr) is not _SNAPSHOT[attr]:
+                found.append(f"IPython {attr} replaced")
+        for name in ("input_transformers_cleanup", "input_transformers_post"):
+            found += [f"input transformer {t}" for t in _foreign(getattr(shell, name, []))]
+        found += [f"AST transformer {t}" for t in _foreign(getattr(shell, "ast_transformers", []))]
+        for event, callbacks in getattr(shell.events, "callbacks", {}).items():
+            found += [f"{event} callback {t}" for t in _foreign(callbacks)]
+    import sys
+
+    if sys.excepthook is not sys.__excepthook__ and _foreign([sys.excepthook]):
+        found.append("sys.excepthook replaced")
+    return found
+
+
+def report() -> None:
+    """Print the integrity report as one marked JSON line."""
+    print(MARKER + json.dumps({"problems": problems()}))

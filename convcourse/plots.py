@@ -1,0 +1,114 @@
+"""The course's figure style and the plots several lessons share.
+
+Every function returns the matplotlib Figure it drew, so notebooks display it and tests inspect it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+STYLE = {
+    "figure.dpi": 100,
+    "figure.facecolor": "white",
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 10,
+    "font.size": 10,
+    "image.interpolation": "nearest",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+#: Colours with fixed meaning across lessons.
+COLORS = {"input": "#4C72B0", "kernel": "#DD8452", "output": "#55A868", "padding": "#C8C8C8",
+          "highlight": "#C44E52"}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib style (lessons call this once in their first cell)."""
+    matplotlib.rcParams.update(STYLE)
+
+
+def to_numpy(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(H, W) or (C, H, W) tensor/array to a numpy image matplotlib can show."""
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
+    return array
+
+
+def show_images(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str] | None = None, *,
+                cmap: str = "gray", signed: bool = False, caption: str | None = None,
+                width: float = 3.2) -> plt.Figure:
+    """Images side by side. ``signed=True`` centres a diverging colour map on zero (for filter
+    responses, which are positive and negative)."""
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(width * n, width * 1.05), squeeze=False)
+    for i, (ax, image) in enumerate(zip(axes[0], images)):
+        array = to_numpy(image)
+        if array.ndim == 3:
+            ax.imshow(np.clip(array, 0, 1))
+        elif signed:
+            limit = float(np.abs(array).max()) or 1.0
+            ax.imshow(array, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        else:
+            ax.imshow(array, cmap=cmap)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[i])
+    if caption:
+        fig.text(0.5, 0.0, caption, ha="center", va="bottom", fontsize=9, style="italic", wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if caption else 0, 1, 1))
+    return fig
+
+
+def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str = "", cmap: str = "Blues",
+                fmt: str = "{:.2g}", highlight: tuple[slice, slice] | None = None,
+                highlight_color: str = COLORS["highlight"], annotate: bool = True) -> None:
+    """Draw a small matrix as coloured cells with its numbers written in."""
+    array = to_numpy(values).astype(float)
+    ax.imshow(array, cmap=cmap, vmin=min(array.min(), 0), vmax=max(array.max(), 1e-9))
+    if annotate:
+        limit = np.abs(array).max() or 1.0
+        for (r, c), v in np.ndenumerate(array):
+            ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=8,
+                    color="white" if abs(v) > 0.6 * limit else "black")
+    ax.set_xticks(range(array.shape[1]))
+    ax.set_yticks(range(array.shape[0]))
+    ax.tick_params(length=0, labelsize=7)
+    ax.set_title(title)
+    if highlight is not None:
+        rows, cols = highlight
+        ax.add_patch(matplotlib.patches.Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
+                                                  rows.stop - rows.start, fill=False, lw=2.5,
+                                                  edgecolor=highlight_color))
+
+
+def filter_gallery(image: torch.Tensor, kernels: dict[str, torch.Tensor], corr2d=None, *,
+                   caption: str | None = None) -> plt.Figure:
+    """The image and its response to each kernel, computed with ``corr2d`` (a learner's function)
+    when it works, else with torch (and the figure says so)."""
+    import torch.nn.functional as F
+
+    def torch_corr2d(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x[None, None], k[None, None].to(x.dtype))[0, 0]
+
+    used = "your corr2d"
+    responses = []
+    for kernel in kernels.values():
+        try:
+            if corr2d is None:
+                raise NotImplementedError
+            responses.append(torch.as_tensor(corr2d(image, kernel.to(image.dtype))))
+        except NotImplementedError:
+            used = "torch (your corr2d is not implemented yet)"
+            responses.append(torch_corr2d(image, kernel))
+    titles = ["input"] + list(kernels)
+    fig = show_images([image] + responses, titles, signed=False,
+                      caption=caption or f"Responses computed with {used}.")
+    return fig

@@ -1,0 +1,115 @@
+"""Lesson 01 widget: a kernel sliding over a small input, showing the products that are summed."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ..plots import COLORS, show_matrix
+from . import FigureView
+
+
+@dataclasses.dataclass
+class SlidingWindow:
+    """Cross-correlation of a 2-D input with a 2-D kernel, one window position at a time."""
+
+    x: torch.Tensor
+    k: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or self.k.ndim != 2:
+            raise ValueError(f"x and k must be 2-D, got shapes {tuple(self.x.shape)} and {tuple(self.k.shape)}")
+        if self.k.shape[0] > self.x.shape[0] or self.k.shape[1] > self.x.shape[1]:
+            raise ValueError(f"kernel {tuple(self.k.shape)} does not fit in input {tuple(self.x.shape)}")
+
+    @property
+    def out_shape(self) -> tuple[int, int]:
+        return (self.x.shape[0] - self.k.shape[0] + 1, self.x.shape[1] - self.k.shape[1] + 1)
+
+    @property
+    def steps(self) -> int:
+        return self.out_shape[0] * self.out_shape[1]
+
+    def position(self, step: int) -> tuple[int, int]:
+        if not 0 <= step < self.steps:
+            raise ValueError(f"step must be in 0..{self.steps - 1}, got {step}")
+        return divmod(step, self.out_shape[1])
+
+    def window(self, i: int, j: int) -> torch.Tensor:
+        kh, kw = self.k.shape
+        return self.x[i:i + kh, j:j + kw]
+
+    def products(self, i: int, j: int) -> torch.Tensor:
+        return self.window(i, j) * self.k
+
+    def value(self, i: int, j: int) -> float:
+        return float(self.products(i, j).sum())
+
+    def partial_output(self, step: int) -> torch.Tensor:
+        """Output with positions 0..step filled in and NaN where the window has not been yet."""
+        out = torch.full(self.out_shape, float("nan"), dtype=torch.float64)
+        for s in range(step + 1):
+            out[self.position(s)] = self.value(*self.position(s))
+        return out
+
+    def equation(self, i: int, j: int) -> str:
+        terms = [f"{a:.3g}·{b:.3g}" for a, b in zip(self.window(i, j).flatten().tolist(), self.k.flatten().tolist())]
+        return f"out[{i}, {j}] = " + " + ".join(terms) + f" = {self.value(i, j):.4g}"
+
+
+def draw(model: SlidingWindow, step: int, learner: Callable | None = None) -> plt.Figure:
+    """Input with the window highlighted, the kernel, the products, and the output so far."""
+    i, j = model.position(step)
+    kh, kw = model.k.shape
+    panels = 5 if learner is not None else 4
+    fig, axes = plt.subplots(1, panels, figsize=(3.1 * panels, 3.4),
+                             gridspec_kw={"width_ratios": [model.x.shape[1], kw, kw, model.out_shape[1]] + (
+                                 [model.out_shape[1]] if learner is not None else [])})
+    show_matrix(axes[0], model.x, title="input x", highlight=(slice(i, i + kh), slice(j, j + kw)))
+    show_matrix(axes[1], model.k, title="kernel k", cmap="Oranges")
+    show_matrix(axes[2], model.products(i, j), title="x-window × k", cmap="Purples")
+    partial = model.partial_output(step).numpy()
+    show_matrix(axes[3], np.nan_to_num(partial, nan=0.0), title="output (so far)", cmap="Greens",
+                highlight=(slice(i, i + 1), slice(j, j + 1)))
+    for (r, c), v in np.ndenumerate(partial):
+        if np.isnan(v):
+            axes[3].add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color="white"))
+    if learner is not None:
+        try:
+            mine = torch.as_tensor(learner(model.x, model.k), dtype=torch.float64)
+            ok = mine.shape == partial.shape and bool(torch.allclose(mine, model.partial_output(model.steps - 1)))
+            show_matrix(axes[4], mine, title=f"your corr2d {'✓' if ok else '✗ differs'}", cmap="Greens")
+        except NotImplementedError:
+            axes[4].set_axis_off()
+            axes[4].text(0.5, 0.5, "your corr2d:\nnot implemented yet", ha="center", va="center")
+        except Exception as error:  # show the learner's error in the widget, not a traceback
+            axes[4].set_axis_off()
+            axes[4].text(0.5, 0.5, f"your corr2d raised\n{type(error).__name__}", ha="center", va="center",
+                         color=COLORS["highlight"])
+    fig.suptitle(model.equation(i, j) if kh * kw <= 9 else f"out[{i}, {j}] = sum of {kh * kw} products "
+                 f"= {model.value(i, j):.4g}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def sliding_window_widget(x: torch.Tensor | None = None, k: torch.Tensor | None = None,
+                          corr2d: Callable | None = None) -> FigureView:
+    """Step a kernel over an input. Pass your ``corr2d`` to see its full output beside the answer."""
+    if x is None:
+        x = torch.arange(30, dtype=torch.float64).reshape(5, 6) % 7
+    if k is None:
+        k = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], dtype=torch.float64)
+    model = SlidingWindow(x.double(), k.double())
+    step = w.IntSlider(value=0, min=0, max=model.steps - 1, description="window", continuous_update=True)
+    play = w.Play(value=0, min=0, max=model.steps - 1, interval=700, description="play")
+    w.jslink((play, "value"), (step, "value"))
+    view = FigureView(lambda step: draw(model, step, corr2d), {"step": step},
+                      title="Sliding window", description="Each output number is the sum of the products of "
+                      "the highlighted window and the kernel.")
+    view.widget.children = (w.HBox([play]),) + view.widget.children
+    return view
