@@ -47,7 +47,8 @@ def show_images(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[st
     """Images side by side. ``signed=True`` centres a diverging colour map on zero (for filter
     responses, which are positive and negative)."""
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(width * n, width * 1.05), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(width * n, width * 1.1 + (0.3 if caption else 0)), squeeze=False,
+                             layout="constrained")
     for i, (ax, image) in enumerate(zip(axes[0], images)):
         array = to_numpy(image)
         if array.ndim == 3:
@@ -62,8 +63,7 @@ def show_images(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[st
         if titles is not None:
             ax.set_title(titles[i])
     if caption:
-        fig.text(0.5, 0.0, caption, ha="center", va="bottom", fontsize=9, style="italic", wrap=True)
-    fig.tight_layout(rect=(0, 0.05 if caption else 0, 1, 1))
+        fig.supxlabel(caption, fontsize=9, style="italic")
     return fig
 
 
@@ -72,12 +72,16 @@ def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str =
                 highlight_color: str = COLORS["highlight"], annotate: bool = True) -> None:
     """Draw a small matrix as coloured cells with its numbers written in."""
     array = to_numpy(values).astype(float)
-    ax.imshow(array, cmap=cmap, vmin=min(array.min(), 0), vmax=max(array.max(), 1e-9))
+    finite = array[np.isfinite(array)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    vmin, vmax = min(low, 0.0), max(high, 1e-9)
+    ax.imshow(np.ma.masked_invalid(array), cmap=cmap, vmin=vmin, vmax=vmax)
     if annotate:
-        limit = np.abs(array).max() or 1.0
         for (r, c), v in np.ndenumerate(array):
-            ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=8,
-                    color="white" if abs(v) > 0.6 * limit else "black")
+            if np.isfinite(v):  # white text on the dark end of the colour map
+                dark = (v - vmin) / ((vmax - vmin) or 1.0) > 0.6
+                ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
     ax.set_xticks(range(array.shape[1]))
     ax.set_yticks(range(array.shape[0]))
     ax.tick_params(length=0, labelsize=7)

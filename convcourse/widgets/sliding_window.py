@@ -7,7 +7,6 @@ from typing import Callable
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from ..plots import COLORS, show_matrix
@@ -58,7 +57,10 @@ class SlidingWindow:
         return out
 
     def equation(self, i: int, j: int) -> str:
-        terms = [f"{a:.3g}·{b:.3g}" for a, b in zip(self.window(i, j).flatten().tolist(), self.k.flatten().tolist())]
+        def num(v: float) -> str:
+            return f"({v:.3g})" if v < 0 else f"{v:.3g}"
+
+        terms = [f"{num(a)}·{num(b)}" for a, b in zip(self.window(i, j).flatten().tolist(), self.k.flatten().tolist())]
         return f"out[{i}, {j}] = " + " + ".join(terms) + f" = {self.value(i, j):.4g}"
 
 
@@ -74,11 +76,8 @@ def draw(model: SlidingWindow, step: int, learner: Callable | None = None) -> pl
     show_matrix(axes[1], model.k, title="kernel k", cmap="Oranges")
     show_matrix(axes[2], model.products(i, j), title="x-window × k", cmap="Purples")
     partial = model.partial_output(step).numpy()
-    show_matrix(axes[3], np.nan_to_num(partial, nan=0.0), title="output (so far)", cmap="Greens",
+    show_matrix(axes[3], partial, title="output (so far)", cmap="Greens",
                 highlight=(slice(i, i + 1), slice(j, j + 1)))
-    for (r, c), v in np.ndenumerate(partial):
-        if np.isnan(v):
-            axes[3].add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color="white"))
     if learner is not None:
         try:
             mine = torch.as_tensor(learner(model.x, model.k), dtype=torch.float64)

@@ -1,0 +1,47 @@
+"""Pins agree everywhere: pyproject.toml, environment.yml, constraints.txt and what is installed."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import re
+import tomllib
+
+from course import REPO
+
+from convcourse.environment import EXPECTED, check_environment
+
+
+def pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = project["dependencies"] + project["optional-dependencies"]["dev"]
+    parsed = {}
+    for pin in pins:
+        name, _, version = pin.partition("==")
+        assert version, f"{pin} is not pinned with =="
+        parsed[name.lower().replace("_", "-")] = version
+    return parsed
+
+
+def test_environment_yml_pins_equal_pyproject():
+    yml = (REPO / "environment.yml").read_text()
+    yml_pins = {m[0].lower().replace("_", "-"): m[1] for m in re.findall(r"^\s+- ([A-Za-z0-9_.-]+)==(\S+)$", yml, re.M)}
+    runtime = {k: v for k, v in pyproject_pins().items() if k not in ("pytest", "pytest-timeout", "playwright")}
+    assert {k: yml_pins.get(k) for k in runtime} == runtime
+    assert "python=3.11" in yml and "- -e ." in yml
+
+
+def test_constraints_cover_every_direct_pin_and_installed_versions_match():
+    constraints = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            constraints[name.lower().replace("_", "-")] = version
+    for name, version in pyproject_pins().items():
+        assert constraints.get(name) == version, name
+        assert metadata.version(name).split("+")[0] == version, name
+
+
+def test_environment_check_reports_ok_here():
+    rows = check_environment()
+    assert all(ok for _, ok, _ in rows), rows
+    assert set(EXPECTED) <= set(pyproject_pins())
