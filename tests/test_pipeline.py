@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from course import REPO, cell_by_id, graded_ids, run_in
 
@@ -55,3 +57,24 @@ def test_answer_key_scores_full_marks_and_release_scores_zero(course_factory, le
     released = course.autograded(lesson, "blank")
     for grade_id in blank:
         assert any(o.get("output_type") == "error" for o in cell_by_id(released, grade_id).outputs), grade_id
+
+
+def test_source_notebooks_are_committed_without_outputs():
+    for lesson in LESSONS:
+        nb = json.loads((REPO / "autograder" / "source" / lesson / f"{lesson}.ipynb").read_text())
+        dirty = [i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")]
+        assert not dirty, f"{lesson}: cells {dirty} keep outputs; clear them before committing"
+
+
+def test_every_graded_cell_ends_in_an_assert():
+    """A bare expression as a test's last statement can give full credit to wrong code."""
+    import ast
+
+    for lesson in LESSONS:
+        nb = json.loads((REPO / "autograder" / "source" / lesson / f"{lesson}.ipynb").read_text())
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade") and not meta.get("solution"):
+                tree = ast.parse("".join(cell["source"]))
+                assert tree.body and isinstance(tree.body[-1], ast.Assert), (lesson, meta["grade_id"])
+                assert meta.get("points", 0) > 0, (lesson, meta["grade_id"])

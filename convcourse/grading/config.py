@@ -23,6 +23,7 @@ def apply(c: Config, root: str | Path | None = None) -> Config:
 
     from .execute import GuardedExecute
     from .feedback import HideHiddenTests
+    from .solution import StripSolutionDelimiters
 
     if root is not None:
         c.CourseDirectory.root = str(root)
@@ -42,7 +43,7 @@ def apply(c: Config, root: str | Path | None = None) -> Config:
     ]
     # The answer key: solutions in place, hidden tests removed, never executed (no outputs committed).
     c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme,
-                                        ClearHiddenTests]
+                                        ClearHiddenTests, StripSolutionDelimiters]
     c.ClearHiddenTests.enforce_metadata = True
     c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
     return c
