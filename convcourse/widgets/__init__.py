@@ -38,15 +38,16 @@ class FigureView:
         return {name: control.value for name, control in self.controls.items()}
 
     def update(self) -> plt.Figure:
+        from IPython.display import display
+
         start = time.perf_counter()
-        with plt.ioff():
-            figure = self.draw(**self.values())
+        figure = self.draw(**self.values())
         self.output.clear_output(wait=True)
         with self.output:
-            from IPython.display import display
             display(figure)
-        if self.last_figure is not None and self.last_figure is not figure:
-            plt.close(self.last_figure)
+        # Closed at once: the Output already holds the rendered image, and an open figure would be shown
+        # again by the inline backend at the end of whatever cell runs next.
+        plt.close(figure)
         self.last_figure = figure
         self.last_seconds = time.perf_counter() - start
         return figure

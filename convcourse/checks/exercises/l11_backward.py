@@ -1,0 +1,311 @@
+"""Lesson 11: ``conv2d_backward`` (gradients by hand) and ``Conv2dFunction`` (an autograd.Function).
+
+The reference is always torch's autograd: F.conv2d on tensors that require grad, then
+``torch.autograd.grad``. Both exercises compare the three gradients part by part, so a message
+says which of grad_input, grad_weight, grad_bias is wrong and, when it recognises the mistake, why.
+
+Scope: padding is an int or a (pad_h, pad_w) tuple ('same'/'valid' are not part of this lesson)
+and the input is batched (N, C, H, W).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import _guard
+from ..conv import pair, randn
+from ..core import CONVOLUTION_OPS, Exercise, GradingError, Inputs, _Tripwire, describe_value, first_difference, register
+
+RTOL, ATOL = 1e-6, 1e-8
+PARTS = ("grad_input", "grad_weight", "grad_bias")
+
+
+def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def torch_gradients(grad_output: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, stride: Any = 1,
+                    padding: Any = 0, dilation: Any = 1, groups: int = 1) -> tuple[torch.Tensor, ...]:
+    """(grad_input, grad_weight, grad_bias) from torch's autograd of F.conv2d."""
+    x = input.detach().clone().requires_grad_(True)
+    w = weight.detach().clone().requires_grad_(True)
+    b = torch.zeros(weight.shape[0], dtype=weight.dtype, requires_grad=True)
+    with torch.enable_grad():
+        out = _guard.conv2d(x, w, b, stride, padding, dilation, groups)
+        if tuple(out.shape) != tuple(grad_output.shape):
+            raise ValueError(f"grad_output has shape {tuple(grad_output.shape)}, the output {tuple(out.shape)}")
+        grads = torch.autograd.grad(out, (x, w, b), grad_output)
+    return tuple(g.detach() for g in grads)
+
+
+def _wrong_grad_inputs(inputs: Inputs) -> dict[str, torch.Tensor]:
+    """grad_input of common mistakes (computed with torch, for recognition only)."""
+    g, w = inputs["grad_output"], inputs["weight"]
+    x = inputs["input"]
+    args = dict(stride=inputs.get("stride", 1), padding=inputs.get("padding", 0),
+                dilation=inputs.get("dilation", 1), groups=inputs.get("groups", 1))
+    out: dict[str, torch.Tensor] = {}
+    try:
+        out["it matches the gradient for the flipped kernel: grad_input spreads grad_output[i, j] * "
+            "w[a, b] back onto the input pixel that w[a, b] touched, so no flip is needed when you "
+            "scatter (the 'full correlation' form flips the kernel once; check you did not flip twice)."] = \
+            torch_gradients(g, x, w.flip(-1, -2), **args)[0]
+    except Exception:
+        pass
+    try:
+        out["every sample's grad_input uses the first sample's grad_output: use grad_output[n] "
+            "for sample n."] = \
+            torch_gradients(g[:1].expand_as(g).contiguous(), x, w, **args)[0]
+    except Exception:
+        pass
+    return out
+
+
+def _wrong_grad_weights(inputs: Inputs) -> dict[str, torch.Tensor]:
+    g, x, w = inputs["grad_output"], inputs["input"], inputs["weight"]
+    args = dict(stride=inputs.get("stride", 1), padding=inputs.get("padding", 0),
+                dilation=inputs.get("dilation", 1), groups=inputs.get("groups", 1))
+    right = torch_gradients(g, x, w, **args)[1]
+    out: dict[str, torch.Tensor] = {
+        "grad_weight is flipped: grad_weight[o, c, a, b] collects input pixels at offset "
+        "(a*dilation, b*dilation) from each window's corner, not at the mirrored offset.": right.flip(-1, -2),
+        "grad_weight is divided by the batch size: the loss is a sum, so sum over the batch "
+        "(no mean).": right / max(x.shape[0], 1),
+    }
+    if x.shape[0] > 1:
+        out["grad_weight only counts the first sample: sum the contributions of every sample "
+            "in the batch."] = torch_gradients(g[:1], x[:1], w, **args)[1]
+    if right.shape[-1] == right.shape[-2]:
+        out["grad_weight has its kernel rows and columns swapped (a and b exchanged)."] = right.transpose(-1, -2)
+    return out
+
+
+def _wrong_grad_biases(inputs: Inputs) -> dict[str, torch.Tensor]:
+    g = inputs["grad_output"]
+    return {
+        "grad_bias is averaged: it is the SUM of grad_output over batch, height and width.": g.mean((0, 2, 3)),
+        "grad_bias only sums the first sample: sum over the batch too.": g[0].sum((1, 2)),
+    }
+
+
+def _shape_message(part: str, got: tuple[int, ...], expected: tuple[int, ...], inputs: Inputs) -> str:
+    message = f"{part} has the wrong shape {got}; it must be {expected}, the shape of "
+    message += {"grad_input": "input", "grad_weight": "weight", "grad_bias": "the bias (out_channels,)"}[part] + "."
+    if part == "grad_input" and len(got) == 4 and tuple(got[:2]) == tuple(expected[:2]):
+        w, g = inputs["weight"], inputs["grad_output"]
+        (sh, sw), (ph, pw), (dh, dw) = (pair(inputs.get(k, d)) for k, d in
+                                        (("stride", 1), ("padding", 0), ("dilation", 1)))
+        reach = [(g.shape[2] - 1) * sh + dh * (w.shape[2] - 1) + 1, (g.shape[3] - 1) * sw + dw * (w.shape[3] - 1) + 1]
+        if list(got[2:]) == [reach[0] - 2 * ph, reach[1] - 2 * pw] or list(got[2:]) == reach:
+            message += (" Remember output_padding when stride doesn't divide evenly: the last rows/columns "
+                        "of the input that no window reached still belong to grad_input (their gradient "
+                        "is 0). Size grad_input from the input, not from the output.")
+        elif list(got[2:]) == [expected[2] + 2 * ph, expected[3] + 2 * pw]:
+            message += " It still includes the padding: crop the padded border off at the end."
+    elif part == "grad_weight" and len(got) == 4 and tuple(got) == (expected[1], expected[0], *expected[2:]):
+        message += " In and out channels are swapped."
+    elif part == "grad_bias" and len(got) != 1:
+        message += " Sum grad_output over batch, height AND width."
+    return message
+
+
+def compare_gradients(got: Any, expected: tuple[torch.Tensor, ...], inputs: Inputs, who: str) -> str | None:
+    """Per-part comparison of (grad_input, grad_weight, grad_bias); None when all three match."""
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        return (f"{who} should return a tuple (grad_input, grad_weight, grad_bias), but it returned "
+                f"{describe_value(got) if not isinstance(got, (tuple, list)) else f'{len(got)} values'}.")
+    wrong_makers = {"grad_input": _wrong_grad_inputs, "grad_weight": _wrong_grad_weights,
+                    "grad_bias": _wrong_grad_biases}
+    problems, fine = [], []
+    for part, value, right in zip(PARTS, got, expected):
+        if value is None:
+            problems.append(f"{part} is None; return a tensor.")
+            continue
+        try:
+            value = value.detach() if _guard.is_tensor(value) else _guard.as_tensor(value, dtype=right.dtype)
+        except Exception:
+            problems.append(f"{part} should be a tensor, but it is {type(value).__name__}.")
+            continue
+        if tuple(value.shape) != tuple(right.shape):
+            problems.append(_shape_message(part, tuple(value.shape), tuple(right.shape), inputs))
+            continue
+        if value.dtype != right.dtype:
+            problems.append(f"{part} has dtype {str(value.dtype).replace('torch.', '')}, but the inputs are "
+                            f"{str(right.dtype).replace('torch.', '')}: create it with dtype=input.dtype.")
+            continue
+        if not _guard.allclose(value.double(), right.double(), rtol=RTOL, atol=ATOL, equal_nan=True):
+            message = f"{part} wrong: {first_difference(value, right, RTOL, ATOL)}."
+            try:
+                known = wrong_makers[part](inputs)
+            except Exception:
+                known = {}
+            for explanation, wrong in known.items():
+                if tuple(wrong.shape) == tuple(value.shape) and _guard.allclose(
+                        value.double(), wrong.double(), rtol=RTOL, atol=ATOL):
+                    message += f"\nLikely mistake: {explanation}"
+                    break
+            problems.append(message)
+            continue
+        fine.append(part)
+    if not problems:
+        return None
+    settings = ", ".join(f"{k}={inputs[k]!r}" for k in ("stride", "padding", "dilation", "groups") if k in inputs)
+    shapes = (f"grad_output {tuple(inputs['grad_output'].shape)}, input {tuple(inputs['input'].shape)}, "
+              f"weight {tuple(inputs['weight'].shape)}")
+    header = f"{who} with {shapes}, {settings}:"
+    tail = f"\n(correct: {', '.join(fine)})" if fine else ""
+    return header + "\n- " + "\n- ".join(problems) + tail
+
+
+# ---------------------------------------------------------------- exercise 1: conv2d_backward
+
+def _backward_reference(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+    return torch_gradients(grad_output, input, weight, stride, padding, dilation, groups)
+
+
+def backward_case(n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int, *, stride: Any = 1,
+                  padding: Any = 0, dilation: Any = 1, groups: int = 1, seed: int = 0) -> Inputs:
+    """A conv2d_backward case with a grad_output of the right shape (float64, fixed seed)."""
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    out_h, out_w = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
+    return dict(grad_output=randn(n, c_out, out_h, out_w, seed=seed), input=randn(n, c_in, h, w, seed=seed + 1),
+                weight=randn(c_out, c_in // groups, kh, kw, seed=seed + 2), stride=stride, padding=padding,
+                dilation=dilation, groups=groups)
+
+
+# (n, c_in, h, w, c_out, kh, kw, options)
+_VISIBLE = [
+    (1, 1, 5, 5, 1, 3, 3, {}),
+    (2, 2, 6, 7, 3, 3, 2, dict(stride=2, padding=1)),
+]
+_HIDDEN = [
+    (2, 3, 7, 6, 4, 3, 3, dict(stride=(2, 1), padding=(1, 0))),
+    (1, 2, 8, 8, 2, 3, 3, dict(stride=3)),                       # stride does not divide: output_padding
+    (2, 2, 9, 7, 3, 2, 3, dict(dilation=(2, 1), padding=(2, 1))),
+    (1, 4, 6, 6, 6, 3, 3, dict(groups=2, padding=1)),
+    (2, 3, 5, 6, 3, 3, 3, dict(groups=3, stride=2)),             # depthwise
+    (1, 2, 5, 4, 3, 1, 1, {}),                                    # 1x1 kernel
+    (1, 1, 4, 3, 2, 6, 5, dict(padding=1)),                       # kernel == padded input
+    (3, 1, 7, 9, 2, 4, 2, dict(stride=(3, 2), dilation=2, padding=(2, 1))),
+    (1, 4, 7, 7, 4, 3, 2, dict(groups=4, dilation=2, stride=(1, 2), padding=(0, 2))),
+]
+
+
+def _suite(rows, base):
+    return lambda: [backward_case(*row[:7], seed=base + 10 * i, **row[7]) for i, row in enumerate(rows)]
+
+
+BACKWARD = register(Exercise(
+    name="conv2d_backward", lesson="11_backward", reference=_backward_reference, kind="custom",
+    banned=CONVOLUTION_OPS,
+    compare=lambda got, expected, inputs: compare_gradients(got, expected, inputs, "conv2d_backward"),
+    suites={"visible": _suite(_VISIBLE, 100), "hidden": _suite(_HIDDEN, 200)},
+))
+
+
+# ---------------------------------------------------------------- exercise 2: Conv2dFunction
+
+def _grad_output_for(shape: tuple[int, ...]) -> torch.Tensor:
+    return randn(*shape, seed=7 + sum(shape))
+
+
+def _function_reference(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x = input.detach().clone().requires_grad_(True)
+    w = weight.detach().clone().requires_grad_(True)
+    b = None if bias is None else bias.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = _guard.conv2d(x, w, b, stride, padding, dilation, groups)
+        grad_output = _grad_output_for(tuple(out.shape))
+        leaves = [t for t in (x, w, b) if t is not None]
+        grads = list(torch.autograd.grad(out, leaves, grad_output))
+    if b is None:
+        grads.append(grad_output.sum((0, 2, 3)))
+    return out.detach(), tuple(g.detach() for g in grads)
+
+
+def _compare_function(got: Any, expected: tuple[torch.Tensor, tuple[torch.Tensor, ...]], inputs: Inputs) -> str | None:
+    who = "Conv2dFunction.apply"
+    out_expected, grads_expected = expected
+    if not _guard.is_tensor(got):
+        return f"{who} should return the output tensor, but it returned {describe_value(got)}."
+    if tuple(got.shape) != tuple(out_expected.shape):
+        return f"{who}: the forward output has shape {tuple(got.shape)}, but F.conv2d gives {tuple(out_expected.shape)}."
+    if not _guard.allclose(got.detach().double(), out_expected.double(), rtol=RTOL, atol=ATOL):
+        return f"{who}: the forward output is wrong: {first_difference(got.detach(), out_expected, RTOL, ATOL)}."
+    node = got.grad_fn
+    forward_cls = getattr(type(node), "_forward_cls", None) if node is not None else None
+    if forward_cls is None:
+        return (f"{who}: the output is not connected to autograd through your Function (no grad_fn); "
+                "call Conv2dFunction.apply(...) and return the output of forward as it is.")
+    # The tensors the learner's forward received (the grader's copies), in order input, weight, bias.
+    leaves = []
+    for next_node, _ in node.next_functions[:3]:
+        leaves.append(getattr(next_node, "variable", None) if next_node is not None else None)
+    present = [t for t in leaves if t is not None]
+    grad_output = _grad_output_for(tuple(got.shape))
+    tripwire = _Tripwire(CONVOLUTION_OPS)
+    try:
+        with tripwire:
+            grads = torch.autograd.grad(got, present, grad_output, allow_unused=True)
+    except Exception as error:
+        if tripwire.hits:
+            return (f"{who}: backward called torch's convolution ({', '.join(sorted(set(tripwire.hits)))}); "
+                    "compute the gradients with your conv2d_backward.")
+        return f"{who}: backward raised {type(error).__name__}: {error}"
+    found = iter(grads)
+    ordered = [next(found) if t is not None else None for t in leaves]
+    while len(ordered) < 3:
+        ordered.append(None)
+    if inputs.get("bias") is None:
+        ordered[2] = grads_expected[2]  # no bias: nothing to compare
+    case = dict(grad_output=grad_output, input=inputs["input"], weight=inputs["weight"],
+                **{k: inputs[k] for k in ("stride", "padding", "dilation", "groups") if k in inputs})
+    problem = compare_gradients(tuple(ordered), grads_expected, case, f"{who} (backward)")
+    if problem:
+        return problem
+    # Finally torch's own numerical test of the backward, in float64.
+    args = tuple(inputs.get(k, d) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)))
+    tensors = tuple(t.detach().clone().requires_grad_(True) for t in present)
+
+    def run(*ts):
+        i, w, *rest = ts
+        return forward_cls.apply(i, w, rest[0] if rest else None, *args)
+
+    try:
+        torch.autograd.gradcheck(run, tensors, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
+    except Exception as error:
+        return f"{who}: torch.autograd.gradcheck fails: {str(error).strip().splitlines()[0][:300]}"
+    return None
+
+
+def function_case(n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int, *, bias: bool = True,
+                  stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1, seed: int = 0) -> Inputs:
+    """Inputs for Conv2dFunction.apply: float64 tensors that require grad, then the conv settings."""
+    return dict(input=randn(n, c_in, h, w, seed=seed).requires_grad_(True),
+                weight=randn(c_out, c_in // groups, kh, kw, seed=seed + 1).requires_grad_(True),
+                bias=randn(c_out, seed=seed + 2).requires_grad_(True) if bias else None,
+                stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+_F_VISIBLE = [
+    (1, 2, 5, 5, 3, 3, 3, {}),
+    (2, 2, 6, 5, 2, 2, 3, dict(stride=2, padding=(1, 0))),
+]
+_F_HIDDEN = [
+    (2, 4, 7, 6, 4, 3, 3, dict(groups=2, dilation=(1, 2), padding=1)),
+    (1, 3, 8, 7, 3, 3, 2, dict(groups=3, stride=(3, 2))),
+    (1, 2, 5, 5, 2, 1, 1, dict(bias=False)),
+    (2, 1, 6, 9, 2, 3, 3, dict(stride=2, padding=(0, 2), dilation=2, bias=False)),
+]
+
+
+def _f_suite(rows, base):
+    return lambda: [function_case(*row[:7], seed=base + 10 * i, **row[7]) for i, row in enumerate(rows)]
+
+
+FUNCTION = register(Exercise(
+    name="Conv2dFunction", lesson="11_backward", reference=_function_reference, kind="custom",
+    compare=_compare_function, suites={"visible": _f_suite(_F_VISIBLE, 300), "hidden": _f_suite(_F_HIDDEN, 400)},
+))

@@ -1,0 +1,264 @@
+"""Lesson 11 widget: which outputs an input pixel touches, and which inputs and weights an output uses.
+
+The model, :class:`ConvGeometry`, is pure index arithmetic (no torch convolution), so it can be
+tested headless against torch's autograd. :func:`draw` shows the input (with its padding), the
+kernel and the output side by side; :func:`backward_widget` wraps it in controls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..plots import COLORS
+from . import FigureView
+
+Pair = tuple[int, int]
+Link = tuple[Pair, Pair]  # ((row, col) of the other pixel, (a, b) kernel tap)
+
+INPUT_TO_OUTPUTS = "input → outputs"
+OUTPUT_TO_INPUTS = "output → inputs"
+
+
+def _pair(value: int | tuple[int, int]) -> Pair:
+    return (int(value[0]), int(value[1])) if isinstance(value, (tuple, list)) else (int(value), int(value))
+
+
+@dataclasses.dataclass
+class ConvGeometry:
+    """Index bookkeeping of one 2-D convolution: who touches whom, through which kernel tap."""
+
+    height: int
+    width: int
+    kernel_size: int | tuple[int, int] = 3
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    dilation: int | tuple[int, int] = 1
+
+    def __post_init__(self) -> None:
+        self.kernel_size, self.stride = _pair(self.kernel_size), _pair(self.stride)
+        self.padding, self.dilation = _pair(self.padding), _pair(self.dilation)
+        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError("kernel size, stride and dilation must be >= 1 and padding >= 0")
+        if min(self.out_shape) < 1:
+            raise ValueError(f"the kernel (with dilation) does not fit in the padded {self.height}x{self.width} input")
+
+    @property
+    def out_shape(self) -> Pair:
+        return tuple(  # type: ignore[return-value]
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, k, s, p, d in zip((self.height, self.width), self.kernel_size, self.stride, self.padding,
+                                        self.dilation))
+
+    def inputs_of(self, i: int, j: int) -> list[Link]:
+        """The input pixels output (i, j) reads, with the tap that multiplies each. Rows/columns
+        outside 0..H-1 / 0..W-1 are padding (zeros)."""
+        if not (0 <= i < self.out_shape[0] and 0 <= j < self.out_shape[1]):
+            raise ValueError(f"output pixel ({i}, {j}) is outside the {self.out_shape} output")
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        return [((i * sh + a * dh - ph, j * sw + b * dw - pw), (a, b)) for a in range(kh) for b in range(kw)]
+
+    def outputs_of(self, r: int, c: int) -> list[Link]:
+        """The output pixels input pixel (r, c) contributes to, with the tap that multiplies it."""
+        if not (0 <= r < self.height and 0 <= c < self.width):
+            raise ValueError(f"input pixel ({r}, {c}) is outside the {self.height}x{self.width} input")
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        links = []
+        for a in range(kh):
+            for b in range(kw):
+                top, left = r + ph - a * dh, c + pw - b * dw  # where the window's corner must be
+                if top % sh or left % sw:
+                    continue
+                i, j = top // sh, left // sw
+                if 0 <= i < self.out_shape[0] and 0 <= j < self.out_shape[1]:
+                    links.append(((i, j), (a, b)))
+        return links
+
+    def touch_counts(self) -> torch.Tensor:
+        """(H, W): how many (output pixel, tap) products each input pixel takes part in."""
+        counts = torch.zeros(self.height, self.width, dtype=torch.int64)
+        for r in range(self.height):
+            for c in range(self.width):
+                counts[r, c] = len(self.outputs_of(r, c))
+        return counts
+
+    def clamp(self, mode: str, row: int, col: int) -> Pair:
+        """(row, col) clipped to the grid that ``mode`` picks from (input or output)."""
+        rows, cols = (self.height, self.width) if mode == INPUT_TO_OUTPUTS else self.out_shape
+        return min(max(row, 0), rows - 1), min(max(col, 0), cols - 1)
+
+
+def example_kernel(kernel_size: int | tuple[int, int]) -> torch.Tensor:
+    """A kernel whose taps are 1, 2, 3, ... so that every tap is recognisable in a gradient."""
+    kh, kw = _pair(kernel_size)
+    return torch.arange(1, kh * kw + 1, dtype=torch.float64).reshape(kh, kw)
+
+
+def learner_grad_input(conv2d_backward: Callable, geometry: ConvGeometry, mode: str, row: int,
+                       col: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(learner's grad_input, torch's) on the widget's example, as (H, W) tensors.
+
+    Output mode: grad_output is 1 at the chosen output pixel, so grad_input is the kernel laid
+    over the inputs that pixel reads. Input mode: grad_output is all ones, so grad_input[r, c] is
+    the sum of the taps that touch (r, c)."""
+    weight = example_kernel(geometry.kernel_size)[None, None]
+    x = torch.zeros(1, 1, geometry.height, geometry.width, dtype=torch.float64)
+    grad_output = torch.zeros(1, 1, *geometry.out_shape, dtype=torch.float64)
+    if mode == OUTPUT_TO_INPUTS:
+        grad_output[0, 0, row, col] = 1.0
+    else:
+        grad_output += 1.0
+    args = dict(stride=geometry.stride, padding=geometry.padding, dilation=geometry.dilation, groups=1)
+    x_ref = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = torch.nn.functional.conv2d(x_ref, weight, None, **args)
+        (expected,) = torch.autograd.grad(out, x_ref, grad_output)
+    mine = conv2d_backward(grad_output.clone(), x.clone(), weight.clone(), **args)[0]
+    return torch.as_tensor(mine, dtype=torch.float64).reshape(expected.shape)[0, 0], expected[0, 0]
+
+
+def _grid(ax: plt.Axes, shape: Pair, title: str, *, pad: Pair = (0, 0), marks: dict[Pair, str] | None = None,
+          chosen: Pair | None = None, color: str = COLORS["input"], values: np.ndarray | None = None) -> None:
+    """A grid of cells; padding cells grey, marked cells coloured and labelled, the chosen one outlined."""
+    rows, cols = shape[0] + 2 * pad[0], shape[1] + 2 * pad[1]
+    rgb = np.ones((rows, cols, 3))
+    rgb[:pad[0]], rgb[rows - pad[0]:] = 0.85, 0.85
+    rgb[:, :pad[1]], rgb[:, cols - pad[1]:] = 0.85, 0.85
+    tint = np.array(matplotlib_color(color))
+    for (r, c), _ in (marks or {}).items():
+        rr, cc = r + pad[0], c + pad[1]
+        if 0 <= rr < rows and 0 <= cc < cols:
+            rgb[rr, cc] = 0.45 + 0.55 * tint if (r, c) != chosen else tint
+    ax.imshow(rgb, extent=(-pad[1] - 0.5, shape[1] + pad[1] - 0.5, shape[0] + pad[0] - 0.5, -pad[0] - 0.5))
+    for (r, c), label in (marks or {}).items():
+        ax.text(c, r, label, ha="center", va="center", fontsize=7)
+    if values is not None:
+        for (r, c), v in np.ndenumerate(values):
+            if (r, c) not in (marks or {}) and v:
+                ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=7, color="#333")
+    if chosen is not None:
+        ax.add_patch(plt.Rectangle((chosen[1] - 0.5, chosen[0] - 0.5), 1, 1, fill=False, lw=2.5,
+                                   edgecolor=COLORS["highlight"]))
+    ax.set_xticks(range(-pad[1], shape[1] + pad[1]))
+    ax.set_yticks(range(-pad[0], shape[0] + pad[0]))
+    ax.tick_params(length=0, labelsize=6)
+    ax.set_xticks(np.arange(-pad[1] - 0.5, shape[1] + pad[1]), minor=True)
+    ax.set_yticks(np.arange(-pad[0] - 0.5, shape[0] + pad[0]), minor=True)
+    ax.grid(which="minor", color="#999", lw=0.5)
+    ax.set_title(title, fontsize=10)
+
+
+def matplotlib_color(name: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(name)
+
+
+def draw(geometry: ConvGeometry, mode: str, row: int, col: int,
+         conv2d_backward: Callable | None = None) -> plt.Figure:
+    """Input, kernel and output grids with the links of the chosen pixel (and the learner's grad_input)."""
+    row, col = geometry.clamp(mode, row, col)
+    kh, kw = geometry.kernel_size
+    panels = 4 if conv2d_backward is not None else 3
+    oh, ow = geometry.out_shape
+    ph, pw = geometry.padding
+    # A Figure outside pyplot: the widget's redraws never pile up in pyplot's list of open figures.
+    fig = Figure(figsize=(3.2 * panels, 3.6), layout="constrained")
+    axes = fig.subplots(1, panels, gridspec_kw={"width_ratios": [geometry.width + 2 * pw, max(kw, 2), max(ow, 2)]
+                                                + ([geometry.width] if panels == 4 else [])})
+    tap = lambda ab: f"w{ab[0]}{ab[1]}"  # noqa: E731
+    if mode == INPUT_TO_OUTPUTS:
+        links = geometry.outputs_of(row, col)
+        _grid(axes[0], (geometry.height, geometry.width), f"input (pick {row}, {col})", pad=geometry.padding,
+              marks={(row, col): "x"}, chosen=(row, col))
+        _grid(axes[1], (kh, kw), "kernel taps used", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"])
+        _grid(axes[2], (oh, ow), f"outputs touched: {len(links)}", marks={ij: tap(ab) for ij, ab in links},
+              color=COLORS["output"])
+        terms = [f"g[{i},{j}]·w[{a},{b}]" for (i, j), (a, b) in links]
+        title = f"grad_input[{row}, {col}] = " + (" + ".join(terms) if terms else "0 (no window reads this pixel)")
+    else:
+        links = geometry.inputs_of(row, col)
+        _grid(axes[0], (geometry.height, geometry.width), "inputs read (grey = padding)", pad=geometry.padding,
+              marks={rc: tap(ab) for rc, ab in links}, color=COLORS["input"])
+        _grid(axes[1], (kh, kw), "every tap", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"])
+        _grid(axes[2], (oh, ow), f"output (pick {row}, {col})", marks={(row, col): "g"}, chosen=(row, col),
+              color=COLORS["output"])
+        inside = [(rc, ab) for rc, ab in links if 0 <= rc[0] < geometry.height and 0 <= rc[1] < geometry.width]
+        title = (f"out[{row}, {col}] reads {len(inside)} input pixels ({len(links) - len(inside)} in the padding): "
+                 f"grad_weight[a, b] += g[{row},{col}]·x[input at tap (a, b)]")
+    if conv2d_backward is not None:
+        ax = axes[3]
+        try:
+            mine, expected = learner_grad_input(conv2d_backward, geometry, mode, row, col)
+            ok = bool(torch.allclose(mine, expected))
+            _grid(ax, (geometry.height, geometry.width),
+                  f"your grad_input {'✓' if ok else '✗ differs'}", values=mine.numpy(),
+                  marks={} if ok else {divmod(int((mine - expected).abs().argmax()), geometry.width): "✗"},
+                  color=COLORS["highlight"])
+            ax.set_xlabel("grad_output = " + ("1 at the picked output" if mode == OUTPUT_TO_INPUTS else "all ones"),
+                          fontsize=8)
+        except NotImplementedError:
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, "your conv2d_backward:\nnot implemented yet", ha="center", va="center")
+        except Exception as error:  # the learner's bug is shown, not raised
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, f"your conv2d_backward raised\n{type(error).__name__}", ha="center", va="center",
+                    color=COLORS["highlight"])
+    fig.suptitle(title if len(title) < 140 else title[:137] + "…", fontsize=9)
+    return fig
+
+
+def touch_counts_figure(height: int = 9, width: int = 9,
+                        settings: tuple[dict, ...] = (dict(kernel_size=3), dict(kernel_size=3, stride=2),
+                                                      dict(kernel_size=4, stride=2),
+                                                      dict(kernel_size=3, dilation=2))) -> plt.Figure:
+    """Heat maps of :meth:`ConvGeometry.touch_counts` for a few settings, side by side."""
+    fig, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 3.3), layout="constrained")
+    for ax, options in zip(np.atleast_1d(axes), settings):
+        counts = ConvGeometry(height, width, **options).touch_counts().numpy()
+        ax.imshow(counts, cmap="Purples", vmin=0, vmax=max(int(counts.max()), 1))
+        for (r, c), v in np.ndenumerate(counts):
+            ax.text(c, r, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.6 * counts.max() else "black")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(", ".join(f"{k.replace('kernel_size', 'k')}={v}" for k, v in options.items()), fontsize=9)
+    fig.supxlabel("Number in each input pixel: how many products (output pixel × tap) it enters, "
+                  "so how many terms its gradient sums.", fontsize=9, style="italic")
+    return fig
+
+
+def backward_widget(height: int = 7, width: int = 7, conv2d_backward: Callable | None = None) -> FigureView:
+    """Pick an input pixel to see the outputs it touches, or an output pixel to see what it reads."""
+    size = max(height, width)
+    controls = {
+        "mode": w.ToggleButtons(options=[INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS], value=INPUT_TO_OUTPUTS,
+                                description="pick"),
+        "row": w.IntSlider(value=2, min=0, max=size - 1, description="row"),
+        "col": w.IntSlider(value=3, min=0, max=size - 1, description="col"),
+        "kernel_size": w.IntSlider(value=3, min=1, max=4, description="kernel"),
+        "stride": w.IntSlider(value=2, min=1, max=3, description="stride"),
+        "padding": w.IntSlider(value=1, min=0, max=2, description="padding"),
+        "dilation": w.IntSlider(value=1, min=1, max=3, description="dilation"),
+    }
+
+    def redraw(mode, row, col, kernel_size, stride, padding, dilation):
+        try:
+            geometry = ConvGeometry(height, width, kernel_size, stride, padding, dilation)
+        except ValueError as error:
+            fig = Figure(figsize=(6, 1.2))
+            ax = fig.subplots()
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, str(error), ha="center", va="center", color=COLORS["highlight"])
+            return fig
+        return draw(geometry, mode, row, col, conv2d_backward)
+
+    return FigureView(redraw, controls, title="Who touches whom",
+                      description="Row/col pick a pixel of the input or of the output (clipped to its grid). "
+                                  "Labels wAB name the kernel tap that links the two pixels.")

@@ -1,0 +1,78 @@
+"""Lesson 12 widget: a test digit, what each of the model's Conv2d layers makes of it, and the prediction.
+
+The model side is :func:`convcourse.training.feature_maps` / :func:`class_probabilities` (pure,
+headless); :func:`draw` renders one digit; :func:`feature_map_widget` adds the controls.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from ..plots import COLORS
+from ..training import course_convs, feature_maps, model_device, mosaic
+from . import FigureView
+
+
+@torch.no_grad()
+def class_probabilities(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Softmax of the model's 10 logits for one (1, H, W) image, on the CPU."""
+    was_training = model.training
+    model.eval()
+    try:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), image.dtype)
+        logits = model(image[None].to(device=model_device(model), dtype=dtype))[0]
+    finally:
+        model.train(was_training)
+    return torch.softmax(logits.double(), 0).cpu()
+
+
+def draw(model: nn.Module | None, images: torch.Tensor, labels: torch.Tensor, index: int,
+         layer: str | None = None) -> Figure:
+    """Digit ``index``, the feature maps of ``layer`` (default: the first Conv2d) and the class probabilities."""
+    fig = Figure(figsize=(11, 3.3), layout="constrained")
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2.6, 1.4]})
+    image, label = images[index], int(labels[index])
+    axes[0].imshow(image[0].numpy(), cmap="gray_r")
+    axes[0].set_title(f"test digit #{index} (label {label})")
+    axes[0].set_axis_off()
+    convs = course_convs(model) if model is not None else []
+    if not convs:
+        for ax in axes[1:]:
+            ax.set_axis_off()
+        axes[1].text(0.5, 0.5, "no model with a Conv2d yet:\nimplement build_model and train_model",
+                     ha="center", va="center", color="#555")
+        return fig
+    maps = feature_maps(model, image)
+    name = layer if layer in maps else next(iter(maps))
+    tiles = mosaic(maps[name])
+    limit = float(np.nanmax(np.abs(tiles))) or 1.0
+    axes[1].imshow(np.ma.masked_invalid(tiles), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    axes[1].set_title(f"'{name}' output: {maps[name].shape[0]} maps of {tuple(maps[name].shape[1:])}")
+    axes[1].set_axis_off()
+    probabilities = class_probabilities(model, image).numpy()
+    guess = int(probabilities.argmax())
+    colors = [COLORS["output"] if d == label else (COLORS["highlight"] if d == guess else "#bbb") for d in range(10)]
+    axes[2].barh(range(10), probabilities, color=colors)
+    axes[2].set_yticks(range(10))
+    axes[2].invert_yaxis()
+    axes[2].set_xlim(0, 1)
+    axes[2].set_title(f"prediction: {guess} {'✓' if guess == label else '✗'}")
+    axes[2].set_xlabel("probability")
+    return fig
+
+
+def feature_map_widget(model: nn.Module | None, images: torch.Tensor, labels: torch.Tensor) -> FigureView:
+    """Browse test digits and the feature maps each Conv2d layer of ``model`` computes for them."""
+    names = [name for name, _ in course_convs(model)] if model is not None else []
+    controls = {
+        "index": w.IntSlider(value=0, min=0, max=len(images) - 1, description="digit"),
+        "layer": w.Dropdown(options=names or ["(none)"], description="layer"),
+    }
+    return FigureView(lambda index, layer: draw(model, images, labels, index, layer), controls,
+                      title="Inside the network",
+                      description="Red: positive responses, blue: negative. Green bar: the true label; "
+                                  "red bar: a wrong prediction.")
