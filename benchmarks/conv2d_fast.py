@@ -1,0 +1,75 @@
+"""Time the answer key's conv2d_fast (lesson 09) against F.conv2d on ResNet-like layers.
+
+    .venv/bin/python benchmarks/conv2d_fast.py                 # CPU, float32
+    .venv/bin/python benchmarks/conv2d_fast.py --device cuda   # GPU
+
+Prints times and the ratio conv2d_fast / F.conv2d (the target on CPU is <= 1.5). Figures only: nothing
+here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from _notebook_code import load_function  # noqa: E402
+
+SHAPES = [  # (batch, in_channels, out_channels, size, kernel, padding)
+    (32, 64, 64, 56, 3, 1),
+    (16, 128, 128, 28, 3, 1),
+]
+
+
+def measure(fn, *args, device: str, repeat: int, **kwargs) -> float:
+    """Median seconds per call after two warm-up calls."""
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for _ in range(2):
+        fn(*args, **kwargs)
+    sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--notebook", default="solutions/09_vectorized/09_vectorized.ipynb")
+    args = parser.parse_args(argv)
+    conv2d_fast = load_function(args.notebook, "conv2d_fast")
+    dtype = getattr(torch, args.dtype)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, device {device}, {args.dtype}, threads {torch.get_num_threads()}, "
+          f"median of {args.repeat}")
+    print(f"{'shape':42s} {'F.conv2d':>10s} {'conv2d_fast':>12s} {'ratio':>6s} {'max |diff|':>11s}")
+    generator = torch.Generator().manual_seed(0)
+    for n, c_in, c_out, size, k, p in SHAPES:
+        x = torch.randn(n, c_in, size, size, generator=generator, dtype=dtype).to(device)
+        w = torch.randn(c_out, c_in, k, k, generator=generator, dtype=dtype).to(device) / (c_in * k * k) ** 0.5
+        b = torch.randn(c_out, generator=generator, dtype=dtype).to(device)
+        with torch.no_grad():
+            diff = float((conv2d_fast(x, w, b, padding=p) - F.conv2d(x, w, b, padding=p)).abs().max())
+            t_torch = measure(F.conv2d, x, w, b, padding=p, device=args.device, repeat=args.repeat)
+            t_fast = measure(conv2d_fast, x, w, b, padding=p, device=args.device, repeat=args.repeat)
+        label = f"N={n} {c_in}->{c_out} {size}x{size} k={k} p={p}"
+        print(f"{label:42s} {t_torch * 1e3:8.2f}ms {t_fast * 1e3:10.2f}ms {t_fast / t_torch:6.2f} {diff:11.2e}")
+
+
+if __name__ == "__main__":
+    main()

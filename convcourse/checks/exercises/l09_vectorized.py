@@ -1,0 +1,216 @@
+"""Lesson 09: ``conv2d_fast(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)``.
+
+Two exercises share the learner's function:
+
+* ``conv2d_fast``: F.conv2d semantics over the whole parameter space (values, shapes, dtype and
+  torch's exception types), with torch's convolution banned (unfold and as_strided are allowed).
+* ``conv2d_fast_vectorized``: the same comparison on larger images, with a :class:`LoopMonitor`
+  around the call. It counts the Python lines the learner's code executes and the torch
+  operations it dispatches; a loop over output pixels needs at least one of each per pixel, a
+  vectorized version a few dozen in all. The count is deterministic (no timing) and the monitor
+  stops a looping call early, so the test is fast and never flaky.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from typing import Any
+
+import numpy
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..conv import ConvArgs, conv_exercise, randn, variants
+from ..core import CONVOLUTION_OPS, Exercise, GradingError, register
+
+#: Lines + operations a vectorized conv2d_fast may use per call (generous: a loop over the
+#: kernel taps or over the groups stays far below it).
+STEP_BUDGET = 400
+#: Every case of the vectorized suite has at least this many output positions (N * H_out * W_out).
+MIN_PIXELS = 3000
+
+
+def _args(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return ConvArgs(input, weight, bias, stride, padding, dilation, groups)
+
+
+def case(x_shape, w_shape, *, bias=False, stride=1, padding=0, dilation=1, groups=1, seed=0) -> dict[str, Any]:
+    """One input dict for conv2d_fast, with deterministic float64 tensors."""
+    inputs: dict[str, Any] = dict(input=randn(*x_shape, seed=seed), weight=randn(*w_shape, seed=seed + 1))
+    if bias:
+        inputs["bias"] = randn(w_shape[0], seed=seed + 2)
+    for key, value, default in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1),
+                                ("groups", groups, 1)):
+        if value != default:
+            inputs[key] = value
+    return inputs
+
+
+def visible_cases() -> list[dict[str, Any]]:
+    return [
+        case((1, 2, 6, 7), (3, 2, 3, 3), bias=True, seed=1),
+        case((2, 3, 9, 8), (4, 3, 3, 2), stride=2, padding=1, seed=4),
+        case((1, 4, 7, 7), (4, 2, 3, 3), padding="same", groups=2, dilation=2, bias=True, seed=7),
+    ]
+
+
+def hidden_cases() -> list[dict[str, Any]]:
+    """A deterministic sweep of F.conv2d's parameter space, including invalid arguments."""
+    specs = [
+        # shapes and kernels
+        ((2, 3, 8, 11), (5, 3, 3, 4), dict(bias=True)),
+        ((1, 1, 5, 5), (1, 1, 5, 5), dict()),                          # kernel == input
+        ((2, 3, 6, 4), (2, 3, 1, 1), dict(bias=True)),                 # 1x1 kernel
+        ((1, 2, 3, 5), (3, 2, 5, 7), dict(padding=(1, 1))),            # kernel == padded input
+        ((3, 5, 7), (4, 3, 2, 2), dict(bias=True, padding=1)),         # unbatched (C, H, W)
+        ((2, 7, 9), (2, 2, 3, 3), dict(groups=1, stride=(2, 1), padding="valid")),
+        # stride, padding, dilation as ints and tuples
+        ((2, 2, 10, 9), (3, 2, 3, 3), dict(stride=(2, 3), bias=True)),
+        ((1, 3, 7, 8), (2, 3, 3, 2), dict(padding=(2, 1))),
+        ((1, 2, 11, 12), (2, 2, 3, 3), dict(dilation=(2, 3), padding=(1, 2), bias=True)),
+        ((2, 2, 9, 9), (3, 2, 2, 3), dict(stride=2, padding=2, dilation=2)),
+        ((1, 1, 6, 6), (1, 1, 3, 3), dict(stride=5)),                  # stride larger than kernel
+        # 'same' (odd and even kernels, with dilation) and 'valid'
+        ((1, 3, 7, 6), (2, 3, 3, 3), dict(padding="same", bias=True)),
+        ((2, 2, 6, 7), (3, 2, 2, 4), dict(padding="same")),            # even kernels: asymmetric padding
+        ((1, 2, 8, 8), (2, 2, 2, 3), dict(padding="same", dilation=(3, 2))),
+        ((1, 2, 6, 5), (2, 2, 3, 2), dict(padding="valid", bias=True)),
+        ((2, 6, 5), (4, 6, 2, 2), dict(padding="same")),               # unbatched + same
+        # groups
+        ((2, 4, 6, 6), (6, 2, 3, 3), dict(groups=2, bias=True)),
+        ((1, 6, 7, 5), (6, 1, 3, 2), dict(groups=6, padding=1)),       # depthwise: groups == channels
+        ((1, 6, 8, 8), (12, 2, 3, 3), dict(groups=3, stride=2, dilation=2, padding=(2, 1), bias=True)),
+        ((4, 7, 7), (4, 2, 3, 3), dict(groups=2, padding="same", dilation=2)),
+        # invalid arguments: torch raises RuntimeError
+        ((1, 4, 5, 5), (6, 4, 3, 3), dict(groups=3)),                  # groups does not divide channels
+        ((1, 4, 5, 5), (6, 3, 3, 3), dict()),                          # weight's in-channels mismatch
+        ((1, 2, 6, 6), (2, 2, 3, 3), dict(padding="same", stride=2)),  # 'same' with stride
+        ((1, 2, 6, 6), (2, 2, 3, 3), dict(padding="full")),            # unknown padding string
+        ((1, 2, 6, 6), (2, 2, 3, 3), dict(padding=-1)),
+        ((1, 2, 6, 6), (2, 2, 3, 3), dict(stride=0)),
+        ((1, 2, 6, 6), (2, 2, 3, 3), dict(dilation=0)),
+        ((1, 2, 2, 2), (2, 2, 3, 3), dict()),                          # kernel larger than the input
+        ((2, 6, 6), (2, 2, 3, 3), dict(bias=True)),                    # unbatched, channel mismatch
+    ]
+    cases = [case(x, w, seed=100 + 5 * i, **kw) for i, (x, w, kw) in enumerate(specs)]
+    # a bias with the wrong length, and 2-D input
+    wrong_bias = case((1, 2, 5, 5), (3, 2, 3, 3), seed=400)
+    wrong_bias["bias"] = randn(4, seed=401)
+    cases.append(wrong_bias)
+    cases.append(dict(input=randn(6, 6, seed=402), weight=randn(1, 1, 3, 3, seed=403)))
+    return cases
+
+
+def vectorized_cases() -> list[dict[str, Any]]:
+    """Larger images: at least MIN_PIXELS output positions each, so pixel loops stand out."""
+    return [
+        case((2, 3, 48, 40), (4, 3, 3, 3), bias=True, padding=1, seed=500),
+        case((1, 4, 70, 64), (4, 2, 3, 3), stride=(1, 1), padding="same", groups=2, dilation=2, seed=510),
+        case((2, 4, 122, 120), (2, 4, 3, 3), stride=2, padding=(1, 0), seed=520),
+    ]
+
+
+def _exclusions() -> tuple[str, ...]:
+    """Code whose lines are not counted: torch, numpy, the checks, and the standard library."""
+    paths = {os.path.dirname(torch.__file__), os.path.dirname(numpy.__file__),
+             os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+             sysconfig.get_paths()["stdlib"]}
+    return tuple(os.path.realpath(p) + os.sep for p in paths if p)
+
+
+class LoopMonitor(TorchDispatchMode):
+    """Counts Python lines run outside libraries and torch operations dispatched, while active.
+
+    Leaving the ``with`` block raises :class:`GradingError` when the total exceeds ``budget``.
+    Once it exceeds ``abort_at`` the call is stopped at once, so a looping solution fails fast.
+    """
+
+    def __init__(self, budget: int = STEP_BUDGET, abort_at: int | None = None, name: str = "conv2d_fast"):
+        super().__init__()
+        self.budget = budget
+        self.abort_at = abort_at if abort_at is not None else 5 * budget
+        self.name = name
+        self.lines = 0
+        self.ops = 0
+        self._previous_trace = None
+        self._excluded = _exclusions()
+        self._counted_files: dict[str, bool] = {}
+
+    @property
+    def steps(self) -> int:
+        return self.lines + self.ops
+
+    def message(self) -> str:
+        more = "at least " if self.steps > self.abort_at else ""
+        return (f"{self.name} is not vectorized: for one call it ran {more}{self.lines} Python lines and "
+                f"dispatched {more}{self.ops} torch operations (limit {self.budget} in all; a loop over output "
+                f"pixels needs at least one per pixel, and these tests have {MIN_PIXELS}+ output pixels). "
+                "Replace the loop over output positions with unfold (or as_strided) and one matmul.")
+
+    def _count(self) -> None:
+        if self.steps > self.abort_at:
+            raise GradingError(self.message())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        self._count()
+        return func(*args, **(kwargs or {}))
+
+    def _counted(self, filename: str) -> bool:
+        known = self._counted_files.get(filename)
+        if known is None:
+            real = os.path.realpath(filename) if os.path.isabs(filename) else filename
+            known = not real.startswith(self._excluded)
+            self._counted_files[filename] = known
+        return known
+
+    def _trace(self, frame, event, arg):
+        if event != "call" or not self._counted(frame.f_code.co_filename):
+            return None
+        return self._trace_lines
+
+    def _trace_lines(self, frame, event, arg):
+        if event == "line":
+            self.lines += 1
+            self._count()
+        return self._trace_lines
+
+    def __enter__(self):
+        self._previous_trace = sys.gettrace()
+        result = super().__enter__()
+        sys.settrace(self._trace)
+        return result
+
+    def __exit__(self, exc_type, exc, tb):
+        sys.settrace(self._previous_trace)
+        super().__exit__(exc_type, exc, tb)
+        if exc_type is None and self.steps > self.budget:
+            raise GradingError(self.message())
+        return False
+
+
+def _wrong_outputs(inputs):
+    return {k: v for k, v in variants(_args(**inputs)).items() if v is not None}
+
+
+def _reference(**inputs):
+    return _args(**inputs).conv()
+
+
+HINT = ("build the (N, C*kH*kW, L) matrix of windows with F.unfold (or as_strided), multiply by "
+        "weight.reshape(out_channels, -1) and reshape to (N, out_channels, H_out, W_out).")
+
+conv_exercise(
+    "conv2d_fast", "09_vectorized", _args,
+    banned=CONVOLUTION_OPS,
+    suites={"visible": visible_cases, "hidden": hidden_cases},
+    hint=HINT,
+)
+
+register(Exercise(
+    name="conv2d_fast_vectorized", lesson="09_vectorized", reference=_reference, kind="tensor",
+    banned=CONVOLUTION_OPS, variants=_wrong_outputs, suites={"hidden": vectorized_cases},
+    monitor=LoopMonitor, hint=HINT,
+))
