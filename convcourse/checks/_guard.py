@@ -75,6 +75,7 @@ conv2d = F.conv2d
 pad = F.pad
 ndarray = np.ndarray
 np_asarray = np.asarray
+np_array = np.array
 
 _SELF_CHECK_REGISTRY: dict[str, Any] = {}
 
@@ -90,12 +91,116 @@ def _lookup(qualname: str) -> Any:
     return getattr(module, attr, None) if module is not None else None
 
 
+# Filled by seal(): the grading machinery's own namespaces, functions' code and the exercise registry.
+_SEALED: tuple | None = None
+# The grading machinery's modules whose functions, classes and imported names seal() records.
+SEALED_MODULES = ("convcourse.checks", "convcourse.checks._guard", "convcourse.checks.core",
+                  "convcourse.checks.conv", "convcourse.grading.probe")
+
+
+def _fingerprint(obj: Any) -> tuple:
+    """What must stay the same about a function or class besides its identity (``__code__`` swaps),
+    as a flat tuple compared with :func:`_same` (identity, never a learner's ``__eq__``)."""
+    if isinstance(obj, types.FunctionType):
+        return (obj.__code__, obj.__defaults__, obj.__kwdefaults__)
+    # Only the course's own classes: torch may legitimately add attributes to its classes later.
+    if isinstance(obj, type) and getattr(obj, "__module__", "").startswith("convcourse."):
+        flat: list[Any] = []
+        for k, v in vars(obj).items():
+            if k not in ("__dict__", "__weakref__", "__doc__"):
+                flat += [k, v, *(_fingerprint(v) if isinstance(v, types.FunctionType) else ())]
+        return tuple(flat)
+    return ()
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is y or (type(x) is str and type(y) is str and x == y)
+                                    for x, y in zip(a, b))
+
+
+def _sealable(value: Any) -> bool:
+    return isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type))
+
+
+def _state() -> tuple:
+    modules = []
+    for name in SEALED_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        modules.append((name, module, tuple((k, v, _fingerprint(v)) for k, v in vars(module).items()
+                                              if _sealable(v))))
+    registry = sys.modules["convcourse.checks.core"].REGISTRY
+    exercises = []
+    for name, exercise in registry.items():
+        fields = tuple(getattr(exercise, f) for f in exercise.__dataclass_fields__)
+        functions = tuple(x for v in fields if isinstance(v, types.FunctionType) for x in _fingerprint(v))
+        suites = tuple((k, v, _fingerprint(v)) for k, v in dict(exercise.suites).items())
+        exercises.append((name, exercise, fields, functions, suites))
+    dicts = (tuple(ORIGINALS.items()), tuple(BUILTINS.items()), tuple(MODULES.items()),
+             tuple(_SELF_CHECK_REGISTRY.items()), tuple(_WATCHED))
+    return tuple(modules), tuple(exercises), dicts
+
+
+def seal() -> None:
+    """Record the grading machinery itself (namespaces, code objects, registered exercises and their
+    suites) so that :func:`tampering` also reports a learner replacing a private reference such as
+    ``_guard.allclose``, swapping a function's ``__code__`` or emptying a hidden suite.
+
+    The grading kernel calls this once, after importing every exercise and before learner code."""
+    global _SEALED
+    from . import exercises  # noqa: F401  (register every exercise before recording them)
+
+    _SEALED = _state()
+
+
+def _sealed_problems() -> list[str]:
+    if _SEALED is None:
+        return []
+    problems: list[str] = []
+    modules, exercises, dicts = _SEALED
+    for name, module, entries in modules:
+        if sys.modules.get(name) is not module:
+            problems.append(f"sys.modules[{name!r}]")
+            continue
+        live = vars(module)
+        for key, value, fingerprint in entries:
+            now = live.get(key, _MISSING)
+            if now is not value or not _same(_fingerprint(now), fingerprint):
+                problems.append(f"{name}.{key}")
+    registry = sys.modules["convcourse.checks.core"].REGISTRY
+    for name, exercise, fields, functions, suites in exercises:
+        live = registry.get(name, _MISSING)
+        if live is not exercise:
+            problems.append(f"the exercise {name!r}")
+            continue
+        now_fields = tuple(getattr(exercise, f) for f in exercise.__dataclass_fields__)
+        if (len(now_fields) != len(fields) or any(a is not b for a, b in zip(now_fields, fields))
+                or not _same(tuple(x for v in now_fields if isinstance(v, types.FunctionType)
+                                     for x in _fingerprint(v)), functions)):
+            problems.append(f"the exercise {name!r}")
+            continue
+        now_suites = tuple((k, v, _fingerprint(v)) for k, v in dict(exercise.suites).items())
+        if len(now_suites) != len(suites) or any(a[0] != b[0] or a[1] is not b[1] or not _same(a[2], b[2])
+                                                 for a, b in zip(now_suites, suites)):
+            problems.append(f"the test suites of {name!r}")
+    now_dicts = (tuple(ORIGINALS.items()), tuple(BUILTINS.items()), tuple(MODULES.items()),
+                 tuple(_SELF_CHECK_REGISTRY.items()), tuple(_WATCHED))
+    for label, before, after in zip(("ORIGINALS", "BUILTINS", "MODULES", "protected checks", "watch list"),
+                                    dicts, now_dicts):
+        if len(before) != len(after) or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(before, after)):
+            problems.append(f"convcourse.checks._guard.{label}")
+    return problems
+
+
 def tampering() -> list[str]:
     """Names of watched functions, builtins or checks that no longer are the original objects."""
-    problems: list[str] = []
+    problems: list[str] = _sealed_problems()
     for owner, oname, name in _WATCHED:
         if inspect.getattr_static(owner, name, _MISSING) is not ORIGINALS[f"{oname}.{name}"]:
             problems.append(f"{oname}.{name}")
+        elif not _same(_fingerprint(ORIGINALS[f"{oname}.{name}"]), _ORIGINAL_FINGERPRINTS[f"{oname}.{name}"]):
+            problems.append(f"{oname}.{name}.__code__")
     live_builtins = vars(builtins)
     for name, obj in BUILTINS.items():
         if live_builtins.get(name, _MISSING) is not obj:
@@ -110,3 +215,4 @@ def tampering() -> list[str]:
 
 
 _MISSING = object()
+_ORIGINAL_FINGERPRINTS: dict[str, tuple] = {k: _fingerprint(v) for k, v in ORIGINALS.items()}

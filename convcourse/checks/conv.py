@@ -77,6 +77,16 @@ def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
         lambda: args.conv(weight=w.flip(-1, -2)))
     add("the kernel's rows and columns are swapped (you used k[j, i] where k[i, j] belongs).",
         lambda: args.conv(weight=w.transpose(-1, -2)))
+    add("height and width are swapped: your output is torch's transposed (out[j, i] where out[i, j] "
+        "belongs); loop i over rows (height, dim -2) and j over columns (width, dim -1).",
+        lambda: args.conv().transpose(-1, -2))
+    for label, crop in [("the last row and column", (slice(None, -1), slice(None, -1))),
+                        ("the last row", (slice(None, -1), slice(None))),
+                        ("the last column", (slice(None), slice(None, -1)))]:
+        add(f"off-by-one in the output size: your output misses {label}. Along each axis there are "
+            "floor((size + 2*padding - dilation*(kernel-1) - 1) / stride) + 1 window positions "
+            "(range(H - kH + 1), not range(H - kH)).",
+            lambda crop=crop: _nonempty(args.conv()[(..., *crop)]))
     if pair(args.stride)[0] != pair(args.stride)[1]:
         add("stride is applied to the wrong axis: stride[0] steps down the rows (height), "
             "stride[1] across the columns (width).", lambda: args.conv(stride=_swap(args.stride)))
@@ -123,6 +133,10 @@ def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
             back = [order.index(o) for o in range(w.shape[0])]
             return wrong.index_select(-3, torch.tensor(back))
 
+        add("groups mix channels: every output channel sums over all input channels, but with groups "
+            f"= {groups} output channel o only reads the {c_in} input channels of its group "
+            f"g = o // {c_out}.",
+            lambda: _guard.conv2d(x, w.repeat(1, groups, 1, 1), b, args.stride, args.padding, args.dilation, 1))
         add("every output channel reads the first group's input channels: output channel o belongs "
             f"to group o // (out_channels // groups) = o // {c_out} and reads input channels "
             f"g*{c_in} ... (g+1)*{c_in}-1 of that group.", first_group_only)
@@ -140,6 +154,12 @@ def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
         add("stride is ignored: the window must move by stride pixels each step.",
             lambda: args.conv(stride=1))
     return out
+
+
+def _nonempty(t: torch.Tensor) -> torch.Tensor:
+    if t.numel() == 0:
+        raise ValueError("empty")
+    return t
 
 
 def conv_exercise(

@@ -8,6 +8,7 @@ message that says what is wrong, so a graded cell is a list of ``assert check(..
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -64,7 +65,11 @@ def describe_value(value: Any) -> str:
         return f"tensor of shape {tuple(value.shape)} ({dtype})"
     if isinstance(value, _guard.ndarray):
         return f"array of shape {value.shape} ({value.dtype})"
-    return repr(value)
+    try:
+        text = repr(value)
+    except Exception as error:  # a learner object whose __repr__ is broken must not crash grading
+        return f"a {type(value).__name__} (its repr raised {type(error).__name__})"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def describe_inputs(inputs: Mapping[str, Any]) -> str:
@@ -91,6 +96,9 @@ class Exercise:
     variants: Callable[[Inputs], dict[str, Any]] | None = None
     suites: Mapping[str, Callable[[], list[Inputs]]] = dataclasses.field(default_factory=dict)
     compare: Callable[[Any, Any, Inputs], str | None] | None = None
+    # Optional factory of a context manager wrapped around the learner's call (e.g. an operation
+    # counter); its __exit__ may raise GradingError with a message for the learner.
+    monitor: Callable[[], Any] | None = None
     rtol: float = 1e-6
     atol: float = 1e-8
     hint: str = ""
@@ -138,11 +146,14 @@ def call_learner(exercise: Exercise, fn: Callable[..., Any], inputs: Inputs) -> 
     args = {k: _clone(v) for k, v in inputs.items()}
     tripwire = _Tripwire(exercise.banned) if exercise.banned else None
     try:
+        monitor = exercise.monitor() if exercise.monitor is not None else contextlib.nullcontext()
         if tripwire is None:
-            result = fn(**args)
+            with monitor:
+                result = fn(**args)
         else:
             with tripwire:
-                result = fn(**args)
+                with monitor:
+                    result = fn(**args)
                 if _get_current_dispatch_mode() is not tripwire:
                     tripwire.hits.append("<dispatch mode removed>")
     except NotImplementedError:
@@ -192,12 +203,26 @@ def _same_tensor(a: Any, b: torch.Tensor) -> bool:
     return bool(torch.equal(a.detach(), b.detach()))
 
 
+def plain_tensor(value: Any, what: str) -> torch.Tensor:
+    """``value`` detached, as a plain ``torch.Tensor``; a Tensor subclass (which could redefine how
+    comparisons behave through ``__torch_function__``) is refused with a message."""
+    if type(value) not in (_guard.ORIGINALS["torch.Tensor"], _guard.ORIGINALS["torch.nn.Parameter"]):
+        raise GradingError(f"{what} returned a {type(value).__name__}, a subclass of torch.Tensor; return a "
+                           "plain torch.Tensor (for example one made with torch.zeros).")
+    with torch._C.DisableTorchFunctionSubclass():
+        return value.detach()
+
+
 def to_tensor(value: Any, like: torch.Tensor, what: str) -> torch.Tensor:
     """Convert a learner's output (tensor, numpy array, nested list) to a tensor, or explain why not."""
     if _guard.is_tensor(value):
-        return value.detach()
+        return plain_tensor(value, what)
     if isinstance(value, _guard.ndarray):
-        return _guard.from_numpy(value.copy())
+        try:
+            return _guard.from_numpy(_guard.np_array(value, copy=True, subok=False))
+        except TypeError as error:
+            raise GradingError(f"{what} returned a numpy array torch cannot read ({error}); return a "
+                               f"tensor like torch's {describe_value(like)}.") from None
     try:
         return _guard.as_tensor(value, dtype=like.dtype)
     except Exception:
@@ -273,32 +298,63 @@ def _diagnose(exercise: Exercise, got: torch.Tensor, inputs: Inputs) -> str | No
 
 def compare_values(exercise: Exercise, got: Any, expected: Any, inputs: Inputs) -> str | None:
     what = f"{exercise.name}({describe_inputs(inputs)})"
-    if _normalise(got) == _normalise(expected):
+    mine = _normalise(got)
+    if _contains_unsupported(mine):
+        return (f"{what} returned {mine!r}; return plain numbers (int/float), tuples or tensors, like "
+                f"torch's answer {expected!r}.")
+    if mine == _normalise(expected):
         return None
-    message = f"{what} returned {got!r}, but the answer (from torch) is {expected!r}."
+    message = f"{what} returned {mine!r}, but the answer (from torch) is {expected!r}."
     if exercise.variants is not None:
         for explanation, wrong in exercise.variants(inputs).items():
-            if _normalise(got) == _normalise(wrong):
+            if mine == _normalise(wrong):
                 return f"{message}\nLikely mistake: {explanation}"
     if exercise.hint:
         message += f"\nHint: {exercise.hint}"
     return message
 
 
+class _Unsupported:
+    """A learner's value of a type the exact comparison does not accept; never equal to anything."""
+
+    def __init__(self, value: Any):
+        self.type_name = type(value).__name__
+
+    def __repr__(self) -> str:
+        return f"<a {self.type_name}>"
+
+
 def _normalise(value: Any) -> Any:
+    """Plain Python numbers, strings and tuples only, made without calling the learner's methods
+    (an object whose ``__eq__`` always returns True must not pass an exact comparison)."""
     if _guard.is_tensor(value):
-        return _normalise(value.tolist())
+        if type(value) not in (_guard.ORIGINALS["torch.Tensor"], _guard.ORIGINALS["torch.nn.Parameter"]):
+            return _Unsupported(value)
+        with torch._C.DisableTorchFunctionSubclass():
+            return _normalise(value.detach().tolist())
     if isinstance(value, _guard.ndarray):
-        return _normalise(value.tolist())
+        return _normalise(_guard.np_array(value, subok=False).tolist())
     if isinstance(value, (list, tuple)):
-        return tuple(_normalise(v) for v in value)
-    if isinstance(value, bool):
+        return tuple(_normalise(v) for v in (list.__iter__(value) if isinstance(value, list)
+                                              else tuple.__iter__(value)))
+    if value is None or type(value) is bool:
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hasattr(value, "__index__"):
-        return int(value)
-    return value
+    if isinstance(value, float):
+        number = float.__float__(value)
+        return int(number) if number.is_integer() else number
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # numpy scalars (np.int64, np.bool_)
+        return _normalise(value.item())
+    return _Unsupported(value)
+
+
+def _contains_unsupported(value: Any) -> bool:
+    if isinstance(value, _Unsupported):
+        return True
+    return type(value) is tuple and any(_contains_unsupported(v) for v in value)
 
 
 def run_case(exercise: Exercise, fn: Callable[..., Any], inputs: Inputs) -> None:

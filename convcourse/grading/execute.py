@@ -15,6 +15,7 @@ Differences from upstream:
 from __future__ import annotations
 
 import json
+import secrets
 from queue import Empty
 from time import monotonic
 
@@ -27,7 +28,8 @@ from nbgrader.preprocessors import Execute
 
 from .probe import MARKER
 
-PROBE_SOURCE = "import convcourse.grading.probe as _convcourse_probe\n_convcourse_probe.report()"
+PROBE_SOURCE = ("import convcourse.grading.probe as _convcourse_probe\n_convcourse_probe.report({nonce!r})\n"
+                "del _convcourse_probe")
 
 
 def _error(ename: str, message: str) -> NotebookNode:
@@ -51,13 +53,20 @@ class GuardedExecute(Execute):
         self.timeout_func = lambda cell: cell_timeout(cell, default_timeout)
         stopped_at: int | None = None
         reason = ""
+        self._nonce = secrets.token_hex(8)
+        self._integrity: list[str] = []
         try:
             with self.setup_kernel():
                 info_msg = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
                 for index, cell in enumerate(self.nb.cells):
+                    test_cell = cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
                     try:
+                        if test_cell:  # what the test will see: checks, their names, no hooks
+                            self._probe()
                         self.preprocess_cell(cell, resources, index)
+                        if test_cell and not self._timed_out(cell):
+                            self._probe()
                     except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as error:
                         stopped_at, reason = index, f"{type(error).__name__}: {error}"
                         cell.outputs.append(_error(
@@ -73,6 +82,7 @@ class GuardedExecute(Execute):
                         break
                 if stopped_at is None:
                     self._probe()
+                self._flag_integrity()
         except (DeadKernelError, RuntimeError, TimeoutError) as error:  # raised while shutting the kernel down
             if stopped_at is None:
                 stopped_at, reason = len(self.nb.cells), f"{type(error).__name__}: {error}"
@@ -105,28 +115,38 @@ class GuardedExecute(Execute):
     _responsive = run_sync(_async_responsive)
 
     def _probe(self) -> None:
-        probe_cell = NotebookNode(cell_type="code", source=PROBE_SOURCE, metadata={}, outputs=[],
-                                  execution_count=None)
+        """Run the integrity probe in the kernel; remember what it reports."""
+        probe_cell = NotebookNode(cell_type="code", source=PROBE_SOURCE.format(nonce=self._nonce), metadata={},
+                                  outputs=[], execution_count=None)
         self.nb.cells.append(probe_cell)
         try:
             self.execute_cell(probe_cell, len(self.nb.cells) - 1, store_history=False)
         finally:
             self.nb.cells.pop()
         text = "".join(o.get("text", "") for o in probe_cell.outputs if o.get("output_type") == "stream")
+        marker = MARKER + self._nonce
         problems: list[str]
-        if MARKER not in text:
+        if text.count(MARKER) != 1 or marker not in text:
             problems = ["the integrity check could not run (its output was suppressed or altered)"]
         else:
             try:
-                payload = json.loads(text.split(MARKER, 1)[1].splitlines()[0])
-                problems = list(payload["problems"])
-            except (ValueError, KeyError, IndexError):
+                payload = json.loads(text.split(marker, 1)[1].splitlines()[0])
+                problems = [str(p) for p in payload["problems"]]
+            except (ValueError, KeyError, IndexError, TypeError):
                 problems = ["the integrity check's report was altered"]
-        if problems:
-            self.log.warning("Integrity problems: %s", problems)
-            message = ("Grading integrity check failed: code in this notebook changed what the tests "
-                       "rely on (" + "; ".join(problems)[:600] + "). Every test scores 0; remove that code "
-                       "and resubmit.")
-            for cell in self.nb.cells:
-                if cell.cell_type == "code" and utils.is_grade(cell):
-                    cell.outputs.append(_error("IntegrityError", message))
+        for problem in problems:
+            if problem not in self._integrity:
+                self._integrity.append(problem)
+
+    def _flag_integrity(self) -> None:
+        """Give every graded cell an error output when any probe found tampering."""
+        if not self._integrity:
+            return
+        problems = self._integrity
+        self.log.warning("Integrity problems: %s", problems)
+        message = ("Grading integrity check failed: code in this notebook changed what the tests "
+                   "rely on (" + "; ".join(problems)[:600] + "). Every test scores 0; remove that code "
+                   "and resubmit.")
+        for cell in self.nb.cells:
+            if cell.cell_type == "code" and utils.is_grade(cell):
+                cell.outputs.append(_error("IntegrityError", message))

@@ -34,19 +34,46 @@ def _foreign(objects) -> list[str]:
     return found
 
 
+# Names the test cells look up in the notebook's namespace: rebinding one (``def check(*a): return
+# True``) would replace the test itself, so each must still be the object the setup cell imported.
+_TEST_NAMES = {"check": "convcourse.checks.check", "check_suite": "convcourse.checks.check_suite",
+               "suite_cases": "convcourse.checks.suite_cases"}
+
+
 def snapshot() -> None:
+    from convcourse.checks import _guard
+
+    _SNAPSHOT["tampering"] = (_guard.tampering, _guard.tampering.__code__)
     shell = _shell()
     if shell is not None:
         _SNAPSHOT["showtraceback"] = type(shell).showtraceback
         _SNAPSHOT["run_cell"] = type(shell).run_cell
 
 
+def _namespace_problems(shell) -> list[str]:
+    from convcourse.checks import _guard
+
+    found = []
+    user_ns = getattr(shell, "user_ns", {})
+    for name, qualname in _TEST_NAMES.items():
+        if name in user_ns and user_ns[name] is not _guard._SELF_CHECK_REGISTRY.get(qualname):
+            found.append(f"the notebook's name {name!r} no longer is convcourse.checks.{name}")
+    if "torch" in user_ns and user_ns["torch"] is not _guard.MODULES["torch"]:
+        found.append("the notebook's name 'torch' no longer is the torch module")
+    return found
+
+
 def problems() -> list[str]:
     from convcourse.checks import _guard
 
-    found = [f"replaced {name}" for name in _guard.tampering()]
+    found = []
+    if "tampering" in _SNAPSHOT and (_guard.tampering is not _SNAPSHOT["tampering"][0]
+                                     or _guard.tampering.__code__ is not _SNAPSHOT["tampering"][1]):
+        found.append("replaced the integrity check convcourse.checks._guard.tampering")
+    found += [f"replaced {name}" for name in _guard.tampering()]
     shell = _shell()
     if shell is not None:
+        found += _namespace_problems(shell)
         for attr in ("showtraceback", "run_cell", "run_cell_async", "_showtraceback", "showsyntaxerror"):
             if attr in vars(shell) and _foreign([vars(shell)[attr]]):
                 found.append(f"IPython shell method {attr} replaced")
@@ -65,6 +92,6 @@ def problems() -> list[str]:
     return found
 
 
-def report() -> None:
-    """Print the integrity report as one marked JSON line."""
-    print(MARKER + json.dumps({"problems": problems()}))
+def report(nonce: str = "") -> None:
+    """Print the integrity report as one marked JSON line (``nonce`` lets the grader tell it apart)."""
+    print(MARKER + nonce + json.dumps({"problems": problems()}))
