@@ -1,0 +1,114 @@
+"""Lesson 03 widget: how every input channel, through its own kernel slice, feeds one output channel."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from . import FigureView
+
+CHANNEL_NAMES = ("red", "green", "blue")
+
+
+def filter_bank(dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Four hand-made 3×3 filters for RGB input, each of shape (3, 3, 3) = (in_channels, kH, kW)."""
+    sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    centre = torch.zeros(3, 3)
+    centre[1, 1] = 1.0
+    bank = {
+        "vertical edges (all colours)": torch.stack([sobel, sobel, sobel]) / 3,
+        "horizontal edges (all colours)": torch.stack([sobel.T, sobel.T, sobel.T]) / 3,
+        "red minus green": torch.stack([centre, -centre, torch.zeros(3, 3)]),
+        "brightness blur": torch.full((3, 3, 3), 1 / 27),
+    }
+    return {name: k.to(dtype) for name, k in bank.items()}
+
+
+@dataclasses.dataclass
+class ChannelMixer:
+    """One conv layer on a (C, H, W) image: per-input-channel contributions to each output channel."""
+
+    image: torch.Tensor            # (C, H, W)
+    weight: torch.Tensor           # (O, C, kH, kW)
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.weight.ndim != 4:
+            raise ValueError("image must be (C, H, W) and weight (O, C, kH, kW)")
+        if self.image.shape[0] != self.weight.shape[1]:
+            raise ValueError(f"weight expects {self.weight.shape[1]} input channels, image has {self.image.shape[0]}")
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    def contributions(self, o: int) -> torch.Tensor:
+        """(C, H', W'): input channel c correlated with weight[o, c]."""
+        if not 0 <= o < self.out_channels:
+            raise ValueError(f"output channel must be in 0..{self.out_channels - 1}, got {o}")
+        # A depthwise convolution keeps the channels apart: channel c meets only weight[o, c].
+        return F.conv2d(self.image[None], self.weight[o].unsqueeze(1), groups=self.image.shape[0])[0]
+
+    def output(self, o: int) -> torch.Tensor:
+        """Output channel o: the sum of the contributions (what Conv2d computes, without bias)."""
+        return self.contributions(o).sum(0)
+
+
+def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Figure:
+    parts = model.contributions(o)
+    c = parts.shape[0]
+    extra = 1 if learner is not None else 0
+    fig, axes = plt.subplots(2, c + 1 + extra, figsize=(2.4 * (c + 1 + extra), 5.0), squeeze=False)
+    limit = float(parts.abs().max()) or 1.0
+    for i in range(c):
+        name = model.names[i] if i < len(model.names) else f"channel {i}"
+        axes[0, i].imshow(model.image[i], cmap="gray", vmin=0, vmax=1)
+        axes[0, i].set_title(f"input: {name}")
+        axes[1, i].imshow(parts[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[1, i].set_title(f"⋆ weight[{o}, {i}]")
+    total = parts.sum(0)
+    tl = float(total.abs().max()) or 1.0
+    axes[1, c].imshow(total, cmap="RdBu_r", vmin=-tl, vmax=tl)
+    axes[1, c].set_title(f"= output channel {o}")
+    kernels = model.weight[o]
+    kl = float(kernels.abs().max()) or 1.0
+    axes[0, c].imshow(torch.cat([torch.cat([k, torch.full((k.shape[0], 1), float("nan"))], 1) for k in kernels], 1),
+                      cmap="RdBu_r", vmin=-kl, vmax=kl)
+    axes[0, c].set_title(f"weight[{o}] (one slice per input)")
+    if learner is not None:
+        ax = axes[1, c + 1]
+        try:
+            mine = torch.as_tensor(learner(model.image[None], model.weight))[0, o].to(total.dtype)
+            ok = mine.shape == total.shape and bool(torch.allclose(mine, total, atol=1e-5))
+            ax.imshow(mine, cmap="RdBu_r", vmin=-tl, vmax=tl)
+            ax.set_title("your conv2d_channels " + ("✓" if ok else "✗ differs"))
+        except NotImplementedError:
+            ax.text(0.5, 0.5, "your conv2d_channels:\nnot implemented yet", ha="center", va="center")
+        except Exception as error:  # shown in the widget instead of a traceback
+            ax.text(0.5, 0.5, f"your conv2d_channels raised\n{type(error).__name__}", ha="center", va="center")
+        axes[0, c + 1].set_axis_off()
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Each input channel is correlated with its own slice of the kernel; the results are summed.",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def channels_widget(image: torch.Tensor, weight: torch.Tensor | None = None, names: tuple[str, ...] = CHANNEL_NAMES,
+                    conv2d_channels: Callable | None = None) -> FigureView:
+    """Pick an output channel and see how the input channels add up to it."""
+    if weight is None:
+        weight = torch.stack(list(filter_bank(image.dtype).values()))
+    model = ChannelMixer(image, weight.to(image.dtype), names)
+    labels = [(f"{o}: {n}", o) for o, n in enumerate(filter_bank())] if weight.shape[0] == 4 else \
+        [(str(o), o) for o in range(model.out_channels)]
+    choice = w.Dropdown(options=labels, value=0, description="output")
+    return FigureView(lambda o: draw(model, o, conv2d_channels), {"o": choice}, title="Channels add up",
+                      description="weight[o, c] is the kernel that output channel o applies to input channel c.")
