@@ -1,0 +1,164 @@
+"""Self-check for learners: run a notebook's visible tests and print a table of what passed.
+
+``nbgrader validate`` exits 0 even when tests fail; this does not. From a terminal::
+
+    python -m convcourse.selfcheck notebooks/01_sliding_window/01_sliding_window.ipynb
+    convcourse selfcheck my_copy.ipynb
+
+From the last cell of a lesson, ``selfcheck()`` does the same for the notebook it runs in. It runs the
+**saved** file in a fresh kernel (so save first, Ctrl+S): that is what a grader sees, and it catches
+cells that only worked because of something run out of order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+
+#: Set in the kernel that a self-check starts, so the notebook's own self-check cell does not recurse.
+ACTIVE_FLAG = "CONVCOURSE_SELFCHECK_ACTIVE"
+CELL_TIMEOUT = 120
+
+
+@dataclasses.dataclass
+class TestResult:
+    grade_id: str
+    points: float
+    passed: bool
+    message: str = ""
+
+
+def _is_test_cell(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _failure_message(cell) -> str:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            evalue = output.get("evalue", "").strip()
+            if output.get("ename") == "NotImplementedError":
+                return "not implemented yet"
+            return f"{output.get('ename')}: {evalue}" if evalue else output.get("ename", "error")
+    return ""
+
+
+def run_selfcheck(path: str | Path, timeout: int = CELL_TIMEOUT) -> list[TestResult]:
+    """Execute the notebook at ``path`` in a fresh kernel and report every graded test cell."""
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no notebook at {path}") from None
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable notebook ({error}); restore it from the course copy") from None
+    previous = os.environ.get(ACTIVE_FLAG)
+    os.environ[ACTIVE_FLAG] = "1"
+    try:
+        client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                                interrupt_on_timeout=True, resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+    finally:
+        if previous is None:
+            os.environ.pop(ACTIVE_FLAG, None)
+        else:
+            os.environ[ACTIVE_FLAG] = previous
+    results = []
+    for cell in nb.cells:
+        if _is_test_cell(cell):
+            meta = cell.metadata.nbgrader
+            message = _failure_message(cell)
+            results.append(TestResult(meta.get("grade_id", "?"), float(meta.get("points", 0)), not message, message))
+    return results
+
+
+def format_table(results: list[TestResult], width: int = 100) -> str:
+    """The results as a text table with a total line."""
+    if not results:
+        return "This notebook has no graded tests."
+    name_w = max(len("exercise"), *(len(r.grade_id) for r in results))
+    lines = [f"{'exercise':<{name_w}}  points  result", f"{'-' * name_w}  ------  ------"]
+    for r in results:
+        lines.append(f"{r.grade_id.removeprefix('test_'):<{name_w}}  {r.points:>6g}  {'passed' if r.passed else 'FAILED'}")
+        if not r.passed:
+            for line in r.message.splitlines()[:4]:
+                lines.append(" " * (name_w + 10) + line[: max(20, width - name_w - 10)])
+    earned = sum(r.points for r in results if r.passed)
+    total = sum(r.points for r in results)
+    lines.append(f"\nvisible tests passed for {earned:g} of {total:g} points "
+                 "(hidden tests run when your work is graded)")
+    return "\n".join(lines)
+
+
+def _current_notebook() -> Path | None:
+    """The notebook this kernel belongs to, when Jupyter says (JupyterLab/Notebook 7 set these)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        session = shell.user_ns.get("__session__") if shell is not None else None
+    except ImportError:
+        session = None
+    candidates = [session, os.environ.get("JPY_SESSION_NAME")]
+    for candidate in candidates:
+        if candidate and str(candidate).endswith(".ipynb"):
+            path = Path(candidate)
+            if not path.is_absolute():
+                path = Path.cwd() / path.name if not path.exists() else path
+            if path.exists():
+                return path
+    return None
+
+
+def selfcheck(path: str | Path | None = None) -> list[TestResult] | None:
+    """Run this notebook's visible tests in a fresh kernel and print the table (save the notebook first).
+
+    Never raises: during grading, inside another self-check, or where the notebook's file cannot be
+    found, it prints why it did nothing and returns None.
+    """
+    if os.environ.get(ACTIVE_FLAG):
+        print("(self-check: skipped inside a self-check run)")
+        return None
+    if os.environ.get("NBGRADER_EXECUTION"):
+        print("(self-check: skipped while grading)")
+        return None
+    target = Path(path) if path is not None else _current_notebook()
+    if target is None:
+        print("Self-check could not tell which notebook this is. Run it from a terminal instead:\n"
+              "    python -m convcourse.selfcheck path/to/notebook.ipynb\n"
+              "or pass the path: selfcheck('01_sliding_window.ipynb')")
+        return None
+    print(f"Running the saved copy of {target.name} in a fresh kernel (save first: Ctrl+S) ...")
+    try:
+        results = run_selfcheck(target)
+    except Exception as error:  # a learner's cell must never crash on the self-check
+        print(f"Self-check could not run: {error}")
+        return None
+    print(format_table(results))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convcourse selfcheck", description="Run a notebook's visible tests "
+                                     "and print which pass; exit status 1 when any fails.")
+    parser.add_argument("notebook", type=Path, help="the .ipynb file to check (your own copy works)")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell (default %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        results = run_selfcheck(args.notebook, timeout=args.timeout)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    return 0 if results and all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The learners' self-check: a table of visible tests, non-zero exit when any fails."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from course import REPO, cell_by_id
+
+from convcourse import selfcheck
+
+LESSON = "01_sliding_window"
+
+
+@pytest.mark.slow
+def test_cli_passes_the_answer_key_and_fails_the_blank_copy(tmp_path):
+    for kind, code in (("solutions", 0), ("notebooks", 1)):
+        copy = tmp_path / kind / f"{LESSON}.ipynb"
+        copy.parent.mkdir()
+        shutil.copy(REPO / kind / LESSON / f"{LESSON}.ipynb", copy)
+        result = subprocess.run([sys.executable, "-m", "convcourse.selfcheck", str(copy)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == code, result.stdout + result.stderr
+        assert "corr2d" in result.stdout and ("passed" if code == 0 else "not implemented yet") in result.stdout
+
+
+@pytest.mark.slow
+def test_a_learners_own_wrong_answer_is_reported_with_the_diagnosis(tmp_path):
+    nb = nbformat.read(REPO / "notebooks" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    cell_by_id(nb, "corr2d").source = (
+        "def corr2d(x, k):\n"
+        "    kh, kw = k.shape\n"
+        "    out = torch.zeros(x.shape[0] - kh + 1, x.shape[1] - kw + 1, dtype=x.dtype)\n"
+        "    for i in range(out.shape[0]):\n"
+        "        for j in range(out.shape[1]):\n"
+        "            out[i, j] = (x[i:i + kh, j:j + kw] * k.flip(0, 1)).sum()\n"
+        "    return out\n")
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(nb, path)
+    results = selfcheck.run_selfcheck(path)
+    assert [(r.grade_id, r.passed) for r in results] == [("test_corr2d", False)]
+    assert "flipped" in results[0].message
+    table = selfcheck.format_table(results)
+    assert "FAILED" in table and "0 of 5 points" in table
+    assert selfcheck.main([str(path)]) == 1
+
+
+def test_unreadable_or_missing_notebooks_are_reported(tmp_path, capsys):
+    assert selfcheck.main([str(tmp_path / "missing.ipynb")]) == 2
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text('{"cells": [')
+    assert selfcheck.main([str(broken)]) == 2
+    assert "not a readable notebook" in capsys.readouterr().err
+
+
+def test_in_notebook_selfcheck_never_recurses_or_runs_while_grading(monkeypatch, capsys):
+    monkeypatch.setenv(selfcheck.ACTIVE_FLAG, "1")
+    assert selfcheck.selfcheck() is None
+    monkeypatch.delenv(selfcheck.ACTIVE_FLAG)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert selfcheck.selfcheck() is None
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert selfcheck.selfcheck() is None
+    assert "could not tell which notebook" in capsys.readouterr().out
+
+
+def test_format_table_totals():
+    results = [selfcheck.TestResult("test_a", 2, True), selfcheck.TestResult("test_b", 3, False, "Boom\nline 2")]
+    table = selfcheck.format_table(results)
+    assert "2 of 5 points" in table and "Boom" in table and "passed" in table
+    assert selfcheck.format_table([]) == "This notebook has no graded tests."
