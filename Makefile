@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test build check-build html lock clean help
+.PHONY: env lab test browser-deps build check-build html lock clean help
 
 help:
 	@echo "make lab     create the environment (first time) and open JupyterLab on notebooks/"
@@ -30,10 +30,25 @@ $(STAMP):
 env: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
+		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for tests/test_browser.py (Playwright drives it; no browser download). Where it cannot be
+# installed, that test is skipped and says why.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	    || echo "browser-deps: could not install chromium; the browser test will be skipped"; \
+	else echo "browser-deps: /usr/bin/chromium is missing (sudo apt-get install chromium chromium-driver);" \
+	  "the browser test will be skipped"; fi
+
+html: $(STAMP)
+	$(BIN)/python -m convcourse.html $(LESSONS)
 
 build: $(STAMP)
 	$(BIN)/python -m convcourse.build $(LESSONS)
@@ -48,3 +63,39 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build artifacts .pytest_cache
+
+# ---- Instructor workflow (wraps the convcourse CLI; see README.md, "Instructor guide") ----------------
+# make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
+# make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
+# make grades [OUT=build/grades.csv] | summary LESSON=..
+CONVCOURSE = $(BIN)/python -m convcourse.cli $(if $(COURSE),--course $(COURSE))
+.PHONY: roster release collect grade feedback grades summary
+need = $(if $($(1)),,$(error $(1)=... is required, e.g. make $@ $(1)=$(2)))
+
+roster: $(STAMP)
+	$(call need,CSV,students.csv)
+	$(CONVCOURSE) roster $(CSV)
+
+release: $(STAMP)
+	$(call need,LESSON,01_sliding_window)
+	$(CONVCOURSE) release $(LESSON) $(if $(EXCHANGE),--exchange)
+
+collect: $(STAMP)
+	$(call need,LESSON,01_sliding_window)
+	$(CONVCOURSE) collect $(LESSON) $(if $(ZIP),--zip $(ZIP)) $(if $(EXCHANGE),--exchange) $(if $(PATTERN),--pattern '$(PATTERN)')
+
+grade: $(STAMP)
+	$(call need,LESSON,01_sliding_window)
+	$(CONVCOURSE) grade $(LESSON) $(if $(STUDENT),--student $(STUDENT)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(FORCE),--force)
+
+feedback: $(STAMP)
+	$(call need,LESSON,01_sliding_window)
+	$(CONVCOURSE) feedback $(LESSON) $(if $(STUDENT),--student $(STUDENT)) $(if $(EXCHANGE),--exchange)
+
+grades: $(STAMP)
+	$(CONVCOURSE) grades $(if $(OUT),--out $(OUT))
+
+summary: $(STAMP)
+	$(call need,LESSON,01_sliding_window)
+	$(CONVCOURSE) summary $(LESSON)

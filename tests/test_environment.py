@@ -11,6 +11,11 @@ from course import REPO
 from convcourse.environment import EXPECTED, check_environment
 
 
+def _name(requirement: str) -> str:
+    """Normalised distribution name without extras: 'psycopg[binary]' -> 'psycopg'."""
+    return requirement.split("[")[0].strip().lower().replace("_", "-")
+
+
 def pyproject_pins() -> dict[str, str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = project["dependencies"] + project["optional-dependencies"]["dev"]
@@ -18,13 +23,13 @@ def pyproject_pins() -> dict[str, str]:
     for pin in pins:
         name, _, version = pin.partition("==")
         assert version, f"{pin} is not pinned with =="
-        parsed[name.lower().replace("_", "-")] = version
+        parsed[_name(name)] = version
     return parsed
 
 
 def test_environment_yml_pins_equal_pyproject():
     yml = (REPO / "environment.yml").read_text()
-    yml_pins = {m[0].lower().replace("_", "-"): m[1] for m in re.findall(r"^\s+- ([A-Za-z0-9_.-]+)==(\S+)$", yml, re.M)}
+    yml_pins = {_name(m[0]): m[1] for m in re.findall(r"^\s+- ([A-Za-z0-9_.\[\]-]+)==(\S+)$", yml, re.M)}
     runtime = {k: v for k, v in pyproject_pins().items() if k not in ("pytest", "pytest-timeout", "playwright")}
     assert {k: yml_pins.get(k) for k in runtime} == runtime
     assert "python=3.11" in yml and "- -e ." in yml
@@ -35,7 +40,7 @@ def test_constraints_cover_every_direct_pin_and_installed_versions_match():
     for line in (REPO / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
-            constraints[name.lower().replace("_", "-")] = version
+            constraints[_name(name)] = version
     for name, version in pyproject_pins().items():
         assert constraints.get(name) == version, name
         assert metadata.version(name).split("+")[0] == version, name

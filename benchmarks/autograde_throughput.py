@@ -1,0 +1,135 @@
+"""Autograding throughput: plain sequential ``nbgrader autograde`` vs ``convcourse grade`` (parallel).
+
+Builds N synthetic learner submissions of one lesson (a mix of full marks, partial credit, failing and
+crashing code), grades the same submissions in two identical temporary course directories, once with
+plain ``nbgrader autograde <lesson>`` (one process, one learner after another) and once with
+``convcourse grade <lesson> --workers W``, checks that every learner's per-cell scores are identical in
+both gradebooks, and prints notebooks/minute for each and the ratio.
+
+    .venv/bin/python benchmarks/autograde_throughput.py                 # 8 learners, workers = CPU cores
+    .venv/bin/python benchmarks/autograde_throughput.py -n 24 --workers 2 --lesson 01_sliding_window
+
+Submissions: ``full`` = the answer key; ``failing`` = the released notebook (NotImplementedError);
+``partial`` = the answer key with its last solution cell replaced by the released one (partial credit in
+lessons with several exercises, zero in single-exercise lessons); ``crash`` = the answer key with a
+``ValueError`` raised at the top of its first solution cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from convcourse.grading import ensure_tools_on_path  # noqa: E402
+from convcourse.instructor.autograde import default_workers  # noqa: E402
+
+CONFIG = """\
+from convcourse.grading.config import apply
+c = get_config()
+apply(c, root={root!r})
+c.CourseDirectory.db_url = {db_url!r}
+"""
+KINDS = ("full", "partial", "failing", "crash")
+
+
+def _solution_cells(nb) -> list[int]:
+    return [i for i, c in enumerate(nb.cells)
+            if c.get("metadata", {}).get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+
+
+def synthetic(lesson: str, kind: str) -> nbformat.NotebookNode:
+    key = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    released = nbformat.read(REPO / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
+    if kind == "full":
+        return key
+    if kind == "failing":
+        return released
+    cells = _solution_cells(key)
+    if kind == "partial" and cells:
+        key.cells[cells[-1]].source = released.cells[cells[-1]].source
+    elif kind == "crash" and cells:
+        key.cells[cells[0]].source = "raise ValueError('synthetic crash')\n" + key.cells[cells[0]].source
+    return key
+
+
+def make_course(root: Path, lesson: str, learners: dict[str, nbformat.NotebookNode]) -> Path:
+    (root / "source").mkdir(parents=True)
+    shutil.copytree(REPO / "autograder" / "source" / lesson, root / "source" / lesson)
+    (root / "nbgrader_config.py").write_text(CONFIG.format(root=str(root), db_url=f"sqlite:///{root / 'gradebook.db'}"))
+    nbgrader(root, "generate_assignment", lesson, "--force")
+    for student, nb in learners.items():
+        target = root / "submitted" / student / lesson / f"{lesson}.ipynb"
+        target.parent.mkdir(parents=True)
+        nbformat.write(nb, target)
+    return root
+
+
+def nbgrader(root: Path, *args: str) -> float:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{(result.stdout + result.stderr)[-3000:]}")
+    return time.perf_counter() - start
+
+
+def scores(root: Path, lesson: str) -> dict[str, dict[str, float | None]]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        return {s.student.id: {f"{n.name}/{g.name}": g.auto_score for n in s.notebooks for g in n.grades}
+                for s in gb.find_assignment(lesson).submissions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--learners", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=default_workers())
+    default_lesson = "11_backward" if (REPO / "solutions" / "11_backward").exists() else "01_sliding_window"
+    parser.add_argument("--lesson", default=default_lesson)
+    args = parser.parse_args(argv)
+    ensure_tools_on_path()
+    lesson = args.lesson
+    learners = {f"learner{i:03d}": synthetic(lesson, KINDS[i % len(KINDS)]) for i in range(args.learners)}
+    with tempfile.TemporaryDirectory(prefix="autograde-bench-") as tmp:
+        plain = make_course(Path(tmp) / "plain", lesson, learners)
+        ours = make_course(Path(tmp) / "ours", lesson, learners)
+        print(f"{args.learners} learners of {lesson} ({', '.join(KINDS)} in turn); {os.cpu_count()} CPU cores")
+
+        sequential = nbgrader(plain, "autograde", lesson)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(ours), "grade", lesson,
+                                 "--workers", str(args.workers), "--no-progress"], capture_output=True, text=True)
+        parallel = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(f"convcourse grade failed:\n{(result.stdout + result.stderr)[-3000:]}")
+
+        expected, got = scores(plain, lesson), scores(ours, lesson)
+        identical = expected == got
+        totals = sorted({round(sum(v or 0 for v in cells.values()), 3) for cells in expected.values()})
+        n = args.learners
+        print(f"plain nbgrader autograde (sequential): {sequential:7.1f} s  {60 * n / sequential:6.1f} notebooks/minute")
+        print(f"convcourse grade --workers {args.workers}:          {parallel:7.1f} s  {60 * n / parallel:6.1f} "
+              "notebooks/minute")
+        print(f"speed-up: {sequential / parallel:.2f}x")
+        print(f"grades identical: {identical} (distinct totals: {totals})")
+        if not identical:
+            for student in sorted(set(expected) | set(got)):
+                if expected.get(student) != got.get(student):
+                    print(f"  {student}: nbgrader {expected.get(student)} vs convcourse {got.get(student)}")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

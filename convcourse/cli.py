@@ -1,0 +1,181 @@
+"""``convcourse``: the course's command line (instructor workflow; see README, "Instructor guide").
+
+    convcourse roster students.csv
+    convcourse release 01_sliding_window [--exchange]
+    convcourse collect 01_sliding_window --zip lms_download.zip   (or --exchange)
+    convcourse grade 01_sliding_window [--student ID] [--workers N] [--timeout S] [--force]
+    convcourse feedback 01_sliding_window [--student ID] [--exchange]
+    convcourse grades [--out build/grades.csv]
+    convcourse summary 01_sliding_window [--plot build/summary_01_sliding_window.png]
+
+Each subcommand is one ``@command`` function below: its docstring is its help, its ``args`` list the
+argparse arguments, and it returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], list[tuple[tuple, dict]]]] = {}
+
+
+def arg(*flags, **options) -> tuple[tuple, dict]:
+    return flags, options
+
+
+def command(name: str, *args: tuple[tuple, dict]):
+    """Register ``function(ns) -> int`` as subcommand ``name`` with argparse ``args``."""
+    def register(function: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (function, list(args))
+        return function
+    return register
+
+
+def _course(ns: argparse.Namespace):
+    from .instructor.course import CourseRoot, default_root
+
+    return CourseRoot(Path(ns.course) if ns.course else default_root())
+
+
+LESSON = arg("lesson", help="lesson id, e.g. 01_sliding_window")
+
+
+@command("roster", arg("csv", type=Path, help="CSV with a header row: id (or student_id/username), first_name, "
+                                               "last_name, email, lms_user_id"))
+def roster(ns: argparse.Namespace) -> int:
+    """Add (or update) learners in the gradebook from a CSV roster."""
+    from .instructor.roster import import_roster
+
+    result = import_roster(_course(ns), ns.csv)
+    print(f"roster: {len(result.added)} added, {len(result.updated)} updated, {len(result.unchanged)} unchanged")
+    return 0
+
+
+@command("release", LESSON, arg("--exchange", action="store_true",
+                                help="also nbgrader release_assignment (learners fetch it on JupyterHub)"))
+def release(ns: argparse.Namespace) -> int:
+    """Generate a lesson (gradebook + release/<lesson>/) and zip it for an LMS; optionally release to the exchange."""
+    from .instructor.release import release as run
+
+    archive = run(_course(ns), ns.lesson, exchange=ns.exchange)
+    print(f"released {ns.lesson}: {archive}" + (" and into the exchange" if ns.exchange else ""))
+    return 0
+
+
+@command("collect", LESSON,
+         arg("--zip", type=Path, help="LMS download: notebooks named <learner id>_<lesson>.ipynb"),
+         arg("--pattern", help="regular expression with (?P<student_id>...) and (?P<file_id>...) for other "
+                               "LMS file names (matched against the full path)"),
+         arg("--exchange", action="store_true", help="nbgrader collect from the exchange (JupyterHub)"))
+def collect(ns: argparse.Namespace) -> int:
+    """Import submissions into submitted/<learner>/<lesson>/ from an LMS zip or from the exchange."""
+    from .instructor import collect as impl
+
+    if bool(ns.zip) == bool(ns.exchange):
+        print("collect: give exactly one of --zip FILE or --exchange", file=sys.stderr)
+        return 2
+    course = _course(ns)
+    imported = (impl.collect_zip(course, ns.lesson, ns.zip, ns.pattern) if ns.zip
+                else impl.collect_exchange(course, ns.lesson))
+    print(f"collected {ns.lesson}: {len(imported)} new or changed submission(s)"
+          + (f": {', '.join(imported)}" if imported and len(imported) <= 20 else ""))
+    return 0
+
+
+@command("grade", LESSON,
+         arg("--student", action="append", help="grade only this learner (repeatable)"),
+         arg("--workers", type=int, help="parallel grading processes (default: CPU cores)"),
+         arg("--timeout", type=float, default=None, help="seconds per learner before the kernel is killed "
+                                                          "and the learner reported (default 1200)"),
+         arg("--force", action="store_true", help="regrade everything, not only changed or failed submissions"),
+         arg("--no-progress", action="store_true", help="no progress bar"),
+         arg("--json", type=Path, help="also write the outcome per learner to this JSON file"))
+def grade(ns: argparse.Namespace) -> int:
+    """Autograde a lesson in parallel (only new, changed or failed submissions unless --force)."""
+    from .instructor.autograde import DEFAULT_TIMEOUT, autograde, format_report, report_json
+
+    report = autograde(_course(ns), ns.lesson, students=ns.student, workers=ns.workers,
+                       timeout=ns.timeout or DEFAULT_TIMEOUT, force=ns.force, progress=not ns.no_progress)
+    print(format_report(report))
+    if ns.json:
+        ns.json.write_text(report_json(report))
+    return 1 if report.failed else 0
+
+
+@command("feedback", LESSON, arg("--student", help="only this learner"),
+         arg("--exchange", action="store_true", help="also nbgrader release_feedback to the exchange"))
+def feedback(ns: argparse.Namespace) -> int:
+    """Generate HTML feedback (hidden tests' code never shown) under feedback/<learner>/<lesson>/."""
+    from .instructor.report import feedback as run
+
+    folder = run(_course(ns), ns.lesson, ns.student, ns.exchange)
+    print(f"feedback for {ns.lesson} in {folder}")
+    return 0
+
+
+@command("grades", arg("--out", type=Path, help="CSV path (default build/grades.csv)"),
+         arg("--lesson", action="append", help="only this lesson (repeatable)"))
+def grades(ns: argparse.Namespace) -> int:
+    """Export the gradebook as CSV (nbgrader export): one row per learner and lesson."""
+    from .instructor.report import DEFAULT_OUT, export_grades
+
+    path = export_grades(_course(ns), ns.out or DEFAULT_OUT / "grades.csv", ns.lesson)
+    print(f"grades written to {path}")
+    return 0
+
+
+@command("summary", LESSON, arg("--plot", type=Path, help="PNG path (default build/summary_<lesson>.png)"))
+def summary(ns: argparse.Namespace) -> int:
+    """Per exercise: mean score and fail rate over the class, as a table and a bar chart."""
+    from .instructor.report import DEFAULT_OUT, exercise_stats, format_table, plot_summary
+
+    rows = exercise_stats(_course(ns), ns.lesson)
+    print(format_table(rows))
+    path = plot_summary(rows, ns.plot or DEFAULT_OUT / f"summary_{ns.lesson}.png")
+    print(f"plot written to {path}")
+    return 0
+
+@command("selfcheck", arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),
+         arg("--timeout", type=int, default=120, help="seconds per cell"))
+def selfcheck(ns: argparse.Namespace) -> int:
+    """For learners: run a notebook's visible tests and print a table; exit 1 when any fails."""
+    from .selfcheck import main as selfcheck_main
+
+    return selfcheck_main([str(ns.notebook), "--timeout", str(ns.timeout)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convcourse", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", help="nbgrader course root (default: $CONVCOURSE_COURSE or the repo's autograder/)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (function, args) in COMMANDS.items():
+        doc = (function.__doc__ or "").strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc)
+        for flags, options in args:
+            p.add_argument(*flags, **options)
+        p.set_defaults(run=function)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .grading import ensure_tools_on_path
+    from .instructor.course import CourseError
+
+    ensure_tools_on_path()
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.run(ns)
+    except CourseError as error:
+        print(f"convcourse {ns.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convcourse {ns.command}: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""Parallel autograding that keeps nbgrader's gradebook as the single record.
+
+Upstream ``nbgrader autograde`` grades one submission after another in one process. Here:
+
+1. each submission is graded by nbgrader's own ``Autograde`` converter in a *private* course copy
+   (``.convcourse/work/<lesson>/<learner>/``: the lesson's source, a copy of that learner's submission and
+   a private sqlite gradebook seeded with the assignment copied from the course gradebook);
+2. ``--workers`` long-lived worker processes (:mod:`.worker`) take submissions from a queue, so nbgrader
+   and its imports load once per worker; each learner has a wall-clock ``--timeout`` after which the
+   worker and its kernel are killed and the learner is reported;
+3. this process alone writes to the course gradebook (sqlite or PostgreSQL alike): it copies each
+   learner's automatic scores and comments from the private gradebook exactly as nbgrader's
+   ``SaveAutoGrades`` would have written them (manual scores are kept), then replaces
+   ``autograded/<learner>/<lesson>/`` atomically (rename);
+4. only then the manifest ``.convcourse/state.json`` records the submission's hash. A rerun regrades
+   only submissions that changed, failed, timed out or whose kernel died, or all with ``--force``; the
+   hash covers the submitted files, the lesson's source, its gradebook entry, the learner's extension
+   and the course config. Killing grading at any point loses at most the learners in flight, and
+   a rerun grades them again to the same result. Submitted files are only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import selectors
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .course import CourseError, CourseRoot
+
+#: Statuses that a rerun keeps; anything else (error, timeout, kernel-died) is graded again.
+DONE = {"ok"}
+#: A worker is replaced after this many learners (bounds any slow leak in a long class run).
+JOBS_PER_WORKER = 100
+DEFAULT_TIMEOUT = 1200
+
+
+@dataclass
+class Outcome:
+    student: str
+    status: str  # ok | kernel-died | error | timeout
+    reason: str = ""
+    seconds: float = 0.0
+    score: float | None = None
+    max_score: float | None = None
+
+
+@dataclass
+class GradeReport:
+    lesson: str
+    graded: list[Outcome] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def problems(self) -> list[Outcome]:
+        return [o for o in self.graded if o.status != "ok"]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """Learners with no new grade (error or timeout); kernel deaths are graded and reported."""
+        return [o for o in self.graded if o.status in ("error", "timeout")]
+
+
+# ---------------------------------------------------------------------------------------------- hashing
+
+def submission_hash(folder: Path) -> str:
+    """sha256 over the relative paths and bytes of every file under ``folder`` (sorted)."""
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _assignment_fingerprint(gb, lesson: str) -> str:
+    assignment = gb.find_assignment(lesson)
+    parts = [str(assignment.duedate)]
+    for nb in sorted(assignment.notebooks, key=lambda n: n.name):
+        parts.append(nb.name)
+        parts += sorted(f"g:{c.name}:{c.max_score}:{c.cell_type}" for c in nb.grade_cells)
+        parts += sorted(f"t:{c.name}:{c.max_score}" for c in nb.task_cells)
+        parts += sorted(f"s:{c.name}" for c in nb.solution_cells)
+        parts += sorted(f"c:{c.name}:{c.checksum}:{c.locked}" for c in nb.source_cells)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------- state manifest
+
+class State:
+    """``.convcourse/state.json``: per lesson and learner, the hash graded and the outcome."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            self.data = {}
+
+    def get(self, lesson: str, student: str) -> dict:
+        return self.data.get(lesson, {}).get(student, {})
+
+    def put(self, lesson: str, student: str, entry: dict) -> None:
+        self.data.setdefault(lesson, {})[student] = entry
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)  # atomic: a kill leaves the old or the new manifest, never half
+
+
+# ------------------------------------------------------------------------------------------- workers
+
+class Worker:
+    """One :mod:`.worker` process; ``run`` sends a job and waits for its answer up to ``timeout``."""
+
+    def __init__(self, log: Path) -> None:
+        self.log_path = log
+        self.proc: subprocess.Popen | None = None
+        self.jobs = 0
+
+    def _start(self) -> None:
+        from ..grading import ensure_tools_on_path
+
+        ensure_tools_on_path()
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "convcourse.instructor.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, env=dict(os.environ))
+        self.jobs = 0
+
+    def run(self, job: dict, timeout: float) -> dict:
+        if self.proc is None or self.proc.poll() is not None or self.jobs >= JOBS_PER_WORKER:
+            self.stop()
+            self._start()
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        self.jobs += 1
+        try:
+            self.proc.stdin.write((json.dumps(job) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return self._died()
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                self.kill()
+                return {"status": "timeout", "reason": f"grading took longer than {timeout:g} s; the kernel was "
+                                                        "killed (raise --timeout if the lesson needs it)"}
+        line = self.proc.stdout.readline()
+        if not line:
+            return self._died()
+        return json.loads(line)
+
+    def _died(self) -> dict:
+        code = self.proc.wait() if self.proc else None
+        self.proc = None
+        return {"status": "error", "reason": f"the grading worker process died (exit code {code}); "
+                                             f"see {self.log_path}"}
+
+    def kill(self) -> None:
+        """Kill the worker and every process it started (its Jupyter kernel runs in its own session)."""
+        if self.proc is None:
+            return
+        try:
+            import psutil
+
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except Exception:  # noqa: BLE001 - psutil missing or the process already gone
+            children = []
+        for child in children:
+            try:
+                child.kill()
+            except Exception:  # noqa: BLE001
+                pass
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            self.kill()
+        self.proc = None
+
+
+# ---------------------------------------------------------------------------------- gradebook copies
+
+def build_template(course: CourseRoot, lesson: str, path: Path) -> None:
+    """A private sqlite gradebook holding only ``lesson``'s assignment, copied from the course gradebook."""
+    from nbgrader.api import Gradebook
+
+    if path.exists():
+        path.unlink()
+    with course.gradebook() as gb, Gradebook(f"sqlite:///{path}", course.course_id) as t:
+        assignment = gb.find_assignment(lesson)
+        t.update_or_create_assignment(lesson, duedate=assignment.duedate)
+        for nb in assignment.notebooks:
+            t.update_or_create_notebook(nb.name, lesson, kernelspec=nb.kernelspec)
+            for c in nb.grade_cells:
+                t.update_or_create_grade_cell(c.name, nb.name, lesson, max_score=c.max_score, cell_type=c.cell_type)
+            for c in nb.solution_cells:
+                t.update_or_create_solution_cell(c.name, nb.name, lesson)
+            for c in nb.task_cells:
+                t.update_or_create_task_cell(c.name, nb.name, lesson, max_score=c.max_score, cell_type=c.cell_type)
+            for c in nb.source_cells:
+                t.update_or_create_source_cell(c.name, nb.name, lesson, cell_type=c.cell_type, locked=c.locked,
+                                               source=c.source, checksum=c.checksum)
+
+
+def merge(gb, private: Path, course_id: str, lesson: str, student: str, timestamped: bool) -> tuple[float, float]:
+    """Write one learner's automatic results from the private gradebook into the course gradebook ``gb``,
+    as nbgrader's autograde would (manual scores and comments stay). Returns (score, max_score)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{private}", course_id) as src:
+        sub = src.find_submission(lesson, student)
+        timestamp = sub.timestamp
+        notebooks = [(nb.name, nb.late_submission_penalty,
+                      [(g.name, g.auto_score, g.needs_manual_grade) for g in nb.grades],
+                      [(c.name, c.auto_comment) for c in nb.comments]) for nb in sub.notebooks]
+    gb.update_or_create_student(student)
+    kwargs = {"timestamp": timestamp} if timestamped and timestamp is not None else {}
+    gb.update_or_create_submission(lesson, student, **kwargs)
+    for name, penalty, grades, comments in notebooks:
+        notebook = gb.find_submission_notebook(name, lesson, student)
+        notebook.late_submission_penalty = penalty
+        for cell, auto_score, needs_manual in grades:
+            grade = gb.find_grade(cell, name, lesson, student)
+            grade.auto_score = auto_score
+            grade.needs_manual_grade = bool(needs_manual or grade.manual_score is not None)
+        for cell, auto_comment in comments:
+            gb.find_comment(cell, name, lesson, student).auto_comment = auto_comment
+    gb.db.commit()
+    submission = gb.find_submission(lesson, student)
+    return submission.score, submission.max_score
+
+
+def install(source: Path, target: Path) -> None:
+    """Replace ``target`` (a folder) by a copy of ``source`` so that a kill leaves the old or the new one."""
+    incoming = target.parent / f".{target.name}.incoming"
+    old = target.parent / f".{target.name}.old"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if incoming.exists():
+        shutil.rmtree(incoming)
+    shutil.copytree(source, incoming)
+    if target.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(incoming, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _recover(autograded: Path, lesson: str) -> None:
+    """Undo what a kill during :func:`install` left behind."""
+    if not autograded.exists():
+        return
+    for student_dir in autograded.iterdir():
+        incoming, old, target = (student_dir / f".{lesson}.incoming", student_dir / f".{lesson}.old",
+                                 student_dir / lesson)
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        for leftover in (incoming, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+
+
+# ------------------------------------------------------------------------------------------ grading
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def submissions(course: CourseRoot, lesson: str) -> list[str]:
+    submitted = course.root / "submitted"
+    if not submitted.exists():
+        return []
+    return sorted(p.name for p in submitted.iterdir() if (p / lesson).is_dir())
+
+
+def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None, workers: int | None = None,
+              timeout: float = DEFAULT_TIMEOUT, force: bool = False, progress: bool = True) -> GradeReport:
+    """Autograde ``lesson`` for every learner with a submission (or only ``students``), in parallel."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+    from tqdm import tqdm
+
+    from ..grading import ensure_tools_on_path
+
+    ensure_tools_on_path()
+    warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own add_submission triggers these
+    started = time.monotonic()
+    course.check_lesson(lesson)
+    if not course.has_assignment(lesson):
+        print(f"{lesson} is not in the gradebook yet: running nbgrader generate_assignment {lesson}")
+        course.nbgrader("generate_assignment", lesson, "--force", quiet=True)
+    available = submissions(course, lesson)
+    if students:
+        missing = sorted(set(students) - set(available))
+        if missing:
+            raise CourseError(f"no submission of {lesson} for: {', '.join(missing)} "
+                              f"(expected {course.root / 'submitted' / missing[0] / lesson})")
+        available = [s for s in available if s in set(students)]
+    report = GradeReport(lesson)
+
+    config_hash = hashlib.sha256((course.root / "nbgrader_config.py").read_bytes()).hexdigest()
+    with course.gradebook() as gb:
+        base = "|".join([_assignment_fingerprint(gb, lesson), submission_hash(course.root / "source" / lesson),
+                         config_hash])
+        extensions, timestamps = {}, {}
+        for student in available:
+            try:
+                extensions[student] = gb.find_submission(lesson, student).extension
+            except Exception:  # noqa: BLE001 - MissingEntry: not graded yet
+                extensions[student] = None
+    state = State(course.state_dir / "state.json")
+    keys, todo = {}, []
+    for student in available:
+        folder = course.root / "submitted" / student / lesson
+        timestamps[student] = (folder / "timestamp.txt").exists()
+        keys[student] = hashlib.sha256(f"{base}|{submission_hash(folder)}|{extensions[student]}".encode()).hexdigest()
+        entry = state.get(lesson, student)
+        if force or entry.get("key") != keys[student] or entry.get("status") not in DONE:
+            todo.append(student)
+        else:
+            report.up_to_date.append(student)
+    if not todo:
+        report.seconds = time.monotonic() - started
+        return report
+
+    work = course.state_dir / "work" / lesson
+    if work.exists():
+        shutil.rmtree(work)  # what a killed run left behind
+    work.mkdir(parents=True)
+    _recover(course.root / "autograded", lesson)
+    template = work / "template.db"
+    build_template(course, lesson, template)
+
+    jobs: queue.Queue = queue.Queue()
+    for student in todo:
+        jobs.put(student)
+    results: queue.Queue = queue.Queue()
+    count = max(1, min(workers or default_workers(), len(todo)))
+    logs = course.state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+
+    def prepare(student: str) -> Path:
+        from nbgrader.api import Gradebook
+
+        job = work / student
+        shutil.copytree(course.root / "source" / lesson, job / "source" / lesson,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        shutil.copytree(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        shutil.copy(template, job / "gradebook.db")
+        if extensions[student] is not None:
+            with Gradebook(f"sqlite:///{job / 'gradebook.db'}", course.course_id) as private:
+                private.update_or_create_student(student)
+                private.add_submission(lesson, student, extension=extensions[student])
+        return job
+
+    def serve(index: int) -> None:
+        worker = Worker(logs / f"worker-{index}.log")
+        try:
+            while True:
+                try:
+                    student = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    job = prepare(student)
+                    answer = worker.run({"course": str(course.root), "work": str(job), "lesson": lesson,
+                                         "student": student}, timeout)
+                except Exception as error:  # noqa: BLE001 - reported, never silently skipped
+                    job, answer = work / student, {"status": "error", "reason": f"{type(error).__name__}: {error}"}
+                results.put((student, job, answer))
+        finally:
+            worker.stop()
+
+    threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    bar = tqdm(total=len(todo), desc=f"autograde {lesson} ({count} workers)", unit="nb", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        with course.gradebook() as gb:
+            for _ in range(len(todo)):
+                student, job, answer = results.get()
+                outcome = Outcome(student, answer.get("status", "error"), answer.get("reason", ""),
+                                  answer.get("seconds", 0.0))
+                if outcome.status in ("ok", "kernel-died"):
+                    try:
+                        outcome.score, outcome.max_score = merge(gb, job / "gradebook.db", course.course_id, lesson,
+                                                                 student, timestamps[student])
+                        install(job / "autograded" / student / lesson, course.root / "autograded" / student / lesson)
+                    except Exception as error:  # noqa: BLE001
+                        gb.db.rollback()
+                        outcome.status, outcome.reason = "error", f"could not record the grades: {error}"
+                state.put(lesson, student, {"key": keys[student], "status": outcome.status, "reason": outcome.reason,
+                                            "score": outcome.score, "max_score": outcome.max_score,
+                                            "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                shutil.rmtree(job, ignore_errors=True)
+                report.graded.append(outcome)
+                if outcome.status != "ok":
+                    bar.write(f"{student}: {outcome.status}: {outcome.reason}")
+                bar.update(1)
+    finally:
+        bar.close()
+        for thread in threads:
+            thread.join(timeout=1)
+    shutil.rmtree(work, ignore_errors=True)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def format_report(report: GradeReport) -> str:
+    graded = len(report.graded)
+    lines = [f"{report.lesson}: graded {graded} submission(s) in {report.seconds:.1f} s"
+             + (f" ({60 * graded / report.seconds:.1f} notebooks/minute)" if graded and report.seconds else "")
+             + (f"; {len(report.up_to_date)} unchanged since the last run" if report.up_to_date else "")]
+    if report.problems:
+        lines.append("learners needing attention:")
+        for o in sorted(report.problems, key=lambda o: o.student):
+            what = {"error": "NOT graded", "timeout": "NOT graded (timeout)",
+                    "kernel-died": "graded, kernel died"}.get(o.status, o.status)
+            lines.append(f"  {o.student}: {what}: {o.reason}")
+        if report.failed:
+            lines.append("fix or leave these, then rerun the same command: only they are graded again.")
+    return "\n".join(lines)
+
+
+def report_json(report: GradeReport) -> str:
+    return json.dumps({"lesson": report.lesson, "seconds": report.seconds, "up_to_date": report.up_to_date,
+                       "graded": [asdict(o) for o in report.graded]}, indent=1)

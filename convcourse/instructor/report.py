@@ -1,0 +1,135 @@
+"""After grading: feedback for learners, the grades CSV, and a per-exercise summary of the class.
+
+The summary answers "which exercise does the class struggle with?": for every graded test cell of a
+lesson, over all graded submissions, the mean score and the *fail rate* (share of submissions that did
+not earn that cell's full points), printed as a table and drawn as a bar chart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .course import REPO, CourseError, CourseRoot
+
+#: Where grades.csv and summary plots go unless --out says otherwise (git-ignored).
+DEFAULT_OUT = REPO / "build"
+
+
+def feedback(course: CourseRoot, lesson: str, student: str | None = None, exchange: bool = False) -> Path:
+    """``nbgrader generate_feedback`` (HTML under feedback/<learner>/<lesson>/); with ``exchange`` also
+    ``nbgrader release_feedback`` so learners can fetch it on the hub."""
+    course.check_lesson(lesson)
+    extra = ["--student", student] if student else []
+    course.nbgrader("generate_feedback", lesson, "--force", *extra, quiet=True)
+    if exchange:
+        course.nbgrader("release_feedback", lesson, *extra, quiet=True)
+    return course.root / "feedback"
+
+
+def export_grades(course: CourseRoot, out: Path, lessons: list[str] | None = None) -> Path:
+    """``nbgrader export`` to a CSV: one row per learner and lesson (score, max_score, late penalty...)."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    extra = [f"--assignment={lesson}" for lesson in lessons or []]
+    course.nbgrader("export", f"--to={out}", *extra, quiet=True)
+    return out
+
+
+@dataclass
+class ExerciseStats:
+    lesson: str
+    notebook: str
+    cell: str
+    max_score: float
+    count: int
+    mean: float
+    fail_rate: float  # share of submissions below full points
+    zero_rate: float  # share of submissions with no points at all
+
+    @property
+    def mean_percent(self) -> float:
+        return 100.0 * self.mean / self.max_score if self.max_score else 0.0
+
+
+def exercise_stats(course: CourseRoot, lesson: str) -> list[ExerciseStats]:
+    """Per graded cell of ``lesson`` (notebook order), statistics over every graded submission."""
+    course.check_lesson(lesson)
+    rows = []
+    with course.gradebook() as gb:
+        try:
+            assignment = gb.find_assignment(lesson)
+        except Exception as error:  # noqa: BLE001 - MissingEntry
+            raise CourseError(f"{lesson} is not in the gradebook (release and grade it first)") from error
+        graded = [s for s in assignment.submissions
+                  if any(g.auto_score is not None or g.manual_score is not None for n in s.notebooks for g in n.grades)]
+        order = _cell_order(course, lesson)
+        for nb in sorted(assignment.notebooks, key=lambda n: n.name):
+            cells = sorted(nb.grade_cells, key=lambda c: order.get((nb.name, c.name), len(order)))
+            for cell in cells:
+                scores = [g.score for s in graded for n in s.notebooks if n.name == nb.name
+                          for g in n.grades if g.name == cell.name]
+                count = len(scores)
+                mean = sum(scores) / count if count else 0.0
+                fail = sum(1 for v in scores if v < cell.max_score) / count if count else 0.0
+                zero = sum(1 for v in scores if v <= 0) / count if count else 0.0
+                rows.append(ExerciseStats(lesson, nb.name, cell.name, cell.max_score, count, mean, fail, zero))
+    return rows
+
+
+def _cell_order(course: CourseRoot, lesson: str) -> dict[tuple[str, str], int]:
+    import nbformat
+
+    order: dict[tuple[str, str], int] = {}
+    for path in sorted((course.root / "source" / lesson).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if grade_id:
+                order[(path.stem, grade_id)] = len(order)
+    return order
+
+
+def format_table(rows: list[ExerciseStats]) -> str:
+    if not rows:
+        return "no graded cells"
+    width = max([len("exercise (test cell)")] + [len(r.cell) for r in rows])
+    lines = [f"{'exercise (test cell)':<{width}}  {'points':>6}  {'n':>4}  {'mean':>6}  {'mean %':>6}  "
+             f"{'fail rate':>9}  {'zero':>5}"]
+    for r in rows:
+        lines.append(f"{r.cell:<{width}}  {r.max_score:>6g}  {r.count:>4d}  {r.mean:>6.2f}  {r.mean_percent:>5.1f}%  "
+                     f"{100 * r.fail_rate:>8.1f}%  {100 * r.zero_rate:>4.0f}%")
+    hardest = max(rows, key=lambda r: (r.fail_rate, -r.mean_percent))
+    if hardest.count:
+        lines.append(f"hardest: {hardest.cell} ({100 * hardest.fail_rate:.0f}% of {hardest.count} submissions "
+                     "below full points)")
+    return "\n".join(lines)
+
+
+def plot_summary(rows: list[ExerciseStats], path: Path) -> Path:
+    """A horizontal bar chart: fail rate and mean score (% of points) per test cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = [r.cell for r in rows]
+    ys = range(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(1, len(rows))))
+    ax.barh([y + 0.2 for y in ys], [100 * r.fail_rate for r in rows], height=0.4, color="#d62728",
+            label="fail rate (% below full points)")
+    ax.barh([y - 0.2 for y in ys], [r.mean_percent for r in rows], height=0.4, color="#1f77b4",
+            label="mean score (% of points)")
+    ax.set_yticks(list(ys), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("%")
+    count = max((r.count for r in rows), default=0)
+    ax.set_title(f"{rows[0].lesson if rows else ''}: per-exercise results ({count} submissions)")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,138 @@
+"""A grading worker: a long-lived process that autogrades one submission per request.
+
+The parent (:mod:`convcourse.instructor.autograde`) prepares a private course copy per submission
+(``source/<lesson>``, ``submitted/<learner>/<lesson>``, a private sqlite gradebook seeded with the
+assignment) and writes one JSON request per line to the worker's stdin; the worker runs nbgrader's own
+``Autograde`` converter on it, in-process (nbgrader and its imports load once per worker, not once per
+learner), and answers one JSON line: ``{"status": "ok" | "kernel-died" | "error", "reason": ...}``.
+Everything else the worker or nbgrader prints goes to stderr (the worker's log file).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+#: Error outputs GuardedExecute writes when a learner's kernel dies or hangs.
+KERNEL_ERRORS = {"KernelDied": "the kernel died", "KernelUnresponsive": "the kernel stopped answering"}
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_CONFIGS: dict[str, object] = {}
+
+
+def _course_config(course: str):
+    if course not in _CONFIGS:
+        from traitlets.config.loader import PyFileConfigLoader
+
+        _CONFIGS[course] = PyFileConfigLoader("nbgrader_config.py", path=course).load_config()
+    return copy.deepcopy(_CONFIGS[course])
+
+
+def unreadable(path: Path) -> str | None:
+    """Why ``path`` is not a notebook nbgrader can read, or None."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 - any reason is reported to the instructor
+        return f"{path.name} is not a readable notebook ({type(error).__name__}: {str(error)[:300]})"
+    if not isinstance(nb.get("cells"), list):
+        return f"{path.name} is not a readable notebook (no cells)"
+    return None
+
+
+def kernel_problem(notebook: Path) -> str | None:
+    """The first kernel death recorded in an autograded notebook, as a sentence, or None."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for index, cell in enumerate(nb.cells, start=1):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" and output.get("ename") in KERNEL_ERRORS:
+                grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                where = f"cell {index}" + (f" ({grade_id})" if grade_id else "")
+                return f"{notebook.name}: {KERNEL_ERRORS[output['ename']]} in {where}; later tests scored 0"
+    return None
+
+
+def grade(job: dict) -> dict:
+    """Autograde one learner's submission in the private course copy ``job['work']``."""
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+
+    work, lesson, student = Path(job["work"]), job["lesson"], job["student"]
+    submitted = work / "submitted" / student / lesson
+    problems = [p for p in (unreadable(nb) for nb in sorted(submitted.glob("*.ipynb"))) if p]
+    if problems:
+        return {"status": "error", "reason": "; ".join(problems)}
+
+    config = _course_config(job["course"])
+    config.CourseDirectory.root = str(work)
+    config.CourseDirectory.db_url = f"sqlite:///{work / 'gradebook.db'}"
+    config.CourseDirectory.assignment_id = lesson
+    config.CourseDirectory.student_id = student
+    log = logging.getLogger(f"convcourse.worker.{os.getpid()}")
+    log.setLevel(logging.INFO)
+    collect = _Collect()
+    log.addHandler(collect)
+    try:
+        coursedir = CourseDirectory(config=config)
+        converter = Autograde(coursedir=coursedir, config=config)
+        converter.log = log
+        converter.start()
+    except Exception as error:  # noqa: BLE001 - nbgrader raises NbGraderException after logging why
+        messages = [r.getMessage() for r in collect.records if r.levelno >= logging.ERROR]
+        specific = [m for m in messages if not m.startswith(("There was an error processing", "Please see"))]
+        reason = (specific[-1].strip().splitlines()[-1] if specific else f"{type(error).__name__}: {error}")
+        return {"status": "error", "reason": reason[:500]}
+    finally:
+        log.removeHandler(collect)
+    notes = [r.getMessage() for r in collect.records if "No submitted file" in r.getMessage()]
+    autograded = work / "autograded" / student / lesson
+    died = [p for p in (kernel_problem(nb) for nb in sorted(autograded.glob("*.ipynb"))) if p]
+    if died:
+        return {"status": "kernel-died", "reason": "; ".join(died)}
+    return {"status": "ok", "reason": "; ".join(notes)}
+
+
+def main() -> int:
+    from convcourse.grading import ensure_tools_on_path
+
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything nbgrader or a library prints goes to the log, never into the replies
+    sys.stdout = sys.stderr
+    ensure_tools_on_path()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import nbgrader.converters  # noqa: F401  (load once, before the first request)
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        start = time.monotonic()
+        try:
+            result = grade(job)
+        except Exception as error:  # noqa: BLE001 - one learner's failure must not stop the worker
+            result = {"status": "error", "reason": f"grading crashed: {type(error).__name__}: {error}"[:500]}
+        result["seconds"] = round(time.monotonic() - start, 3)
+        replies.write(json.dumps(result) + "\n")
+        replies.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
