@@ -29,8 +29,48 @@ COLORS = {"input": "#4C72B0", "kernel": "#DD8452", "output": "#55A868", "padding
 
 
 def use_course_style() -> None:
-    """Apply the course's matplotlib style (lessons call this once in their first cell)."""
+    """Apply the course's matplotlib style (lessons call this once in their first cell); in a notebook,
+    figures are then shown as PNG carrying alt text (see :func:`figure_alt_text`)."""
     matplotlib.rcParams.update(STYLE)
+    _show_figures_with_alt_text()
+
+
+def set_alt_text(fig: plt.Figure, text: str) -> plt.Figure:
+    """Give ``fig`` an explicit description for screen readers and the static HTML (returns ``fig``)."""
+    fig._convcourse_alt = text
+    return fig
+
+
+def figure_alt_text(fig: plt.Figure) -> str:
+    """A description of ``fig``: the text set with :func:`set_alt_text`, else one built from its titles and
+    caption (panel titles, suptitle, and the caption that ``show_images(caption=...)`` writes)."""
+    explicit = getattr(fig, "_convcourse_alt", None)
+    if explicit:
+        return explicit
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title() and ax.get_visible()]
+    parts = [text for text in (fig.get_suptitle(), fig.get_supxlabel()) if text]
+    panels = len([ax for ax in fig.axes if ax.get_visible()])
+    summary = f"Figure with {panels} panel{'s' if panels != 1 else ''}" + (": " + "; ".join(titles) if titles else "")
+    return ". ".join([summary] + parts).replace("$", "")
+
+
+def _show_figures_with_alt_text() -> None:
+    """In IPython, display Figures as PNG whose output metadata has ``alt`` (used by ``make html``)."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or "image/png" not in getattr(shell.display_formatter, "formatters", {}):
+        return
+    plt.switch_backend(matplotlib.get_backend())  # resolve the backend now, so its own PNG printer is registered first
+
+    def png_with_alt(fig):
+        data = print_figure(fig, "png", bbox_inches="tight")  # the inline backend's default rendering
+        return None if data is None else (data, {"alt": figure_alt_text(fig)})
+
+    shell.display_formatter.formatters["image/png"].for_type(plt.Figure, png_with_alt)
 
 
 def to_numpy(image: torch.Tensor | np.ndarray) -> np.ndarray:

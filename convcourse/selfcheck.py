@@ -20,7 +20,8 @@ from pathlib import Path
 
 import nbformat
 
-#: Set in the kernel that a self-check starts, so the notebook's own self-check cell does not recurse.
+#: Set in the kernel that a self-check starts, so the notebook's own self-check cell does not recurse
+#: (other tools that execute lessons, like convcourse.html, set it to a short reason that is printed).
 ACTIVE_FLAG = "CONVCOURSE_SELFCHECK_ACTIVE"
 CELL_TIMEOUT = 120
 
@@ -117,14 +118,20 @@ def _current_notebook() -> Path | None:
     return None
 
 
-def selfcheck(path: str | Path | None = None) -> list[TestResult] | None:
+def selfcheck(path: str | Path | None = None) -> None:
     """Run this notebook's visible tests in a fresh kernel and print the table (save the notebook first).
 
-    Never raises: during grading, inside another self-check, or where the notebook's file cannot be
-    found, it prints why it did nothing and returns None.
+    Design: it re-runs the *saved* file from the top in a fresh kernel rather than re-running the test
+    cells in the live kernel. That is what the grader does, so a pass here means the notebook passes
+    top to bottom, not only thanks to cells run out of order or since deleted; the price is "save first".
+    The notebook is the one Jupyter started this kernel for (``__session__`` / ``JPY_SESSION_NAME``), or
+    ``path``. Prints, returns nothing (so the cell shows only the table), and never raises: while grading
+    (``NBGRADER_EXECUTION``), inside another self-check or a tool that runs lessons, or where the file
+    cannot be found, it prints one line saying why it did nothing.
     """
     if os.environ.get(ACTIVE_FLAG):
-        print("(self-check: skipped inside a self-check run)")
+        reason = os.environ[ACTIVE_FLAG]
+        print(f"(self-check skipped: {'inside a self-check run' if reason == '1' else reason})")
         return None
     if os.environ.get("NBGRADER_EXECUTION"):
         print("(self-check: skipped while grading)")
@@ -142,7 +149,7 @@ def selfcheck(path: str | Path | None = None) -> list[TestResult] | None:
         print(f"Self-check could not run: {error}")
         return None
     print(format_table(results))
-    return results
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,6 +68,26 @@ def test_in_notebook_selfcheck_never_recurses_or_runs_while_grading(monkeypatch,
     assert "could not tell which notebook" in capsys.readouterr().out
 
 
+def test_a_tool_that_runs_lessons_can_say_why_the_self_check_is_skipped(monkeypatch, capsys):
+    monkeypatch.setenv(selfcheck.ACTIVE_FLAG, "static HTML rendering")
+    assert selfcheck.selfcheck() is None
+    assert "self-check skipped: static HTML rendering" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_in_notebook_selfcheck_finds_the_notebook_jupyter_names(tmp_path, monkeypatch, capsys):
+    """JupyterLab starts the kernel with JPY_SESSION_NAME (ipykernel copies it to __session__)."""
+    copy = tmp_path / f"{LESSON}.ipynb"
+    shutil.copy(REPO / "solutions" / LESSON / f"{LESSON}.ipynb", copy)
+    monkeypatch.delenv(selfcheck.ACTIVE_FLAG, raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(copy))
+    assert selfcheck.selfcheck() is None  # prints the table; a returned value would be echoed under it
+    out = capsys.readouterr().out
+    assert f"saved copy of {copy.name}" in out and "visible tests passed for 5 of 5 points" in out
+    assert "corr2d" in out and "passed" in out and "FAILED" not in out
+
+
 def test_format_table_totals():
     results = [selfcheck.TestResult("test_a", 2, True), selfcheck.TestResult("test_b", 3, False, "Boom\nline 2")]
     table = selfcheck.format_table(results)

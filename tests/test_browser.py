@@ -1,0 +1,262 @@
+"""The course as learners see it: JupyterLab in Debian's Chromium, driven by Playwright.
+
+One JupyterLab server (on a free loopback port, over a temporary copy of notebooks/) and one browser
+serve every lesson (found at test time under notebooks/). For each lesson the test runs all cells ("Run
+All", resumed below each failing test cell, as a learner would) and checks: every cell ran; the only errors
+are the unimplemented exercises (NotImplementedError / "not implemented yet"); no warnings or tracebacks on
+stderr; plots appear and load; every widget renders and what it shows changes when its slider (keyboard) or
+dropdown moves; the self-check cell prints its table. Screenshots: artifacts/browser/<lesson>.png (at the last
+widget) and <lesson>-end.png (the end of the lesson); per-lesson seconds: artifacts/browser/timings.tsv.
+If /usr/bin/chromium is missing (`make browser-deps` installs it as root on Debian) the test is skipped
+with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from course import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "artifacts" / "browser"
+LESSONS = sorted(p.name for p in (REPO / "notebooks").iterdir() if (p / f"{p.name}.ipynb").exists())
+ALLOWED_ERRORS = ("NotImplementedError", "not implemented yet")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed and 'make browser-deps' could not install it "
+                    "(needs root and Debian's apt); the browser test cannot run here")
+    root = tmp_path_factory.mktemp("lab") / "notebooks"
+    shutil.copytree(REPO / "notebooks", root)
+    port, token = _free_port(), secrets.token_hex(16)
+    home = tmp_path_factory.mktemp("home")
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    # No "get notified about Jupyter news?" toast over the screenshots (a setting of this test's own config dir).
+    (home / "config" / "labconfig").mkdir(parents=True)
+    (home / "config" / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"] + (["--allow-root"] if os.geteuid() == 0 else []),
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise AssertionError("JupyterLab did not start; see " + log.name)
+            time.sleep(0.5)
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield {"url": url, "token": token, "browser": browser}
+        finally:
+            browser.close()
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            log.close()
+
+
+# The notebook panel for a path (found by path: JupyterLab may restore other tabs).
+PANEL = """(path) => Array.from(window.jupyterapp.shell.widgets('main'))
+  .find(w => w.context && w.context.path === path && w.content && w.content.model)"""
+
+NOTEBOOK_STATE = f"""(path) => {{
+  const widget = ({PANEL})(path);
+  if (!widget) {{ return null; }}
+  const cells = widget.content.model.cells;
+  const state = {{errors: [], stderr: [], streams: [], unexecuted: [], code: 0}};
+  for (let i = 0; i < cells.length; i++) {{
+    const cell = cells.get(i);
+    if (cell.type !== 'code') {{ continue; }}
+    state.code += 1;
+    if (!cell.executionCount) {{ state.unexecuted.push(i); }}
+    for (const out of cell.outputs.toJSON()) {{
+      if (out.output_type === 'error') {{ state.errors.push([i, out.ename, String(out.evalue).slice(0, 300)]); }}
+      if (out.output_type === 'stream') {{
+        const text = [].concat(out.text).join('');
+        state.streams.push(text.slice(0, 3000));
+        if (out.name === 'stderr') {{ state.stderr.push([i, text.slice(0, 500)]); }}
+      }}
+    }}
+  }}
+  return state;
+}}"""
+
+# "Run All", as a learner would. JupyterLab stops a run at the first cell that raises (here: the test cells
+# of exercises not done yet), so after each stop the run resumes below the failing cell, as a learner
+# who reads the message and carries on would. Resolves to the indices of the cells that stopped the run.
+RUN_ALL = f"""async (path) => {{
+  const app = window.jupyterapp;
+  const panel = ({PANEL})(path);
+  app.shell.activateById(panel.id);
+  const notebook = panel.content;
+  const cells = notebook.model.cells;
+  const stops = [];
+  let start = 0;
+  let ok = await app.commands.execute('notebook:run-all-cells');
+  while (!ok) {{
+    let failed = -1;
+    for (let i = start; i < cells.length; i++) {{
+      const cell = cells.get(i);
+      if (cell.type === 'code' && cell.outputs.toJSON().some(o => o.output_type === 'error')) {{ failed = i; break; }}
+    }}
+    if (failed < 0 || failed + 1 >= cells.length) {{ break; }}
+    stops.push(failed);
+    start = failed + 1;
+    notebook.activeCellIndex = start;
+    ok = await app.commands.execute('notebook:run-all-below');
+  }}
+  return stops;
+}}"""
+
+# What a widget shows, without its own controls (a slider's readout changes with the slider itself).
+WIDGET_CONTENT = """(el) => {
+  const copy = el.cloneNode(true);
+  copy.querySelectorAll('.widget-slider, .widget-dropdown, .widget-play, .widget-toggle-buttons, .widget-readout')
+      .forEach(node => node.remove());
+  return copy.innerHTML;
+}"""
+
+
+def _run_all_and_wait(page, path: str, timeout: float) -> dict:
+    page.wait_for_function(f"(path) => {{ const w = window.jupyterapp && ({PANEL})(path); "
+                           "const k = w && w.sessionContext && w.sessionContext.session "
+                           "&& w.sessionContext.session.kernel; return k && k.status === 'idle'; }",
+                           arg=path, timeout=120_000)
+    page.evaluate(f"(path) => {{ window.__courseRun = null; ({RUN_ALL})(path).then("
+                  "stops => { window.__courseRun = {stops}; }, "
+                  "error => { window.__courseRun = {failed: String(error)}; }); }", path)
+    try:
+        page.wait_for_function("() => window.__courseRun !== null", timeout=timeout * 1000, polling=500)
+    except Exception:
+        state = page.evaluate(NOTEBOOK_STATE, path) or {}
+        raise AssertionError(f"the notebook did not finish running within {timeout:.0f} s: "
+                             f"{json.dumps(state)[:800]}") from None
+    run = page.evaluate("window.__courseRun")
+    assert "failed" not in run, f"Run All failed in the page: {run['failed']}"
+    page.wait_for_timeout(1000)  # let the last outputs and widget views render
+    return page.evaluate(NOTEBOOK_STATE, path)
+
+
+def _move_control(page, widget) -> str | None:
+    """Move the widget's first slider one step with the keyboard, or pick another dropdown option."""
+    handle = widget.locator(".noUi-handle")
+    if handle.count():
+        handle.first.focus()
+        page.keyboard.press("ArrowRight")
+        return "slider"
+    select = widget.locator("select")
+    if select.count() and select.first.locator("option").count() > 1:
+        select.first.select_option(index=1)
+        return "dropdown"
+    return None
+
+
+@pytest.fixture(scope="module")
+def timings():
+    times: dict[str, float] = {}
+    yield times
+    if times:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        lines = [f"{lesson}\t{seconds:.1f}" for lesson, seconds in times.items()]
+        lines.append(f"total\t{sum(times.values()):.1f}")
+        (ARTIFACTS / "timings.tsv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        path = f"{lesson}/{lesson}.ipynb"
+        # A workspace of its own per lesson, so that JupyterLab restores no other lesson's tab.
+        page.goto(f"{lab['url']}/lab/workspaces/{lesson}/tree/{path}?token={lab['token']}",
+                  wait_until="domcontentloaded")
+        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        state = _run_all_and_wait(page, path, timeout=420)
+        page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)
+
+        assert not state["unexecuted"], f"{lesson}: cells {state['unexecuted']} did not run"
+        unexpected = [e for e in state["errors"] if not any(a in f"{e[1]} {e[2]}" for a in ALLOWED_ERRORS)]
+        assert not unexpected, f"{lesson}: unexpected errors {unexpected}"
+        noisy = [s for s in state["stderr"] if any(w in s[1] for w in ("Traceback", "Error", "Warning"))]
+        assert not noisy, f"{lesson}: errors or warnings on stderr {noisy}"
+        # The DOM agrees: every error output on the page is an expected one.
+        for text in page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts():
+            assert "Traceback" not in text or any(a in text for a in ALLOWED_ERRORS), f"{lesson}: {text[:500]}"
+
+        source = (REPO / "notebooks" / lesson / f"{lesson}.ipynb").read_text()
+        if any(marker in source for marker in ("plt.", "show_images", "_widget(", "gallery", "plot_")):
+            page.wait_for_selector(".jp-OutputArea-output img", state="attached", timeout=30_000)
+            images = page.locator(".jp-OutputArea-output img")
+            assert images.count() > 0, f"{lesson}: no plot rendered"
+            assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+                       for i in range(images.count())), f"{lesson}: an image did not load"
+
+        widgets = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)")
+        if "_widget(" in source or "ipywidgets" in source:
+            assert widgets.count() > 0, f"{lesson}: the lesson creates widgets but none rendered (text repr only?)"
+        moved = 0
+        for index in range(widgets.count()):
+            widget = widgets.nth(index)
+            widget.scroll_into_view_if_needed()
+            before = widget.evaluate(WIDGET_CONTENT)
+            if _move_control(page, widget):
+                moved += 1
+                try:
+                    page.wait_for_function(f"([el, before]) => ({WIDGET_CONTENT})(el) !== before",
+                                           arg=[widget.element_handle(), before], timeout=30_000)
+                except Exception:
+                    raise AssertionError(f"{lesson}: widget {index} did not change when its control moved") from None
+        if widgets.count():
+            assert moved > 0, f"{lesson}: no widget has a slider or dropdown the test could move"
+
+        if "selfcheck()" in source:
+            text = "\n".join(state["streams"])
+            assert "points" in text and "visible tests passed" in text, \
+                f"{lesson}: the self-check cell printed no table:\n{text[-1500:]}"
+        page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)
+        page.locator(".jp-Notebook .jp-Cell").last.scroll_into_view_if_needed()  # the summary and the self-check
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / f"{lesson}-end.png"), full_page=True)
+    finally:
+        page.close()
+        timings[lesson] = time.monotonic() - started
