@@ -1,0 +1,112 @@
+"""Lesson 06 widget: where a dilated kernel's taps land, and how a stack of (dilated) layers grows the
+receptive field of one output pixel."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..plots import COLORS
+from . import FigureView
+
+SCHEDULES = {"1, 1, 1, 1 (no dilation)": (1, 1, 1, 1), "1, 2, 4, 8 (doubling)": (1, 2, 4, 8),
+             "2, 2, 2, 2": (2, 2, 2, 2), "1, 2, 3, 1": (1, 2, 3, 1)}
+
+
+def kernel_footprint(kernel_size: int, dilation: int) -> np.ndarray:
+    """(span, span) bool grid, span = dilation*(k-1)+1: True where a tap of the k×k kernel lands."""
+    if kernel_size < 1 or dilation < 1:
+        raise ValueError(f"kernel_size and dilation must be at least 1, got {kernel_size} and {dilation}")
+    span = dilation * (kernel_size - 1) + 1
+    grid = np.zeros((span, span), dtype=bool)
+    grid[::dilation, ::dilation] = True
+    return grid
+
+
+@dataclasses.dataclass
+class LayerStack:
+    """A stack of stride-1 convolutions along one axis: kernel size k, one dilation per layer."""
+
+    kernel_size: int
+    dilations: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.kernel_size < 1 or any(d < 1 for d in self.dilations):
+            raise ValueError("kernel_size and every dilation must be at least 1")
+        self.dilations = tuple(int(d) for d in self.dilations)
+
+    @property
+    def receptive_field(self) -> int:
+        return 1 + sum(d * (self.kernel_size - 1) for d in self.dilations)
+
+    def paths(self) -> list[np.ndarray]:
+        """For level 0 (the output pixel) down to the input: how many paths lead from each position of that
+        level to the output pixel. Each array has the receptive field's width; row n is level n, the output
+        pixel first and the input last, positioned above the middle of the input columns it reads."""
+        width = self.receptive_field
+        levels = [np.zeros(width, dtype=np.int64)]
+        # Output pixel 0 of the top layer reads columns 0 .. span-1 of the level below, and so on down.
+        levels[0][0] = 1
+        for d in reversed(self.dilations):
+            above = levels[-1]
+            below = np.zeros(width, dtype=np.int64)
+            for p in np.nonzero(above)[0]:
+                for t in range(self.kernel_size):
+                    below[p + d * t] += above[p]
+            levels.append(below)
+        # Draw a pixel above the middle of the input columns it reads: shift level n by half the span of
+        # the layers below it (dilations[:L - n]).
+        total = len(self.dilations)
+        return [np.roll(level, sum(d * (self.kernel_size - 1) for d in self.dilations[:total - n]) // 2)
+                for n, level in enumerate(levels)]
+
+
+def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...]) -> plt.Figure:
+    """Left: one dilated kernel's taps. Right: the input pixels feeding one output pixel of a stack."""
+    footprint = kernel_footprint(kernel_size, dilation)
+    stack = LayerStack(kernel_size, dilations)
+    levels = stack.paths()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 2.4]})
+    left.imshow(footprint, cmap="Oranges", vmin=0, vmax=1.3)
+    left.set_xticks(range(footprint.shape[1]))
+    left.set_yticks(range(footprint.shape[0]))
+    left.tick_params(length=0, labelsize=6)
+    left.set_title(f"{kernel_size}×{kernel_size} kernel, dilation {dilation}\nspans {footprint.shape[0]}×"
+                   f"{footprint.shape[1]} pixels, {kernel_size * kernel_size} weights", fontsize=9)
+    counts = np.array(levels, dtype=float)
+    right.imshow(np.ma.masked_equal(counts, 0), cmap="Blues", aspect="auto", vmin=0, vmax=max(counts.max(), 1))
+    right.imshow(np.ma.masked_not_equal(counts, 0), cmap="Greys", aspect="auto", vmin=0, vmax=8, alpha=0.3)
+    if counts.shape[1] <= 40:
+        for (r, c), v in np.ndenumerate(counts):
+            if v:
+                right.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=6)
+    total = len(dilations)
+    names = ["output pixel"] + [f"output of layer {total - n}" for n in range(1, total)] + ["input image"]
+    right.set_yticks(range(len(levels)))
+    right.set_yticklabels(names, fontsize=7)
+    right.set_xticks([])
+    rf = stack.receptive_field
+    right.set_title(f"{len(dilations)} layers, kernel {kernel_size}, dilations {', '.join(map(str, dilations))}: "
+                    f"receptive field {rf} pixels", fontsize=9, color=COLORS["input"])
+    right.set_xlabel("numbers: how many paths connect that pixel to the output pixel", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def dilation_widget() -> FigureView:
+    """A dilated kernel's footprint, and the receptive field of a stack of dilated layers."""
+    kernel = w.IntSlider(value=3, min=1, max=5, description="kernel", continuous_update=False)
+    dilation = w.IntSlider(value=2, min=1, max=4, description="dilation", continuous_update=False)
+    layers = w.IntSlider(value=3, min=1, max=4, description="layers", continuous_update=False)
+    schedule = w.Dropdown(options=list(SCHEDULES), value="1, 2, 4, 8 (doubling)", description="dilations")
+
+    def render(kernel, dilation, layers, schedule):
+        return draw(kernel, dilation, SCHEDULES[schedule][:layers])
+
+    return FigureView(render, {"kernel": kernel, "dilation": dilation, "layers": layers, "schedule": schedule},
+                      title="Dilation and receptive field",
+                      description="Left: the kernel's taps (orange) inside the area it spans. Right: which input "
+                      "pixels can influence one output pixel after a stack of layers (stride 1).")
