@@ -180,11 +180,12 @@ def call_learner(exercise: Exercise, fn: Callable[..., Any], inputs: Inputs) -> 
 def _banned_error(exercise: Exercise, hits: list[str]) -> GradingError:
     if "<dispatch mode removed>" in hits:
         return GradingError(f"{exercise.name}: the grader's call monitor was removed during the call.")
-    return GradingError(
-        f"{exercise.name} called {_ban_description(hits)}. This exercise asks you to compute it "
-        f"yourself{' with loops' if exercise.banned & CONVOLUTION_OPS and exercise.banned & UNFOLD_OPS else ''}"
-        "; the point is to see every multiply-add happen."
-    )
+    if exercise.kind == "value":
+        why = "This exercise asks you to work the answer out yourself, not to read it off torch."
+    else:
+        loops = " with loops" if exercise.banned & CONVOLUTION_OPS and exercise.banned & UNFOLD_OPS else ""
+        why = f"This exercise asks you to compute it yourself{loops}; the point is to see every multiply-add happen."
+    return GradingError(f"{exercise.name} called {_ban_description(hits)}. {why}")
 
 
 def _clone(value: Any) -> Any:

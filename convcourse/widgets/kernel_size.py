@@ -1,0 +1,114 @@
+"""Lesson 02 widget: where a kH×kW kernel fits in an H×W input, and the output size that follows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ipywidgets as widgets
+import matplotlib.patches as patches
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..plots import COLORS
+from . import FigureView
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelFit:
+    """An H×W input and a kH×kW kernel (no padding, stride 1, dilation 1)."""
+
+    h: int
+    w: int
+    kh: int
+    kw: int
+
+    def __post_init__(self) -> None:
+        if min(self.h, self.w, self.kh, self.kw) < 1:
+            raise ValueError(f"sizes must be at least 1, got H={self.h}, W={self.w}, kH={self.kh}, kW={self.kw}")
+
+    @property
+    def fits(self) -> bool:
+        return self.kh <= self.h and self.kw <= self.w
+
+    @property
+    def out_shape(self) -> tuple[int, int]:
+        """(H - kH + 1, W - kW + 1): the number of positions of the window's top-left corner."""
+        if not self.fits:
+            raise ValueError(f"a {self.kh}×{self.kw} kernel does not fit in a {self.h}×{self.w} input")
+        return (self.h - self.kh + 1, self.w - self.kw + 1)
+
+    @property
+    def first(self) -> tuple[int, int]:
+        return (0, 0)
+
+    @property
+    def last(self) -> tuple[int, int]:
+        """Top-left corner of the last window: row H - kH, column W - kW."""
+        out_h, out_w = self.out_shape
+        return (out_h - 1, out_w - 1)
+
+    def formula(self) -> str:
+        """The output-size formula with this model's numbers filled in."""
+        if not self.fits:
+            return (f"kernel {self.kh}×{self.kw} is larger than input {self.h}×{self.w}: "
+                    "no position fits (torch raises RuntimeError)")
+        out_h, out_w = self.out_shape
+        return (f"H_out = H − kH + 1 = {self.h} − {self.kh} + 1 = {out_h}     "
+                f"W_out = W − kW + 1 = {self.w} − {self.kw} + 1 = {out_w}")
+
+
+def _grid(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
+    ax.imshow(np.zeros((rows, cols)), cmap="Greys", vmin=0, vmax=1, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
+    ax.add_patch(patches.Rectangle((-0.5, -0.5), cols, rows, facecolor=color, alpha=0.18, edgecolor=color, lw=1.5))
+    ax.vlines(np.arange(cols + 1) - 0.5, -0.5, rows - 0.5, color=color, lw=0.6)
+    ax.hlines(np.arange(rows + 1) - 0.5, -0.5, cols - 0.5, color=color, lw=0.6)
+    ax.set_xlim(-0.7, cols - 0.3)
+    ax.set_ylim(rows - 0.3, -0.7)
+    ax.set_xticks(range(cols))
+    ax.set_yticks(range(rows))
+    ax.tick_params(length=0, labelsize=7)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+
+
+def draw(model: KernelFit) -> plt.Figure:
+    """Input grid with the kernel at its first and last positions, and the output grid."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.2), gridspec_kw={"width_ratios": [model.w, max(model.w, 4)]})
+    _grid(axes[0], model.h, model.w, COLORS["input"], f"input {model.h}×{model.w}")
+    if model.fits:
+        for (r, c), color, style, label in [(model.first, COLORS["kernel"], "-", "first position"),
+                                            (model.last, COLORS["highlight"], "--", "last position")]:
+            axes[0].add_patch(patches.Rectangle((c - 0.5, r - 0.5), model.kw, model.kh, fill=False, lw=2.8,
+                                                edgecolor=color, linestyle=style, label=label))
+        axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2, fontsize=8, frameon=False)
+        out_h, out_w = model.out_shape
+        _grid(axes[1], out_h, out_w, COLORS["output"], f"output {out_h}×{out_w}")
+        axes[1].set_xlim(-0.7, max(out_w, 4) - 0.3)
+        axes[1].set_ylim(max(out_h, model.h) - 0.3, -0.7)
+        for (r, c), color in [(model.first, COLORS["kernel"]), (model.last, COLORS["highlight"])]:
+            axes[1].add_patch(patches.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color, alpha=0.8))
+    else:
+        axes[0].add_patch(patches.Rectangle((-0.5, -0.5), model.kw, model.kh, fill=False, lw=2.8,
+                                            edgecolor=COLORS["highlight"], linestyle=":", label="kernel"))
+        axes[0].set_xlim(-0.7, max(model.w, model.kw) - 0.3)
+        axes[0].set_ylim(max(model.h, model.kh) - 0.3, -0.7)
+        axes[1].set_axis_off()
+        axes[1].text(0.5, 0.5, "no output:\nthe kernel does not fit", ha="center", va="center",
+                     color=COLORS["highlight"])
+    fig.suptitle(model.formula(), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def kernel_size_widget(h: int = 6, w: int = 8, kh: int = 3, kw: int = 3, max_size: int = 12) -> FigureView:
+    """Sliders for H, W, kH, kW; the figure shows where the kernel fits and the output size."""
+
+    def slider(name: str, value: int) -> widgets.IntSlider:
+        return widgets.IntSlider(value=value, min=1, max=max_size, description=name, continuous_update=False,
+                           layout=widgets.Layout(width="230px"))
+
+    controls = {"h": slider("H", h), "w": slider("W", w), "kh": slider("kH", kh), "kw": slider("kW", kw)}
+    return FigureView(lambda h, w, kh, kw: draw(KernelFit(h, w, kh, kw)), controls,
+                      title="Where does the kernel fit?",
+                      description="Solid: the kernel's first position; dashed: its last. Every top-left corner in "
+                                  "between gives one output pixel.")
