@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from convcourse.checks import GradingError, check, check_suite
 from convcourse.checks.conv import randn
+from convcourse.plots import COLORS
 from convcourse.widgets.padding import MODES, PaddedGrid, draw, padding_widget
 
 # ---- correct implementations, written here (not imported from the notebook) ---------------------
@@ -119,6 +121,23 @@ def test_draw_shows_the_learners_function_and_its_failures():
         texts = " ".join([t.get_text() for t in fig.axes[1].texts] + [fig.axes[1].get_title()])
         assert text in texts, (learner.__name__, texts)
         plt.close(fig)
+
+
+def test_learners_panel_outlines_exactly_the_cells_that_differ():
+    m = grid(pad=(2, 1, 1, 2), mode="reflect")
+
+    def replicate_always(x, pad, mode="constant", value=0.0):
+        return pad2d(x, pad, "replicate")
+
+    expected = int((pad2d(m.x[None], m.pad, "replicate")[0] != m.padded()).sum())
+    assert expected > 0
+    fig = draw(m, replicate_always)
+    red = [p for p in fig.axes[1].patches if p.get_edgecolor()[:3] == matplotlib.colors.to_rgb(COLORS["highlight"])]
+    assert len(red) == expected and f"differs in {expected} cells" in fig.axes[1].get_title()
+    plt.close(fig)
+    fig = draw(m, pad2d)
+    assert "✓" in fig.axes[1].get_title() and len(fig.axes[1].patches) == 1   # only the input's frame
+    plt.close(fig)
 
 
 def test_widget_builds_and_redraws_headless():

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from convcourse.checks import GradingError, check, check_suite
 from convcourse.checks.conv import randn
-from convcourse.widgets.dilation import SCHEDULES, LayerStack, dilation_widget, draw, kernel_footprint
+from convcourse.widgets.dilation import (SCHEDULES, LayerStack, dilation_widget, draw, kernel_footprint,
+                                        learner_verdict)
 
 # ---- correct implementations, written here (not imported from the notebook) ---------------------
 
@@ -92,6 +93,27 @@ def test_draw_returns_a_figure_with_the_receptive_field():
     plt.close(fig)
 
 
+def test_learner_verdict_shows_the_learners_answer_or_its_failure():
+    def not_done(kernel_sizes, strides=None, dilations=None):
+        raise NotImplementedError
+
+    def broken(kernel_sizes, strides=None, dilations=None):
+        raise KeyError("oops")
+
+    def ignores_dilation(kernel_sizes, strides=None, dilations=None):
+        return receptive_field(kernel_sizes, strides)
+
+    assert learner_verdict(None, 3, (1, 2)) == ""
+    assert learner_verdict(receptive_field, 3, (1, 2, 4)) == "your receptive_field: 15 ✓"
+    assert "not implemented yet" in learner_verdict(not_done, 3, (1, 2))
+    assert "raised KeyError" in learner_verdict(broken, 3, (1, 2))
+    assert learner_verdict(ignores_dilation, 3, (1, 2, 4)) == "your receptive_field: 7 ✗ (the picture shows 15)"
+    assert "✗" in learner_verdict(lambda *a: 15.0, 3, (1, 2, 4))    # a float is not the int asked for
+    fig = draw(3, 2, (1, 2, 4), ignores_dilation)
+    assert "✗" in fig.axes[1].get_xlabel()
+    plt.close(fig)
+
+
 def test_widget_builds_and_redraws_headless():
     view = dilation_widget()
     first = view.last_figure
@@ -100,6 +122,9 @@ def test_widget_builds_and_redraws_headless():
     assert "receptive field 31" in view.last_figure.axes[1].get_title()
     view.controls["schedule"].value = [k for k in SCHEDULES if SCHEDULES[k] == (1, 1, 1, 1)][0]
     assert "receptive field 9" in view.last_figure.axes[1].get_title()
+    with_learner = dilation_widget(receptive_field=receptive_field)
+    with_learner.controls["layers"].value = 4
+    assert "your receptive_field: 31 ✓" in with_learner.last_figure.axes[1].get_xlabel()
     plt.close("all")
 
 

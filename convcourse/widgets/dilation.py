@@ -4,6 +4,7 @@ receptive field of one output pixel."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
@@ -64,8 +65,27 @@ class LayerStack:
                 for n, level in enumerate(levels)]
 
 
-def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...]) -> plt.Figure:
-    """Left: one dilated kernel's taps. Right: the input pixels feeding one output pixel of a stack."""
+def learner_verdict(receptive_field: Callable | None, kernel_size: int, dilations: tuple[int, ...]) -> str:
+    """One line comparing a learner's ``receptive_field`` with the stack's (stride 1): its value and ✓/✗,
+    'not implemented yet', or the exception it raised. Empty when no function is given."""
+    if receptive_field is None:
+        return ""
+    n = len(dilations)
+    try:
+        mine = receptive_field([kernel_size] * n, [1] * n, list(dilations))
+    except NotImplementedError:
+        return "your receptive_field: not implemented yet"
+    except Exception as error:  # show the learner's error in the widget, not a traceback
+        return f"your receptive_field raised {type(error).__name__}"
+    expected = LayerStack(kernel_size, dilations).receptive_field
+    ok = isinstance(mine, (int, np.integer)) and not isinstance(mine, bool) and int(mine) == expected
+    return f"your receptive_field: {mine!r} {'✓' if ok else f'✗ (the picture shows {expected})'}"
+
+
+def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...],
+         receptive_field: Callable | None = None) -> plt.Figure:
+    """Left: one dilated kernel's taps. Right: the input pixels feeding one output pixel of a stack, and the
+    learner's ``receptive_field`` for that stack when given."""
     footprint = kernel_footprint(kernel_size, dilation)
     stack = LayerStack(kernel_size, dilations)
     levels = stack.paths()
@@ -91,20 +111,23 @@ def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...]) -> plt.Fig
     rf = stack.receptive_field
     right.set_title(f"{len(dilations)} layers, kernel {kernel_size}, dilations {', '.join(map(str, dilations))}: "
                     f"receptive field {rf} pixels", fontsize=9, color=COLORS["input"])
-    right.set_xlabel("numbers: how many paths connect that pixel to the output pixel", fontsize=8)
+    verdict = learner_verdict(receptive_field, kernel_size, tuple(dilations))
+    right.set_xlabel("numbers: how many paths connect that pixel to the output pixel"
+                     + (f"\n{verdict}" if verdict else ""), fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def dilation_widget() -> FigureView:
-    """A dilated kernel's footprint, and the receptive field of a stack of dilated layers."""
+def dilation_widget(receptive_field: Callable | None = None) -> FigureView:
+    """A dilated kernel's footprint, and the receptive field of a stack of dilated layers. Pass your
+    ``receptive_field`` to see its answer for the stack shown."""
     kernel = w.IntSlider(value=3, min=1, max=5, description="kernel", continuous_update=False)
     dilation = w.IntSlider(value=2, min=1, max=4, description="dilation", continuous_update=False)
     layers = w.IntSlider(value=3, min=1, max=4, description="layers", continuous_update=False)
     schedule = w.Dropdown(options=list(SCHEDULES), value="1, 2, 4, 8 (doubling)", description="dilations")
 
     def render(kernel, dilation, layers, schedule):
-        return draw(kernel, dilation, SCHEDULES[schedule][:layers])
+        return draw(kernel, dilation, SCHEDULES[schedule][:layers], receptive_field)
 
     return FigureView(render, {"kernel": kernel, "dilation": dilation, "layers": layers, "schedule": schedule},
                       title="Dilation and receptive field",

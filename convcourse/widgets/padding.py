@@ -69,19 +69,27 @@ class PaddedGrid:
         return f"{self.value:g}" if r < 0 else f"{r},{c}"
 
 
-def _draw_grid(ax: plt.Axes, model: PaddedGrid, values: np.ndarray, title: str) -> None:
+def _draw_grid(ax: plt.Axes, model: PaddedGrid, values: np.ndarray, title: str, *, sources: bool = True,
+               wrong: np.ndarray | None = None) -> None:
+    """One padded grid: input cells blue, padding grey. ``sources``: padding cells also name the input cell
+    they copy (torch's panel). ``wrong``: (H', W') bool, cells outlined in red (the learner's panel)."""
     mask = model.is_padding()
-    sources = model.sources()
+    copied = model.sources() if sources else None
     ax.imshow(np.ma.masked_where(mask, values), cmap="Blues", vmin=values.min() - 1, vmax=values.max() + 1)
     ax.imshow(np.ma.masked_where(~mask, np.ones_like(values)), cmap="Greys", vmin=0, vmax=4, alpha=0.9)
     for (i, j), v in np.ndenumerate(values):
-        if mask[i, j]:
-            r, c = sources[i, j]
+        if mask[i, j] and copied is not None:
+            r, c = copied[i, j]
             src = "const" if r < 0 else f"←{r},{c}"
             ax.text(j, i - 0.12, f"{v:g}", ha="center", va="center", fontsize=8, weight="bold")
             ax.text(j, i + 0.25, src, ha="center", va="center", fontsize=6, color=COLORS["highlight"])
         else:
-            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8)
+            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8,
+                    weight="bold" if mask[i, j] else "normal")
+    if wrong is not None:
+        for i, j in zip(*np.nonzero(wrong)):
+            ax.add_patch(matplotlib.patches.Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, lw=1.8,
+                                                      edgecolor=COLORS["highlight"]))
     left, right, top, bottom = model.pad
     h, w = model.x.shape
     ax.add_patch(matplotlib.patches.Rectangle((left - 0.5, top - 0.5), w, h, fill=False, lw=2.5,
@@ -113,9 +121,10 @@ def draw(model: PaddedGrid, learner: Callable | None = None) -> plt.Figure:
         try:
             args = (model.x.double()[None], model.pad, model.mode) + ((model.value,) if model.value else ())
             mine = torch.as_tensor(learner(*args), dtype=torch.float64)[0]
-            ok = tuple(mine.shape) == values.shape and bool(np.allclose(mine.numpy(), values))
             if tuple(mine.shape) == values.shape:
-                _draw_grid(axes[1], model, mine.numpy(), f"your pad2d {'✓' if ok else '✗ differs'}")
+                wrong = ~np.isclose(mine.numpy(), values)
+                verdict = "✓" if not wrong.any() else f"✗ differs in {int(wrong.sum())} cells (red)"
+                _draw_grid(axes[1], model, mine.numpy(), f"your pad2d {verdict}", sources=False, wrong=wrong)
             else:
                 axes[1].set_axis_off()
                 axes[1].text(0.5, 0.5, f"your pad2d: shape\n{tuple(mine.shape)} ✗", ha="center", va="center")

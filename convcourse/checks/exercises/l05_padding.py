@@ -173,6 +173,7 @@ def _pad_hidden():
         ((1, 4, 3), (0, 3, 3, 1), "circular", None),                # circular: up to the input size
         ((1, 1, 1, 1), (2, 2, 2, 2), "replicate", None),            # a single pixel
         ((2, 2, 3, 4), (0, 2, 1, 0), "constant", -2.0),
+        ((2, 3, 4), [1, 0, 2, 1], "replicate", None),               # pad given as a list, as F.pad allows
         # invalid: torch raises RuntimeError
         ((1, 3, 4), (4, 0, 0, 0), "reflect", None),                 # reflect width pad == width
         ((1, 2, 3, 5), (0, 1, 3, 0), "reflect", None),              # reflect height pad == height
