@@ -64,7 +64,7 @@ def run_selfcheck(path: str | Path, timeout: int = CELL_TIMEOUT) -> list[TestRes
     os.environ[ACTIVE_FLAG] = "1"
     try:
         client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                                interrupt_on_timeout=True, resources={"metadata": {"path": str(path.parent)}})
+                                extra_arguments=["--HistoryManager.hist_file=:memory:"], interrupt_on_timeout=True, resources={"metadata": {"path": str(path.parent)}})
         client.execute()
     finally:
         if previous is None:

@@ -18,6 +18,7 @@ EXPECTED_STUB_ERRORS = ("NotImplementedError", "GradingError", "AssertionError")
 def test_released_notebook_runs_headless(lesson, tmp_path):
     nb = nbformat.read(REPO / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
     client = NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=True,
+                            extra_arguments=["--HistoryManager.hist_file=:memory:"],
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     for index, cell in enumerate(nb.cells):
