@@ -186,6 +186,20 @@ def conv_exercise(
                              variants=wrong_outputs, suites=suites or {}, hint=hint, rtol=rtol, atol=atol))
 
 
+def conv_case(x_shape: tuple[int, ...], w_shape: tuple[int, ...], *, bias: bool = False, stride: Any = 1,
+              padding: Any = 0, dilation: Any = 1, groups: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Inputs of one F.conv2d-shaped call (``input``, ``weight`` ...) with deterministic float64 tensors;
+    arguments left at F.conv2d's defaults are left out, so learners' defaults are tested too."""
+    inputs: dict[str, Any] = dict(input=randn(*x_shape, seed=seed), weight=randn(*w_shape, seed=seed + 1))
+    if bias:
+        inputs["bias"] = randn(w_shape[0], seed=seed + 2)
+    for key, value, default in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1),
+                                ("groups", groups, 1)):
+        if value != default:
+            inputs[key] = value
+    return inputs
+
+
 def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Deterministic test tensor: standard normal values from a private generator."""
     generator = torch.Generator().manual_seed(seed)

@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..conv import ConvArgs, conv_exercise, randn, variants
+from ..conv import conv_case as case
 from ..core import CONVOLUTION_OPS, Exercise, GradingError, register
 
 #: Lines + operations a vectorized conv2d_fast may use per call (generous: a loop over the
@@ -34,18 +35,6 @@ MIN_PIXELS = 3000
 
 def _args(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return ConvArgs(input, weight, bias, stride, padding, dilation, groups)
-
-
-def case(x_shape, w_shape, *, bias=False, stride=1, padding=0, dilation=1, groups=1, seed=0) -> dict[str, Any]:
-    """One input dict for conv2d_fast, with deterministic float64 tensors."""
-    inputs: dict[str, Any] = dict(input=randn(*x_shape, seed=seed), weight=randn(*w_shape, seed=seed + 1))
-    if bias:
-        inputs["bias"] = randn(w_shape[0], seed=seed + 2)
-    for key, value, default in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1),
-                                ("groups", groups, 1)):
-        if value != default:
-            inputs[key] = value
-    return inputs
 
 
 def visible_cases() -> list[dict[str, Any]]:
