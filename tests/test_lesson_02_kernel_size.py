@@ -115,3 +115,40 @@ def test_not_implemented_is_reported():
     def todo(size, kernel_size, stride=1, padding=0, dilation=1):
         raise NotImplementedError()
     assert "not implemented" in failure(todo, "visible")
+
+
+# ---- the widget runs the learner's function -----------------------------------------------------
+
+def test_learner_verdict_agrees_flags_and_survives_errors():
+    from convcourse.widgets.kernel_size import learner_verdict
+
+    fits, too_tall = KernelFit(6, 8, 3, 4), KernelFit(3, 8, 5, 2)
+    assert learner_verdict(fits, None) == ""
+    assert learner_verdict(fits, conv_output_size).endswith("H_out = 4, W_out = 5 ✓")
+    assert "H: RuntimeError" in learner_verdict(too_tall, conv_output_size)
+    assert "✓" in learner_verdict(too_tall, conv_output_size)
+    assert "expected 4 ✗" in learner_verdict(fits, lambda size, k: size - k)
+    assert "expected 4 ✗" in learner_verdict(fits, lambda size, k: (size - k) / 1 + 1)   # a float is not an int
+    assert "should raise RuntimeError ✗" in learner_verdict(too_tall, lambda size, k: size - k + 1)
+
+    def todo(size, k):
+        raise NotImplementedError
+
+    def broken(size, k):
+        raise IndexError("oops")
+
+    assert "not implemented yet" in learner_verdict(fits, todo)
+    assert "raised IndexError ✗" in learner_verdict(fits, broken)
+
+    def always_raises(size, k):
+        raise RuntimeError("no")
+
+    assert "but the kernel fits ✗" in learner_verdict(fits, always_raises)
+
+
+def test_widget_with_the_learners_function_shows_the_verdict():
+    view = kernel_size_widget(h=5, w=9, kh=2, kw=4, conv_output_size=conv_output_size)
+    assert "H_out = 4, W_out = 6 ✓" in view.last_figure.get_supxlabel()
+    view.controls["kh"].value = 7
+    assert "RuntimeError" in view.last_figure.get_supxlabel()
+    plt.close("all")

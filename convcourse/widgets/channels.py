@@ -29,6 +29,37 @@ def filter_bank(dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     return {name: k.to(dtype) for name, k in bank.items()}
 
 
+def show_filter_bank(bank: dict[str, torch.Tensor], names: tuple[str, ...] = CHANNEL_NAMES) -> plt.Figure:
+    """The filters of a layer as a grid: one row per filter (output channel), one column per input
+    channel, each cell the kH×kW kernel ``weight[o, c]`` with its numbers written in (one colour scale
+    for all: red positive, blue negative)."""
+    filters = list(bank.values())
+    if not filters or any(f.ndim != 3 or f.shape != filters[0].shape for f in filters):
+        raise ValueError("bank must map names to filters of one shape (in_channels, kH, kW)")
+    rows, cols = len(filters), filters[0].shape[0]
+    kh, kw = filters[0].shape[1:]
+    fig, axes = plt.subplots(rows, cols, figsize=(0.5 * kw * cols + 2.6, 0.5 * kh * rows + 0.8), squeeze=False)
+    limit = max(float(f.abs().max()) for f in filters) or 1.0
+    for o, (name, f) in enumerate(bank.items()):
+        for c in range(cols):
+            ax = axes[o, c]
+            kernel = f[c].double()
+            ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
+            for a in range(kh):
+                for b in range(kw):
+                    v = float(kernel[a, b]) + 0.0  # no "-0"
+                    ax.text(b, a, f"{v:.2g}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(v) > 0.6 * limit else "black")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            channel = f"\n{names[c] if c < len(names) else f'channel {c}'}" if o == 0 else ""
+            ax.set_title(f"weight[{o}, {c}]{channel}", fontsize=8)
+        axes[o, 0].set_ylabel(f"{o}: {name}", fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(f"weight of shape {(rows, cols, kh, kw)} = (out_channels, in_channels, kH, kW)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 @dataclasses.dataclass
 class ChannelMixer:
     """One conv layer on a (C, H, W) image: per-input-channel contributions to each output channel."""
@@ -79,7 +110,7 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
     kl = float(kernels.abs().max()) or 1.0
     axes[0, c].imshow(torch.cat([torch.cat([k, torch.full((k.shape[0], 1), float("nan"))], 1) for k in kernels], 1),
                       cmap="RdBu_r", vmin=-kl, vmax=kl)
-    axes[0, c].set_title(f"weight[{o}] (one slice per input)")
+    axes[0, c].set_title(f"weight[{o}]: one slice per input", fontsize=9)
     if learner is not None:
         ax = axes[1, c + 1]
         try:
@@ -97,18 +128,47 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
         ax.set_yticks([])
     fig.suptitle("Each input channel is correlated with its own slice of the kernel; the results are summed.",
                  fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.85, bottom=0.02, hspace=0.25, wspace=0.08)  # fixed: faster than tight_layout
     return fig
+
+
+class CallOnce:
+    """Wrap a function so that it runs once: later calls return (or raise) the first call's result.
+
+    The widget passes the same image and weight on every redraw, and the learner's loops over a whole
+    photo take longer than a redraw may, so their answer (all output channels at once) is kept."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.calls = 0
+        self._done = False
+        self._result = None
+        self._error: BaseException | None = None
+
+    def __call__(self, *args, **kwargs):
+        if not self._done:
+            self.calls += 1
+            try:
+                self._result = self.fn(*args, **kwargs)
+            except Exception as error:
+                self._error = error
+            self._done = True
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def channels_widget(image: torch.Tensor, weight: torch.Tensor | None = None, names: tuple[str, ...] = CHANNEL_NAMES,
                     conv2d_channels: Callable | None = None) -> FigureView:
     """Pick an output channel and see how the input channels add up to it."""
+    filter_names = None
     if weight is None:
-        weight = torch.stack(list(filter_bank(image.dtype).values()))
+        bank = filter_bank(image.dtype)
+        weight, filter_names = torch.stack(list(bank.values())), list(bank)
     model = ChannelMixer(image, weight.to(image.dtype), names)
-    labels = [(f"{o}: {n}", o) for o, n in enumerate(filter_bank())] if weight.shape[0] == 4 else \
+    labels = [(f"{o}: {n}", o) for o, n in enumerate(filter_names)] if filter_names else \
         [(str(o), o) for o in range(model.out_channels)]
     choice = w.Dropdown(options=labels, value=0, description="output")
-    return FigureView(lambda o: draw(model, o, conv2d_channels), {"o": choice}, title="Channels add up",
+    learner = CallOnce(conv2d_channels) if conv2d_channels is not None else None
+    return FigureView(lambda o: draw(model, o, learner), {"o": choice}, title="Channels add up",
                       description="weight[o, c] is the kernel that output channel o applies to input channel c.")

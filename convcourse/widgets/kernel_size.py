@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import ipywidgets as widgets
 import matplotlib.patches as patches
@@ -57,6 +58,35 @@ class KernelFit:
                 f"W_out = W − kW + 1 = {self.w} − {self.kw} + 1 = {out_w}")
 
 
+def learner_verdict(model: KernelFit, conv_output_size: Callable | None) -> str:
+    """One line comparing a learner's ``conv_output_size`` (called once per axis) with the model's answer;
+    where the kernel does not fit along an axis, the learner's function should raise RuntimeError there."""
+    if conv_output_size is None:
+        return ""
+    name = "your conv_output_size"
+    got = []
+    for axis, size, k in (("H", model.h, model.kh), ("W", model.w, model.kw)):
+        fits = k <= size
+        try:
+            value = conv_output_size(size, k)
+        except NotImplementedError:
+            return f"{name}: not implemented yet"
+        except RuntimeError:
+            if fits:
+                return f"{name} raised RuntimeError for {axis}={size}, k{axis}={k}, but the kernel fits ✗"
+            got.append(f"{axis}: RuntimeError")
+            continue
+        except Exception as error:  # shown in the figure instead of a traceback
+            return f"{name}({size}, {k}) raised {type(error).__name__} ✗"
+        if not fits:
+            return f"{name}({size}, {k}) returned {value!r}; it should raise RuntimeError ✗"
+        expected = size - k + 1
+        if value != expected or not isinstance(value, int):
+            return f"{name}({size}, {k}) returned {value!r}, expected {expected} ✗"
+        got.append(f"{axis}_out = {value}")
+    return f"{name}: " + ", ".join(got) + " ✓"
+
+
 def _grid(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
     ax.imshow(np.zeros((rows, cols)), cmap="Greys", vmin=0, vmax=1, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
     ax.add_patch(patches.Rectangle((-0.5, -0.5), cols, rows, facecolor=color, alpha=0.18, edgecolor=color, lw=1.5))
@@ -71,8 +101,9 @@ def _grid(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
     ax.set_title(title)
 
 
-def draw(model: KernelFit) -> plt.Figure:
-    """Input grid with the kernel at its first and last positions, and the output grid."""
+def draw(model: KernelFit, conv_output_size: Callable | None = None) -> plt.Figure:
+    """Input grid with the kernel at its first and last positions, and the output grid; with a learner's
+    ``conv_output_size``, a line saying whether it agrees."""
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.2), gridspec_kw={"width_ratios": [model.w, max(model.w, 4)]})
     _grid(axes[0], model.h, model.w, COLORS["input"], f"input {model.h}×{model.w}")
     if model.fits:
@@ -96,19 +127,24 @@ def draw(model: KernelFit) -> plt.Figure:
         axes[1].text(0.5, 0.5, "no output:\nthe kernel does not fit", ha="center", va="center",
                      color=COLORS["highlight"])
     fig.suptitle(model.formula(), fontsize=10)
-    fig.tight_layout()
+    verdict = learner_verdict(model, conv_output_size)
+    if verdict:
+        fig.supxlabel(verdict, fontsize=9, color=COLORS["highlight"] if "✓" not in verdict else "black")
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.85, bottom=0.14, wspace=0.12)  # fixed: tight_layout costs ~30 ms a redraw
     return fig
 
 
-def kernel_size_widget(h: int = 6, w: int = 8, kh: int = 3, kw: int = 3, max_size: int = 12) -> FigureView:
-    """Sliders for H, W, kH, kW; the figure shows where the kernel fits and the output size."""
+def kernel_size_widget(h: int = 6, w: int = 8, kh: int = 3, kw: int = 3, max_size: int = 12,
+                       conv_output_size: Callable | None = None) -> FigureView:
+    """Sliders for H, W, kH, kW; the figure shows where the kernel fits and the output size. Pass your
+    ``conv_output_size`` to see whether it gives the same numbers (and raises where nothing fits)."""
 
     def slider(name: str, value: int) -> widgets.IntSlider:
         return widgets.IntSlider(value=value, min=1, max=max_size, description=name, continuous_update=False,
                            layout=widgets.Layout(width="230px"))
 
     controls = {"h": slider("H", h), "w": slider("W", w), "kh": slider("kH", kh), "kw": slider("kW", kw)}
-    return FigureView(lambda h, w, kh, kw: draw(KernelFit(h, w, kh, kw)), controls,
+    return FigureView(lambda h, w, kh, kw: draw(KernelFit(h, w, kh, kw), conv_output_size), controls,
                       title="Where does the kernel fit?",
                       description="Solid: the kernel's first position; dashed: its last. Every top-left corner in "
                                   "between gives one output pixel.")

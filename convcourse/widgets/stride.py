@@ -115,7 +115,7 @@ def draw(model: StrideGeometry, step: int = 0) -> plt.Figure:
     ax.set_xlabel(f"out[{i}, {j}] reads input\nrows {r}..{r + model.kh - 1}, columns {c}..{c + model.kw - 1}",
                   fontsize=8)
     fig.suptitle(model.formula(), fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.85, bottom=0.16, wspace=0.12)  # fixed: tight_layout costs ~30 ms a redraw
     return fig
 
 

@@ -1,11 +1,64 @@
-"""Lesson 03: ``conv2d_channels(x, weight)``, many input and output channels, batches (loops)."""
+"""Lesson 03: ``conv2d_channels(x, weight)``, many input and output channels, batches (loops).
 
-from ..conv import ConvArgs, conv_exercise, randn
-from ..core import CONVOLUTION_OPS, UNFOLD_OPS
+Besides the mistakes every convolution exercise recognises (flipped kernel, off-by-one, ...), this
+one names the mistakes specific to channels: an input channel that overwrites instead of adding up,
+the weight's first two dimensions read the wrong way round, a batch that leaks between images.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .. import _guard
+from ..conv import ConvArgs, randn
+from ..conv import variants as conv_variants
+from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, Inputs, register
 
 
-def _args(x, weight):
-    return ConvArgs(x, weight)
+def _conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return _guard.conv2d(x, weight, None, 1, 0, 1, 1)
+
+
+def _reference(x, weight):
+    return _conv(x, weight)
+
+
+def _variants(inputs: Inputs) -> dict[str, Any]:
+    x, weight = inputs["x"], inputs["weight"]
+    out: dict[str, Any] = {}
+
+    def add(explanation: str, make: Callable[[], torch.Tensor]) -> None:
+        try:
+            out[explanation] = make()
+        except Exception:  # a mistake that cannot happen for these shapes is skipped
+            pass
+
+    n, c = x.shape[0], x.shape[1]
+    o = weight.shape[0]
+    if c > 1:
+        add("only the LAST input channel reaches the output: inside your loop over input channels you "
+            "assign (=) instead of adding up (+=). Output channel o is the SUM over all input channels.",
+            lambda: _conv(x[:, -1:], weight[:, -1:]))
+        add("only the FIRST input channel reaches the output: sum over every input channel c, not just c = 0.",
+            lambda: _conv(x[:, :1], weight[:, :1]))
+        add("the input channels are averaged instead of summed: do not divide by the number of channels.",
+            lambda: _conv(x, weight) / c)
+    if c == o and c > 1:
+        add("the weight's first two dimensions are read the wrong way round: weight has shape "
+            "(out_channels, in_channels, kH, kW), so output channel o and input channel c use weight[o, c], "
+            "not weight[c, o].", lambda: _conv(x, weight.transpose(0, 1)))
+    if n > 1:
+        add("every image of the batch got the result of the LAST image: index the output with the batch "
+            "index n (out[n, ...]), so the images stay separate.",
+            lambda: _conv(x[-1:], weight).expand(n, -1, -1, -1))
+        add("the images of the batch are summed together: each image n gets its own output out[n]; the "
+            "weights are shared, the images never mix.",
+            lambda: _conv(x.sum(0, keepdim=True), weight).expand(n, -1, -1, -1))
+    for explanation, wrong in conv_variants(ConvArgs(x, weight)).items():
+        out.setdefault(explanation, wrong)
+    return out
 
 
 def _case(n, c, h, w, o, kh, kw, seed):
@@ -24,17 +77,21 @@ def _hidden():
         (1, 4, 3, 5, 2, 3, 5),   # kernel as large as the input
         (2, 1, 6, 3, 3, 4, 1),   # one input channel, many outputs
         (1, 5, 4, 4, 2, 2, 2),   # more inputs than outputs
+        (2, 3, 5, 7, 3, 2, 4),   # as many outputs as inputs (weight[o, c] vs weight[c, o] differ)
+        (4, 2, 3, 3, 2, 3, 1),   # batch of 4, tall kernel, output one pixel high
     ]
     cases = [_case(*shape, seed=10 + i) for i, shape in enumerate(shapes)]
-    # Invalid: the weight expects 3 input channels, x has 2 (torch raises RuntimeError).
+    # Invalid: the weight expects 3 input channels, x has 2 (torch raises RuntimeError) ...
     cases.append(dict(x=randn(1, 2, 4, 4, seed=40), weight=randn(2, 3, 2, 2, seed=41)))
+    # ... and the other way round: x has 3 channels, the weight expects 1.
+    cases.append(dict(x=randn(2, 3, 5, 5, seed=42), weight=randn(2, 1, 3, 3, seed=43)))
     return cases
 
 
-conv_exercise(
-    "conv2d_channels", "03_channels", _args,
-    banned=CONVOLUTION_OPS | UNFOLD_OPS,
+register(Exercise(
+    name="conv2d_channels", lesson="03_channels", reference=_reference, kind="tensor",
+    banned=CONVOLUTION_OPS | UNFOLD_OPS, variants=_variants,
     suites={"visible": _visible, "hidden": _hidden},
     hint="out[n, o, i, j] sums x[n, c, i + a, j + b] * weight[o, c, a, b] over c, a and b: every input "
          "channel contributes to every output channel.",
-)
+))
