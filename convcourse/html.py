@@ -59,15 +59,19 @@ def execute(notebook: Path, timeout: int = CELL_TIMEOUT) -> nbformat.NotebookNod
     return nb
 
 
-@contextlib.contextmanager
 def _kernel_environment():
     """Environment the kernel inherits: matplotlib's inline backend (an inherited MPLBACKEND=Agg, as in the
     test suite, would show no plots at all), and a note for the lesson's self-check cell, which then prints
     one line instead of starting a kernel of its own."""
-    wanted = {"MPLBACKEND": "module://matplotlib_inline.backend_inline",
-              "CONVCOURSE_SELFCHECK_ACTIVE": "static HTML rendering"}
-    saved = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
+    return environment({"MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                        "CONVCOURSE_SELFCHECK_ACTIVE": "static HTML rendering"})
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """Set the environment variables ``values`` (inherited by kernels started meanwhile); restored afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:

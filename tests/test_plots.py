@@ -38,5 +38,31 @@ def test_filter_gallery_falls_back_to_torch_until_corr2d_exists():
 def test_show_matrix_writes_numbers_and_highlight():
     fig, ax = plt.subplots()
     plots.show_matrix(ax, torch.arange(6.0).reshape(2, 3), title="m", highlight=(slice(0, 1), slice(1, 3)))
-    assert len(ax.texts) == 6 and len(ax.patches) == 1 and ax.get_title() == "m"
+    [numbers] = [c for c in ax.collections if isinstance(c, plots.CellLabels)]
+    assert numbers.labels == ["0", "1", "2", "3", "4", "5"] and len(ax.patches) == 1 and ax.get_title() == "m"
+    assert numbers.get_offsets().tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]  # (col, row)
+    plt.close(fig)
+
+
+def test_widget_figures_become_png_outputs_with_alt_text_cropped_only_when_something_sticks_out(monkeypatch):
+    import base64
+    import io
+
+    import IPython
+    from PIL import Image
+
+    from convcourse.widgets import figure_output
+
+    def png_size(output: dict) -> tuple[int, int]:
+        return Image.open(io.BytesIO(base64.b64decode(output["data"]["image/png"]))).size
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=50)
+    ax.set_title("inside")
+    assert "image/png" not in figure_output(fig)["data"]  # outside IPython nothing would show it
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())  # as in a kernel
+    output = figure_output(fig)
+    assert png_size(output) == (200, 150)  # the whole canvas, not cropped
+    assert "inside" in output["metadata"]["image/png"]["alt"]
+    fig.text(1.1, 0.5, "past the right edge")
+    assert png_size(figure_output(fig))[0] > 200  # cropped to the content instead, which shows all of it
     plt.close(fig)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..plots import COLORS
+from ..plots import COLORS, cell_labels
 from . import FigureView
 
 MODES = ("constant", "reflect", "replicate", "circular")
@@ -72,20 +72,23 @@ class PaddedGrid:
 def _draw_grid(ax: plt.Axes, model: PaddedGrid, values: np.ndarray, title: str, *, sources: bool = True,
                wrong: np.ndarray | None = None) -> None:
     """One padded grid: input cells blue, padding grey. ``sources``: padding cells also name the input cell
-    they copy (torch's panel). ``wrong``: (H', W') bool, cells outlined in red (the learner's panel)."""
+    they copy (torch's panel). ``wrong``: (H', W') bool, cells outlined in red (the learner's panel); only
+    those get their number written in (the others equal torch's, beside it: text is most of a redraw's time)."""
     mask = model.is_padding()
     copied = model.sources() if sources else None
     ax.imshow(np.ma.masked_where(mask, values), cmap="Blues", vmin=values.min() - 1, vmax=values.max() + 1)
     ax.imshow(np.ma.masked_where(~mask, np.ones_like(values)), cmap="Greys", vmin=0, vmax=4, alpha=0.9)
-    for (i, j), v in np.ndenumerate(values):
-        if mask[i, j] and copied is not None:
-            r, c = copied[i, j]
-            src = "const" if r < 0 else f"←{r},{c}"
-            ax.text(j, i - 0.12, f"{v:g}", ha="center", va="center", fontsize=8, weight="bold")
-            ax.text(j, i + 0.25, src, ha="center", va="center", fontsize=6, color=COLORS["highlight"])
-        else:
-            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8,
-                    weight="bold" if mask[i, j] else "normal")
+    # The numbers as cell_labels, not a Text per cell: a grid has up to 200 cells, and text is most of a redraw.
+    shown = np.ones_like(mask) if wrong is None else wrong
+    labelled = shown & mask if copied is not None else np.zeros_like(mask)  # padding cells naming their source
+    for weight, cells in (("bold", shown & mask), ("normal", shown & ~mask)):
+        rows, cols = np.nonzero(cells)
+        cell_labels(ax, cols, rows - 0.12 * labelled[rows, cols], [f"{v:g}" for v in values[rows, cols]],
+                    fontsize=8, weight=weight)
+    if labelled.any():
+        rows, cols = np.nonzero(labelled)
+        cell_labels(ax, cols, rows + 0.25, ["const" if r < 0 else f"←{r},{c}" for r, c in copied[rows, cols]],
+                    fontsize=6, color=COLORS["highlight"])
     if wrong is not None:
         for i, j in zip(*np.nonzero(wrong)):
             ax.add_patch(matplotlib.patches.Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, lw=1.8,
@@ -104,8 +107,12 @@ def draw(model: PaddedGrid, learner: Callable | None = None) -> plt.Figure:
     panels = 2 if learner is not None else 1
     h, w = model.x.shape
     left, right, top, bottom = model.pad
-    width = 0.5 * (w + left + right) + 1.0
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 0.5 * (h + top + bottom) + 1.2), squeeze=False)
+    width = max(0.5 * (w + left + right) + 1.0, 4.6 / panels)  # at least as wide as the two-line suptitle
+    height = 0.5 * (h + top + bottom) + 1.2
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+    # Fixed margins in inches (suptitle and panel title on top); tight_layout would double the redraw time.
+    fig.subplots_adjust(left=0.12 / (width * panels), right=1 - 0.12 / (width * panels), bottom=0.1 / height,
+                        top=1 - 0.75 / height, wspace=0.1)
     axes = axes[0]
     try:
         values = model.padded().numpy()
@@ -123,7 +130,7 @@ def draw(model: PaddedGrid, learner: Callable | None = None) -> plt.Figure:
             mine = torch.as_tensor(learner(*args), dtype=torch.float64)[0]
             if tuple(mine.shape) == values.shape:
                 wrong = ~np.isclose(mine.numpy(), values)
-                verdict = "✓" if not wrong.any() else f"✗ differs in {int(wrong.sum())} cells (red)"
+                verdict = f"✗ differs in {int(wrong.sum())} cells (red)" if wrong.any() else "✓ (the same numbers)"
                 _draw_grid(axes[1], model, mine.numpy(), f"your pad2d {verdict}", sources=False, wrong=wrong)
             else:
                 axes[1].set_axis_off()
@@ -135,9 +142,8 @@ def draw(model: PaddedGrid, learner: Callable | None = None) -> plt.Figure:
             axes[1].set_axis_off()
             axes[1].text(0.5, 0.5, f"your pad2d raised\n{type(error).__name__}", ha="center", va="center",
                          color=COLORS["highlight"])
-    fig.suptitle(f"pad = (left={left}, right={right}, top={top}, bottom={bottom}); grey cells are padding, "
-                 "red text = input (row, col) copied", fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(f"pad = (left={left}, right={right}, top={top}, bottom={bottom})\n"
+                 "grey cells are padding, red text = input (row, col) copied", fontsize=8)
     return fig
 
 

@@ -1,0 +1,415 @@
+"""How long each lesson takes to run headless, and how long its widgets take to redraw.
+
+Targets (issue 3): every lesson runs in <= 20 s on a 2-core machine; every widget redraws in <= 100 ms
+(median, calling the update path directly).
+
+For each lesson (``convcourse.build.lessons()``, so a new lesson is picked up as soon as its source
+exists) the answer key ``solutions/<lesson>/<lesson>.ipynb`` is executed in a fresh kernel, in a
+temporary copy of its folder (the repository is not touched), with the kernel name and arguments of
+``tests/test_headless.py`` and the inline matplotlib backend a learner's JupyterLab uses. Timed apart:
+
+* kernel start (launch until the kernel answers), and
+* the notebook's cells, by the wall clock and by the kernel's own (input received to reply sent; a big
+  gap means the client waited on its messages, not the lesson). The last cell's ``selfcheck()`` would
+  re-run the saved notebook in a second kernel; as in ``make html`` it is told to skip
+  (``CONVCOURSE_SELFCHECK_ACTIVE``), and its cell is timed apart, not counted in "cells".
+
+The baseline, measured first in the same run: a fresh kernel that imports torch, matplotlib, ipywidgets
+and the course's plots and widgets; "x base" = a lesson's kernel start + cells over the baseline's.
+
+Then, in the same kernel, every ``convcourse.widgets.FigureView`` the lesson created is redrawn
+``--repeats`` times, each time after one of its controls was moved to another valid value (the controls
+take turns, so the figure really changes). Per widget:
+
+* ``draw``: the lesson's draw function alone (model + matplotlib figure, no pixels);
+* ``update``: ``FigureView.update()`` as a control change calls it, which renders the PNG the learner
+  sees, so this is the whole wait in the kernel. Should an update render no picture (a FigureView that
+  leaves it to the frontend), the PNG is rendered after it as the inline backend would
+  (``bbox_inches="tight"``) and counted in, so ``update`` is always draw + pixels;
+* ``bare``: an empty figure of the same size and dpi created and rendered to PNG (the whole canvas): the
+  floor set by this machine, measured in the same run, so ``update / bare`` can be compared across machines.
+
+Figures are printed, never asserted: the exit status is 0 whatever the numbers (2 only for bad arguments).
+
+    .venv/bin/python benchmarks/lesson_speed.py                            # every lesson
+    .venv/bin/python benchmarks/lesson_speed.py --lessons 02_kernel_size 04_stride --repeats 25
+    .venv/bin/python benchmarks/lesson_speed.py --released --json build/lesson_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from convcourse.build import lessons as course_lessons  # noqa: E402
+from convcourse.html import environment  # noqa: E402
+from convcourse.selfcheck import ACTIVE_FLAG  # noqa: E402
+
+LESSON_LIMIT_S = 20.0
+WIDGET_LIMIT_MS = 100.0
+CELL_TIMEOUT = 240  # as tests/test_headless.py
+KERNEL_NAME = "python3"
+KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline",
+              ACTIVE_FLAG: "timed by benchmarks/lesson_speed.py"}
+BASELINE_CODE = "import torch, matplotlib.pyplot, ipywidgets, convcourse.plots, convcourse.widgets"
+
+
+def measure_widgets(repeats: int, out_path: str) -> None:
+    """Kernel side (its source is sent to the lesson's kernel): redraw every FigureView, write JSON."""
+    import gc
+    import io
+    import json
+    import statistics
+    import time
+
+    import matplotlib.backend_bases
+    import matplotlib.pyplot as plt
+    from IPython.core.pylabtools import print_figure
+
+    from convcourse.widgets import FigureView
+
+    canvas = matplotlib.backend_bases.FigureCanvasBase
+    original_print = canvas.print_figure
+    renders = []  # one entry per PNG (or other file) rendered while a redraw is timed
+
+    def counting_print(self, *args, **kwargs):
+        renders.append(kwargs.get("format"))
+        return original_print(self, *args, **kwargs)
+
+    def title_of(view) -> str:
+        if getattr(view, "title", ""):
+            return view.title
+        for child in view.widget.children:  # the header FigureView builds: <b>title</b>
+            value = getattr(child, "value", "")
+            if isinstance(value, str) and value.startswith("<b>") and value.endswith("</b>"):
+                return value[3:-4]
+        return type(view.draw).__qualname__
+
+    def candidates(control) -> list:
+        """Valid values of a control, a few of them (options in order; ends and thirds of a range)."""
+        if hasattr(control, "_options_values"):
+            return list(control._options_values)
+        value = control.value
+        if isinstance(value, bool):
+            return [not value, value]
+        low, high = getattr(control, "min", None), getattr(control, "max", None)
+        if isinstance(value, (int, float)) and low is not None and high is not None and high > low:
+            if isinstance(value, int):
+                picks = {round(low + (high - low) * i / 3) for i in range(4)}
+            else:
+                step = getattr(control, "step", None) or (high - low) / 3
+                picks = {min(high, low + round((high - low) * i / 3 / step) * step) for i in range(4)}
+            return sorted(picks)
+        return []
+
+    def median_max(seconds: list[float]) -> tuple[float, float]:
+        return round(1000 * statistics.median(seconds), 2), round(1000 * max(seconds), 2)
+
+    def is_view(obj) -> bool:
+        try:
+            return isinstance(obj, FigureView)
+        except ReferenceError:  # a weak proxy whose object is gone
+            return False
+
+    views = list({id(o): o for o in gc.get_objects() if is_view(o)}.values())  # sorted by cell later
+    results = []
+    for view in views:
+        entry = {"title": title_of(view), "model_id": view.widget.model_id, "error": None}
+        results.append(entry)
+        movable = [name for name, control in view.controls.items() if len(candidates(control)) > 1]
+        turn = {name: 0 for name in movable}
+        draw_s, update_s, bare_s, moved = [], [], [], []
+        explicit = 0
+        original_draw = view.draw
+
+        def timed_draw(**values):
+            start = time.perf_counter()
+            figure = original_draw(**values)
+            draw_s.append(time.perf_counter() - start)
+            return figure
+
+        try:
+            type(view).update(view)  # warm-up: first redraw of this widget in this cell
+            for r in range(repeats):
+                if movable:
+                    name = movable[r % len(movable)]
+                    control, options = view.controls[name], candidates(view.controls[name])
+                    for _ in range(len(options)):  # next valid value that differs from the current one
+                        value = options[turn[name] % len(options)]
+                        turn[name] += 1
+                        if value != control.value:
+                            break
+                    view.update = lambda: None  # the control's observer redraws through this: not yet
+                    try:
+                        control.value = value
+                    finally:
+                        del view.update
+                    moved.append(f"{name}={value!r}")
+                view.draw = timed_draw
+                canvas.print_figure = counting_print
+                try:
+                    before = len(renders)
+                    start = time.perf_counter()
+                    figure = type(view).update(view)
+                    if len(renders) == before:  # update showed no picture: render it as the inline backend would
+                        print_figure(figure, "png", bbox_inches="tight")
+                        explicit += 1
+                    update_s.append(time.perf_counter() - start)
+                finally:
+                    view.draw = original_draw
+                    canvas.print_figure = original_print
+                width, height = figure.get_size_inches()
+                start = time.perf_counter()
+                bare = plt.figure(figsize=(width, height), dpi=figure.dpi)
+                bare.savefig(io.BytesIO(), format="png", dpi=figure.dpi)  # IPython's print_figure skips empty figures
+                plt.close(bare)
+                bare_s.append(time.perf_counter() - start)
+        except Exception as error:  # a widget that fails to redraw is reported, not fatal
+            entry["error"] = f"{type(error).__name__}: {error}"
+        if update_s:
+            entry["draw_ms"], entry["draw_ms_max"] = median_max(draw_s)
+            entry["update_ms"], entry["update_ms_max"] = median_max(update_s)
+            entry["update_ms_each"] = [round(1000 * seconds, 1) for seconds in update_s]
+            entry["bare_ms"], _ = median_max(bare_s)
+            entry["redraws"] = len(update_s)
+            entry["png_rendered_by_update"] = explicit == 0  # else added explicitly, inline-backend style
+            entry["figure_inches"] = [round(float(width), 2), round(float(height), 2)]  # of the last redraw
+            entry["figure_dpi"] = float(figure.dpi)
+            entry["controls_moved"] = sorted(set(moved))
+    with open(out_path, "w") as file:
+        json.dump(results, file)
+
+
+def is_selfcheck_cell(cell) -> bool:
+    return cell.cell_type == "code" and "selfcheck(" in cell.source
+
+
+def widget_cells(nb) -> dict[str, int]:
+    """model id of each displayed widget -> index of the cell that displayed it."""
+    found = {}
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view:
+                found.setdefault(view["model_id"], index)
+    return found
+
+
+def _kernel_seconds(cell) -> float | None:
+    """Seconds between the kernel receiving the cell and sending its reply, by the kernel's own clock."""
+    from datetime import datetime
+
+    stamps = cell.get("metadata", {}).get("execution", {})
+    if "iopub.execute_input" not in stamps or "shell.execute_reply" not in stamps:
+        return None
+    return (datetime.fromisoformat(stamps["shell.execute_reply"])
+            - datetime.fromisoformat(stamps["iopub.execute_input"])).total_seconds()
+
+
+async def _execute(client, nb, probe_source: str | None, result: dict, cells: list[dict]) -> None:
+    """Start the kernel, run every cell (timing each), then the widget probe; all in one event loop."""
+    from nbclient.util import ensure_async
+
+    start = time.perf_counter()
+    async with client.async_setup_kernel():
+        await client.async_wait_for_reply(await ensure_async(client.kc.kernel_info()))
+        result["kernel_start_s"] = round(time.perf_counter() - start, 3)
+        try:
+            for index, cell in enumerate(list(nb.cells)):
+                if cell.cell_type != "code":
+                    continue
+                start = time.perf_counter()
+                await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                cells.append({"cell": index, "seconds": time.perf_counter() - start,
+                              "selfcheck": is_selfcheck_cell(cell), "kernel_seconds": _kernel_seconds(cell)})
+                if cells[-1]["selfcheck"]:
+                    result["selfcheck_output"] = "".join(o.get("text", "") for o in cell.get("outputs", []))[:200]
+                for output in cell.get("outputs", []):
+                    if output.get("output_type") == "error":
+                        result["errors"].append(f"cell {index}: {output.get('ename')}: "
+                                                f"{output.get('evalue', '')[:200]}")
+            if probe_source is not None:
+                probe = nbformat.v4.new_code_cell(probe_source)
+                nb.cells.append(probe)  # nbclient stores the executed cell back into nb.cells by index
+                await client.async_execute_cell(probe, len(nb.cells) - 1, store_history=False)
+                for output in probe.outputs:
+                    if output.get("output_type") == "error":
+                        result["errors"].append(f"widget timing: {output.get('ename')}: {output.get('evalue')}")
+        except Exception as error:  # a cell past its timeout, a dead kernel: keep what was measured
+            result["errors"].append(f"{type(error).__name__}: {str(error)[:300]}")
+
+
+def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, measure: bool = True) -> dict:
+    """Execute ``notebook`` (a temporary copy of its folder) and time kernel start, cells and widgets."""
+    from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
+
+    result: dict = {"notebook": str(notebook.relative_to(REPO)) if notebook.is_relative_to(REPO) else str(notebook),
+                    "errors": [], "widgets": []}
+    load_before = os.getloadavg()[0]
+    cells: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="lesson-speed-") as tmp:
+        work = Path(tmp) / notebook.parent.name
+        shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        nb = nbformat.read(work / notebook.name, as_version=4)
+        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=True, record_timing=True,
+                                extra_arguments=KERNEL_ARGS, resources={"metadata": {"path": str(work)}})
+        out_path = Path(tmp) / "widgets.json"
+        probe = (inspect.getsource(measure_widgets) + f"\nmeasure_widgets({repeats}, {str(out_path)!r})\n"
+                 if measure else None)
+        with environment(KERNEL_ENV):
+            # nbclient's own way (one event loop per thread, kept): asyncio.run's fresh loop per notebook
+            # left a later notebook waiting out the cell timeout for a reply that had arrived.
+            run_sync(_execute)(client, nb, probe, result, cells)
+        if out_path.exists():
+            result["widgets"] = json.loads(out_path.read_text())
+        displayed = widget_cells(nb)
+    for widget in result["widgets"]:
+        widget["cell"] = displayed.get(widget.pop("model_id"))
+    result["widgets"].sort(key=lambda widget: (widget["cell"] is None, widget["cell"] or 0))
+    timed = [c for c in cells if not c["selfcheck"]]
+    result["cells_s"] = round(sum(c["seconds"] for c in timed), 3)
+    # The same cells by the kernel's clock: far less than cells_s means the client waited, not the lesson.
+    result["cells_kernel_s"] = round(sum(c["kernel_seconds"] or 0 for c in timed), 3)
+    result["selfcheck_cell_s"] = round(sum(c["seconds"] for c in cells if c["selfcheck"]), 3)
+    result["slowest_cells"] = [{"cell": c["cell"], "seconds": round(c["seconds"], 3),
+                                "kernel_seconds": c["kernel_seconds"] and round(c["kernel_seconds"], 3)}
+                               for c in sorted(timed, key=lambda c: -c["seconds"])[:3]]
+    result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return result
+
+
+def baseline(timeout: int = CELL_TIMEOUT) -> dict:
+    """A fresh kernel that only imports the course's stack: the floor under every lesson, this run."""
+    with tempfile.TemporaryDirectory(prefix="lesson-speed-baseline-") as tmp:
+        folder = Path(tmp) / "baseline"
+        folder.mkdir()
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(BASELINE_CODE)])
+        nbformat.write(nb, folder / "baseline.ipynb")
+        run = run_notebook(folder / "baseline.ipynb", repeats=0, timeout=timeout, measure=False)
+    return {"code": BASELINE_CODE, "kernel_start_s": run.get("kernel_start_s"), "cells_s": run["cells_s"],
+            "errors": run["errors"]}
+
+
+def lesson_notebook(lesson: str, kind: str) -> tuple[Path | None, str]:
+    """The notebook to time: solutions/ (or notebooks/ with --released); the source when not built yet."""
+    built = REPO / kind / lesson / f"{lesson}.ipynb"
+    if built.exists():
+        return built, ""
+    source = REPO / "autograder" / "source" / lesson / f"{lesson}.ipynb"
+    if kind == "solutions" and source.exists():
+        return source, f"{kind}/{lesson} not built yet: timed the source notebook"
+    return None, f"{kind}/{lesson} not built yet: skipped"
+
+
+def verdict(value: float | None, limit: float) -> str:
+    if value is None:
+        return "n/a"
+    return "ok" if value <= limit else f"OVER ({value / limit:.1f}x)"
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(report: dict) -> None:
+    base, machine = report["baseline"], report["machine"]
+    print(f"\nmachine: {machine['cpu_count']} CPU cores, load average {machine['load_average_start']} at start, "
+          f"{machine['load_average_end']} at end (other processes share the cores: figures are noisy)")
+    print(f"baseline kernel ({base['code']}): kernel start {fmt(base['kernel_start_s'], 2)} s, "
+          f"imports {fmt(base['cells_s'], 2)} s")
+    floor = (base["kernel_start_s"] or 0) + base["cells_s"]
+
+    print(f"\nLessons (limit {LESSON_LIMIT_S:.0f} s for kernel start + cells; the self-check cell is timed apart)")
+    header = (f"{'lesson':<20} {'notebook':<9} {'kernel s':>8} {'cells s':>8} {'(in kernel)':>11} {'total s':>8} "
+              f"{'x base':>6} {'selfcheck s':>11}  {'slowest cells (index: s)':<26} verdict")
+    print(header + "\n" + "-" * len(header))
+    for run in report["lessons"]:
+        total = None if run.get("kernel_start_s") is None else run["kernel_start_s"] + run["cells_s"]
+        slowest = ", ".join(f"{c['cell']}: {c['seconds']:.1f}" for c in run.get("slowest_cells", []))
+        print(f"{run['lesson']:<20} {run['kind']:<9} {fmt(run.get('kernel_start_s'), 2):>8} "
+              f"{fmt(run.get('cells_s'), 2):>8} {fmt(run.get('cells_kernel_s'), 2):>11} {fmt(total, 2):>8} "
+              f"{fmt(total / floor if total and floor else None):>6} {fmt(run.get('selfcheck_cell_s'), 2):>11}  "
+              f"{slowest:<26} {verdict(total, LESSON_LIMIT_S)}")
+        notes = ([run["note"]] if run.get("note") else []) + run.get("errors", [])[:5]
+        waited = (run.get("cells_s") or 0) - (run.get("cells_kernel_s") or 0)
+        if run.get("cells_kernel_s") and waited > 5:
+            notes.append(f"the client waited {waited:.0f} s longer than the kernel worked: a stalled message, "
+                         "not the lesson (run it again)")
+        for note in notes:
+            print(f"    {note}")
+
+    print(f"\nWidgets ({report['repeats']} redraws each, medians; limit {WIDGET_LIMIT_MS:.0f} ms for update = draw + "
+          "PNG; bare = an empty figure of the same size rendered; figure = the last redraw's)")
+    header = (f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
+              f"{'max ms':>6} {'bare ms':>7} {'x bare':>6} {'figure':>15}  verdict")
+    print(header + "\n" + "-" * len(header))
+    for run in report["lessons"]:
+        for widget in run.get("widgets", []):
+            update, bare, size = widget.get("update_ms"), widget.get("bare_ms"), widget.get("figure_inches")
+            figure = f"{size[0]:g}x{size[1]:g}in@{widget['figure_dpi']:g}" if size else "-"
+            cell = "?" if widget.get("cell") is None else str(widget["cell"])
+            print(f"{run['lesson']:<20} {run['kind']:<9} {cell:>4}  {widget['title'][:32]:<32} "
+                  f"{fmt(widget.get('draw_ms')):>7} {fmt(update):>9} {fmt(widget.get('update_ms_max'), 0):>6} "
+                  f"{fmt(bare):>7} {fmt(update / bare if update and bare else None):>6} {figure:>15}  "
+                  f"{verdict(update, WIDGET_LIMIT_MS)}")
+            if widget.get("error"):
+                print(f"    {widget['error']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lessons", nargs="+", metavar="LESSON", help="lesson ids (default: every lesson)")
+    parser.add_argument("--repeats", type=int, default=15, help="redraws per widget (default %(default)s)")
+    parser.add_argument("--released", action="store_true", help="also time the learner copies in notebooks/")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to this JSON file")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell (default %(default)s)")
+    args = parser.parse_args(argv)
+    known = course_lessons()
+    names = args.lessons or known
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        parser.error(f"no such lesson under autograder/source: {', '.join(unknown)}")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+
+    report = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+                          "platform": platform.platform(), "load_average_start": round(os.getloadavg()[0], 2)},
+              "limits": {"lesson_s": LESSON_LIMIT_S, "widget_update_ms": WIDGET_LIMIT_MS},
+              "repeats": args.repeats, "lessons": []}
+    print("baseline kernel ...", flush=True)
+    report["baseline"] = baseline(args.timeout)
+    kinds = ["solutions"] + (["notebooks"] if args.released else [])
+    for lesson in names:
+        for kind in kinds:
+            notebook, note = lesson_notebook(lesson, kind)
+            print(f"{lesson} ({kind}) ...", flush=True)
+            run = {"lesson": lesson, "kind": kind, "note": note}
+            if notebook is not None:
+                run.update(run_notebook(notebook, args.repeats, args.timeout))
+            report["lessons"].append(run)
+    report["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
