@@ -1,10 +1,13 @@
 """Autograding throughput: plain sequential ``nbgrader autograde`` vs ``convcourse grade`` (parallel).
 
 Builds N synthetic learner submissions of one lesson (a mix of full marks, partial credit, failing and
-crashing code), grades the same submissions in two identical temporary course directories, once with
-plain ``nbgrader autograde <lesson>`` (one process, one learner after another) and once with
-``convcourse grade <lesson> --workers W``, checks that every learner's per-cell scores are identical in
-both gradebooks, and prints notebooks/minute for each and the ratio.
+crashing code), grades the same submissions in identical temporary course directories, once with
+plain ``nbgrader autograde <lesson>`` (one process, one learner after another, ordinary kernels) and
+once with ``convcourse grade <lesson> --workers W`` (kernels forked from each worker's fork server),
+checks that every learner's per-cell scores are identical in the gradebooks, and prints notebooks/minute
+for each and the ratio, plus the CPU seconds each spent per notebook (all processes, kernels included:
+less sensitive than wall time to other work on the machine). ``--ordinary`` adds a third run of
+``convcourse grade`` with ``CONVCOURSE_FORK_KERNELS=0`` (parallel workers, ordinary kernels).
 
     .venv/bin/python benchmarks/autograde_throughput.py                 # 8 learners, workers = CPU cores
     .venv/bin/python benchmarks/autograde_throughput.py -n 24 --workers 2 --lesson 01_sliding_window
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -83,6 +87,32 @@ def nbgrader(root: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
+def children_cpu() -> float:
+    """CPU seconds of every finished descendant (each process is waited for by its parent, kernels too)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(run) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of ``run()``."""
+    cpu, start = children_cpu(), time.perf_counter()
+    run()
+    return time.perf_counter() - start, children_cpu() - cpu
+
+
+def convcourse_grade(root: Path, lesson: str, workers: int, fork: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CONVCOURSE_FORK_KERNELS"}
+    if not fork:
+        env["CONVCOURSE_FORK_KERNELS"] = "0"
+    result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), "grade", lesson,
+                             "--workers", str(workers), "--no-progress"], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"convcourse grade failed:\n{(result.stdout + result.stderr)[-3000:]}")
+    logs = "".join(p.read_text(errors="replace") for p in (root / ".convcourse" / "logs").glob("worker-*.log"))
+    if fork != ("fork server: ready" in logs) or "starting an ordinary kernel" in logs:
+        raise SystemExit(f"expected {'fork' if fork else 'ordinary'} kernels; worker logs:\n{logs[-3000:]}")
+
+
 def scores(root: Path, lesson: str) -> dict[str, dict[str, float | None]]:
     from nbgrader.api import Gradebook
 
@@ -97,36 +127,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=default_workers())
     default_lesson = "11_backward" if (REPO / "solutions" / "11_backward").exists() else "01_sliding_window"
     parser.add_argument("--lesson", default=default_lesson)
+    parser.add_argument("--ordinary", action="store_true",
+                        help="also time convcourse grade with CONVCOURSE_FORK_KERNELS=0 (ordinary kernels)")
     args = parser.parse_args(argv)
     ensure_tools_on_path()
     lesson = args.lesson
     learners = {f"learner{i:03d}": synthetic(lesson, KINDS[i % len(KINDS)]) for i in range(args.learners)}
+    runs = [("plain nbgrader autograde (sequential)", None),
+            (f"convcourse grade --workers {args.workers}", True)]
+    if args.ordinary:
+        runs.append((f"  same, CONVCOURSE_FORK_KERNELS=0", False))
     with tempfile.TemporaryDirectory(prefix="autograde-bench-") as tmp:
-        plain = make_course(Path(tmp) / "plain", lesson, learners)
-        ours = make_course(Path(tmp) / "ours", lesson, learners)
+        courses = [make_course(Path(tmp) / f"course{i}", lesson, learners) for i in range(len(runs))]
         print(f"{args.learners} learners of {lesson} ({', '.join(KINDS)} in turn); {os.cpu_count()} CPU cores")
-
-        sequential = nbgrader(plain, "autograde", lesson)
-        start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(ours), "grade", lesson,
-                                 "--workers", str(args.workers), "--no-progress"], capture_output=True, text=True)
-        parallel = time.perf_counter() - start
-        if result.returncode != 0:
-            raise SystemExit(f"convcourse grade failed:\n{(result.stdout + result.stderr)[-3000:]}")
-
-        expected, got = scores(plain, lesson), scores(ours, lesson)
-        identical = expected == got
-        totals = sorted({round(sum(v or 0 for v in cells.values()), 3) for cells in expected.values()})
         n = args.learners
-        print(f"plain nbgrader autograde (sequential): {sequential:7.1f} s  {60 * n / sequential:6.1f} notebooks/minute")
-        print(f"convcourse grade --workers {args.workers}:          {parallel:7.1f} s  {60 * n / parallel:6.1f} "
-              "notebooks/minute")
-        print(f"speed-up: {sequential / parallel:.2f}x")
+        figures, identical = [], True
+        expected = None
+        for (label, fork), root in zip(runs, courses):
+            if fork is None:
+                wall, cpu = measured(lambda: nbgrader(root, "autograde", lesson))
+                expected = scores(root, lesson)
+            else:
+                wall, cpu = measured(lambda: convcourse_grade(root, lesson, args.workers, fork))
+                got = scores(root, lesson)
+                if got != expected:
+                    identical = False
+                    for student in sorted(set(expected) | set(got)):
+                        if expected.get(student) != got.get(student):
+                            print(f"  {label}: {student}: nbgrader {expected.get(student)} vs {got.get(student)}")
+            figures.append((wall, cpu))
+            print(f"{label:40s} {wall:7.1f} s  {60 * n / wall:6.1f} notebooks/minute  "
+                  f"{cpu / n:5.2f} CPU s/notebook", flush=True)
+        totals = sorted({round(sum(v or 0 for v in cells.values()), 3) for cells in expected.values()})
+        (plain_wall, plain_cpu), (ours_wall, ours_cpu) = figures[0], figures[1]
+        print(f"speed-up: {plain_wall / ours_wall:.2f}x (notebooks/minute); CPU per notebook: "
+              f"{plain_cpu / ours_cpu:.2f}x less")
         print(f"grades identical: {identical} (distinct totals: {totals})")
         if not identical:
-            for student in sorted(set(expected) | set(got)):
-                if expected.get(student) != got.get(student):
-                    print(f"  {student}: nbgrader {expected.get(student)} vs convcourse {got.get(student)}")
             return 1
     return 0
 

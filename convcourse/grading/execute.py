@@ -9,7 +9,9 @@ Differences from upstream:
   while earlier results stand;
 - after the last cell an integrity probe runs in the kernel; if learner code replaced the
   functions the checks rely on or installed hooks that rewrite or hide cells, every graded cell
-  gets an error output saying so.
+  gets an error output saying so;
+- in a process that runs a fork server (the parallel grading workers), kernels are forked from it
+  (:mod:`.forkkernel`) instead of started from scratch; elsewhere they are ordinary kernels.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ def cell_timeout(cell: NotebookNode, default: int | None) -> int | None:
 
 class GuardedExecute(Execute):
     """Execute with per-cell timeouts, dead-kernel handling and an integrity probe."""
+
+    def create_kernel_manager(self):
+        from . import forkserver
+
+        if forkserver.active() is not None:
+            from .forkkernel import ForkKernelManager
+
+            self.kernel_manager_class = ForkKernelManager
+        return super().create_kernel_manager()
 
     def preprocess(self, nb: NotebookNode, resources=None, km=None):
         NotebookClient.__init__(self, nb, km)

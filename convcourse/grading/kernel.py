@@ -3,30 +3,25 @@
 It caps the kernel's memory and CPU time, so that a memory bomb is a MemoryError in the cell that
 caused it and a runaway process is stopped, and it imports the checks so that the originals of
 torch's and Python's functions are recorded before any learner code runs.
+
+A kernel forked by the fork server (:mod:`convcourse.grading.forkserver`) runs this module the
+same way: the server has torch and the checks imported already (no learner code ever runs in it),
+so the imports below are cached, while the caps, the snapshot and the seal happen here, in the
+learner's own kernel, exactly as in a kernel started from scratch.
 """
 
 from __future__ import annotations
 
 import os
-import resource
+
+from convcourse.grading import limits
 
 #: Address-space cap of a grading kernel in MiB ($CONVCOURSE_KERNEL_MEMORY_MB). torch needs about 1 GiB.
-MEMORY_MB = int(os.environ.get("CONVCOURSE_KERNEL_MEMORY_MB", "4096"))
+MEMORY_MB = limits.memory_mb()
 #: CPU-seconds cap for a whole notebook ($CONVCOURSE_KERNEL_CPU_SECONDS); per-cell timeouts act first.
-CPU_SECONDS = int(os.environ.get("CONVCOURSE_KERNEL_CPU_SECONDS", "1200"))
+CPU_SECONDS = limits.cpu_seconds()
 
-
-def _cap(limit: int, value: int) -> None:
-    soft, hard = resource.getrlimit(limit)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(limit, (value, hard))
-
-
-if MEMORY_MB > 0:
-    _cap(resource.RLIMIT_AS, MEMORY_MB * 2**20)
-if CPU_SECONDS > 0:
-    _cap(resource.RLIMIT_CPU, CPU_SECONDS)
+limits.apply()
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -397,6 +397,7 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
         thread.start()
     bar = tqdm(total=len(todo), desc=f"autograde {lesson} ({count} workers)", unit="nb", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
+    finished = False
     try:
         with course.gradebook() as gb:
             for _ in range(len(todo)):
@@ -419,10 +420,11 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
                 if outcome.status != "ok":
                     bar.write(f"{student}: {outcome.status}: {outcome.reason}")
                 bar.update(1)
+        finished = True
     finally:
         bar.close()
-        for thread in threads:
-            thread.join(timeout=1)
+        for thread in threads:  # after a normal run, wait until every worker (and its fork server) has ended
+            thread.join(timeout=None if finished else 1)
     shutil.rmtree(work, ignore_errors=True)
     report.seconds = time.monotonic() - started
     return report

@@ -6,6 +6,11 @@ assignment) and writes one JSON request per line to the worker's stdin; the work
 ``Autograde`` converter on it, in-process (nbgrader and its imports load once per worker, not once per
 learner), and answers one JSON line: ``{"status": "ok" | "kernel-died" | "error", "reason": ...}``.
 Everything else the worker or nbgrader prints goes to stderr (the worker's log file).
+
+Each worker starts a fork server (:mod:`convcourse.grading.forkserver`) once: every learner's kernel
+is a fresh process forked from it, with torch and the checks already imported, instead of a Python
+started from scratch. ``CONVCOURSE_FORK_KERNELS=0``, or a server that cannot start, means ordinary
+kernels (the log says so once).
 """
 
 from __future__ import annotations
@@ -117,7 +122,16 @@ def main() -> int:
     sys.stdout = sys.stderr
     ensure_tools_on_path()
     os.environ.setdefault("MPLBACKEND", "Agg")
+    from convcourse.grading import forkserver
+
+    forkserver.start()  # imports torch etc. in the background while nbgrader loads here
     import nbgrader.converters  # noqa: F401  (load once, before the first request)
+
+    server = forkserver.active()
+    if server is not None:
+        ready = server.ready or {}
+        print(f"fork server: ready (pid {ready.get('pid')}, {ready.get('modules')} modules imported in "
+              f"{ready.get('cpu_seconds')} s CPU); grading kernels are forked from it", file=sys.stderr, flush=True)
 
     for line in sys.stdin:
         if not line.strip():
@@ -128,10 +142,25 @@ def main() -> int:
             result = grade(job)
         except Exception as error:  # noqa: BLE001 - one learner's failure must not stop the worker
             result = {"status": "error", "reason": f"grading crashed: {type(error).__name__}: {error}"[:500]}
+        _sweep(forkserver.active())
         result["seconds"] = round(time.monotonic() - start, 3)
         replies.write(json.dumps(result) + "\n")
         replies.flush()
+    forkserver.stop()
     return 0
+
+
+def _sweep(server) -> None:
+    """Kill any forked kernel still running after its learner was graded (none, normally)."""
+    if server is None:
+        return
+    try:
+        killed = server.sweep()
+    except Exception as error:  # noqa: BLE001 - the next request finds the server gone and falls back
+        print(f"fork server: {error}", file=sys.stderr, flush=True)
+        return
+    if killed:
+        print(f"fork server: killed leftover kernel(s) {killed}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
