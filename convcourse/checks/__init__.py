@@ -6,6 +6,7 @@ message for the learner::
     assert check("corr2d", corr2d, x=x, k=k)     # one configuration, shown to learners
     assert check_suite("corr2d", corr2d)          # the hidden suite (inside HIDDEN TESTS)
     assert check_suite("corr2d", corr2d, "visible")
+    assert check_answer("02_kernel_size.q1", q1)  # a check-your-understanding question
 
 Every comparison uses torch/numpy functions captured before learner code ran
 (:mod:`convcourse.checks._guard`), refuses to grade when they were replaced, and runs loop
@@ -20,8 +21,10 @@ from typing import Any, Callable
 from . import _guard
 from .core import REGISTRY, Exercise, GradingError, get_exercise, run_case
 from .conv import randn
+from .quiz import Question, check_answer, register_question
 
-__all__ = ["check", "check_suite", "suite_cases", "GradingError", "Exercise", "REGISTRY", "randn"]
+__all__ = ["check", "check_suite", "suite_cases", "check_answer", "GradingError", "Exercise", "REGISTRY", "randn",
+           "Question", "register_question"]
 
 
 def check(exercise: str, fn: Callable[..., Any], **inputs: Any) -> bool:

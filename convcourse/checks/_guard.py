@@ -95,7 +95,7 @@ def _lookup(qualname: str) -> Any:
 _SEALED: tuple | None = None
 # The grading machinery's modules whose functions, classes and imported names seal() records.
 SEALED_MODULES = ("convcourse.checks", "convcourse.checks._guard", "convcourse.checks.core",
-                  "convcourse.checks.conv", "convcourse.grading.probe")
+                  "convcourse.checks.conv", "convcourse.checks.quiz", "convcourse.grading.probe")
 
 
 def _fingerprint(obj: Any) -> tuple:
@@ -137,6 +137,11 @@ def _state() -> tuple:
         functions = tuple(x for v in fields if isinstance(v, types.FunctionType) for x in _fingerprint(v))
         suites = tuple((k, v, _fingerprint(v)) for k, v in dict(exercise.suites).items())
         exercises.append((name, exercise, fields, functions, suites))
+    quiz = sys.modules.get("convcourse.checks.quiz")
+    for name, question in (quiz.QUESTIONS.items() if quiz is not None else ()):
+        fields = tuple(getattr(question, f) for f in question.__dataclass_fields__)
+        functions = tuple(x for v in fields if isinstance(v, types.FunctionType) for x in _fingerprint(v))
+        exercises.append((name, question, fields, functions, ()))
     dicts = (tuple(ORIGINALS.items()), tuple(BUILTINS.items()), tuple(MODULES.items()),
              tuple(_SELF_CHECK_REGISTRY.items()), tuple(_WATCHED))
     return tuple(modules), tuple(exercises), dicts
@@ -168,7 +173,9 @@ def _sealed_problems() -> list[str]:
             now = live.get(key, _MISSING)
             if now is not value or not _same(_fingerprint(now), fingerprint):
                 problems.append(f"{name}.{key}")
-    registry = sys.modules["convcourse.checks.core"].REGISTRY
+    registry = dict(sys.modules["convcourse.checks.core"].REGISTRY)
+    quiz = sys.modules.get("convcourse.checks.quiz")
+    registry.update(quiz.QUESTIONS if quiz is not None else {})
     for name, exercise, fields, functions, suites in exercises:
         live = registry.get(name, _MISSING)
         if live is not exercise:
@@ -180,7 +187,7 @@ def _sealed_problems() -> list[str]:
                                      for x in _fingerprint(v)), functions)):
             problems.append(f"the exercise {name!r}")
             continue
-        now_suites = tuple((k, v, _fingerprint(v)) for k, v in dict(exercise.suites).items())
+        now_suites = tuple((k, v, _fingerprint(v)) for k, v in dict(getattr(exercise, "suites", {})).items())
         if len(now_suites) != len(suites) or any(a[0] != b[0] or a[1] is not b[1] or not _same(a[2], b[2])
                                                  for a, b in zip(now_suites, suites)):
             problems.append(f"the test suites of {name!r}")

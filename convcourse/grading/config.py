@@ -23,7 +23,7 @@ def apply(c: Config, root: str | Path | None = None) -> Config:
 
     from .execute import GuardedExecute
     from .feedback import HideHiddenTests
-    from .solution import StripSolutionDelimiters
+    from .solution import QuizStubs, StripSolutionDelimiters
 
     if root is not None:
         c.CourseDirectory.root = str(root)
@@ -45,5 +45,9 @@ def apply(c: Config, root: str | Path | None = None) -> Config:
     c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme,
                                         ClearHiddenTests, StripSolutionDelimiters]
     c.ClearHiddenTests.enforce_metadata = True
+    # The learner copy: check-your-understanding answers become ``...`` before nbgrader's own steps.
+    from nbgrader.converters import GenerateAssignment
+
+    c.GenerateAssignment.preprocessors = [QuizStubs, *GenerateAssignment.class_traits()["preprocessors"].default()]
     c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
     return c

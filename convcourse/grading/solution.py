@@ -1,4 +1,5 @@
-"""The answer key: solutions stay in place, their ### BEGIN/END SOLUTION delimiter lines go."""
+"""The answer key keeps solutions in place without their ### BEGIN/END SOLUTION delimiter lines; the
+learner copy gets check-your-understanding cells with every answer replaced by ``...``."""
 
 from __future__ import annotations
 
@@ -16,4 +17,15 @@ class StripSolutionDelimiters(NbGraderPreprocessor):
     def preprocess_cell(self, cell: NotebookNode, resources, index):
         if isinstance(cell.get("source"), str) and "SOLUTION" in cell.source:
             cell.source = _DELIMITER.sub("", cell.source).rstrip("\n")
+        return cell, resources
+
+
+class QuizStubs(NbGraderPreprocessor):
+    """In the learner copy, replace each answer in a quiz cell (``metadata.convcourse.quiz``) by ``...``."""
+
+    def preprocess_cell(self, cell: NotebookNode, resources, index):
+        from ..checks.quiz import is_quiz_cell, stub_answers
+
+        if is_quiz_cell(cell):
+            cell.source = stub_answers(cell.source)
         return cell, resources

@@ -14,6 +14,7 @@ import torch
 
 from .. import _guard
 from ..core import CONVOLUTION_OPS, Exercise, register
+from ..quiz import Question, register_question
 
 
 def _reference(size, kernel_size, stride=1, padding=0, dilation=1):
@@ -84,4 +85,15 @@ register(Exercise(
     hint="the padded axis has size + 2*padding pixels and the (dilated) kernel spans dilation*(kernel_size-1)+1 "
          "of them; count the starts 0, stride, 2*stride, ... that still fit: "
          "floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1.",
+))
+
+
+# Check your understanding (graded, 1 point each): answers are computed from torch when checked.
+def _shape_of_blog_example() -> tuple[int, ...]:
+    return tuple(torch.nn.Conv2d(3, 6, 3)(torch.zeros(2, 3, 32, 32)).shape)
+
+
+register_question(Question(
+    name="02_kernel_size.q1", lesson="02_kernel_size", answer=_shape_of_blog_example, form="a tuple of four ints",
+    explain="The batch (2) is kept, the 6 filters give 6 channels, and each axis has 32 - 3 + 1 = 30 positions.",
 ))
