@@ -7,6 +7,7 @@
     convcourse feedback 01_sliding_window [--student ID] [--exchange]
     convcourse grades [--out build/grades.csv]
     convcourse summary 01_sliding_window [--plot build/summary_01_sliding_window.png]
+    convcourse integrity 01_sliding_window [--threshold 0.6] [--csv FILE]
 
 Each subcommand is one ``@command`` function below: its docstring is its help, its ``args`` list the
 argparse arguments, and it returns the exit status.
@@ -132,10 +133,36 @@ def summary(ns: argparse.Namespace) -> int:
     """Per exercise: mean score and fail rate over the class, as a table and a bar chart."""
     from .instructor.report import DEFAULT_OUT, exercise_stats, format_table, plot_summary
 
-    rows = exercise_stats(_course(ns), ns.lesson)
+    from .instructor.report import format_learners, learner_stats
+
+    course = _course(ns)
+    rows = exercise_stats(course, ns.lesson)
     print(format_table(rows))
+    print()
+    print(format_learners(learner_stats(course, ns.lesson), ns.lesson))
     path = plot_summary(rows, ns.plot or DEFAULT_OUT / f"summary_{ns.lesson}.png")
     print(f"plot written to {path}")
+    return 0
+
+
+@command("integrity", LESSON,
+         arg("--threshold", type=float, default=None,
+             help="flag pairs sharing at least this share of code (0-1, default 0.6)"),
+         arg("--csv", type=Path, help="CSV path (default <course>/reports/integrity_<lesson>.csv)"))
+def integrity(ns: argparse.Namespace) -> int:
+    """Flag for review, per learner with cell and line, code that defeats the lesson's rules, and
+    submissions similar to the answer key or to each other (reads the notebooks; runs nothing)."""
+    from .instructor.course import CourseError
+    from .instructor.integrity import DEFAULT_THRESHOLD, format_report, integrity_report, write_csv
+
+    threshold = DEFAULT_THRESHOLD if ns.threshold is None else ns.threshold
+    if not 0 < threshold <= 1:
+        raise CourseError(f"--threshold must be between 0 and 1 (a share of code), got {threshold}")
+    course = _course(ns)
+    report = integrity_report(course, ns.lesson, threshold=threshold)
+    print(format_report(report))
+    path = write_csv(report, ns.csv or course.root / "reports" / f"integrity_{ns.lesson}.csv")
+    print(f"\nCSV written to {path}")
     return 0
 
 @command("selfcheck", arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),

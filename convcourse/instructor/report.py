@@ -2,7 +2,8 @@
 
 The summary answers "which exercise does the class struggle with?": for every graded test cell of a
 lesson, over all graded submissions, the mean score and the *fail rate* (share of submissions that did
-not earn that cell's full points), printed as a table and drawn as a bar chart.
+not earn that cell's full points), printed as a table and drawn as a bar chart; then per learner the
+score and the integrity report's count of flags (:mod:`.integrity`; "-" for none).
 """
 
 from __future__ import annotations
@@ -133,3 +134,48 @@ def plot_summary(rows: list[ExerciseStats], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+@dataclass
+class LearnerStats:
+    learner: str
+    score: float | None  # None: no graded submission in the gradebook
+    max_score: float
+    integrity: int  # findings + similarity flags of the integrity report (0: none)
+
+
+def learner_stats(course: CourseRoot, lesson: str) -> list[LearnerStats]:
+    """Per learner with a submission (graded or on disk): the score and the integrity report's count."""
+    from .integrity import integrity_report, submissions
+
+    course.check_lesson(lesson)
+    scores: dict[str, float] = {}
+    max_score = 0.0
+    with course.gradebook() as gb:
+        try:
+            assignment = gb.find_assignment(lesson)
+        except Exception as error:  # noqa: BLE001 - MissingEntry
+            raise CourseError(f"{lesson} is not in the gradebook (release and grade it first)") from error
+        max_score = float(assignment.max_score or 0)
+        for s in assignment.submissions:
+            if any(g.auto_score is not None or g.manual_score is not None for n in s.notebooks for g in n.grades):
+                scores[s.student.id] = float(s.score)
+    counts = integrity_report(course, lesson).counts() if submissions(course, lesson) else {}
+    learners = sorted(set(scores) | set(counts))
+    return [LearnerStats(name, scores.get(name), max_score, counts.get(name, 0)) for name in learners]
+
+
+def format_learners(rows: list[LearnerStats], lesson: str = "<lesson>") -> str:
+    """One line per learner: score and the integrity column ("-" when the report flags nothing)."""
+    if not rows:
+        return "no submissions"
+    width = max([len("learner")] + [len(r.learner) for r in rows])
+    lines = [f"{'learner':<{width}}  {'score':>11}  {'integrity':>9}"]
+    for r in rows:
+        score = "not graded" if r.score is None else f"{r.score:g}/{r.max_score:g}"
+        lines.append(f"{r.learner:<{width}}  {score:>11}  {r.integrity or '-':>9}")
+    flagged = sum(1 for r in rows if r.integrity)
+    if flagged:
+        lines.append(f"integrity: {flagged} learner(s) flagged for review (nothing was deducted); "
+                     f"details: convcourse integrity {lesson}")
+    return "\n".join(lines)
