@@ -549,7 +549,7 @@ def _cell_findings(source: str, rules: LessonRules, aliases: dict[str, str]) -> 
         except SyntaxError as error:
             hits.append(("syntax", f"does not parse: {error.msg}", offset + (error.lineno or 1)))
             continue
-        visitor = _CellVisitor(rules, aliases, offset)
+        visitor = _CellVisitor(rules, collect_aliases([code], aliases) if offset else aliases, offset)
         visitor.visit(tree)
         hits.extend(visitor.hits)
         pending.extend((to_python(body), line) for body, line in visitor.nested)
