@@ -166,12 +166,12 @@ def integrity(ns: argparse.Namespace) -> int:
     return 0
 
 @command("selfcheck", arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),
-         arg("--timeout", type=int, default=120, help="seconds per cell"))
+         arg("--timeout", type=int, default=None, help="seconds per cell (default: the grader's limits)"))
 def selfcheck(ns: argparse.Namespace) -> int:
-    """For learners: run a notebook's visible tests and print a table; exit 1 when any fails."""
+    """For learners: run a notebook's visible tests with the grader's executor; exit 1 when any fails."""
     from .selfcheck import main as selfcheck_main
 
-    return selfcheck_main([str(ns.notebook), "--timeout", str(ns.timeout)])
+    return selfcheck_main([str(ns.notebook)] + (["--timeout", str(ns.timeout)] if ns.timeout else []))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,11 +8,20 @@
 From the last cell of a lesson, ``selfcheck()`` does the same for the notebook it runs in. It runs the
 **saved** file in a fresh kernel (so save first, Ctrl+S): that is what a grader sees, and it catches
 cells that only worked because of something run out of order.
+
+It runs the notebook with the grader's own executor, :class:`convcourse.grading.execute.GuardedExecute`,
+configured by the course's nbgrader settings (:func:`convcourse.grading.config.apply`): the same kernel
+(``python3``, whatever kernel the file names, as nbgrader restores the lesson's kernelspec), the same
+per-cell time limits (``metadata.convcourse.timeout`` or the default), memory and CPU caps, integrity
+probe, dead-kernel handling and sandbox where the executor provides one, with ``NBGRADER_EXECUTION`` set
+as while grading. What differs from grading: only the visible tests exist in a learner's copy, and
+nbgrader does not first restore locked cells (a learner who edits a test cell sees that edit run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -23,7 +32,10 @@ import nbformat
 #: Set in the kernel that a self-check starts, so the notebook's own self-check cell does not recurse
 #: (other tools that execute lessons, like convcourse.html, set it to a short reason that is printed).
 ACTIVE_FLAG = "CONVCOURSE_SELFCHECK_ACTIVE"
-CELL_TIMEOUT = 120
+#: The grader's default seconds per cell (cells may set their own in metadata.convcourse.timeout).
+from .grading.config import CELL_TIMEOUT  # noqa: E402
+#: The kernel nbgrader grades with (it restores the lesson's kernelspec before executing).
+KERNEL_NAME = "python3"
 
 
 @dataclasses.dataclass
@@ -49,9 +61,38 @@ def _failure_message(cell) -> str:
     return ""
 
 
-def run_selfcheck(path: str | Path, timeout: int = CELL_TIMEOUT) -> list[TestResult]:
-    """Execute the notebook at ``path`` in a fresh kernel and report every graded test cell."""
-    from nbclient import NotebookClient
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the kernel the executor starts; restore them afterwards."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def grader_config(timeout: int | None = None):
+    """The course's nbgrader configuration, as grading uses it (``timeout`` overrides the default
+    seconds per cell; cells with ``metadata.convcourse.timeout`` keep theirs)."""
+    from traitlets.config import Config
+
+    from .grading.config import apply
+
+    config = apply(Config())
+    config.Execute.kernel_name = KERNEL_NAME
+    if timeout is not None:
+        config.Execute.timeout = int(timeout)
+    return config
+
+
+def run_selfcheck(path: str | Path, timeout: int | None = None) -> list[TestResult]:
+    """Execute the notebook at ``path`` with the grader's executor and report every graded test cell."""
+    from .grading.execute import GuardedExecute
 
     path = Path(path)
     try:
@@ -60,17 +101,10 @@ def run_selfcheck(path: str | Path, timeout: int = CELL_TIMEOUT) -> list[TestRes
         raise FileNotFoundError(f"no notebook at {path}") from None
     except Exception as error:
         raise ValueError(f"{path} is not a readable notebook ({error}); restore it from the course copy") from None
-    previous = os.environ.get(ACTIVE_FLAG)
-    os.environ[ACTIVE_FLAG] = "1"
-    try:
-        client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                                extra_arguments=["--HistoryManager.hist_file=:memory:"], interrupt_on_timeout=True, resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
-    finally:
-        if previous is None:
-            os.environ.pop(ACTIVE_FLAG, None)
-        else:
-            os.environ[ACTIVE_FLAG] = previous
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
+    executor = GuardedExecute(config=grader_config(timeout))
+    with _environment({ACTIVE_FLAG: "1", "NBGRADER_EXECUTION": "autograde"}):
+        nb, _ = executor.preprocess(nb, {"metadata": {"path": str(path.resolve().parent)}})
     results = []
     for cell in nb.cells:
         if _is_test_cell(cell):
@@ -156,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convcourse selfcheck", description="Run a notebook's visible tests "
                                      "and print which pass; exit status 1 when any fails.")
     parser.add_argument("notebook", type=Path, help="the .ipynb file to check (your own copy works)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell (default %(default)s)")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: the grader's, "
+                        f"{CELL_TIMEOUT} s, or the cell's own limit)")
     args = parser.parse_args(argv)
     try:
         results = run_selfcheck(args.notebook, timeout=args.timeout)

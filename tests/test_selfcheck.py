@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -93,3 +94,37 @@ def test_format_table_totals():
     table = selfcheck.format_table(results)
     assert "2 of 5 points" in table and "Boom" in table and "passed" in table
     assert selfcheck.format_table([]) == "This notebook has no graded tests."
+
+
+def test_the_self_check_is_configured_exactly_as_the_grader():
+    from traitlets.config import Config
+
+    from convcourse.grading.config import apply
+    from convcourse.grading.execute import GuardedExecute
+
+    grading = apply(Config())
+    mine = selfcheck.grader_config()
+    assert mine.Execute.timeout == grading.Execute.timeout == selfcheck.CELL_TIMEOUT
+    assert mine.Execute.extra_arguments == grading.Execute.extra_arguments  # caps, snapshot and seal in the kernel
+    assert mine.Execute.interrupt_on_timeout and mine.Execute.kernel_name == "python3"
+    assert selfcheck.grader_config(timeout=300).Execute.timeout == 300
+    assert GuardedExecute(config=mine).timeout == grading.Execute.timeout
+
+
+@pytest.mark.slow
+def test_a_notebook_that_behaves_differently_while_graded_fails_its_self_check_too(tmp_path):
+    """Honest by hand, tampering under NBGRADER_EXECUTION: the self-check runs it as the grader does, with
+    the grader's executor (its integrity probe names the replaced function), so it fails here as it will
+    when graded instead of passing."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from adversarial.submissions import SUBMISSIONS
+
+    submission = next(s for s in SUBMISSIONS if s.student == "grader_aware")
+    path = tmp_path / f"{LESSON}.ipynb"
+    path.write_bytes(submission.build())
+    results = selfcheck.run_selfcheck(path)
+    assert [(r.grade_id, r.passed) for r in results] == [("test_corr2d", False)]
+    assert "torch.allclose" in results[0].message, results[0].message
+    assert selfcheck.ACTIVE_FLAG not in os.environ and "NBGRADER_EXECUTION" not in os.environ
