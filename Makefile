@@ -67,9 +67,9 @@ clean:
 # ---- Instructor workflow (wraps the convcourse CLI; see README.md, "Instructor guide") ----------------
 # make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
 # make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
-# make grades [OUT=build/grades.csv] | summary LESSON=..
+# make grades [OUT=build/grades.csv] | summary LESSON=.. | integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
 CONVCOURSE = $(BIN)/python -m convcourse.cli $(if $(COURSE),--course $(COURSE))
-.PHONY: roster release collect grade feedback grades summary
+.PHONY: roster release collect grade feedback grades summary integrity
 need = $(if $($(1)),,$(error $(1)=... is required, e.g. make $@ $(1)=$(2)))
 
 roster: $(STAMP)
@@ -99,3 +99,7 @@ grades: $(STAMP)
 summary: $(STAMP)
 	$(call need,LESSON,01_sliding_window)
 	$(CONVCOURSE) summary $(LESSON)
+
+integrity: $(STAMP)
+	$(call need,LESSON,01_sliding_window)
+	$(CONVCOURSE) integrity $(LESSON) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CSV),--csv $(CSV))
