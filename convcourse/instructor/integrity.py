@@ -258,7 +258,7 @@ def collect_aliases(sources: Iterable[str], aliases: dict[str, str] | None = Non
     for source in sources:
         try:
             tree = ast.parse(source)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -549,8 +549,14 @@ def _cell_findings(source: str, rules: LessonRules, aliases: dict[str, str]) -> 
         except SyntaxError as error:
             hits.append(("syntax", f"does not parse: {error.msg}", offset + (error.lineno or 1)))
             continue
+        except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
+            hits.append(("syntax", f"cannot be read ({type(error).__name__})", offset + 1))
+            continue
         visitor = _CellVisitor(rules, collect_aliases([code], aliases) if offset else aliases, offset)
-        visitor.visit(tree)
+        try:
+            visitor.visit(tree)
+        except RecursionError:
+            hits.append(("syntax", "nested too deeply to read", offset + 1))
         hits.extend(visitor.hits)
         pending.extend((to_python(body), line) for body, line in visitor.nested)
     return hits
@@ -677,8 +683,8 @@ def notebook_findings(learner: str, nb: nbformat.NotebookNode, source: LessonSou
     cells = list(editable_cells(nb, source))
     course_cells = set(source.course_cells)
     aliases = collect_aliases((_safe_python(c.source) for _, c in cells), source.aliases)
-    findings: list[Finding] = []
-    seen: set[tuple[int, int, str]] = set()
+    merged: dict[tuple[int, int, str], list[str]] = {}
+    snippets: dict[tuple[int, int, str], str] = {}
     for index, cell in cells:
         text = cell.source if isinstance(cell.source, str) else "".join(cell.source)
         if text in course_cells:
@@ -688,10 +694,15 @@ def notebook_findings(learner: str, nb: nbformat.NotebookNode, source: LessonSou
         for rule, message, line in _cell_findings(text, source.rules, aliases):
             line = max(1, min(line, len(lines) or 1))
             snippet = lines[line - 1].strip() if lines else ""
-            if (index, line, rule) in seen or (not solution and (rule, snippet) in source.baseline):
+            if not solution and (rule, snippet) in source.baseline:
                 continue
-            seen.add((index, line, rule))
-            findings.append(Finding(learner, rule, message, index, line, snippet[:120]))
+            messages = merged.setdefault((index, line, rule), [])
+            snippets[(index, line, rule)] = snippet
+            if message not in messages:
+                messages.append(message)
+    findings = [Finding(learner, rule, "; ".join(merged[(index, line, rule)]), index, line,
+                        snippets[(index, line, rule)][:120])
+                for index, line, rule in sorted(merged, key=lambda k: (k[0], k[1], list(RULES).index(k[2])))]
     return findings
 
 
@@ -810,8 +821,8 @@ def integrity_report(course: CourseRoot, lesson: str, threshold: float = DEFAULT
     return report
 
 
-def _pair_finding(pair: Similarity) -> str:
-    other = "the answer key" if pair.first == ANSWER_KEY else pair.first
+def _pair_finding(pair: Similarity, other: str) -> str:
+    other = "the answer key" if other == ANSWER_KEY else other
     return f"{100 * pair.score:.0f}% of the code in common with {other} ({pair.shared} characters)"
 
 
@@ -825,8 +836,11 @@ def write_csv(report: IntegrityReport, path: Path) -> Path:
         for f in report.findings:
             writer.writerow([f.learner, f.finding, f.rule, "" if f.cell is None else f.cell,
                              "" if f.line is None else f.line, f.snippet])
-        for p in report.pairs:
-            writer.writerow([p.second, _pair_finding(p), "similarity", "", "", f"similarity={p.score:.3f}"])
+        for p in report.pairs:  # one row per learner in the pair
+            for learner, other in ((p.first, p.second), (p.second, p.first)):
+                if learner != ANSWER_KEY:
+                    writer.writerow([learner, _pair_finding(p, other), "similarity", "", "",
+                                     f"similarity={p.score:.3f}"])
     return path
 
 
@@ -843,7 +857,7 @@ def format_report(report: IntegrityReport, width: int = 110) -> str:
     for learner in report.learners:
         rules = sorted({f.rule for f in by_learner.get(learner, [])}
                        | {"similarity" for p in report.pairs if learner in (p.first, p.second)})
-        lines.append(f"{learner:<{name_w}}  {counts[learner] or '-':>5}  {', '.join(rules)}")
+        lines.append(f"{learner:<{name_w}}  {counts[learner] or '-':>5}  {', '.join(rules)}".rstrip())
     if report.findings:
         lines += ["", "findings (cell = position in the submitted notebook, line = line in that cell):"]
         for learner in report.learners:

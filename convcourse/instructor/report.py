@@ -141,7 +141,7 @@ class LearnerStats:
     learner: str
     score: float | None  # None: no graded submission in the gradebook
     max_score: float
-    integrity: int  # findings + similarity flags of the integrity report (0: none)
+    integrity: int | None  # findings + similarity flags of the integrity report (0: none; None: unavailable)
 
 
 def learner_stats(course: CourseRoot, lesson: str) -> list[LearnerStats]:
@@ -160,7 +160,13 @@ def learner_stats(course: CourseRoot, lesson: str) -> list[LearnerStats]:
         for s in assignment.submissions:
             if any(g.auto_score is not None or g.manual_score is not None for n in s.notebooks for g in n.grades):
                 scores[s.student.id] = float(s.score)
-    counts = integrity_report(course, lesson).counts() if submissions(course, lesson) else {}
+    counts: dict[str, int | None] = {}
+    if submissions(course, lesson):
+        try:
+            counts.update(integrity_report(course, lesson).counts())
+        except Exception as error:  # noqa: BLE001 - the summary must not fail because of the report
+            print(f"(integrity column unavailable: {type(error).__name__}: {error})")
+            counts = dict.fromkeys(submissions(course, lesson), None)
     learners = sorted(set(scores) | set(counts))
     return [LearnerStats(name, scores.get(name), max_score, counts.get(name, 0)) for name in learners]
 
@@ -173,7 +179,8 @@ def format_learners(rows: list[LearnerStats], lesson: str = "<lesson>") -> str:
     lines = [f"{'learner':<{width}}  {'score':>11}  {'integrity':>9}"]
     for r in rows:
         score = "not graded" if r.score is None else f"{r.score:g}/{r.max_score:g}"
-        lines.append(f"{r.learner:<{width}}  {score:>11}  {r.integrity or '-':>9}")
+        flags = "?" if r.integrity is None else (r.integrity or "-")
+        lines.append(f"{r.learner:<{width}}  {score:>11}  {flags:>9}")
     flagged = sum(1 for r in rows if r.integrity)
     if flagged:
         lines.append(f"integrity: {flagged} learner(s) flagged for review (nothing was deducted); "
