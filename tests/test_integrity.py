@@ -126,14 +126,22 @@ CONSTRUCTS = [
     (L01, "ipython", "a = 1\nget_ipython().input_transformers_post.append(print)"),
     # code hidden behind a line magic is still read
     (L01, "introspection", "import sys\n%time sys._getframe()"),
+    (L01, "dynamic", "import sys\nmods = sys.modules"),
+    (L01, "dynamic", "name = 'con' + 'v2d'\nconv = getattr(F, name)"),
+    (L01, "convolution", "a = 1\nop = getattr(torch.nn.functional, 'conv' 'olution')"),
     # lesson-specific rules
+    ("05_padding", "grader", "a = 1\nfrom convcourse.checks import get_exercise"),
+    ("05_padding", "grader", "a = 1\nref = __import__('convcourse.checks.exercises.l05_padding')"),
+    ("08_full_conv2d", "convolution", "a = 1\nspectrum = np.fft.rfft2(x)"),
+    ("09_vectorized", "convolution", "a = 1\ny = torch.ops.aten.convolution.default(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)"),
+    ("09_vectorized", "convolution", "a = 1\nfrom torch.nn.grad import conv2d_input"),
     ("05_padding", "padding", "a = 1\npadded = F.pad(x, (1, 1, 1, 1))"),
     ("11_backward", "autograd", "a = 1\ngrads = torch.autograd.grad(out, (x, w), g)"),
     ("11_backward", "autograd", "a = 1\nout.backward(g)"),
     ("11_backward", "autograd", "import torch.func\ntorch.func.vjp(f, x)"),
     ("11_backward", "autograd", "from torch.func import vjp\nvjp(f, x)"),
 ]
-ANCHOR = {L01: "corr2d", "05_padding": "pad2d", "10_conv2d_module": "Conv2d", "11_backward": "conv2d_backward",
+ANCHOR = {L01: "corr2d", "05_padding": "same_padding", "08_full_conv2d": "conv2d", "09_vectorized": "conv2d_fast", "10_conv2d_module": "Conv2d", "11_backward": "conv2d_backward",
           "12_capstone": "build_model"}
 
 

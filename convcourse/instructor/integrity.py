@@ -163,7 +163,7 @@ _THREAD_PREFIXES = ("threading", "_thread", "multiprocessing", "concurrent.futur
                     "signal", "resource", "joblib", "asyncio.subprocess", "atexit")
 _CTYPES_PREFIXES = ("ctypes", "_ctypes", "cffi", "mmap")
 _DYNAMIC_NAMES = {"eval", "exec", "compile", "__import__", "builtins.eval", "builtins.exec", "builtins.compile",
-                  "builtins.__import__"}
+                  "builtins.__import__", "sys.modules", "operator.attrgetter", "operator.methodcaller"}
 _DYNAMIC_PREFIXES = ("importlib", "runpy", "marshal", "types.FunctionType", "types.CodeType")
 
 #: Modules whose attributes learner code must not replace.
@@ -431,6 +431,15 @@ class _CellVisitor(ast.NodeVisitor):
             name = self.resolve(node)
             if name is not None:
                 self.check_name(name, node)
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2 \
+                and not isinstance(node.args[1], ast.Constant):
+            target = self.resolve(node.args[0])
+            if target and _starts(target, _PATCHED_ROOTS + _GRADER_PREFIXES):
+                self.hit("dynamic", f"getattr({target}, <computed name>) (an attribute the report cannot name)", node)
+        if isinstance(func, ast.Attribute) and func.attr in ("__getattribute__", "__getattr__"):
+            target = self.resolve(func.value)
+            if target and _starts(target, _PATCHED_ROOTS + _GRADER_PREFIXES):
+                self.hit("dynamic", f"{target}.{func.attr}(...) (an attribute the report cannot name)", node)
         if isinstance(func, ast.Name) and func.id in ("setattr", "delattr") and node.args:
             target = self.resolve(node.args[0])
             if target and _starts(target, _PATCHED_ROOTS):
@@ -525,6 +534,11 @@ class _CellVisitor(ast.NodeVisitor):
         self._scoped(node, node.name)
 
     def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and self.group_on("convolution") \
+                and (node.value in _CONV_ATTRS or node.value in _op_groups()["convolution"]):
+            self.hit("convolution", f"{node.value!r} (the name of torch's convolution, e.g. for getattr)", node)
+        if isinstance(node.value, str) and _starts(node.value, _GRADER_PREFIXES):
+            self.hit("grader", f"{node.value[:60]!r} (names the grader's modules)", node)
         if isinstance(node.value, str) and len(node.value) < 400:
             if _FILE_STRING.search(node.value):
                 self.hit("files", f"path {node.value[:60]!r} (outside the notebook's folder)", node)
