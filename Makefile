@@ -15,6 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 help:
 	@echo "make lab     create the environment (first time) and open JupyterLab on notebooks/"
+	@echo "             (instructors: make lab INSTRUCTOR=1 shows nbgrader's Formgrader and Create Assignment)"
 	@echo "make test    create the environment if needed and run every test"
 	@echo "make build   regenerate notebooks/ and solutions/ from autograder/source"
 	@echo "make html    render the answer key to HTML (build/html)"
@@ -29,8 +30,13 @@ $(STAMP):
 
 env: $(STAMP)
 
+# Learners get a lab without nbgrader's instructor UI (jupyter_config/learner disables its lab and server
+# extensions); instructors run `make lab INSTRUCTOR=1` for Create Assignment and Formgrader.
+LEARNER_CONFIG := $(CURDIR)/jupyter_config/learner
+LAB_ENV = $(if $(filter-out 0,$(INSTRUCTOR)),,JUPYTER_CONFIG_PATH=$(LEARNER_CONFIG)$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH)))
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
+	$(LAB_ENV) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
 		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 test: $(STAMP) browser-deps

@@ -97,3 +97,38 @@ register_question(Question(
     name="02_kernel_size.q1", lesson="02_kernel_size", answer=_shape_of_blog_example, form="a tuple of four ints",
     explain="The batch (2) is kept, the 6 filters give 6 channels, and each axis has 32 - 3 + 1 = 30 positions.",
 ))
+
+
+def _tall_kernel_shape() -> tuple[int, ...]:
+    return tuple(torch.nn.Conv2d(1, 1, kernel_size=(7, 3))(torch.zeros(1, 1, 28, 28)).shape)
+
+
+def _smallest_height_for_5x5() -> int:
+    """The smallest input height F.conv2d accepts for a 5×5 kernel without padding (found by trying)."""
+    for size in range(1, 20):
+        try:
+            _guard.conv2d(torch.empty(1, 1, size, size, device="meta"), torch.empty(1, 1, 5, 5, device="meta"))
+        except RuntimeError:
+            continue
+        return size
+    raise AssertionError("no size up to 19 fits a 5×5 kernel")
+
+
+def _resnet_stem_size() -> int:
+    return int(torch.nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)(torch.zeros(1, 3, 224, 224)).shape[-1])
+
+
+register_question(Question(
+    name="02_kernel_size.q2", lesson="02_kernel_size", answer=_tall_kernel_shape, form="a tuple of four ints",
+    explain="kernel_size=(7, 3) is 7 rows by 3 columns: the height gives 28 - 7 + 1 = 22 positions, the width "
+            "28 - 3 + 1 = 26.",
+))
+register_question(Question(
+    name="02_kernel_size.q3", lesson="02_kernel_size", answer=_smallest_height_for_5x5, form="an int",
+    explain="Without padding the 5×5 window must fit completely, so the input needs at least 5 rows; then it "
+            "fits exactly once (5 - 5 + 1 = 1). With 4 rows torch raises RuntimeError.",
+))
+register_question(Question(
+    name="02_kernel_size.q4", lesson="02_kernel_size", answer=_resnet_stem_size, form="an int",
+    explain="floor((224 + 2·3 - 1·(7 - 1) - 1) / 2) + 1 = floor(223 / 2) + 1 = 111 + 1 = 112.",
+))

@@ -95,3 +95,55 @@ register(Exercise(
     hint="out[n, o, i, j] sums x[n, c, i + a, j + b] * weight[o, c, a, b] over c, a and b: every input "
          "channel contributes to every output channel.",
 ))
+
+
+# Check your understanding (graded, 1 point each): answers are computed from torch when checked.
+from ..quiz import Question, register_question  # noqa: E402
+
+
+def _parameter_count() -> int:
+    return sum(p.numel() for p in torch.nn.Conv2d(3, 6, 3).parameters())
+
+
+def _weight_shape() -> tuple[int, ...]:
+    return tuple(torch.nn.Conv2d(16, 32, kernel_size=(3, 5)).weight.shape)
+
+
+def _channels_last_batch_error() -> str:
+    try:
+        torch.nn.Conv2d(3, 6, 3)(torch.zeros(4, 28, 28, 3))
+    except Exception as error:  # the type torch raises is the answer
+        return type(error).__name__
+    return "no error"
+
+
+def _nhwc_to_nchw_permutation() -> tuple[int, ...]:
+    """The permutation that turns an (N, H, W, C) = (8, 64, 48, 3) batch into (N, C, H, W), found by trying all."""
+    import itertools
+
+    nhwc = torch.zeros(8, 64, 48, 3)
+    (perm,) = [p for p in itertools.permutations(range(4)) if tuple(nhwc.permute(*p).shape) == (8, 3, 64, 48)]
+    return perm
+
+
+register_question(Question(
+    name="03_channels.q1", lesson="03_channels", answer=_parameter_count, form="an int",
+    explain="The weight is (6, 3, 3, 3) = 162 numbers, plus one bias per output channel: 162 + 6 = 168.",
+))
+register_question(Question(
+    name="03_channels.q2", lesson="03_channels", answer=_weight_shape, form="a tuple of four ints",
+    explain="weight is (out_channels, in_channels, kH, kW): 32 filters, each with one 3×5 kernel for each of "
+            "the 16 input channels.",
+))
+register_question(Question(
+    name="03_channels.q3", lesson="03_channels", answer=_channels_last_batch_error, kind="error",
+    form="an exception class or its name",
+    explain="torch reads dimension 1 as the channels: (4, 28, 28, 3) looks like 28 channels of 28×3 images, and "
+            "the weight expects 3, so it raises RuntimeError ('expected input[4, 28, 28, 3] to have 3 channels, "
+            "but got 28 channels instead'). Move the channels first with permute(0, 3, 1, 2).",
+))
+register_question(Question(
+    name="03_channels.q4", lesson="03_channels", answer=_nhwc_to_nchw_permutation, form="a tuple of four ints",
+    explain="permute lists, for each new dimension, which old one goes there: N is old 0, C is old 3, H is old 1, "
+            "W is old 2, so permute(0, 3, 1, 2) turns (8, 64, 48, 3) into (8, 3, 64, 48).",
+))
