@@ -44,7 +44,8 @@ test: $(STAMP) browser-deps
 	  exit $$status
 
 test-fast: $(STAMP)
-	@status=0; $(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not slow and not browser" $(PYTEST_ARGS) \
+	  || status=$$?; \
 	  echo "make test-fast: $$(( $$(date +%s) - $(START) )) s wall"; exit $$status
 
 # Debian's Chromium for tests/test_browser.py (Playwright drives it; no browser download). Where it cannot be
