@@ -11,8 +11,8 @@ Grading in tests (see tests/course.py):
   ``nbgrader autograde`` subprocess (which starts every kernel from scratch). Use plain nbgrader
   (``run_in(course, ["autograde", ...])``) only where plain nbgrader itself is what the test is about.
 
-Tests that use a session or module fixture stay on one pytest-xdist worker (xdist_group per fixture),
-so that a shared result is built once.
+Tests that use a shared session fixture, and slow tests that use a module fixture, stay on one
+pytest-xdist worker (an xdist_group per fixture or module), so that a shared result is built once.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ SHARED = ("graded_lessons", "grading_pool")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Keep the users of a shared session fixture, and the tests of a module with a module-scoped fixture,
-    on one pytest-xdist worker (``--dist loadgroup``), so each shared result is built once."""
+    """Keep the users of a shared session fixture, and the slow tests of a module with a module-scoped
+    fixture, on one pytest-xdist worker (``--dist loadgroup``), so each shared result is built once."""
     for item in items:
         shared = [name for name in SHARED if name in item.fixturenames]
         if shared:
@@ -92,10 +92,12 @@ def pytest_collection_modifyitems(config, items):
                 # pytest-timeout counts fixture setup: the first user grades every lesson (26 notebooks)
                 item.add_marker(pytest.mark.timeout(GRADED_LESSONS_TIMEOUT))
             continue
+        # Slow tests' module fixtures start servers or grade classes: built once. A unit test's module
+        # fixture is cheap (loading data), so those tests spread over the workers.
         info = getattr(item, "_fixtureinfo", None)
         scoped = info and any(defs and defs[-1].scope in ("module", "package", "class")
                               for defs in info.name2fixturedefs.values())
-        if scoped:
+        if scoped and item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
