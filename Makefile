@@ -8,15 +8,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 PORT ?= 8888
 PYTEST_ARGS ?=
+# make test runs the tests in this many pytest-xdist processes (tests sharing a built result stay together).
+TEST_JOBS ?= 2
+# When make started: make test prints its wall time, environment creation included.
+START := $(shell date +%s)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test browser-deps build check-build html lock clean help
+.PHONY: env lab test test-fast browser-deps build check-build html lock clean help
 
 help:
 	@echo "make lab     create the environment (first time) and open JupyterLab on notebooks/"
 	@echo "             (instructors: make lab INSTRUCTOR=1 shows nbgrader's Formgrader and Create Assignment)"
-	@echo "make test    create the environment if needed and run every test"
+	@echo "make test    create the environment if needed and run every test (what CI runs)"
+	@echo "make test-fast  the unit tests only: no kernels, nbgrader or browser (for the edit loop)"
 	@echo "make build   regenerate notebooks/ and solutions/ from autograder/source"
 	@echo "make html    render the answer key to HTML (build/html)"
 
@@ -40,7 +45,14 @@ lab: $(STAMP)
 		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 test: $(STAMP) browser-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@status=0; $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
+	  echo "make test: $$(( $$(date +%s) - $(START) )) s wall in all (environment, browser deps and tests)"; \
+	  exit $$status
+
+test-fast: $(STAMP)
+	@status=0; $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not slow and not browser" $(PYTEST_ARGS) \
+	  || status=$$?; \
+	  echo "make test-fast: $$(( $$(date +%s) - $(START) )) s wall"; exit $$status
 
 # Debian's Chromium for tests/test_browser.py (Playwright drives it; no browser download). Where it cannot be
 # installed, that test is skipped and says why.

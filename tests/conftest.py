@@ -1,9 +1,26 @@
-"""Shared fixtures. Tests that start Jupyter kernels or nbgrader are marked ``slow``."""
+"""Shared fixtures. Tests that start Jupyter kernels or nbgrader are marked ``slow``.
+
+Grading in tests (see tests/course.py):
+
+- ``graded_lessons`` (session): every lesson's answer key (learner ``key``) and learner copy (``blank``)
+  graded once, by the course's grader, in one course; assert on ``graded_lessons.course.scores(lesson,
+  student)``, ``.total``, ``.autograded`` and ``graded_lessons.outcomes(lesson)``.
+- ``grading_pool`` (session): two grading workers with fork-server kernels. For your own submissions:
+  ``course = course_factory([lesson], students=[...])``, ``run_in(course, ["generate_assignment", lesson,
+  "--force"])``, ``course.submit(...)``, then ``course.grade(lesson, grading_pool)`` instead of a plain
+  ``nbgrader autograde`` subprocess (which starts every kernel from scratch). Use plain nbgrader
+  (``run_in(course, ["autograde", ...])``) only where plain nbgrader itself is what the test is about.
+
+Tests that use a shared session fixture, and slow tests that use a module fixture, stay on one
+pytest-xdist worker (an xdist_group per fixture or module), so that a shared result is built once.
+"""
 
 from __future__ import annotations
 
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
@@ -18,9 +35,117 @@ from convcourse.grading import ensure_tools_on_path  # noqa: E402
 ensure_tools_on_path()
 
 
+def _remember_nbgrader_schema_version() -> None:
+    """nbgrader stamps every new gradebook with ``alembic heads`` of its own migrations, run as a
+    subprocess (a second or two of CPU each time); the answer is a constant of the installed nbgrader,
+    so this test process asks once. nbgrader processes started by tests still ask themselves."""
+    import functools
+
+    import nbgrader.api
+
+    nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_version)
+
+
+_remember_nbgrader_schema_version()
+
+
 @pytest.fixture
 def course_factory(tmp_path):
     """make_course bound to this test's temporary folder."""
     from course import make_course
 
     return lambda lessons=None, students=(): make_course(tmp_path, lessons, list(students))
+
+
+@pytest.fixture(scope="session")
+def grading_pool(tmp_path_factory):
+    """Grading workers shared by the session (each starts its fork server on first use)."""
+    from course import GradingPool
+
+    pool = GradingPool(tmp_path_factory.mktemp("grading-logs"))
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def graded_lessons(tmp_path_factory, grading_pool):
+    """Every lesson's answer key and learner copy, graded once by the course's grader (see the docstring)."""
+    from course import grade_every_lesson
+
+    return grade_every_lesson(tmp_path_factory.mktemp("every-lesson"), grading_pool)
+
+
+#: pytest-timeout's limit (s) for a test using ``graded_lessons``: the first one builds it, on a busy machine too.
+GRADED_LESSONS_TIMEOUT = 3600
+#: Session fixtures whose users must share one xdist worker (and so one built result).
+SHARED = ("graded_lessons", "grading_pool")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the users of a shared session fixture, and the slow tests of a module with a module-scoped
+    fixture, on one pytest-xdist worker (``--dist loadgroup``), so each shared result is built once."""
+    for item in items:
+        shared = [name for name in SHARED if name in item.fixturenames]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+            if "graded_lessons" in shared and not item.get_closest_marker("timeout"):
+                # pytest-timeout counts fixture setup: the first user grades every lesson (26 notebooks)
+                item.add_marker(pytest.mark.timeout(GRADED_LESSONS_TIMEOUT))
+            continue
+        # Slow tests' module fixtures start servers or grade classes: built once. A unit test's module
+        # fixture is cheap (loading data), so those tests spread over the workers.
+        info = getattr(item, "_fixtureinfo", None)
+        scoped = info and any(defs and defs[-1].scope in ("module", "package", "class")
+                              for defs in info.name2fixturedefs.values())
+        if scoped and item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+# ---- run report: wall time and CPU seconds per test (this process and its reaped children) ---------------
+# Measured where the test runs (an xdist worker too) and sent to the terminal with the test's report.
+
+def _cpu_seconds() -> float:
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+_CPU: dict[str, float] = {}
+_START = {"wall": time.monotonic(), "cpu": _cpu_seconds()}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.stash[_CPU_START] = _cpu_seconds()
+    yield
+
+
+_CPU_START = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "teardown" and _CPU_START in item.stash:
+        outcome.get_result().user_properties.append(("cpu_seconds", _cpu_seconds() - item.stash[_CPU_START]))
+
+
+def pytest_runtest_logreport(report):
+    for key, value in report.user_properties:
+        if key == "cpu_seconds" and report.when == "teardown":
+            _CPU[report.nodeid] = value
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """CPU seconds of the 15 costliest tests (a shared fixture counts for the first test using it), the
+    run's wall time, and the load average (the machine may be shared)."""
+    write = terminalreporter.write_line
+    if _CPU:
+        terminalreporter.section("CPU seconds per test (process + children), top 15")
+        for nodeid, seconds in sorted(_CPU.items(), key=lambda kv: -kv[1])[:15]:
+            write(f"{seconds:8.2f}s cpu  {nodeid}")
+    load = os.getloadavg()
+    write(f"pytest run: {time.monotonic() - _START['wall']:.1f} s wall; {sum(_CPU.values()):.1f} s CPU in tests "
+          f"(sum over tests, workers included); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

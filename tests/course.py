@@ -13,6 +13,8 @@ from nbgrader.api import Gradebook
 
 from convcourse.build import SOURCE, lessons
 from convcourse.grading import ensure_tools_on_path
+from convcourse.instructor.autograde import GradeReport, Worker, autograde
+from convcourse.instructor.course import CourseRoot
 
 ensure_tools_on_path()
 
@@ -66,6 +68,52 @@ class Course:
 
     def autograded(self, lesson: str, student: str) -> nbformat.NotebookNode:
         return nbformat.read(self.root / "autograded" / student / lesson / f"{lesson}.ipynb", as_version=4)
+
+    def grade(self, lesson: str, pool: list, students: list[str] | None = None) -> GradeReport:
+        """Autograde ``lesson`` with the course's own grader (nbgrader's Autograde converter in the worker
+        processes of ``pool``, each learner's kernel forked from the worker's fork server), in this
+        process; ``generate_assignment`` must have run. Grades land in this course's gradebook and
+        autograded/ exactly as ``convcourse grade`` (and plain ``nbgrader autograde``) put them."""
+        report = autograde(CourseRoot(self.root), lesson, students=students, force=True, progress=False, pool=pool)
+        assert report.graded, f"nothing to grade for {lesson}"
+        return report
+
+
+class GradingPool(list):
+    """Grading workers (convcourse.instructor.worker processes, each with its fork server) that a test
+    session shares: started on first use, stopped by :meth:`close`."""
+
+    def __init__(self, logs: Path, size: int = 2) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        super().__init__(Worker(logs / f"worker-{index}.log") for index in range(size))
+
+    def close(self) -> None:
+        for worker in self:
+            worker.stop()
+
+
+@dataclass
+class GradedLessons:
+    """Every lesson's answer key (learner ``key``) and release (learner ``blank``) graded in one course."""
+
+    course: Course
+    reports: dict[str, GradeReport]
+
+    def outcomes(self, lesson: str) -> dict[str, str]:
+        return {o.student: f"{o.status}: {o.reason}" if o.reason else o.status for o in self.reports[lesson].graded}
+
+
+def grade_every_lesson(tmp: Path, pool: list) -> GradedLessons:
+    """One course with all lessons; one ``nbgrader generate_assignment`` for all of them; the answer key and
+    the learner copy of each lesson submitted and graded by the course's grader with ``pool``."""
+    course = make_course(tmp, lessons(), ["key", "blank"])
+    run_in(course, ["generate_assignment", "*", "--force"])
+    reports = {}
+    for lesson in lessons():
+        course.submit(lesson, "key", REPO / "solutions" / lesson / f"{lesson}.ipynb")
+        course.submit(lesson, "blank", REPO / "notebooks" / lesson / f"{lesson}.ipynb")
+        reports[lesson] = course.grade(lesson, pool)
+    return GradedLessons(course, reports)
 
 
 def make_course(tmp: Path, lesson_ids: list[str] | None = None, students: list[str] = ()) -> Course:

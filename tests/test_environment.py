@@ -30,7 +30,7 @@ def pyproject_pins() -> dict[str, str]:
 def test_environment_yml_pins_equal_pyproject():
     yml = (REPO / "environment.yml").read_text()
     yml_pins = {_name(m[0]): m[1] for m in re.findall(r"^\s+- ([A-Za-z0-9_.\[\]-]+)==(\S+)$", yml, re.M)}
-    runtime = {k: v for k, v in pyproject_pins().items() if k not in ("pytest", "pytest-timeout", "playwright")}
+    runtime = {k: v for k, v in pyproject_pins().items() if k not in ("pytest", "pytest-timeout", "pytest-xdist", "playwright")}
     assert {k: yml_pins.get(k) for k in runtime} == runtime
     assert "python=3.11" in yml and "- -e ." in yml
 

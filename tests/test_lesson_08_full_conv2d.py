@@ -190,7 +190,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 @pytest.mark.slow
-def test_nbgrader_gives_partial_credit_part_by_part(course_factory):
+def test_nbgrader_gives_partial_credit_part_by_part(course_factory, grading_pool):
     learners = {
         # 'same' padding that forgets the dilation: the 'same'/'valid' part is lost, and the groups part, whose
         # hidden suite has a dilated 'same' case (2 + 2 points)
@@ -205,7 +205,8 @@ def test_nbgrader_gives_partial_credit_part_by_part(course_factory):
     run_in(course, ["generate_assignment", LESSON, "--force"])
     for student, body in learners.items():
         course.submit(LESSON, student, _with_conv2d(WRAPPER.format(tests=str(REPO / "tests"), body=body)))
-    run_in(course, ["autograde", LESSON, "--force"])
+    report = course.grade(LESSON, grading_pool)  # nbgrader's Autograde in the course's grading workers
+    assert {o.student: o.status for o in report.graded} == dict.fromkeys(learners, "ok")
 
     lost = {student: {k: v for k, v in course.scores(LESSON, student).items() if v == 0} for student in learners}
     assert lost == {"same_without_dilation": {"test_conv2d_same_valid": 0, "test_conv2d_groups": 0},

@@ -36,12 +36,11 @@ def test_answer_key_has_no_hidden_tests_and_release_has_no_solutions():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_answer_key_scores_full_marks_and_release_scores_zero(course_factory, lesson):
-    course = course_factory([lesson], students=["key", "blank"])
-    run_in(course, ["generate_assignment", lesson, "--force"])
-    course.submit(lesson, "key", REPO / "solutions" / lesson / f"{lesson}.ipynb")
-    course.submit(lesson, "blank", REPO / "notebooks" / lesson / f"{lesson}.ipynb")
-    run_in(course, ["autograde", lesson, "--force"])
+def test_answer_key_scores_full_marks_and_release_scores_zero(graded_lessons, lesson):
+    """On the shared result: every lesson's answer key and learner copy, graded by the course's grader
+    (nbgrader's Autograde converter; see the next test for its agreement with plain nbgrader)."""
+    course = graded_lessons.course
+    assert graded_lessons.outcomes(lesson) == {"key": "ok", "blank": "ok"}
 
     key_scores = course.scores(lesson, "key")
     assert course.total(lesson, "key") == course.max_score(lesson), key_scores
@@ -57,6 +56,30 @@ def test_answer_key_scores_full_marks_and_release_scores_zero(course_factory, le
     released = course.autograded(lesson, "blank")
     for grade_id in blank:
         assert any(o.get("output_type") == "error" for o in cell_by_id(released, grade_id).outputs), grade_id
+
+
+#: The lesson graded a second time by plain ``nbgrader autograde`` (ordinary kernels, one process): exercises,
+#: a check-your-understanding question and the self-check cell. tests/test_instructor.py compares the two
+#: graders on lesson 01 with failing, crashing and dying learners.
+AGREEMENT_LESSON = "02_kernel_size"
+
+
+@pytest.mark.slow
+def test_plain_nbgrader_gives_the_course_graders_scores_cell_by_cell(graded_lessons, course_factory):
+    lesson = AGREEMENT_LESSON
+    plain = course_factory([lesson], students=["key", "blank"])
+    run_in(plain, ["generate_assignment", lesson, "--force"])
+    for student in ("key", "blank"):
+        plain.submit(lesson, student, graded_lessons.course.root / "submitted" / student / lesson / f"{lesson}.ipynb")
+    run_in(plain, ["autograde", lesson, "--force"])
+    ours = graded_lessons.course
+    for student in ("key", "blank"):
+        assert plain.scores(lesson, student) == ours.scores(lesson, student), student
+        errors = [[o.get("ename") for o in c.get("outputs", []) if o.get("output_type") == "error"]
+                  for c in plain.autograded(lesson, student).cells]
+        assert errors == [[o.get("ename") for o in c.get("outputs", []) if o.get("output_type") == "error"]
+                          for c in ours.autograded(lesson, student).cells], student
+    assert plain.max_score(lesson) == ours.max_score(lesson)
 
 
 def test_source_notebooks_are_committed_without_outputs():

@@ -293,8 +293,14 @@ def submissions(course: CourseRoot, lesson: str) -> list[str]:
 
 
 def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None, workers: int | None = None,
-              timeout: float = DEFAULT_TIMEOUT, force: bool = False, progress: bool = True) -> GradeReport:
-    """Autograde ``lesson`` for every learner with a submission (or only ``students``), in parallel."""
+              timeout: float = DEFAULT_TIMEOUT, force: bool = False, progress: bool = True,
+              pool: list[Worker] | None = None) -> GradeReport:
+    """Autograde ``lesson`` for every learner with a submission (or only ``students``), in parallel.
+
+    ``pool``: running :class:`Worker` objects to grade with instead of starting ``workers`` new ones; they
+    are left running for the caller's next call (which saves each worker's start and fork server when
+    one process grades many lessons, as the test suite does) and the caller stops them.
+    """
     import warnings
 
     from sqlalchemy.exc import SAWarning
@@ -355,7 +361,7 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
     for student in todo:
         jobs.put(student)
     results: queue.Queue = queue.Queue()
-    count = max(1, min(workers or default_workers(), len(todo)))
+    count = max(1, min(len(pool) if pool else workers or default_workers(), len(todo)))
     logs = course.state_dir / "logs"
     logs.mkdir(exist_ok=True)
 
@@ -375,7 +381,7 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
         return job
 
     def serve(index: int) -> None:
-        worker = Worker(logs / f"worker-{index}.log")
+        worker = pool[index] if pool else Worker(logs / f"worker-{index}.log")
         try:
             while True:
                 try:
@@ -390,7 +396,8 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
                     job, answer = work / student, {"status": "error", "reason": f"{type(error).__name__}: {error}"}
                 results.put((student, job, answer))
         finally:
-            worker.stop()
+            if not pool:
+                worker.stop()
 
     threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
