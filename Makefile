@@ -18,6 +18,7 @@ help:
 	@echo "make test    create the environment if needed and run every test"
 	@echo "make build   regenerate notebooks/ and solutions/ from autograder/source"
 	@echo "make html    render the answer key to HTML (build/html)"
+	@echo "make formgrader  instructors: JupyterLab on autograder/ with nbgrader's formgrader"
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found " + sys.version.split()[0] + "). Install it, or run: make PYTHON=/path/to/python3.11 ...")'
@@ -67,9 +68,9 @@ clean:
 # ---- Instructor workflow (wraps the convcourse CLI; see README.md, "Instructor guide") ----------------
 # make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
 # make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
-# make grades [OUT=build/grades.csv] | summary LESSON=..
+# make grades [OUT=build/grades.csv] | summary LESSON=.. | formgrader [PORT=8888] [COURSE=dir]
 CONVCOURSE = $(BIN)/python -m convcourse.cli $(if $(COURSE),--course $(COURSE))
-.PHONY: roster release collect grade feedback grades summary
+.PHONY: roster release collect grade feedback grades summary formgrader
 need = $(if $($(1)),,$(error $(1)=... is required, e.g. make $@ $(1)=$(2)))
 
 roster: $(STAMP)
@@ -99,3 +100,7 @@ grades: $(STAMP)
 summary: $(STAMP)
 	$(call need,LESSON,01_sliding_window)
 	$(CONVCOURSE) summary $(LESSON)
+
+# JupyterLab on the course root with nbgrader's formgrader and Create Assignment (shown even where `make lab` hides them)
+formgrader: $(STAMP)
+	$(CONVCOURSE) formgrader --port $(PORT) $(if $(LAB_ARGS),-- $(LAB_ARGS))

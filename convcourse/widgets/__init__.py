@@ -111,6 +111,22 @@ def _sticks_out(figure: plt.Figure, slack: float = 1.0) -> bool:
     return False
 
 
+def grader_agrees(exercise: str, fn: Callable, **inputs) -> bool:
+    """Whether the grader's own check passes for ``fn(**inputs)``: :func:`convcourse.checks.check`, so a
+    widget's ✓/✗ uses the same comparison and tolerance as the tests (one tolerance, wherever it is set).
+    Warnings the learner's code raises are not shown here (the widget shows its verdict instead)."""
+    import warnings
+
+    from ..checks import check
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(check(exercise, fn, **inputs))
+    except AssertionError:  # GradingError: the grader's message says what differs
+        return False
+
+
 def interactive_figure(draw: Callable[..., plt.Figure], controls: Mapping[str, w.ValueWidget], **kwargs) -> FigureView:
     """Build a :class:`FigureView` (display it as the last expression of a cell)."""
     return FigureView(draw, controls, **kwargs)

@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..plots import COLORS
-from . import FigureView
+from . import FigureView, grader_agrees
 
 Pair = tuple[int, int]
 Link = tuple[Pair, Pair]  # ((row, col) of the other pixel, (a, b) kernel tap)
@@ -100,6 +100,19 @@ def example_kernel(kernel_size: int | tuple[int, int]) -> torch.Tensor:
     return torch.arange(1, kh * kw + 1, dtype=torch.float64).reshape(kh, kw)
 
 
+def example_call(geometry: ConvGeometry, mode: str, row: int, col: int) -> dict:
+    """The widget's example as ``conv2d_backward``'s keyword arguments: input zeros, the example kernel, and
+    grad_output 1 at the picked output pixel (output mode) or all ones (input mode)."""
+    grad_output = torch.zeros(1, 1, *geometry.out_shape, dtype=torch.float64)
+    if mode == OUTPUT_TO_INPUTS:
+        grad_output[0, 0, row, col] = 1.0
+    else:
+        grad_output += 1.0
+    return dict(grad_output=grad_output, input=torch.zeros(1, 1, geometry.height, geometry.width, dtype=torch.float64),
+                weight=example_kernel(geometry.kernel_size)[None, None], stride=geometry.stride,
+                padding=geometry.padding, dilation=geometry.dilation, groups=1)
+
+
 def learner_grad_input(conv2d_backward: Callable, geometry: ConvGeometry, mode: str, row: int,
                        col: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(learner's grad_input, torch's) on the widget's example, as (H, W) tensors.
@@ -107,14 +120,9 @@ def learner_grad_input(conv2d_backward: Callable, geometry: ConvGeometry, mode: 
     Output mode: grad_output is 1 at the chosen output pixel, so grad_input is the kernel laid
     over the inputs that pixel reads. Input mode: grad_output is all ones, so grad_input[r, c] is
     the sum of the taps that touch (r, c)."""
-    weight = example_kernel(geometry.kernel_size)[None, None]
-    x = torch.zeros(1, 1, geometry.height, geometry.width, dtype=torch.float64)
-    grad_output = torch.zeros(1, 1, *geometry.out_shape, dtype=torch.float64)
-    if mode == OUTPUT_TO_INPUTS:
-        grad_output[0, 0, row, col] = 1.0
-    else:
-        grad_output += 1.0
-    args = dict(stride=geometry.stride, padding=geometry.padding, dilation=geometry.dilation, groups=1)
+    inputs = example_call(geometry, mode, row, col)
+    grad_output, x, weight = inputs["grad_output"], inputs["input"], inputs["weight"]
+    args = {name: inputs[name] for name in ("stride", "padding", "dilation", "groups")}
     x_ref = x.clone().requires_grad_(True)
     with torch.enable_grad():
         out = torch.nn.functional.conv2d(x_ref, weight, None, **args)
@@ -196,7 +204,8 @@ def draw(geometry: ConvGeometry, mode: str, row: int, col: int,
         ax = axes[3]
         try:
             mine, expected = learner_grad_input(conv2d_backward, geometry, mode, row, col)
-            ok = bool(torch.allclose(mine, expected))
+            # ✓ only when the grader's own check of conv2d_backward passes on this call (all three gradients)
+            ok = grader_agrees("conv2d_backward", conv2d_backward, **example_call(geometry, mode, row, col))
             _grid(ax, (geometry.height, geometry.width),
                   f"your grad_input {'✓' if ok else '✗ differs'}", values=mine.numpy(),
                   marks={} if ok else {divmod(int((mine - expected).abs().argmax()), geometry.width): "✗"},

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from . import FigureView
+from . import FigureView, grader_agrees
 
 CHANNEL_NAMES = ("red", "green", "blue")
 
@@ -116,7 +116,7 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
         ax = axes[1, c + 1]
         try:
             mine = torch.as_tensor(learner(model.image[None], model.weight))[0, o].to(total.dtype)
-            ok = mine.shape == total.shape and bool(torch.allclose(mine, total, atol=1e-5))
+            ok = grader_agrees("conv2d_channels", learner, x=model.image[None], weight=model.weight)
             ax.imshow(mine, cmap="RdBu_r", vmin=-tl, vmax=tl)
             ax.set_title("your conv2d_channels " + ("✓" if ok else "✗ differs"))
         except NotImplementedError:

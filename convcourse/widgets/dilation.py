@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..plots import COLORS, cell_labels
-from . import FigureView
+from . import FigureView, grader_agrees
 
 SCHEDULES = {"1, 1, 1, 1 (no dilation)": (1, 1, 1, 1), "1, 2, 4, 8 (doubling)": (1, 2, 4, 8),
              "2, 2, 2, 2": (2, 2, 2, 2), "1, 2, 3, 1": (1, 2, 3, 1)}
@@ -78,7 +78,8 @@ def learner_verdict(receptive_field: Callable | None, kernel_size: int, dilation
     except Exception as error:  # show the learner's error in the widget, not a traceback
         return f"your receptive_field raised {type(error).__name__}"
     expected = LayerStack(kernel_size, dilations).receptive_field
-    ok = isinstance(mine, (int, np.integer)) and not isinstance(mine, bool) and int(mine) == expected
+    ok = grader_agrees("receptive_field", receptive_field, kernel_sizes=[kernel_size] * n, strides=[1] * n,
+                       dilations=list(dilations))  # the test cells' own check
     return f"your receptive_field: {mine!r} {'✓' if ok else f'✗ (the picture shows {expected})'}"
 
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..plots import COLORS, show_matrix
-from . import FigureView
+from . import FigureView, grader_agrees
 
 
 @dataclasses.dataclass
@@ -81,7 +81,7 @@ def draw(model: SlidingWindow, step: int, learner: Callable | None = None) -> pl
     if learner is not None:
         try:
             mine = torch.as_tensor(learner(model.x, model.k), dtype=torch.float64)
-            ok = mine.shape == partial.shape and bool(torch.allclose(mine, model.partial_output(model.steps - 1)))
+            ok = grader_agrees("corr2d", learner, x=model.x, k=model.k)  # the test cells' own check
             show_matrix(axes[4], mine, title=f"your corr2d {'✓' if ok else '✗ differs'}", cmap="Greens")
         except NotImplementedError:
             axes[4].set_axis_off()
