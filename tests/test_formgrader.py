@@ -4,7 +4,7 @@ Without a browser: the server's PATH and exchange default, and a real server (st
 would, by the CLI, with the environment's bin/ *not* on PATH) whose formgrader lists the lessons and whose
 assignment list works without "Unwritable directory". With Debian's Chromium (Playwright): the formgrader
 shows a graded submission with its scores and the learner's diagnostic message; a manual grade and a
-comment entered there survive `convcourse grade --force` and show in `convcourse grades`. The screenshot
+comment entered there survive `convcourse grade --force` and show in the feedback and `convcourse grades`. The screenshot
 of that page is artifacts/browser/formgrader.png (docs/formgrader.png in the README is one of them).
 """
 
@@ -312,6 +312,9 @@ def test_manual_grade_and_comment_from_the_formgrader_survive_regrading(formgrad
         assert [c.manual_comment for c in notebook.comments if c.manual_comment] == [
             "Right idea; flip the kernel back (see lesson 01, cross-correlation)."]
         assert notebook.submission.timestamp is not None
+    cli(course.root, "feedback", LESSON, "--student", "bob")
+    html = (course.root / "feedback" / "bob" / LESSON / f"{LESSON}.html").read_text()
+    assert "Right idea; flip the kernel back" in html and FLIPPED in html
     out = formgrader["tmp"] / "grades.csv"
     cli(course.root, "grades", "--out", str(out))
     rows = {row["student_id"]: row for row in csv.DictReader(out.open())}

@@ -120,7 +120,8 @@ def draw(model: Im2col, kernel: torch.Tensor, position: int, learner: Callable |
     axes[2].set_yticks([])
     fig.suptitle(f"Column {position} of the matrix is the window of output pixel ({i}, {j}); "
                  f"the whole output is one matrix product.", fontsize=10)
-    fig.tight_layout()
+    # Fixed margins (what tight_layout chose for the default settings), not a layout pass per redraw.
+    fig.subplots_adjust(left=0.0125, right=0.9875, bottom=0.042, top=0.818, wspace=0.07)
     return fig
 
 
