@@ -154,8 +154,10 @@ def cell_labels(ax: plt.Axes, xs: Sequence[float], ys: Sequence[float], labels: 
 
 def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str = "", cmap: str = "Blues",
                 fmt: str = "{:.2g}", highlight: tuple[slice, slice] | None = None,
-                highlight_color: str = COLORS["highlight"], annotate: bool = True) -> None:
-    """Draw a small matrix as coloured cells with its numbers written in (a :class:`CellLabels`)."""
+                highlight_color: str = COLORS["highlight"], annotate: bool = True, index: str = "xy") -> None:
+    """Draw a small matrix as coloured cells with its numbers written in (a :class:`CellLabels`), and its
+    column (``"x"`` in ``index``) and row (``"y"``) numbers beside it, also as :class:`CellLabels` (tick
+    labels would cost a Text each on every redraw)."""
     array = to_numpy(values).astype(float)
     finite = array[np.isfinite(array)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -167,9 +169,18 @@ def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str =
         dark = (shown - vmin) / ((vmax - vmin) or 1.0) > 0.6  # white numbers on the dark end of the colour map
         cell_labels(ax, cols, rows, [fmt.format(v) for v in shown], fontsize=8,
                     color=["white" if d else "black" for d in dark])
-    ax.set_xticks(range(array.shape[1]))
-    ax.set_yticks(range(array.shape[0]))
-    ax.tick_params(length=0, labelsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    rows_n, cols_n = array.shape
+    xs, ys, labels = [], [], []
+    if "x" in index:
+        xs, ys, labels = list(range(cols_n)), [rows_n - 0.5 + 0.35] * cols_n, [str(c) for c in range(cols_n)]
+    if "y" in index:
+        xs += [-0.5 - 0.3] * rows_n
+        ys += list(range(rows_n))
+        labels += [str(r) for r in range(rows_n)]
+    if labels:
+        cell_labels(ax, xs, ys, labels, fontsize=7, color="#333").set_clip_on(False)
     ax.set_title(title)
     if highlight is not None:
         rows, cols = highlight

@@ -106,7 +106,8 @@ def draw(model: Im2col, kernel: torch.Tensor, position: int, learner: Callable |
     ax.set_yticks([])
     matrix = model.columns()
     show_matrix(axes[1], matrix, title=f"unfolded: {tuple(matrix.shape)} (k·k rows, one column per output)",
-                cmap="Blues", annotate=False, highlight=(slice(0, matrix.shape[0]), slice(position, position + 1)))
+                cmap="Blues", annotate=False, highlight=(slice(0, matrix.shape[0]), slice(position, position + 1)),
+                index="y")
     axes[1].set_xticks([])
     axes[1].set_aspect("auto")
     out = model.conv(kernel)
@@ -115,7 +116,7 @@ def draw(model: Im2col, kernel: torch.Tensor, position: int, learner: Callable |
     if learner is not None:
         title = _learner_status(learner, model, kernel, out)
     show_matrix(axes[2], out, title=title, cmap="Greens", fmt="{:.1f}", annotate=out.numel() <= 64,
-                highlight=(slice(i, i + 1), slice(j, j + 1)))
+                highlight=(slice(i, i + 1), slice(j, j + 1)), index="")
     axes[2].set_xticks([])
     axes[2].set_yticks([])
     fig.suptitle(f"Column {position} of the matrix is the window of output pixel ({i}, {j}); "
