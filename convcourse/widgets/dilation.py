@@ -10,7 +10,7 @@ import ipywidgets as w
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..plots import COLORS, cell_labels
+from ..plots import COLORS, cell_labels, index_labels
 from . import FigureView, grader_agrees
 
 SCHEDULES = {"1, 1, 1, 1 (no dilation)": (1, 1, 1, 1), "1, 2, 4, 8 (doubling)": (1, 2, 4, 8),
@@ -92,9 +92,7 @@ def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...],
     levels = stack.paths()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 2.4]})
     left.imshow(footprint, cmap="Oranges", vmin=0, vmax=1.3)
-    left.set_xticks(range(footprint.shape[1]))
-    left.set_yticks(range(footprint.shape[0]))
-    left.tick_params(length=0, labelsize=6)
+    index_labels(left, range(footprint.shape[1]), range(footprint.shape[0]), fontsize=6)
     left.set_title(f"{kernel_size}×{kernel_size} kernel, dilation {dilation}\nspans {footprint.shape[0]}×"
                    f"{footprint.shape[1]} pixels, {kernel_size * kernel_size} weights", fontsize=9)
     counts = np.array(levels, dtype=float)

@@ -10,7 +10,7 @@ import matplotlib.patches as patches
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..plots import COLORS
+from ..plots import COLORS, index_labels
 from . import FigureView, grader_agrees
 
 
@@ -93,9 +93,7 @@ def _grid(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
     ax.hlines(np.arange(rows + 1) - 0.5, -0.5, cols - 0.5, color=color, lw=0.6)
     ax.set_xlim(-0.7, cols - 0.3)
     ax.set_ylim(rows - 0.3, -0.7)
-    ax.set_xticks(range(cols))
-    ax.set_yticks(range(rows))
-    ax.tick_params(length=0, labelsize=7)
+    index_labels(ax, range(cols), range(rows))
     ax.set_aspect("equal")
     ax.set_title(title)
 
