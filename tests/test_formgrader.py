@@ -249,6 +249,7 @@ def browser():
 
 @pytest.mark.browser
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # grades the class twice and renders feedback: slow on a loaded machine
 def test_manual_grade_and_comment_from_the_formgrader_survive_regrading(formgrader, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     url, token, course = formgrader["url"], formgrader["token"], formgrader["course"]
