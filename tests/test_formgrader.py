@@ -151,11 +151,13 @@ class Server:
             return json.loads(response.read())
 
     def stop(self) -> None:
-        self.process.terminate()
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGTERM)  # its whole session: nothing it started outlives the test
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()
 
 

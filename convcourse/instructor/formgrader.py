@@ -108,13 +108,18 @@ def lab_command(course: CourseRoot, port: int = 8888, ip: str = "127.0.0.1", ope
 
 def run(course: CourseRoot, port: int = 8888, ip: str = "127.0.0.1", open_browser: bool = True,
         extra: list[str] | None = None) -> int:
-    """Start the server in the foreground (Ctrl-C stops it); return its exit status."""
+    """Become the server (this process is replaced by JupyterLab, so Ctrl-C and signals reach it and no
+    server outlives its command); returns only where exec is unavailable, with the server's exit status."""
     ensure_tools_on_path()
     env, exchange = server_environment(course)
     print(f"formgrader: JupyterLab on {course.root}; nbgrader exchange: {exchange}\n"
           f"formgrader: open the Nbgrader menu > Formgrader (or http://{ip}:{port}/formgrader after logging in)",
           flush=True)
+    command = lab_command(course, port, ip, open_browser, extra)
+    if hasattr(os, "execve"):
+        os.chdir(course.root)
+        os.execve(command[0], command, env)
     try:
-        return subprocess.call(lab_command(course, port, ip, open_browser, extra), cwd=course.root, env=env)
+        return subprocess.call(command, cwd=course.root, env=env)
     except KeyboardInterrupt:
         return 0
