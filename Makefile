@@ -24,6 +24,7 @@ help:
 	@echo "make test-fast  the unit tests only: no kernels, nbgrader or browser (for the edit loop)"
 	@echo "make build   regenerate notebooks/ and solutions/ from autograder/source"
 	@echo "make html    render the answer key to HTML (build/html)"
+	@echo "make formgrader  instructors: JupyterLab on autograder/ with nbgrader's formgrader"
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found " + sys.version.split()[0] + "). Install it, or run: make PYTHON=/path/to/python3.11 ...")'
@@ -86,8 +87,9 @@ clean:
 # make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
 # make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
 # make grades [OUT=build/grades.csv] | summary LESSON=.. | integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
+# make formgrader [PORT=8888] [COURSE=dir]
 CONVCOURSE = $(BIN)/python -m convcourse.cli $(if $(COURSE),--course $(COURSE))
-.PHONY: roster release collect grade feedback grades summary integrity
+.PHONY: roster release collect grade feedback grades summary integrity formgrader
 need = $(if $($(1)),,$(error $(1)=... is required, e.g. make $@ $(1)=$(2)))
 
 roster: $(STAMP)
@@ -121,3 +123,7 @@ summary: $(STAMP)
 integrity: $(STAMP)
 	$(call need,LESSON,01_sliding_window)
 	$(CONVCOURSE) integrity $(LESSON) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CSV),--csv $(CSV))
+
+# JupyterLab on the course root with nbgrader's formgrader and Create Assignment (shown even where `make lab` hides them)
+formgrader: $(STAMP)
+	$(CONVCOURSE) formgrader --port $(PORT) $(if $(LAB_ARGS),-- $(LAB_ARGS))

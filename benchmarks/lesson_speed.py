@@ -1,7 +1,9 @@
 """How long each lesson takes to run headless, and how long its widgets take to redraw.
 
-Targets (issue 3): every lesson runs in <= 20 s on a 2-core machine; every widget redraws in <= 100 ms
-(median, calling the update path directly).
+Targets (issues 3 and 16): every lesson runs in <= 20 s on a 2-core machine; every widget's update (the
+redraw a learner waits for, PNG included, calling the update path directly) takes <= 50 ms median and
+<= 100 ms at the 95th percentile. The 1-minute load average is printed with each widget (the machine is
+shared: compare figures taken under similar load).
 
 For each lesson (``convcourse.build.lessons()``, so a new lesson is picked up as soon as its source
 exists) the answer key ``solutions/<lesson>/<lesson>.ipynb`` is executed in a fresh kernel, in a
@@ -59,7 +61,8 @@ from convcourse.html import environment  # noqa: E402
 from convcourse.selfcheck import ACTIVE_FLAG  # noqa: E402
 
 LESSON_LIMIT_S = 20.0
-WIDGET_LIMIT_MS = 100.0
+WIDGET_MEDIAN_LIMIT_MS = 50.0  # issue 16: median <= 50 ms and 95th percentile <= 100 ms per widget
+WIDGET_P95_LIMIT_MS = 100.0
 CELL_TIMEOUT = 240  # as tests/test_headless.py
 KERNEL_NAME = "python3"
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
@@ -73,6 +76,7 @@ def measure_widgets(repeats: int, out_path: str) -> None:
     import gc
     import io
     import json
+    import os
     import statistics
     import time
 
@@ -119,6 +123,11 @@ def measure_widgets(repeats: int, out_path: str) -> None:
     def median_max(seconds: list[float]) -> tuple[float, float]:
         return round(1000 * statistics.median(seconds), 2), round(1000 * max(seconds), 2)
 
+    def p95(seconds: list[float]) -> float:
+        """95th percentile (nearest rank: with 20 redraws, the 19th fastest)."""
+        ordered = sorted(seconds)
+        return round(1000 * ordered[max(0, -(-95 * len(ordered) // 100) - 1)], 2)
+
     def is_view(obj) -> bool:
         try:
             return isinstance(obj, FigureView)
@@ -132,7 +141,7 @@ def measure_widgets(repeats: int, out_path: str) -> None:
         results.append(entry)
         movable = [name for name, control in view.controls.items() if len(candidates(control)) > 1]
         turn = {name: 0 for name in movable}
-        draw_s, update_s, bare_s, moved = [], [], [], []
+        draw_s, update_s, bare_s, moved, cpu_s = [], [], [], [], []
         explicit = 0
         original_draw = view.draw
 
@@ -163,12 +172,14 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                 canvas.print_figure = counting_print
                 try:
                     before = len(renders)
+                    cpu_start = time.process_time()
                     start = time.perf_counter()
                     figure = type(view).update(view)
                     if len(renders) == before:  # update showed no picture: render it as the inline backend would
                         print_figure(figure, "png", bbox_inches="tight")
                         explicit += 1
                     update_s.append(time.perf_counter() - start)
+                    cpu_s.append(time.process_time() - cpu_start)
                 finally:
                     view.draw = original_draw
                     canvas.print_figure = original_print
@@ -183,6 +194,11 @@ def measure_widgets(repeats: int, out_path: str) -> None:
         if update_s:
             entry["draw_ms"], entry["draw_ms_max"] = median_max(draw_s)
             entry["update_ms"], entry["update_ms_max"] = median_max(update_s)
+            entry["update_ms_p95"] = p95(update_s)
+            # The kernel's CPU time for the same updates: what the wall clock would read on an idle machine
+            # (on a shared one, update_ms ~ cpu_ms x load / cores).
+            entry["update_cpu_ms"], _ = median_max(cpu_s)
+            entry["update_cpu_ms_p95"] = p95(cpu_s)
             entry["update_ms_each"] = [round(1000 * seconds, 1) for seconds in update_s]
             entry["bare_ms"], _ = median_max(bare_s)
             entry["redraws"] = len(update_s)
@@ -190,6 +206,7 @@ def measure_widgets(repeats: int, out_path: str) -> None:
             entry["figure_inches"] = [round(float(width), 2), round(float(height), 2)]  # of the last redraw
             entry["figure_dpi"] = float(figure.dpi)
             entry["controls_moved"] = sorted(set(moved))
+            entry["load_average"] = round(os.getloadavg()[0], 2)  # the 1-minute load just after this widget
     with open(out_path, "w") as file:
         json.dump(results, file)
 
@@ -353,20 +370,28 @@ def print_report(report: dict) -> None:
         for note in notes:
             print(f"    {note}")
 
-    print(f"\nWidgets ({report['repeats']} redraws each, medians; limit {WIDGET_LIMIT_MS:.0f} ms for update = draw + "
-          "PNG; bare = an empty figure of the same size rendered; figure = the last redraw's)")
+    print(f"\nWidgets ({report['repeats']} redraws each; limits: update median <= {WIDGET_MEDIAN_LIMIT_MS:.0f} ms "
+          f"and p95 <= {WIDGET_P95_LIMIT_MS:.0f} ms, update = draw + PNG; bare = an empty figure of the same size "
+          "rendered; cpu = the kernel's CPU time for the update; figure = the last redraw's; load = 1-minute load "
+          "average after the widget)")
     header = (f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
-              f"{'max ms':>6} {'bare ms':>7} {'x bare':>6} {'figure':>15}  verdict")
+              f"{'p95 ms':>6} {'max ms':>6} {'cpu ms':>6} {'cpu p95':>7} {'bare ms':>7} {'x bare':>6} {'figure':>15} "
+              f"{'load':>5}  verdict")
     print(header + "\n" + "-" * len(header))
     for run in report["lessons"]:
         for widget in run.get("widgets", []):
             update, bare, size = widget.get("update_ms"), widget.get("bare_ms"), widget.get("figure_inches")
+            p95 = widget.get("update_ms_p95")
             figure = f"{size[0]:g}x{size[1]:g}in@{widget['figure_dpi']:g}" if size else "-"
             cell = "?" if widget.get("cell") is None else str(widget["cell"])
+            median_ok, p95_ok = verdict(update, WIDGET_MEDIAN_LIMIT_MS), verdict(p95, WIDGET_P95_LIMIT_MS)
+            verdicts = "ok" if median_ok == p95_ok == "ok" else f"median {median_ok}, p95 {p95_ok}"
             print(f"{run['lesson']:<20} {run['kind']:<9} {cell:>4}  {widget['title'][:32]:<32} "
-                  f"{fmt(widget.get('draw_ms')):>7} {fmt(update):>9} {fmt(widget.get('update_ms_max'), 0):>6} "
-                  f"{fmt(bare):>7} {fmt(update / bare if update and bare else None):>6} {figure:>15}  "
-                  f"{verdict(update, WIDGET_LIMIT_MS)}")
+                  f"{fmt(widget.get('draw_ms')):>7} {fmt(update):>9} {fmt(p95, 0):>6} "
+                  f"{fmt(widget.get('update_ms_max'), 0):>6} {fmt(widget.get('update_cpu_ms')):>6} "
+                  f"{fmt(widget.get('update_cpu_ms_p95')):>7} {fmt(bare):>7} "
+                  f"{fmt(update / bare if update and bare else None):>6} {figure:>15} "
+                  f"{fmt(widget.get('load_average'), 2):>5}  {verdicts}")
             if widget.get("error"):
                 print(f"    {widget['error']}")
 
@@ -389,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform(), "load_average_start": round(os.getloadavg()[0], 2)},
-              "limits": {"lesson_s": LESSON_LIMIT_S, "widget_update_ms": WIDGET_LIMIT_MS},
+              "limits": {"lesson_s": LESSON_LIMIT_S, "widget_update_median_ms": WIDGET_MEDIAN_LIMIT_MS,
+                         "widget_update_p95_ms": WIDGET_P95_LIMIT_MS},
               "repeats": args.repeats, "lessons": []}
     print("baseline kernel ...", flush=True)
     report["baseline"] = baseline(args.timeout)

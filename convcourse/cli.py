@@ -8,6 +8,7 @@
     convcourse grades [--out build/grades.csv]
     convcourse summary 01_sliding_window [--plot build/summary_01_sliding_window.png]
     convcourse integrity 01_sliding_window [--threshold 0.6] [--csv FILE]
+    convcourse formgrader [--port 8888] [--no-browser] [-- JUPYTER LAB OPTIONS]
 
 Each subcommand is one ``@command`` function below: its docstring is its help, its ``args`` list the
 argparse arguments, and it returns the exit status.
@@ -164,6 +165,19 @@ def integrity(ns: argparse.Namespace) -> int:
     path = write_csv(report, ns.csv or course.root / "reports" / f"integrity_{ns.lesson}.csv")
     print(f"\nCSV written to {path}")
     return 0
+
+
+@command("formgrader", arg("--port", type=int, default=8888, help="port (default 8888)"),
+         arg("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
+         arg("--no-browser", action="store_true", help="do not open a browser"),
+         arg("lab_args", nargs=argparse.REMAINDER, help="after --: more options for jupyter lab"))
+def formgrader(ns: argparse.Namespace) -> int:
+    """Open JupyterLab on the course root with nbgrader's formgrader and Create Assignment tools."""
+    from .instructor.formgrader import run
+
+    extra = ns.lab_args[1:] if ns.lab_args[:1] == ["--"] else ns.lab_args
+    return run(_course(ns), port=ns.port, ip=ns.ip, open_browser=not ns.no_browser, extra=extra)
+
 
 @command("selfcheck", arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),
          arg("--timeout", type=int, default=None, help="seconds per cell (default: the grader's limits)"))

@@ -152,10 +152,32 @@ def cell_labels(ax: plt.Axes, xs: Sequence[float], ys: Sequence[float], labels: 
     return collection
 
 
+def index_labels(ax: plt.Axes, columns: Sequence[int], rows: Sequence[int], *, fontsize: float = 7,
+                 color: str = "#333", bottom: float | None = None) -> CellLabels | None:
+    """Column numbers under a grid and row numbers left of it, for grids drawn one cell per data unit
+    (centred on the integers): what tick labels would show, as one :class:`CellLabels` outside the axes
+    (tick labels cost a Text each on every redraw). Removes the ticks and moves axis labels clear of the
+    numbers. ``bottom``: the grid's lower edge (default: the axes' lower limit). Call after the limits are set."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.xaxis.labelpad = ax.yaxis.labelpad = 4 + 1.5 * fontsize
+    columns, rows = list(columns), list(rows)
+    if not columns and not rows:
+        return None
+    left, bottom = min(ax.get_xlim()), max(ax.get_ylim()) if bottom is None else bottom
+    xs = columns + [left - 0.3] * len(rows)
+    ys = [bottom + 0.35] * len(columns) + rows
+    labels = cell_labels(ax, xs, ys, [str(n) for n in columns + rows], fontsize=fontsize, color=color)
+    labels.set_clip_on(False)
+    return labels
+
+
 def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str = "", cmap: str = "Blues",
                 fmt: str = "{:.2g}", highlight: tuple[slice, slice] | None = None,
-                highlight_color: str = COLORS["highlight"], annotate: bool = True) -> None:
-    """Draw a small matrix as coloured cells with its numbers written in (a :class:`CellLabels`)."""
+                highlight_color: str = COLORS["highlight"], annotate: bool = True, index: str = "xy") -> None:
+    """Draw a small matrix as coloured cells with its numbers written in (a :class:`CellLabels`), and its
+    column (``"x"`` in ``index``) and row (``"y"``) numbers beside it, also as :class:`CellLabels` (tick
+    labels would cost a Text each on every redraw)."""
     array = to_numpy(values).astype(float)
     finite = array[np.isfinite(array)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -167,9 +189,7 @@ def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str =
         dark = (shown - vmin) / ((vmax - vmin) or 1.0) > 0.6  # white numbers on the dark end of the colour map
         cell_labels(ax, cols, rows, [fmt.format(v) for v in shown], fontsize=8,
                     color=["white" if d else "black" for d in dark])
-    ax.set_xticks(range(array.shape[1]))
-    ax.set_yticks(range(array.shape[0]))
-    ax.tick_params(length=0, labelsize=7)
+    index_labels(ax, range(array.shape[1]) if "x" in index else (), range(array.shape[0]) if "y" in index else ())
     ax.set_title(title)
     if highlight is not None:
         rows, cols = highlight

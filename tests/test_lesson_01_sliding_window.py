@@ -56,10 +56,24 @@ def test_draw_shows_the_learners_function_and_its_failures():
     def broken(x, k):
         raise IndexError("oops")
 
-    def correct(x, k):
+    def correct(x, k):  # loops, as the exercise asks
+        out = torch.zeros(x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1, dtype=x.dtype)
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1]):
+                out[i, j] = (x[i:i + k.shape[0], j:j + k.shape[1]] * k).sum()
+        return out
+
+    def borrowed(x, k):  # right numbers, but torch's convolution: the grader's check fails it, so does the widget
         return F.conv2d(x[None, None], k[None, None])[0, 0]
 
-    for learner, text in [(not_done, "not implemented"), (broken, "IndexError"), (correct, "✓")]:
+    def off_by_a_hair(x, k):  # within the grader's float64 tolerance
+        return correct(x, k) * (1 + 1e-12)
+
+    def off(x, k):
+        return correct(x, k) + 1e-3
+
+    for learner, text in [(not_done, "not implemented"), (broken, "IndexError"), (correct, "✓"), (borrowed, "✗"),
+                          (off_by_a_hair, "✓"), (off, "✗")]:
         fig = draw(m, 3, learner)
         texts = " ".join([t.get_text() for t in fig.axes[4].texts] + [fig.axes[4].get_title()])
         assert text in texts, (learner.__name__, texts)

@@ -38,9 +38,17 @@ def test_filter_gallery_falls_back_to_torch_until_corr2d_exists():
 def test_show_matrix_writes_numbers_and_highlight():
     fig, ax = plt.subplots()
     plots.show_matrix(ax, torch.arange(6.0).reshape(2, 3), title="m", highlight=(slice(0, 1), slice(1, 3)))
-    [numbers] = [c for c in ax.collections if isinstance(c, plots.CellLabels)]
+    numbers, index = [c for c in ax.collections if isinstance(c, plots.CellLabels)]
     assert numbers.labels == ["0", "1", "2", "3", "4", "5"] and len(ax.patches) == 1 and ax.get_title() == "m"
     assert numbers.get_offsets().tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]  # (col, row)
+    # Column numbers below the matrix, row numbers left of it, drawn outside the axes (not clipped); no ticks.
+    assert index.labels == ["0", "1", "2", "0", "1"] and not index.get_clip_on()
+    assert [x for x, _ in index.get_offsets().tolist()[:3]] == [0, 1, 2] and index.get_offsets()[3][0] < -0.5
+    assert len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    plots.show_matrix(ax, torch.zeros(2, 3), index="")
+    assert len([c for c in ax.collections if isinstance(c, plots.CellLabels)]) == 1
     plt.close(fig)
 
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from . import FigureView
+from . import FigureView, checked_call
 
 CHANNEL_NAMES = ("red", "green", "blue")
 
@@ -115,8 +115,8 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
     if learner is not None:
         ax = axes[1, c + 1]
         try:
-            mine = torch.as_tensor(learner(model.image[None], model.weight))[0, o].to(total.dtype)
-            ok = mine.shape == total.shape and bool(torch.allclose(mine, total, atol=1e-5))
+            ok, mine = checked_call("conv2d_channels", learner, x=model.image[None], weight=model.weight)
+            mine = torch.as_tensor(mine)[0, o].to(total.dtype)
             ax.imshow(mine, cmap="RdBu_r", vmin=-tl, vmax=tl)
             ax.set_title("your conv2d_channels " + ("✓" if ok else "✗ differs"))
         except NotImplementedError:

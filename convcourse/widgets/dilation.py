@@ -10,8 +10,8 @@ import ipywidgets as w
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..plots import COLORS, cell_labels
-from . import FigureView
+from ..plots import COLORS, cell_labels, index_labels
+from . import FigureView, grader_agrees
 
 SCHEDULES = {"1, 1, 1, 1 (no dilation)": (1, 1, 1, 1), "1, 2, 4, 8 (doubling)": (1, 2, 4, 8),
              "2, 2, 2, 2": (2, 2, 2, 2), "1, 2, 3, 1": (1, 2, 3, 1)}
@@ -78,7 +78,8 @@ def learner_verdict(receptive_field: Callable | None, kernel_size: int, dilation
     except Exception as error:  # show the learner's error in the widget, not a traceback
         return f"your receptive_field raised {type(error).__name__}"
     expected = LayerStack(kernel_size, dilations).receptive_field
-    ok = isinstance(mine, (int, np.integer)) and not isinstance(mine, bool) and int(mine) == expected
+    ok = grader_agrees("receptive_field", receptive_field, kernel_sizes=[kernel_size] * n, strides=[1] * n,
+                       dilations=list(dilations))  # the test cells' own check
     return f"your receptive_field: {mine!r} {'✓' if ok else f'✗ (the picture shows {expected})'}"
 
 
@@ -91,9 +92,7 @@ def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...],
     levels = stack.paths()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 2.4]})
     left.imshow(footprint, cmap="Oranges", vmin=0, vmax=1.3)
-    left.set_xticks(range(footprint.shape[1]))
-    left.set_yticks(range(footprint.shape[0]))
-    left.tick_params(length=0, labelsize=6)
+    index_labels(left, range(footprint.shape[1]), range(footprint.shape[0]), fontsize=6)
     left.set_title(f"{kernel_size}×{kernel_size} kernel, dilation {dilation}\nspans {footprint.shape[0]}×"
                    f"{footprint.shape[1]} pixels, {kernel_size * kernel_size} weights", fontsize=9)
     counts = np.array(levels, dtype=float)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..plots import COLORS
+from ..plots import COLORS, index_labels
 from . import FigureView
 
 Pair = tuple[int, int]
@@ -156,9 +156,7 @@ def draw(call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = N
     ax_in.set_xlim(-0.6 - left, pw - 0.4 - left)
     ax_in.set_ylim(ph - 0.4 - top, -0.6 - top)
     ax_in.set_aspect("equal")
-    ax_in.set_xticks(range(-left, call.w + right))
-    ax_in.set_yticks(range(-top, call.h + bottom))
-    ax_in.tick_params(length=0, labelsize=7)
+    index_labels(ax_in, range(-left, call.w + right), range(-top, call.h + bottom))
     if isinstance(result, Exception):
         out_h = out_w = 0
         ax_in.set_title(f"input {call.h}×{call.w}" + (" (grey: padding)" if ph > call.h or pw > call.w else ""))
@@ -188,9 +186,7 @@ def draw(call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = N
         ax_out.set_xlim(-0.6, max(out_w, pw) - 0.4)  # the padded input's scale: the output's size compares
         ax_out.set_ylim(max(out_h, ph) - 0.4, -0.6)
         ax_out.set_aspect("equal")
-        ax_out.set_xticks(range(out_w))
-        ax_out.set_yticks(range(out_h))
-        ax_out.tick_params(length=0, labelsize=7)
+        index_labels(ax_out, range(out_w), range(out_h), bottom=out_h - 0.5)
         value = float(result[0, o, i, j])
         ax_out.set_title(f"output {out_h}×{out_w} (channel {o} of {call.out_channels})", fontsize=10)
         ax_out.set_xlabel(f"out[{o}, {i}, {j}] = {value:.4g}" + (" (bias included)" if call.bias else ""), fontsize=8)

@@ -87,7 +87,8 @@ def draw(summary: dict[str, Any], image: torch.Tensor, channels_shown: int = 4) 
     except Exception as error:
         lines += ["", "forward raised:", _wrap(f"{type(error).__name__}: {error}")]
     text.text(0, 0.5, "\n".join(lines), va="center", fontsize=8.5, family="monospace")
-    fig.tight_layout()
+    # Fixed margins, not a layout pass per redraw (the panels are pictures without axes).
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.9, wspace=0.08)
     return fig
 
 

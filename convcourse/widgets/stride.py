@@ -9,7 +9,7 @@ import matplotlib.patches as patches
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..plots import COLORS
+from ..plots import COLORS, index_labels
 from . import FigureView
 
 
@@ -75,11 +75,9 @@ class StrideGeometry:
 def _grid(ax: plt.Axes, rows: int, cols: int, color: str) -> None:
     ax.vlines(np.arange(cols + 1) - 0.5, -0.5, rows - 0.5, color=color, lw=0.6)
     ax.hlines(np.arange(rows + 1) - 0.5, -0.5, cols - 0.5, color=color, lw=0.6)
-    ax.set_xticks(range(cols))
-    ax.set_yticks(range(rows))
-    ax.tick_params(length=0, labelsize=7)
     ax.set_xlim(-0.7, cols - 0.3)
     ax.set_ylim(rows - 0.3, -0.7)
+    index_labels(ax, range(cols), range(rows))
     ax.set_aspect("equal")
 
 
