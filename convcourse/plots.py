@@ -221,3 +221,44 @@ def filter_gallery(image: torch.Tensor, kernels: dict[str, torch.Tensor], corr2d
     fig = show_images([image] + responses, titles, signed=False,
                       caption=caption or f"Responses computed with {used}.")
     return fig
+
+
+def touch_counts(size: int | tuple[int, int], kernel_size: int | tuple[int, int], padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1) -> torch.Tensor:
+    """(H, W) int64 tensor: how many window positions of a stride-1 convolution read each input pixel.
+
+    Computed, not derived: the adjoint of the convolution (``F.conv_transpose2d``, with the same kernel
+    size, padding and dilation) applied to an all-ones output counts, for every input pixel, the output
+    pixels whose window covers it. Padding pixels are not input pixels, so they are not counted."""
+    import torch.nn.functional as F
+
+    h, w = (size, size) if isinstance(size, int) else size
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    ones_kernel = torch.ones(1, 1, kh, kw, dtype=torch.float64)
+    out = F.conv2d(torch.zeros(1, 1, h, w, dtype=torch.float64), ones_kernel, padding=padding, dilation=dilation)
+    counts = F.conv_transpose2d(torch.ones_like(out), ones_kernel, padding=padding, dilation=dilation)[0, 0]
+    if tuple(counts.shape) != (h, w):  # conv_transpose2d cannot tell which input size a strided call had
+        raise ValueError(f"touch_counts: got counts of shape {tuple(counts.shape)} for input {(h, w)}")
+    return counts.round().long()
+
+
+def coverage_plot(size: int = 6, kernel_size: int = 3, paddings: Sequence[int] = (0, 1, 2)) -> plt.Figure:
+    """One heat map per padding: how many windows of a stride-1 ``kernel_size`` convolution read each
+    pixel of a ``size`` × ``size`` input (:func:`touch_counts`), on one colour scale, with the counts written in."""
+    counts = [touch_counts(size, kernel_size, p) for p in paddings]
+    high = max(int(c.max()) for c in counts)
+    fig, axes = plt.subplots(1, len(paddings), figsize=(2.7 * len(paddings), 3.5), squeeze=False,
+                             layout="constrained")
+    for ax, p, c in zip(axes[0], paddings, counts):
+        array = c.numpy()
+        ax.imshow(array, cmap="Blues", vmin=0, vmax=high)
+        rows, cols = np.nonzero(np.ones_like(array, dtype=bool))
+        cell_labels(ax, cols, rows, [str(v) for v in array[rows, cols]], fontsize=8,
+                    color=["white" if v > 0.6 * high else "black" for v in array[rows, cols]])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"padding={p}\ncorner {array[0, 0]}, edge {array[0, size // 2]}, centre {array[size // 2, size // 2]}",
+                     fontsize=9)
+    fig.supxlabel(f"How many {kernel_size}×{kernel_size} windows read each pixel of a {size}×{size} input "
+                  "(stride 1).", fontsize=9, style="italic")
+    return fig

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from convcourse.checks import GradingError, check, check_suite
 from convcourse.checks.conv import randn
 from convcourse.plots import COLORS
-from convcourse.widgets.padding import MODES, PaddedGrid, draw, padding_widget
+from convcourse.widgets.padding import MODES, PaddedGrid, draw, padding_widget, same_caption, torch_same_padding
 
 # ---- correct implementations, written here (not imported from the notebook) ---------------------
 
@@ -148,6 +148,54 @@ def test_widget_builds_and_redraws_headless():
     assert "circular" in view.last_figure.axes[0].get_title()
     view.controls["left"].value = 0
     assert "left=0" in view.last_figure._suptitle.get_text()
+    plt.close("all")
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), ((2, 4), 1), ((5, 2), 1), ((1, 6), 1), ((2, 2), (3, 2)), (4, 2)])
+def test_torch_same_padding_is_measured_and_explicit_padding_reproduces_same(kernel, dilation):
+    pad = torch_same_padding(kernel, dilation)
+    assert pad == same_padding(kernel, dilation)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x, wt = randn(1, 1, 7, 9, seed=1), randn(1, 1, kh, kw, seed=2)
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        expected = F.conv2d(x, wt, padding="same", dilation=dilation)
+    assert torch.equal(F.conv2d(F.pad(x, pad), wt, dilation=dilation), expected)
+    with pytest.raises(ValueError):
+        torch_same_padding(0)
+
+
+def test_same_view_outlines_the_window_and_grades_the_learners_same_padding():
+    kernel = (2, 4)
+    pad = torch_same_padding(kernel)
+    assert pad == (1, 2, 0, 1)
+    assert "bottom/right" in same_caption(kernel, pad) and "bottom/right" not in same_caption((3, 3), (1, 1, 1, 1))
+
+    def not_done(kernel_size, dilation=1):
+        raise NotImplementedError
+
+    def swapped(kernel_size, dilation=1):
+        left, right, top, bottom = same_padding(kernel_size, dilation)
+        return (right, left, bottom, top)
+
+    for learner, text in [(same_padding, "✓"), (swapped, "✗ torch: (1, 2, 0, 1)"), (not_done, "not implemented"),
+                          (lambda k: 1 / 0, "ZeroDivisionError")]:
+        fig = draw(PaddedGrid(torch.ones(4, 5), pad, "constant"), pad2d, kernel=kernel, learner_same=learner)
+        assert text in fig._suptitle.get_text(), fig._suptitle.get_text()
+        dashed = [p for p in fig.axes[0].patches if p.get_linestyle() == "--"]
+        assert len(dashed) == 1 and (dashed[0].get_width(), dashed[0].get_height()) == (4, 2)
+        plt.close(fig)
+
+
+def test_widget_in_same_mode_follows_the_kernel_sliders():
+    view = padding_widget(pad2d=pad2d, same_padding=same_padding, source="'same'")
+    assert "left=1, right=2, top=0, bottom=1" in view.last_figure._suptitle.get_text()
+    view.controls["kernel_h"].value = 5
+    assert "top=2, bottom=2" in view.last_figure._suptitle.get_text()
+    view.controls["source"].value = "sliders"
+    assert "left=2, right=1, top=1, bottom=2" in view.last_figure._suptitle.get_text()
+    with pytest.raises(ValueError):
+        padding_widget(source="full")
     plt.close("all")
 
 

@@ -212,8 +212,8 @@ def test_nbgrader_gives_partial_credit_part_by_part(course_factory, grading_pool
     assert lost == {"same_without_dilation": {"test_conv2d_same_valid": 0, "test_conv2d_groups": 0},
                     "no_validation": {"test_conv2d_errors": 0},
                     "keeps_batch": {"test_conv2d_unbatched": 0}}
-    assert course.max_score(LESSON) == 12
-    assert course.total(LESSON, "same_without_dilation") == 8 and course.total(LESSON, "keeps_batch") == 11
+    assert course.max_score(LESSON) == 16  # 12 for conv2d, 4 for the questions (answered in the key)
+    assert course.total(LESSON, "same_without_dilation") == 12 and course.total(LESSON, "keeps_batch") == 15
     failed = cell_by_id(course.autograded(LESSON, "same_without_dilation"), "test_conv2d_same_valid")
     message = "".join(o.get("evalue", "") for o in failed.outputs if o.get("output_type") == "error")
     assert "ignores the dilation" in message

@@ -313,3 +313,68 @@ def test_timing_and_memory_helpers():
     fig = memory_plot((2, 3, 8, 8), (1, 3))
     assert len(fig.axes[0].patches) == 4
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ the argument normaliser learners get
+
+def _normaliser_cases():
+    from convcourse.checks.exercises.l09_vectorized import hidden_cases, visible_cases
+    x, w = torch.randn(1, 4, 6, 6, dtype=torch.float64), torch.randn(6, 2, 3, 3, dtype=torch.float64)
+    extra = [dict(input=x, weight=w, groups=2, stride=(2,)), dict(input=x, weight=w, groups=2, padding=[1]),
+             dict(input=x, weight=w, groups=2, stride=(1, 2, 3)), dict(input=x, weight=w, groups=2, padding=(1, 1, 1)),
+             dict(input=x, weight=w, groups=2, stride=()), dict(input=x, weight=w, groups=2, padding=(0, -1)),
+             dict(input=x, weight=w, groups=2, stride=1.5), dict(input=x, weight=w, groups=2, stride=True),
+             dict(input=x, weight=w, groups=2.0), dict(input=x, weight=w, groups=0),
+             dict(input=x, weight=w.float(), groups=2), dict(input=x, weight=w, groups=2, bias=torch.zeros(6)),
+             dict(input=x, weight=w, groups=2, bias=torch.zeros(6, 1, dtype=torch.float64)),
+             dict(input=x, weight=w[..., 0], groups=2), dict(input=x, weight=w, groups=2, stride=torch.tensor(2)),
+             dict(input=x, weight=w, groups=2, padding="same", stride=[1]),
+             dict(input=x, weight=torch.randn(5, 2, 3, 3, dtype=torch.float64), groups=2),
+             dict(input=torch.randn(0, 4, 6, 6, dtype=torch.float64), weight=w, groups=2)]
+    return visible_cases() + hidden_cases() + extra
+
+
+@pytest.mark.parametrize("inputs", _normaliser_cases())
+def test_conv2d_arguments_validates_like_torch_and_its_numbers_reproduce_the_call(inputs):
+    import warnings
+
+    from convcourse.arguments import conv2d_arguments
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            expected = F.conv2d(**inputs)
+        except Exception as error:  # torch refuses: so must the normaliser, with the same type
+            with pytest.raises(type(error)):
+                conv2d_arguments(**inputs)
+            return
+    args = conv2d_arguments(**inputs)
+    x = inputs["input"] if args.batched else inputs["input"][None]
+    assert (args.batch, args.in_channels, args.height, args.width) == tuple(x.shape)
+    again = F.conv2d(F.pad(x, args.padding), inputs["weight"], inputs.get("bias"), args.stride, 0, args.dilation,
+                     args.groups)
+    assert torch.equal(again if args.batched else again[0], expected)
+    assert args.out_size == tuple(expected.shape[-2:]) and args.out_channels == expected.shape[-3]
+    assert args.kernel == tuple(inputs["weight"].shape[-2:])
+
+
+def normalised_unfold_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """What lesson 09 asks learners for, built on the normaliser: only the vectorised part is theirs."""
+    from convcourse.arguments import conv2d_arguments
+
+    a = conv2d_arguments(input, weight, bias, stride, padding, dilation, groups)
+    x = F.pad(input if a.batched else input[None], a.padding)
+    cols = F.unfold(x, a.kernel, dilation=a.dilation, stride=a.stride)           # (N, C*kH*kW, L)
+    cols = cols.reshape(a.batch, a.groups, -1, cols.shape[-1])                    # (N, g, C/g*kH*kW, L)
+    rows = weight.reshape(a.groups, a.out_channels // a.groups, -1)               # (g, O/g, C/g*kH*kW)
+    out = (rows @ cols).reshape(a.batch, a.out_channels, *a.out_size)
+    if bias is not None:
+        out = out + bias[:, None, None]
+    return out if a.batched else out[0]
+
+
+@pytest.mark.parametrize("suite", ["visible", "hidden"])
+def test_a_solution_built_on_the_normaliser_gets_full_marks(suite):
+    assert check_suite("conv2d_fast", normalised_unfold_conv2d, suite)
+    if suite == "hidden":
+        assert check_suite("conv2d_fast_vectorized", normalised_unfold_conv2d, "hidden")

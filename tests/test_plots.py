@@ -74,3 +74,35 @@ def test_widget_figures_become_png_outputs_with_alt_text_cropped_only_when_somet
     fig.text(1.1, 0.5, "past the right edge")
     assert png_size(figure_output(fig))[0] > 200  # cropped to the content instead, which shows all of it
     plt.close(fig)
+
+
+def _touch_counts_by_loops(size, k, p):
+    counts = torch.zeros(size, size, dtype=torch.long)
+    out = size + 2 * p - k + 1
+    for i in range(out):
+        for j in range(out):
+            for a in range(k):
+                for b in range(k):
+                    r, c = i + a - p, j + b - p
+                    if 0 <= r < size and 0 <= c < size:
+                        counts[r, c] += 1
+    return counts
+
+
+def test_touch_counts_match_counting_windows_by_hand():
+    for size, k, p in [(6, 3, 0), (6, 3, 1), (6, 3, 2), (7, 4, 1), (5, 5, 4), (4, 2, 0)]:
+        assert torch.equal(plots.touch_counts(size, k, p), _touch_counts_by_loops(size, k, p)), (size, k, p)
+    same = plots.touch_counts(6, 3, 1)
+    assert (same[0, 0], same[0, 3], same[3, 3]) == (4, 6, 9)   # corner, edge, interior with 'same' padding
+    full = plots.touch_counts(6, 3, 2)
+    assert bool((full == 9).all())                             # p = k - 1 reads every pixel k*k times
+    assert tuple(plots.touch_counts((4, 7), (3, 1), dilation=(1, 2)).shape) == (4, 7)
+
+
+def test_coverage_plot_draws_one_map_per_padding():
+    fig = plots.coverage_plot(6, 3, (0, 1, 2))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["padding=0\ncorner 1, edge 3, centre 9", "padding=1\ncorner 4, edge 6, centre 9",
+                      "padding=2\ncorner 9, edge 9, centre 9"]
+    assert len(fig.axes[0].collections[0].labels) == 36
+    plt.close(fig)

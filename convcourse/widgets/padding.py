@@ -1,9 +1,12 @@
 """Lesson 05 widget: a small grid padded with each padding mode; every padded cell says where its
-value came from."""
+value came from. The padding is set side by side, or is the one torch uses for ``padding='same'`` with a
+kernel of the chosen size (measured from ``F.conv2d``), to show how an even kernel pads unevenly. Passing
+the learner's ``pad2d`` (and ``same_padding``) puts their results beside torch's."""
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable
 
 import ipywidgets as w
@@ -17,6 +20,29 @@ from ..plots import COLORS, cell_labels
 from . import FigureView
 
 MODES = ("constant", "reflect", "replicate", "circular")
+SOURCES = ("sliders", "'same'")
+
+
+def torch_same_padding(kernel_size: int | tuple[int, int], dilation: int | tuple[int, int] = 1
+                       ) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom): the padding ``F.conv2d(..., padding='same')`` uses, measured, not derived.
+
+    A kernel whose only non-zero tap is its top-left one copies the padded input, shifted: output (i, j)
+    is padded input (i, j). So the output pixel that holds input pixel (0, 0) sits at (top, left)."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    if min(kh, kw, dh, dw) < 1:
+        raise ValueError(f"kernel_size and dilation must be at least 1, got {kernel_size}, {dilation}")
+    total_h, total_w = dh * (kh - 1), dw * (kw - 1)
+    h, w = total_h + 1, total_w + 1
+    x = torch.arange(1, h * w + 1, dtype=torch.float64).reshape(1, 1, h, w)
+    tap = torch.zeros(1, 1, kh, kw, dtype=torch.float64)
+    tap[0, 0, 0, 0] = 1
+    with warnings.catch_warnings():  # torch warns that an even kernel's 'same' padding needs an extra copy
+        warnings.simplefilter("ignore")
+        out = F.conv2d(x, tap, padding="same", dilation=(dh, dw))[0, 0]
+    top, left = (int(v) for v in (out == 1).nonzero()[0])
+    return (left, total_w - left, top, total_h - top)
 
 
 @dataclasses.dataclass
@@ -102,17 +128,41 @@ def _draw_grid(ax: plt.Axes, model: PaddedGrid, values: np.ndarray, title: str, 
     ax.set_title(title)
 
 
-def draw(model: PaddedGrid, learner: Callable | None = None) -> plt.Figure:
-    """The padded grid (torch), and beside it the learner's ``pad2d`` on the same input if given."""
+def same_caption(kernel: tuple[int, int], pad: tuple[int, int, int, int],
+                 learner_same: Callable | None = None) -> str:
+    """What torch's 'same' padding for ``kernel`` is, and (if given) whether the learner's ``same_padding`` agrees."""
+    left, right, top, bottom = pad
+    text = (f"padding='same', {kernel[0]}×{kernel[1]} kernel: total {top + bottom} row(s), top {top} / bottom {bottom}; "
+            f"total {left + right} column(s), left {left} / right {right}")
+    if (top, left) != (bottom, right):
+        text += "\n(an odd total: torch puts the extra pixel at the bottom/right)"
+    if learner_same is not None:
+        try:
+            mine = tuple(int(v) for v in learner_same(kernel))
+            text += f"\nyour same_padding{kernel}: {mine} " + ("✓" if mine == pad else f"✗ torch: {pad}")
+        except NotImplementedError:
+            text += "\nyour same_padding: not implemented yet"
+        except Exception as error:  # the learner's error shown in the widget, not a traceback
+            text += f"\nyour same_padding raised {type(error).__name__}"
+    return text
+
+
+def draw(model: PaddedGrid, learner: Callable | None = None, *, kernel: tuple[int, int] | None = None,
+         learner_same: Callable | None = None) -> plt.Figure:
+    """The padded grid (torch), and beside it the learner's ``pad2d`` on the same input if given. With
+    ``kernel`` (the pad being torch's 'same' padding for it), the window of output pixel (0, 0) is outlined
+    and the caption says how the padding was split (and whether ``learner_same`` agrees)."""
     panels = 2 if learner is not None else 1
     h, w = model.x.shape
     left, right, top, bottom = model.pad
-    width = max(0.5 * (w + left + right) + 1.0, 4.6 / panels)  # at least as wide as the two-line suptitle
-    height = 0.5 * (h + top + bottom) + 1.2
+    lines = 2 if kernel is None else 4 + (learner_same is not None)
+    # at least as wide as the suptitle's longest line
+    width = max(0.5 * (w + left + right) + 1.0, (4.6 if kernel is None else 6.4) / panels)
+    height = 0.5 * (h + top + bottom) + 0.75 + 0.15 * lines
     fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
     # Fixed margins in inches (suptitle and panel title on top); tight_layout would double the redraw time.
     fig.subplots_adjust(left=0.12 / (width * panels), right=1 - 0.12 / (width * panels), bottom=0.1 / height,
-                        top=1 - 0.75 / height, wspace=0.1)
+                        top=1 - (0.45 + 0.15 * lines) / height, wspace=0.1)
     axes = axes[0]
     try:
         values = model.padded().numpy()
@@ -124,6 +174,10 @@ def draw(model: PaddedGrid, learner: Callable | None = None) -> plt.Figure:
         fig.suptitle(f"mode={model.mode!r}, pad={model.pad}", fontsize=9)
         return fig
     _draw_grid(axes[0], model, values, f"F.pad, mode={model.mode!r}")
+    if kernel is not None:  # the window of output pixel (0, 0): for an even kernel, input (0, 0) is off-centre
+        for ax in axes:
+            ax.add_patch(matplotlib.patches.Rectangle((-0.5, -0.5), kernel[1], kernel[0], fill=False, lw=2.5,
+                                                      ls="--", edgecolor=COLORS["kernel"]))
     if learner is not None:
         try:
             args = (model.x.double()[None], model.pad, model.mode) + ((model.value,) if model.value else ())
@@ -142,24 +196,41 @@ def draw(model: PaddedGrid, learner: Callable | None = None) -> plt.Figure:
             axes[1].set_axis_off()
             axes[1].text(0.5, 0.5, f"your pad2d raised\n{type(error).__name__}", ha="center", va="center",
                          color=COLORS["highlight"])
-    fig.suptitle(f"pad = (left={left}, right={right}, top={top}, bottom={bottom})\n"
-                 "grey cells are padding, red text = input (row, col) copied", fontsize=8)
+    title = f"pad = (left={left}, right={right}, top={top}, bottom={bottom})\n"
+    if kernel is not None:
+        title += same_caption(kernel, model.pad, learner_same) + "\norange dashes: the window of output pixel (0, 0); "
+    fig.suptitle(title + "grey cells are padding, red text = input (row, col) copied", fontsize=8)
     return fig
 
 
-def padding_widget(x: torch.Tensor | None = None, pad2d: Callable | None = None) -> FigureView:
-    """Pad a small grid; pass your ``pad2d`` to see its result beside torch's."""
+def padding_widget(x: torch.Tensor | None = None, pad2d: Callable | None = None,
+                   same_padding: Callable | None = None, *, source: str = "sliders",
+                   kernel: tuple[int, int] = (2, 4)) -> FigureView:
+    """Pad a small grid; pass your ``pad2d`` (and ``same_padding``) to see their results beside torch's.
+
+    ``source``: ``"sliders"`` sets each side; ``"'same'"`` pads as ``padding='same'`` does for a kernel of
+    the size the kernel sliders choose (torch's split, measured)."""
     if x is None:
         x = torch.arange(1, 21, dtype=torch.float64).reshape(4, 5)
     x = x.double()
-    sliders = {side: w.IntSlider(value=v, min=0, max=5, description=side, continuous_update=False,
-                                 layout=w.Layout(width="220px"))
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    slider = dict(continuous_update=False, layout=w.Layout(width="220px"))
+    sliders = {side: w.IntSlider(value=v, min=0, max=5, description=side, **slider)
                for side, v in (("left", 2), ("right", 1), ("top", 1), ("bottom", 2))}
-    mode = w.Dropdown(options=MODES, value="reflect", description="mode")
+    kernels = {name: w.IntSlider(value=v, min=1, max=6, description=name, **slider)
+               for name, v in (("kernel_h", kernel[0]), ("kernel_w", kernel[1]))}
+    controls = {"mode": w.Dropdown(options=MODES, value="reflect", description="mode"),
+                "source": w.Dropdown(options=SOURCES, value=source, description="padding"), **sliders, **kernels}
 
-    def render(mode, left, right, top, bottom):
+    def render(mode, source, left, right, top, bottom, kernel_h, kernel_w):
+        if source == "'same'":
+            size = (kernel_h, kernel_w)
+            return draw(PaddedGrid(x, torch_same_padding(size), mode), pad2d, kernel=size, learner_same=same_padding)
         return draw(PaddedGrid(x, (left, right, top, bottom), mode), pad2d)
 
-    return FigureView(render, {"mode": mode, **sliders}, title="Padding modes",
+    return FigureView(render, controls, title="Padding modes",
                       description="The blue frame is the input. Grey cells are padding; each says which input "
-                      "cell (row, col) its value was copied from.")
+                      "cell (row, col) its value was copied from. padding='sliders': you set each side (the "
+                      "kernel sliders are unused); padding=\"'same'\": the sides are what torch uses for a "
+                      "kernel_h × kernel_w kernel (the side sliders are unused).")

@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 from .. import _guard
 from ..conv import pair, randn
 from ..core import PAD_OPS, Exercise, GradingError, register
+from ..quiz import Question, register_question
 
 _PAD_FUNCTIONS = frozenset(PAD_OPS | {"circular_pad2d", "reflection_pad3d", "replication_pad3d"})
 
@@ -261,3 +262,74 @@ register(Exercise(
     hint="along one axis the kernel spans dilation*(k-1)+1 pixels, so 'same' needs dilation*(k-1) extra "
          "pixels in all; torch puts half of that (rounded down) first and the rest after.",
 ))
+
+
+# Check your understanding (graded, 1 point each): answers are computed from torch when checked.
+def _measured_same_padding(kernel_size: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) read off F.conv2d(padding='same'): a kernel whose only tap is its top-left
+    one copies the padded input, so input pixel (0, 0) lands at output (top, left)."""
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    total_h, total_w = dh * (kh - 1), dw * (kw - 1)
+    h, w = total_h + 1, total_w + 1
+    x = torch.arange(1.0, h * w + 1, dtype=torch.float64).reshape(1, 1, h, w)
+    tap = torch.zeros(1, 1, kh, kw, dtype=torch.float64)
+    tap[0, 0, 0, 0] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = _guard.conv2d(x, tap, None, 1, "same", (dh, dw), 1)[0, 0]
+    top, left = (int(v) for v in (out == 1).nonzero()[0])
+    return (left, total_w - left, top, total_h - top)
+
+
+def _windows_per_pixel(size: int, kernel_size: int, padding: int) -> torch.Tensor:
+    """How many windows of a stride-1 convolution read each input pixel: the gradient of the sum of all
+    outputs of an all-ones kernel with respect to the input."""
+    x = torch.zeros(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    ones = torch.ones(1, 1, kernel_size, kernel_size, dtype=torch.float64)
+    _guard.conv2d(x, ones, None, 1, padding, 1, 1).sum().backward()
+    return x.grad[0, 0]
+
+
+def _error_name(call: Callable[[], Any]) -> str:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            call()
+    except Exception as error:  # the answer is the type torch raises
+        return type(error).__name__
+    return "no error"
+
+
+def _reflect_row() -> tuple[float, ...]:
+    return tuple(_guard.pad(torch.arange(4.0).reshape(1, 1, 4), (2, 1), mode="reflect")[0, 0].tolist())
+
+
+def _coverage() -> tuple[int, int, int]:
+    counts = _windows_per_pixel(8, 3, 1)
+    return (int(counts[0, 0]), int(counts[0, 4]), int(counts[4, 4]))
+
+
+for _question in (
+    Question(name="05_padding.q1", lesson="05_padding", form="a tuple of four ints (left, right, top, bottom)",
+             answer=lambda: _measured_same_padding((4, 3), (1, 2)),
+             explain="Per axis 'same' needs dilation*(k-1) extra pixels: 1*(4-1) = 3 rows and 2*(3-1) = 4 columns. "
+                     "torch puts total // 2 first: rows 1 top and 2 bottom, columns 2 left and 2 right; F.pad "
+                     "wants the width first: (left, right, top, bottom)."),
+    Question(name="05_padding.q2", lesson="05_padding", form="a tuple of three ints (corner, edge, centre)",
+             answer=_coverage,
+             explain="With padding=1 the 8x8 input gives 8x8 window positions. A corner pixel lies under the "
+                     "windows whose centre is within one pixel of it and inside the image: 2 rows x 2 columns = 4; "
+                     "an edge pixel 2 x 3 = 6; an interior pixel 3 x 3 = 9. 'same' padding keeps the size but "
+                     "does not make the border count as much as the middle."),
+    Question(name="05_padding.q3", lesson="05_padding", form="a tuple of seven numbers",
+             answer=_reflect_row,
+             explain="'reflect' mirrors around the edge pixel without repeating it: two on the left are x[2], x[1] "
+                     "= 2, 1, one on the right is x[2] = 2, so [2, 1, 0, 1, 2, 3, 2]."),
+    Question(name="05_padding.q4", lesson="05_padding", kind="error",
+             form="the exception's name, e.g. 'TypeError' (or the class itself)",
+             answer=lambda: _error_name(lambda: torch.nn.Conv2d(3, 16, 3, stride=2, padding="same")),
+             explain="nn.Conv2d checks its arguments when it is built and raises ValueError: padding='same' is "
+                     "not supported for strided convolutions. (F.conv2d, called with the same arguments, raises "
+                     "RuntimeError.)"),
+):
+    register_question(_question)

@@ -15,6 +15,7 @@ import torch
 from .. import _guard
 from ..conv import ConvArgs, conv_exercise, randn
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
+from ..quiz import Question, register_question
 
 # ---- conv2d_dilated -------------------------------------------------------------------------------
 
@@ -150,3 +151,52 @@ register(Exercise(
          "input pixels one step of the current layer's input spans (start 1). Each layer adds d*(k-1)*j to r, "
          "then multiplies j by its stride.",
 ))
+
+
+# Check your understanding (graded, 1 point each): answers are computed from torch when checked.
+def _pixels_read(dilation: int, i: int, j: int) -> list[tuple[int, int]]:
+    """The input pixels (row, col) that output (i, j) of a 3x3 convolution with this dilation depends on:
+    where the gradient of that one output is non-zero (all-ones kernel, so nothing cancels)."""
+    x = torch.zeros(1, 1, 12, 12, dtype=torch.float64, requires_grad=True)
+    ones = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    _guard.conv2d(x, ones, None, 1, 0, dilation, 1)[0, 0, i, j].backward()
+    return [(int(r), int(c)) for r, c in x.grad[0, 0].nonzero().tolist()]
+
+
+def _measured_field(layers: list[dict[str, int]]) -> int:
+    """Width of the input footprint of one output pixel of a stack (all-ones kernels, autograd)."""
+    x = torch.zeros(1, 1, 64, 1, dtype=torch.float64, requires_grad=True)
+    out = x
+    for layer in layers:
+        kernel = torch.ones(1, 1, layer["k"], 1, dtype=torch.float64)
+        out = _guard.conv2d(out, kernel, None, (layer.get("s", 1), 1), 0, (layer.get("d", 1), 1), 1)
+    out[0, 0, 0, 0].backward()
+    rows = x.grad[0, 0, :, 0].nonzero()[:, 0]
+    return int(rows.max() - rows.min()) + 1
+
+
+def _dilated_shape() -> tuple[int, ...]:
+    return tuple(torch.nn.Conv2d(1, 1, 3, dilation=4)(torch.zeros(1, 1, 20, 20)).shape)
+
+
+def _dilated_parameters() -> int:
+    return sum(p.numel() for p in torch.nn.Conv2d(16, 32, 3, dilation=4).parameters())
+
+
+for _question in (
+    Question(name="06_dilation.q1", lesson="06_dilation", form="a tuple of four ints", answer=_dilated_shape,
+             explain="A 3x3 kernel with dilation 4 spans 4*(3-1)+1 = 9 pixels, so each axis has 20 - 9 + 1 = 12 "
+                     "positions."),
+    Question(name="06_dilation.q2", lesson="06_dilation", kind="set", form="a list (or set) of (row, col) tuples",
+             answer=lambda: _pixels_read(2, 1, 2),
+             explain="With dilation 2 the taps are 2 apart: output (1, 2) reads rows 1, 3, 5 and columns 2, 4, 6, "
+                     "all nine combinations (row i + 2a, column j + 2b for a, b in 0, 1, 2)."),
+    Question(name="06_dilation.q3", lesson="06_dilation", form="an int",
+             answer=lambda: _measured_field([dict(k=3, s=2), dict(k=3, d=2)]),
+             explain="Start with r = 1, j = 1. The first layer adds 1*(3-1)*1 = 2 (r = 3), then j = 2. The second "
+                     "adds d*(k-1)*j = 2*2*2 = 8: r = 11."),
+    Question(name="06_dilation.q4", lesson="06_dilation", form="an int", answer=_dilated_parameters,
+             explain="Dilation spreads the taps but adds no weights: 32 * 16 * 3 * 3 = 4608 weights + 32 biases "
+                     "= 4640, the same as with dilation 1."),
+):
+    register_question(_question)

@@ -6,8 +6,10 @@ from typing import Any
 
 import torch
 
+from .. import _guard
 from ..conv import ConvArgs, conv_exercise, pair, randn
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
+from ..quiz import Question, register_question
 
 
 def _args(x, weight, groups):
@@ -92,3 +94,49 @@ register(Exercise(
     suites={"visible": _param_cases("visible"), "hidden": _param_cases("hidden")},
     hint="weight has shape (out_channels, in_channels // groups, kH, kW); bias adds out_channels numbers.",
 ))
+
+
+# Check your understanding (graded, 1 point each): answers are computed from torch when checked.
+def _channels_read(out_channel: int) -> list[int]:
+    """Input channels that output channel ``out_channel`` of a Conv2d(8, 8, 3, groups=4) depends on: where
+    the gradient of that channel's outputs is non-zero (all-ones weights, so nothing cancels)."""
+    x = torch.zeros(1, 8, 5, 5, dtype=torch.float64, requires_grad=True)
+    ones = torch.ones(8, 2, 3, 3, dtype=torch.float64)
+    _guard.conv2d(x, ones, None, 1, 0, 1, 4)[0, out_channel].sum().backward()
+    return [c for c in range(8) if bool(x.grad[0, c].abs().sum() > 0)]
+
+
+def _separable_parameters() -> int:
+    layers = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, groups=32), torch.nn.Conv2d(32, 64, 1))
+    return sum(p.numel() for p in layers.parameters())
+
+
+def _error_name(call) -> str:
+    try:
+        call()
+    except Exception as error:  # the answer is the type torch raises
+        return type(error).__name__
+    return "no error"
+
+
+for _question in (
+    Question(name="07_groups.q1", lesson="07_groups", form="a tuple of four ints",
+             answer=lambda: tuple(torch.nn.Conv2d(12, 24, 3, groups=4).weight.shape),
+             explain="Each filter reads only its group's 12 / 4 = 3 input channels: (out_channels, in_channels / "
+                     "groups, kH, kW) = (24, 3, 3, 3)."),
+    Question(name="07_groups.q2", lesson="07_groups", kind="set", form="a list (or set) of ints",
+             answer=lambda: _channels_read(5),
+             explain="8 output channels in 4 groups: 2 per group, so output channel 5 is in group 5 // 2 = 2, "
+                     "which reads input channels 2*2 = 4 and 5."),
+    Question(name="07_groups.q3", lesson="07_groups", form="an int", answer=_separable_parameters,
+             explain="Depthwise 3x3: 32 filters of 1 x 3 x 3 = 288 weights + 32 biases; pointwise 1x1: "
+                     "64 x 32 = 2048 weights + 64 biases. In all 288 + 32 + 2048 + 64 = 2432 (a dense "
+                     "Conv2d(32, 64, 3) has 18,496)."),
+    Question(name="07_groups.q4", lesson="07_groups", kind="error",
+             form="the exception's name, e.g. 'TypeError' (or the class itself)",
+             answer=lambda: _error_name(lambda: torch.nn.Conv2d(6, 9, 3, groups=4)),
+             explain="nn.Conv2d checks when it is built that groups divides both channel counts (6 and 9 are not "
+                     "multiples of 4) and raises ValueError. F.conv2d, which only sees tensors, raises "
+                     "RuntimeError for a mismatch."),
+):
+    register_question(_question)

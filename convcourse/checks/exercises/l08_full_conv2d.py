@@ -15,6 +15,7 @@ import torch
 from .. import _guard
 from ..conv import ConvArgs, conv_case, randn, variants
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
+from ..quiz import Question, register_question
 
 PARTS = ("bias", "geometry", "same_valid", "groups", "unbatched", "errors")
 
@@ -190,3 +191,49 @@ register(Exercise(
          "for every output pixel (i, j) and kernel tap (a, b) read x_pad[..., i*sH + a*dH, j*sW + b*dW], use "
          "only the input channels of the output channel's group, and add bias[o] once.",
 ))
+
+
+# Check your understanding (graded, 1 point each): answers are computed from torch when checked.
+def _unbatched_shape() -> tuple[int, ...]:
+    return tuple(_guard.conv2d(torch.zeros(3, 10, 12), torch.zeros(6, 3, 3, 3), None, 2, 1, 1, 1).shape)
+
+
+def _bias_only_output() -> float:
+    out = _guard.conv2d(torch.zeros(1, 2, 5, 5), torch.ones(4, 2, 3, 3), torch.arange(4.0), 1, 0, 1, 1)
+    return float(out[0, 3, 0, 0])
+
+
+def _multiply_adds() -> int:
+    """Output values times the weights each one multiplies: (C / groups) * kH * kW per output value."""
+    weight = torch.zeros(16, 4, 3, 3)
+    out = _guard.conv2d(torch.zeros(1, 8, 32, 32), weight, None, 2, 1, 1, 2)
+    return out.numel() * weight[0].numel()
+
+
+def _error_name(call) -> str:
+    try:
+        call()
+    except Exception as error:  # the answer is the type torch raises
+        return type(error).__name__
+    return "no error"
+
+
+for _question in (
+    Question(name="08_full_conv2d.q1", lesson="08_full_conv2d", form="a tuple of three ints", answer=_unbatched_shape,
+             explain="A (C, H, W) input gives an unbatched (out_channels, H_out, W_out) output: 6 channels, "
+                     "floor((10 + 2 - 3) / 2) + 1 = 5 rows and floor((12 + 2 - 3) / 2) + 1 = 6 columns."),
+    Question(name="08_full_conv2d.q2", lesson="08_full_conv2d", form="a number", answer=_bias_only_output,
+             kind="number",
+             explain="The input is all zeros, so every product is 0 and only the bias is left: output channel 3 "
+                     "gets bias[3] = 3.0 at every position."),
+    Question(name="08_full_conv2d.q3", lesson="08_full_conv2d", kind="error",
+             form="the exception's name, e.g. 'TypeError' (or the class itself)",
+             answer=lambda: _error_name(lambda: _guard.conv2d(torch.zeros(1, 4, 6, 6), torch.zeros(6, 2, 3, 3),
+                                                              None, 1, 0, 1, 3)),
+             explain="With groups=3 the weight (6, 2, 3, 3) expects 3 * 2 = 6 input channels, the input has 4: "
+                     "F.conv2d raises RuntimeError (and 4 is not divisible by 3 either)."),
+    Question(name="08_full_conv2d.q4", lesson="08_full_conv2d", form="an int", answer=_multiply_adds,
+             explain="The output is (1, 16, 16, 16): 4096 values. Each reads only its group's 8 / 2 = 4 input "
+                     "channels through a 3x3 kernel, 4 * 3 * 3 = 36 multiply-adds: 4096 * 36 = 147,456."),
+):
+    register_question(_question)

@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..conv import ConvArgs, conv_exercise, randn, variants
 from ..conv import conv_case as case
 from ..core import CONVOLUTION_OPS, Exercise, GradingError, register
+from ..quiz import Question, register_question
 
 #: Lines + operations a vectorized conv2d_fast may use per call (generous: a loop over the
 #: kernel taps or over the groups stays far below it).
@@ -203,3 +204,56 @@ register(Exercise(
     banned=CONVOLUTION_OPS, variants=_wrong_outputs, suites={"hidden": vectorized_cases},
     monitor=LoopMonitor, hint=HINT,
 ))
+
+
+# Check your understanding (graded, 1 point each): answers are computed from torch when checked, and
+# where a tensor method that the guard does not watch is used, checked against the rule it follows.
+def _unfold_shape() -> tuple[int, ...]:
+    return tuple(torch.nn.functional.unfold(torch.zeros(2, 3, 8, 8), kernel_size=3, padding=1, stride=2).shape)
+
+
+def _unfold_bytes() -> int:
+    rows, cols = torch.nn.functional.unfold(torch.zeros(1, 64, 56, 56), kernel_size=3, padding=1).shape[1:]
+    return rows * cols * 4  # float32: 4 bytes per number
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def _permuted_strides() -> tuple[int, ...]:
+    measured = tuple(torch.empty(2, 3, 4, 5).permute(0, 2, 3, 1).stride())
+    rule = tuple(_contiguous_strides((2, 3, 4, 5))[d] for d in (0, 2, 3, 1))
+    if measured != rule:
+        raise GradingError("09_vectorized.q3: cannot grade, because code in this notebook changed how tensors "
+                           "report their strides.")
+    return measured
+
+
+def _window_value() -> float:
+    image = torch.arange(20.0).reshape(4, 5)
+    measured = float(image.as_strided(size=(2, 3, 3, 3), stride=(5, 1, 5, 1))[1, 2, 0, 1])
+    if measured != float(image[1, 3]):
+        raise GradingError("09_vectorized.q4: cannot grade, because code in this notebook changed as_strided.")
+    return measured
+
+
+for _question in (
+    Question(name="09_vectorized.q1", lesson="09_vectorized", form="a tuple of three ints", answer=_unfold_shape,
+             explain="F.unfold returns (N, C*kH*kW, L): 3 * 3 * 3 = 27 numbers per window, and with padding 1 "
+                     "and stride 2 each axis has floor((8 + 2 - 3) / 2) + 1 = 4 positions, L = 4 * 4 = 16."),
+    Question(name="09_vectorized.q2", lesson="09_vectorized", form="an int (bytes)", answer=_unfold_bytes,
+             explain="The unfolded matrix is (1, 64*3*3, 56*56) = 576 x 3136 float32 numbers of 4 bytes: "
+                     "7,225,344 bytes, 9 times the input's 802,816."),
+    Question(name="09_vectorized.q3", lesson="09_vectorized", form="a tuple of four ints", answer=_permuted_strides,
+             explain="A contiguous (2, 3, 4, 5) tensor has strides (60, 20, 5, 1); permute only reorders them, "
+                     "without copying: dims (0, 2, 3, 1) give (60, 5, 1, 20)."),
+    Question(name="09_vectorized.q4", lesson="09_vectorized", form="a number", kind="number", answer=_window_value,
+             explain="windows[1, 2] is the window of output (1, 2), whose top-left pixel is image[1, 2]; element "
+                     "(0, 1) of it is one column further right: image[1, 3] = 1*5 + 3 = 8."),
+):
+    register_question(_question)
