@@ -136,6 +136,7 @@ def summary(ns: argparse.Namespace) -> int:
     print(format_table(rows))
     path = plot_summary(rows, ns.plot or DEFAULT_OUT / f"summary_{ns.lesson}.png")
     print(f"plot written to {path}")
+    from .instructor.autograde import sandbox_note; print(sandbox_note(_course(ns), ns.lesson))  # noqa: E702
     return 0
 
 @command("selfcheck", arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),
