@@ -64,8 +64,8 @@ attempt("read_solutions", lambda: open(f"{REPO}/solutions/{LESSON}/{LESSON}.ipyn
 attempt("read_gradebook", lambda: open(f"{COURSE}/gradebook.db", "rb").read(80))
 attempt("write_gradebook", lambda: open(f"{COURSE}/gradebook.db", "ab").write(b"x"))
 attempt("write_other_folder", lambda: open(f"{COURSE}/submitted/{OTHER}/{LESSON}/evil.txt", "w").write("x"))
-attempt("walk_up_for_notebooks", lambda: found([p for p in glob.glob("../" * 8 + "**/*.ipynb", recursive=True)
-                                                 if LESSON in p]))
+attempt("walk_up_for_notebooks", lambda: found([p for k in range(1, 9) for depth in ("*/", "*/*/", "*/*/*/")
+                                                 for p in glob.glob("../" * k + depth + "*.ipynb") if LESSON in p]))
 def ancestors():
     hits = []
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
@@ -114,8 +114,8 @@ print("ATTACK" + json.dumps(R))
 SHELL_CELLS = [
     "!pip install --no-cache-dir --disable-pip-version-check --timeout 5 --retries 0 tinydb 2>&1 | tail -n 3",
     "%pip install --no-cache-dir --disable-pip-version-check --timeout 5 --retries 0 tinydb",
-    "%%bash\necho 'import os' > \"$(python -c 'import site; print(site.getsitepackages()[0])')/zz_bash.pth\" "
-    "2>&1 | tail -n 1\necho bash ran",
+    f"%%bash\nsite=$({sys.executable} -c 'import site; print(site.getsitepackages()[0])')\n"
+    "{ echo 'import os' > \"$site/zz_bash.pth\"; } 2>&1 | tail -n 1\necho bash ran",
 ]
 
 RESOURCES = '''\

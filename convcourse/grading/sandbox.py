@@ -290,7 +290,9 @@ class Sandbox:
 
     def __init__(self, name: str, ipc_dir: Path | None = None, input_dir: Path | None = None) -> None:
         self.name = name
-        self.root = Path(tempfile.mkdtemp(prefix="cc-"))  # short: unix socket paths are limited to 107 bytes
+        _remove_stale()
+        # short: unix socket paths are limited to 107 bytes
+        self.root = Path(tempfile.mkdtemp(prefix=f"ccsb{os.getpid()}-"))
         self.ipc_dir = ipc_dir or self.root / "ipc"
         self.input_dir = input_dir or self.root / "in"
         self.ipc_dir.mkdir(exist_ok=True)
@@ -325,6 +327,32 @@ class Sandbox:
         if self.cap is not None:
             self.cap.remove()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+
+
+@functools.lru_cache(maxsize=None)
+def _remove_stale() -> None:
+    """Once per process: remove sandbox folders and empty pids cgroups that killed graders left behind."""
+    import re
+
+    for entry in Path(tempfile.gettempdir()).glob("ccsb*-*"):
+        match = re.fullmatch(r"ccsb(\d+)-\w+", entry.name)
+        if match and not _alive(match.group(1)) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+    parent = ProcessCap._parent()
+    for entry in parent.glob("convcourse-*") if parent else ():
+        match = re.fullmatch(r"convcourse-(\d+)-.*", entry.name)
+        if match and not _alive(match.group(1)):
+            ProcessCap(entry).remove()
 
 
 def clear(folder: Path) -> None:
