@@ -18,6 +18,7 @@ learners' self-check keep ordinary kernels.
 from __future__ import annotations
 
 import pathlib
+import signal
 import uuid
 from typing import Any
 
@@ -33,6 +34,26 @@ class ForkProvisioner(LocalProvisioner):
     process; in both cases inside the notebook's sandbox when it has one (:mod:`.sandbox`)."""
 
     forked = False
+    sandboxed = False
+
+    async def send_signal(self, signum: int) -> None:
+        """As upstream, except for an interrupt of an ordinary sandboxed kernel: SIGINT to the process group
+        would stop bubblewrap's outer process (and so the sandbox), so it goes to the processes inside."""
+        if self.sandboxed and signum == signal.SIGINT and self.process is not None:
+            import psutil
+
+            try:
+                inside = psutil.Process(self.process.pid).children(recursive=True)
+            except psutil.Error:
+                inside = []
+            for process in inside:
+                try:
+                    if process.name() != "bwrap":
+                        process.send_signal(signum)
+                except psutil.Error:
+                    pass
+            return
+        await super().send_signal(signum)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         placement = getattr(self.parent, "placement", None)
@@ -64,6 +85,7 @@ class ForkProvisioner(LocalProvisioner):
             # ipykernel's parent poller would see bwrap's init (pid 1) as its parent and exit; bwrap's
             # --die-with-parent ends the sandbox with the worker instead
             cmd = box.command(cmd, setenv={"JPY_PARENT_PID": "0"})
+            self.sandboxed = True
         else:
             env = sandbox.kernel_environment(env, sandboxed=False)
         kwargs["env"] = env
