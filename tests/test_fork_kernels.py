@@ -90,7 +90,10 @@ def server():
 async def _kernel(manager_class, tmp_path: Path, code: str, timeout: float = 60, **env_extra: str
                   ) -> tuple[str, object]:
     km = manager_class(kernel_name="python3")
-    env = dict(os.environ, CONVCOURSE_KERNEL_TEST_ENV="per-kernel", CONVCOURSE_KERNEL_MEMORY_MB="3000", **env_extra)
+    # PYTEST_CURRENT_TEST would turn ipykernel's fd capture off in the plain kernel only (the allow-list of
+    # grading kernels drops it), so it is left out as in a real grading run
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env.update(CONVCOURSE_KERNEL_TEST_ENV="per-kernel", CONVCOURSE_KERNEL_MEMORY_MB="3000", **env_extra)
     await km.start_kernel(extra_arguments=KERNEL_ARGS, cwd=str(tmp_path), env=env)
     kc = km.client()
     kc.start_channels()
