@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{plain_cpu / ours_cpu:.2f}x less; sandbox off: {plain_wall / off_wall:.2f}x")
         print(f"sandbox cost per notebook: {(ours_cpu - off_cpu) / n:+.2f} CPU s ({ours_cpu / n:.2f} on vs "
               f"{off_cpu / n:.2f} off), {(ours_wall - off_wall) / n:+.2f} s wall per notebook")
+        if ours_cpu < off_cpu:
+            print("  (CPU on < off: CPU of processes ended inside bubblewrap's PID namespace is not all reported "
+                  "to RUSAGE_CHILDREN; trust the wall figures)")
         if ratio < 4:
             # Workers are CPU-bound, so at the same parallelism wall time scales with CPU per notebook.
             need = ours_cpu / n * ratio / 4
