@@ -15,7 +15,7 @@ START := $(shell date +%s)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test test-fast browser-deps build check-build html lock clean help
+.PHONY: env lab test test-fast browser-deps sandbox-deps build check-build html lock clean help
 
 help:
 	@echo "make lab     create the environment (first time) and open JupyterLab on notebooks/"
@@ -45,7 +45,7 @@ lab: $(STAMP)
 	$(LAB_ENV) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
 		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps sandbox-deps
 	@status=0; $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  echo "make test: $$(( $$(date +%s) - $(START) )) s wall in all (environment, browser deps and tests)"; \
 	  exit $$status
@@ -65,6 +65,18 @@ browser-deps:
 	    || echo "browser-deps: could not install chromium; the browser test will be skipped"; \
 	else echo "browser-deps: /usr/bin/chromium is missing (sudo apt-get install chromium chromium-driver);" \
 	  "the browser test will be skipped"; fi
+
+# Debian's bubblewrap sandboxes grading kernels (README, "How grading works"); tests/test_sandbox.py needs it.
+# Where it cannot be installed, grading runs unsandboxed (and says so) and those tests are skipped with the reason.
+sandbox-deps:
+	@if command -v bwrap >/dev/null; then :; \
+	elif [ "$$(uname -s)" != Linux ]; then echo "sandbox-deps: grading kernels are sandboxed on Linux only"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's bubblewrap for sandboxed grading kernels"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+	    || echo "sandbox-deps: could not install bubblewrap; grading runs unsandboxed and its tests are skipped"; \
+	else echo "sandbox-deps: bwrap is missing (sudo apt-get install bubblewrap); grading runs unsandboxed and" \
+	  "the sandbox tests are skipped"; fi
 
 html: $(STAMP)
 	$(BIN)/python -m convcourse.html $(LESSONS)

@@ -9,6 +9,12 @@ for each and the ratio, plus the CPU seconds each spent per notebook (all proces
 less sensitive than wall time to other work on the machine). ``--ordinary`` adds a third run of
 ``convcourse grade`` with ``CONVCOURSE_FORK_KERNELS=0`` (parallel workers, ordinary kernels).
 
+Sandbox: plain nbgrader runs with ``CONVCOURSE_SANDBOX=0`` (kernels as upstream nbgrader starts them, the
+baseline to beat); ``convcourse grade`` runs twice, with sandboxed kernels (the default where bubblewrap
+works) and with the sandbox off, and the script prints the sandbox's cost per notebook (CPU seconds and
+wall time, on minus off) and what the speed-up would need to reach 4x. The load average before and after
+is printed: the figures are only comparable on an otherwise idle machine.
+
     .venv/bin/python benchmarks/autograde_throughput.py                 # 8 learners, workers = CPU cores
     .venv/bin/python benchmarks/autograde_throughput.py -n 24 --workers 2 --lesson 01_sliding_window
 
@@ -100,10 +106,12 @@ def measured(run) -> tuple[float, float]:
     return time.perf_counter() - start, children_cpu() - cpu
 
 
-def convcourse_grade(root: Path, lesson: str, workers: int, fork: bool) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "CONVCOURSE_FORK_KERNELS"}
+def convcourse_grade(root: Path, lesson: str, workers: int, fork: bool, sandboxed: bool = True) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVCOURSE_FORK_KERNELS", "CONVCOURSE_SANDBOX")}
     if not fork:
         env["CONVCOURSE_FORK_KERNELS"] = "0"
+    if not sandboxed:
+        env["CONVCOURSE_SANDBOX"] = "0"
     result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), "grade", lesson,
                              "--workers", str(workers), "--no-progress"], capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -111,6 +119,8 @@ def convcourse_grade(root: Path, lesson: str, workers: int, fork: bool) -> None:
     logs = "".join(p.read_text(errors="replace") for p in (root / ".convcourse" / "logs").glob("worker-*.log"))
     if fork != ("fork server: ready" in logs) or "starting an ordinary kernel" in logs:
         raise SystemExit(f"expected {'fork' if fork else 'ordinary'} kernels; worker logs:\n{logs[-3000:]}")
+    if sandboxed and "grading kernels: sandboxed" not in logs:
+        raise SystemExit(f"expected sandboxed kernels; worker logs:\n{logs[-3000:]}")
 
 
 def scores(root: Path, lesson: str) -> dict[str, dict[str, float | None]]:
@@ -133,22 +143,33 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tools_on_path()
     lesson = args.lesson
     learners = {f"learner{i:03d}": synthetic(lesson, KINDS[i % len(KINDS)]) for i in range(args.learners)}
-    runs = [("plain nbgrader autograde (sequential)", None),
-            (f"convcourse grade --workers {args.workers}", True)]
+    from convcourse.grading import sandbox
+
+    reason = sandbox.unavailable()
+    if reason is not None:
+        print(f"NOTE: grading kernels cannot be sandboxed here ({reason}); both convcourse runs are unsandboxed")
+    runs = [("plain nbgrader autograde (sequential)", None, False),
+            (f"convcourse grade --workers {args.workers}, sandboxed", True, reason is None),
+            (f"  same, CONVCOURSE_SANDBOX=0", True, False)]
     if args.ordinary:
-        runs.append((f"  same, CONVCOURSE_FORK_KERNELS=0", False))
+        runs.append((f"  same, sandboxed, CONVCOURSE_FORK_KERNELS=0", False, reason is None))
     with tempfile.TemporaryDirectory(prefix="autograde-bench-") as tmp:
         courses = [make_course(Path(tmp) / f"course{i}", lesson, learners) for i in range(len(runs))]
-        print(f"{args.learners} learners of {lesson} ({', '.join(KINDS)} in turn); {os.cpu_count()} CPU cores")
+        print(f"{args.learners} learners of {lesson} ({', '.join(KINDS)} in turn); {os.cpu_count()} CPU cores; "
+              f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         n = args.learners
         figures, identical = [], True
         expected = None
-        for (label, fork), root in zip(runs, courses):
+        for (label, fork, boxed), root in zip(runs, courses):
             if fork is None:
-                wall, cpu = measured(lambda: nbgrader(root, "autograde", lesson))
+                os.environ["CONVCOURSE_SANDBOX"] = "0"  # upstream nbgrader's kernels: the baseline
+                try:
+                    wall, cpu = measured(lambda: nbgrader(root, "autograde", lesson))
+                finally:
+                    os.environ.pop("CONVCOURSE_SANDBOX")
                 expected = scores(root, lesson)
             else:
-                wall, cpu = measured(lambda: convcourse_grade(root, lesson, args.workers, fork))
+                wall, cpu = measured(lambda: convcourse_grade(root, lesson, args.workers, fork, boxed))
                 got = scores(root, lesson)
                 if got != expected:
                     identical = False
@@ -159,9 +180,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:40s} {wall:7.1f} s  {60 * n / wall:6.1f} notebooks/minute  "
                   f"{cpu / n:5.2f} CPU s/notebook", flush=True)
         totals = sorted({round(sum(v or 0 for v in cells.values()), 3) for cells in expected.values()})
-        (plain_wall, plain_cpu), (ours_wall, ours_cpu) = figures[0], figures[1]
-        print(f"speed-up: {plain_wall / ours_wall:.2f}x (notebooks/minute); CPU per notebook: "
-              f"{plain_cpu / ours_cpu:.2f}x less")
+        (plain_wall, plain_cpu), (ours_wall, ours_cpu), (off_wall, off_cpu) = figures[:3]
+        ratio = plain_wall / ours_wall
+        print(f"speed-up (sandboxed vs plain nbgrader): {ratio:.2f}x (notebooks/minute); CPU per notebook: "
+              f"{plain_cpu / ours_cpu:.2f}x less; sandbox off: {plain_wall / off_wall:.2f}x")
+        print(f"sandbox cost per notebook: {(ours_cpu - off_cpu) / n:+.2f} CPU s ({ours_cpu / n:.2f} on vs "
+              f"{off_cpu / n:.2f} off), {(ours_wall - off_wall) / n:+.2f} s wall per notebook")
+        if ours_cpu < off_cpu:
+            print("  (CPU on < off: CPU of processes ended inside bubblewrap's PID namespace is not all reported "
+                  "to RUSAGE_CHILDREN; trust the wall figures)")
+        if ratio < 4:
+            # Workers are CPU-bound, so at the same parallelism wall time scales with CPU per notebook.
+            need = ours_cpu / n * ratio / 4
+            print(f"4x would need {plain_wall / 4:.1f} s instead of {ours_wall:.1f} s ({100 * (1 - ratio / 4):.0f}% less): "
+                  f"about {need:.2f} CPU s per notebook instead of {ours_cpu / n:.2f} at {args.workers} workers, "
+                  f"or more workers (cores)")
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"grades identical: {identical} (distinct totals: {totals})")
         if not identical:
             return 1

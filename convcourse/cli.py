@@ -143,6 +143,7 @@ def summary(ns: argparse.Namespace) -> int:
     print(format_learners(learner_stats(course, ns.lesson), ns.lesson))
     path = plot_summary(rows, ns.plot or DEFAULT_OUT / f"summary_{ns.lesson}.png")
     print(f"plot written to {path}")
+    from .instructor.autograde import sandbox_note; print(sandbox_note(_course(ns), ns.lesson))  # noqa: E702
     return 0
 
 

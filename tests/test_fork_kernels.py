@@ -40,7 +40,7 @@ OBSERVE = textwrap.dedent("""\
     print("OBSERVED" + _j.dumps({
         "pid": _o.getpid(), "pgid": _o.getpgid(0), "sid": _o.getsid(0), "cwd": _o.getcwd(),
         "parent": " ".join(_ps.Process(_o.getppid()).cmdline()),
-        "jpy_parent": _o.environ.get("JPY_PARENT_PID"), "env": _o.environ.get("CONVCOURSE_TEST_ENV"),
+        "jpy_parent": _o.environ.get("JPY_PARENT_PID"), "env": _o.environ.get("CONVCOURSE_KERNEL_TEST_ENV"),
         "environ": {k: v for k, v in _o.environ.items() if k != "JPY_PARENT_PID"},
         "path": _s.path, "argv": [a for a in _s.argv[1:] if not a.endswith(".json")],
         "limits": [_r.getrlimit(_r.RLIMIT_AS), _r.getrlimit(_r.RLIMIT_CPU)],
@@ -68,19 +68,32 @@ FORK_ENV = {k: v for k, v in os.environ.items() if k != forkserver.ENV_SWITCH}
 
 @pytest.fixture(scope="module")
 def server():
+    """An unsandboxed fork server: these tests compare forked kernels with ordinary ones started by plain
+    jupyter_client (the sandboxed server is tested through `convcourse grade` here and in test_sandbox.py)."""
     reason = forkserver.unsupported()
     assert reason is None, reason
-    started = forkserver.start()
-    assert forkserver.active() is started
-    yield started
-    forkserver.stop()
+    saved = os.environ.get("CONVCOURSE_SANDBOX")
+    os.environ["CONVCOURSE_SANDBOX"] = "0"
+    try:
+        started = forkserver.start()
+        assert forkserver.active() is started and started.sandbox is None
+        yield started
+    finally:
+        forkserver.stop()
+        if saved is None:
+            os.environ.pop("CONVCOURSE_SANDBOX")
+        else:
+            os.environ["CONVCOURSE_SANDBOX"] = saved
     assert forkserver.active() is None
 
 
 async def _kernel(manager_class, tmp_path: Path, code: str, timeout: float = 60, **env_extra: str
                   ) -> tuple[str, object]:
     km = manager_class(kernel_name="python3")
-    env = dict(os.environ, CONVCOURSE_TEST_ENV="per-kernel", CONVCOURSE_KERNEL_MEMORY_MB="3000", **env_extra)
+    # PYTEST_CURRENT_TEST would turn ipykernel's fd capture off in the plain kernel only (the allow-list of
+    # grading kernels drops it), so it is left out as in a real grading run
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env.update(CONVCOURSE_KERNEL_TEST_ENV="per-kernel", CONVCOURSE_KERNEL_MEMORY_MB="3000", **env_extra)
     await km.start_kernel(extra_arguments=KERNEL_ARGS, cwd=str(tmp_path), env=env)
     kc = km.client()
     kc.start_channels()
@@ -123,6 +136,13 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(server, tmp_pa
     assert forked["pid"] == forked["pgid"] == forked["sid"]  # own session, like the launcher's kernels
     assert forked["jpy_parent"] == str(server.ready["pid"])
     assert forked["environ"].get("TORCHINDUCTOR_CACHE_DIR")  # set by torch's import (in the server, here)
+    from convcourse.grading.sandbox import kernel_environment
+
+    # a grading kernel's environment is allow-listed (no secrets); plain jupyter_client passes everything.
+    # Compared through the allow-list (ipykernel adds PAGER, CLICOLOR... in both after start).
+    assert forked["environ"].items() >= kernel_environment(plain["environ"], sandboxed=False).items()
+    plain["environ"] = kernel_environment(plain["environ"], sandboxed=False)
+    forked["environ"] = kernel_environment(forked["environ"], sandboxed=False)
     for key in ("cwd", "env", "environ", "path", "argv", "limits", "threads", "torch_threads", "backend", "sealed",
                 "snapshot", "problems", "leaks"):
         assert forked[key] == plain[key], (key, forked[key], plain[key])

@@ -7,7 +7,8 @@ from pathlib import Path
 from traitlets.config import Config
 
 COURSE_ID = "conv2d-from-the-ground-up"
-#: Seconds a cell may run while grading unless its metadata.convcourse.timeout says otherwise.
+#: CPU seconds a cell may use while grading unless its metadata.convcourse.timeout says otherwise; a
+#: wall-clock backstop of 5x that plus 60 s stops cells that wait (convcourse.grading.execute).
 CELL_TIMEOUT = 30
 #: Any stderr (warnings, logging, tqdm bars) in a test cell is dropped before scoring: upstream
 #: nbgrader scores a passing test 0 when it wrote to stderr.

@@ -2,8 +2,14 @@
 
 Differences from upstream:
 
-- per-cell timeouts: ``metadata.convcourse.timeout`` on a cell overrides the default, so a
-  training cell may take minutes while an infinite loop elsewhere costs only that exercise;
+- per-cell limits count the kernel's user-mode CPU time (the kernel process and its children), not the
+  clock:
+  ``Execute.timeout`` (or a cell's ``metadata.convcourse.timeout``) is the CPU seconds a cell may use,
+  so a correct cell on a busy machine is never stopped, while an infinite loop costs only that
+  exercise; a generous wall-clock backstop (:func:`wall_backstop`) stops a cell that sleeps or waits;
+- the kernel never runs in the course folder: it gets a fresh work folder holding a bounded, link-free
+  copy of the learner's submitted files, inside a bubblewrap sandbox where available
+  (:mod:`.sandbox`), and its environment is allow-listed (no secrets);
 - a kernel that dies (``os._exit``, a crash, the memory cap) never turns the cells after it into
   full marks: the dying cell and every later graded cell get an error output, so they score 0,
   while earlier results stand;
@@ -16,8 +22,12 @@ Differences from upstream:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import shutil
+import tempfile
+from pathlib import Path
 from queue import Empty
 from time import monotonic
 
@@ -28,7 +38,14 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
 
+from . import sandbox
 from .probe import MARKER
+
+#: The wall-clock backstop of a cell is this many times its CPU limit, plus :data:`WALL_EXTRA_SECONDS`.
+WALL_FACTOR = 5
+WALL_EXTRA_SECONDS = 60
+#: How often (seconds) the kernel's CPU time is read while a cell runs.
+CPU_POLL_SECONDS = 0.25
 
 PROBE_SOURCE = ("import convcourse.grading.probe as _convcourse_probe\n_convcourse_probe.report({nonce!r})\n"
                 "del _convcourse_probe")
@@ -44,24 +61,158 @@ def cell_timeout(cell: NotebookNode, default: int | None) -> int | None:
     return int(value) if value else default
 
 
-class GuardedExecute(Execute):
-    """Execute with per-cell timeouts, dead-kernel handling and an integrity probe."""
+def wall_backstop(cpu_limit: int | None) -> int | None:
+    """Wall-clock seconds after which a cell with a CPU limit of ``cpu_limit`` seconds is stopped anyway."""
+    return None if not cpu_limit else WALL_FACTOR * cpu_limit + WALL_EXTRA_SECONDS
 
-    def create_kernel_manager(self):
+
+def _process_cpu(process) -> float:
+    """User-mode CPU seconds of ``process`` and all its descendants (alive ones, and those they reaped).
+
+    User time is what the cell's own computation costs, whatever else runs on the machine; time the OS
+    spends on the kernel's behalf (zeroing pages, reclaiming memory) grows with the machine's load, so
+    it is left to the wall-clock backstop and the notebook's RLIMIT_CPU."""
+    total = 0.0
+    try:
+        family = [process] + process.children(recursive=True)
+    except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: gone
+        return total
+    for member in family:
+        try:
+            t = member.cpu_times()
+            total += t.user + t.children_user
+        except Exception:  # noqa: BLE001 - ended meanwhile
+            pass
+    return total
+
+
+class Placement:
+    """Where one notebook's kernel runs: its sandbox (or none) and the host folder it starts in."""
+
+    def __init__(self, source: Path | None) -> None:
         from . import forkserver
 
-        if forkserver.active() is not None:
-            from .forkkernel import ForkKernelManager
+        self.owned: sandbox.Sandbox | None = None
+        self.scratch: Path | None = None
+        self.skipped: list[str] = []
+        server = forkserver.active()
+        self.sandbox = server.sandbox if server is not None else None
+        if self.sandbox is None and sandbox.enabled():
+            self.sandbox = self.owned = sandbox.Sandbox("kernel")
+        if self.sandbox is not None:
+            sandbox.clear(self.sandbox.input_dir)
+            if source is not None:
+                self.skipped = sandbox.safe_copy(source, self.sandbox.input_dir, skip_notebooks=True)
+            self.host_cwd = self.sandbox.root
+        else:
+            self.scratch = Path(tempfile.mkdtemp(prefix="convcourse-kernel-"))
+            if source is not None:
+                self.skipped = sandbox.safe_copy(source, self.scratch, skip_notebooks=True)
+            self.host_cwd = self.scratch
 
-            self.kernel_manager_class = ForkKernelManager
-        return super().create_kernel_manager()
+    def configure(self, km) -> None:
+        """Sandboxed kernels talk over unix sockets in the sandbox's ipc folder (no network inside)."""
+        km.placement = self
+        if self.sandbox is not None:
+            km.transport = "ipc"
+            km.connection_file = str(self.sandbox.ipc_dir / f"k{secrets.token_hex(4)}.json")
+            km.ip = km.connection_file[:-5] + "-ipc"
+
+    def close(self) -> None:
+        if self.owned is not None:
+            self.owned.close()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class GuardedExecute(Execute):
+    """Execute with CPU-time cell limits, sandboxed kernels, dead-kernel handling and an integrity probe."""
+
+    _placement: Placement | None = None
+
+    def create_kernel_manager(self):
+        from .forkkernel import ForkKernelManager
+
+        self.kernel_manager_class = ForkKernelManager
+        km = super().create_kernel_manager()
+        if self._placement is not None:
+            self._placement.configure(km)
+        return km
+
+    async def async_start_new_kernel(self, **kwargs):
+        if self._placement is not None:
+            kwargs["cwd"] = str(self._placement.host_cwd)
+        return await super().async_start_new_kernel(**kwargs)
+
+    start_new_kernel = run_sync(async_start_new_kernel)
+
+    def _kernel_process(self):
+        import psutil
+
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        pid = getattr(process, "host_pid", None) or getattr(process, "pid", None)
+        try:
+            return psutil.Process(pid) if pid else None
+        except Exception:  # noqa: BLE001 - gone
+            return None
+
+    async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
+        """nbclient's loop, with the cell's CPU limit checked every :data:`CPU_POLL_SECONDS`."""
+        cpu_limit = cell_timeout(cell, self._cpu_default) if cell is not None else self._cpu_default
+        process = self._kernel_process()
+        cpu_start = _process_cpu(process) if process is not None else 0.0
+        deadline = None if timeout is None else monotonic() + timeout
+        timed_out_reply = None
+        while True:
+            try:
+                if timed_out_reply:
+                    msg = timed_out_reply
+                    msg["parent_header"] = {"msg_id": msg_id}
+                else:
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=CPU_POLL_SECONDS))
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    try:
+                        await asyncio.wait_for(task_poll_output_msg, self.iopub_timeout)
+                    except (asyncio.TimeoutError, Empty):
+                        if self.raise_on_iopub_timeout:
+                            task_poll_kernel_alive.cancel()
+                            raise CellTimeoutError.error_from_timeout_and_cell(
+                                "Timeout waiting for IOPub output", self.iopub_timeout, cell) from None
+                        self.log.warning("Timeout waiting for IOPub output")
+                    task_poll_kernel_alive.cancel()
+                    return msg
+            except Empty:
+                used = _process_cpu(process) - cpu_start if process is not None else 0.0
+                why = None
+                if cpu_limit and used > cpu_limit:
+                    why = (f"this cell used more than its {cpu_limit} s of CPU time (the kernel was "
+                           "interrupted; an endless loop?)")
+                elif deadline is not None and monotonic() > deadline:
+                    why = (f"this cell ran for more than {timeout} s without finishing (it used {used:.0f} s "
+                           "of CPU; waiting or sleeping?)")
+                if why:
+                    task_poll_kernel_alive.cancel()
+                    await self._async_check_alive()
+                    self.error_on_timeout = {"ename": "CellTimeoutError", "evalue": why,
+                                             "traceback": [f"CellTimeoutError: {why}"]}
+                    timed_out_reply = await self._async_handle_timeout(cpu_limit or timeout or 0, cell)
 
     def preprocess(self, nb: NotebookNode, resources=None, km=None):
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
-        default_timeout = self.timeout
-        self.timeout_func = lambda cell: cell_timeout(cell, default_timeout)
+        self._cpu_default = self.timeout
+        self.timeout_func = lambda cell: wall_backstop(cell_timeout(cell, self._cpu_default))
+        source = (self.resources.get("metadata") or {}).get("path")
+        self._placement = Placement(Path(source) if source else None) if km is None else None
+        try:
+            return self._preprocess(resources)
+        finally:
+            if self._placement is not None:
+                self._placement.close()
+                self._placement = None
+
+    def _preprocess(self, resources):
         stopped_at: int | None = None
         reason = ""
         self._nonce = secrets.token_hex(8)

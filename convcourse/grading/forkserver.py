@@ -21,6 +21,13 @@ fresh child, which becomes that learner's kernel:
   process, never on a reused pid (:class:`ForkedKernel`); :mod:`convcourse.grading.forkkernel` plugs
   this into jupyter_client as a kernel provisioner.
 
+Where kernels are sandboxed (:mod:`convcourse.grading.sandbox`), the whole server runs in one bubblewrap
+sandbox per worker, and its kernels with it: a worker grades one learner at a time, and between two
+learners (:meth:`ForkServer.sweep`) the server kills every process left in its PID namespace and wipes
+the work folder and /tmp, while the worker refills the read-only input folder with the next learner's
+files. So each kernel still sees only its own learner's files, and a server that starts once per worker
+keeps its speed (one sandbox start per worker instead of one per learner).
+
 The client side (:class:`ForkServer`) runs in the worker. ``CONVCOURSE_FORK_KERNELS=0`` turns fork
 kernels off; where the server cannot run (not Linux, no pidfd, a failed import) workers start ordinary
 kernels.
@@ -155,6 +162,8 @@ class _Server:
 
     def op_sweep(self, request: dict) -> None:
         killed = self.kill_all(forget=False)
+        if os.environ.get("CONVCOURSE_SANDBOXED"):
+            killed += _reset_sandbox()
         self.send({"killed": killed})
 
     def kill_all(self, forget: bool = True) -> list[int]:
@@ -208,6 +217,54 @@ class _Server:
             self.send({"pid": pid}, [pidfd])
         finally:
             os.close(pidfd)
+
+
+def _reset_sandbox() -> list[int]:
+    """In a sandboxed server, between two learners: kill every other process of this PID namespace (but
+    its init, pid 1), then empty the work folder and /tmp (except mounted folders: the ipc folder)."""
+    import shutil
+
+    me, killed = os.getpid(), []
+    for _ in range(20):
+        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+        if not others:
+            break
+        for pid in others:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except OSError:
+                pass
+        time.sleep(0.05)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+    try:
+        with open("/proc/self/mounts") as table:
+            mounts = {line.split()[1] for line in table}
+    except OSError:
+        mounts = set()
+
+    def wipe(folder: str) -> None:
+        for entry in os.scandir(folder):
+            if entry.path in mounts:
+                continue
+            if any(m.startswith(entry.path + "/") for m in mounts):
+                wipe(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+
+    for folder in ("/tmp", os.environ.get("HOME") or "/home/learner"):
+        wipe(folder)
+    os.makedirs(os.environ.get("MPLCONFIGDIR") or "/tmp/matplotlib", exist_ok=True)
+    return sorted(set(killed))
 
 
 def _child(request: dict, server: _Server, ready_w: int) -> None:
@@ -305,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             del sys.path[0]
         import importlib
 
+        if os.environ.get("MPLCONFIGDIR"):
+            os.makedirs(os.environ["MPLCONFIGDIR"], exist_ok=True)
         env_before = dict(os.environ)
         for name in PRELOAD:
             importlib.import_module(name)
@@ -334,6 +393,19 @@ def main(argv: list[str] | None = None) -> int:
 
 # ====================================================================================== client side
 
+def _pidfd_pid(pidfd: int) -> int | None:
+    """The pid (in this process's PID namespace) of the process a pidfd refers to."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}") as info:
+            for line in info:
+                if line.startswith("Pid:"):
+                    pid = int(line.split()[1])
+                    return pid if pid > 0 else None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class ForkedKernel:
     """A kernel forked by the server, with the :class:`subprocess.Popen` methods jupyter_client uses.
 
@@ -347,6 +419,7 @@ class ForkedKernel:
         self.pid = pid
         self.pidfd: int | None = pidfd
         self.returncode: int | None = None
+        self.host_pid = _pidfd_pid(pidfd) or pid
 
     def _ended(self, timeout: float | None = 0) -> bool:
         if self.pidfd is None:
@@ -400,14 +473,23 @@ class ForkServer:
         self.sock: socket.socket | None = None
         self.ready: dict | None = None
         self.lock = threading.Lock()
+        #: The sandbox the server and its kernels run in (None: unsandboxed).
+        self.sandbox = None
 
     def start(self) -> "ForkServer":
         """Start the server process; it imports in the background until :meth:`wait_ready`."""
+        from . import sandbox
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self.proc = subprocess.Popen([*self.prefix, "-m", "convcourse.grading.forkserver", str(theirs.fileno())],
-                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                         stdout=2, env=dict(os.environ))
+            cmd = [*self.prefix, "-m", "convcourse.grading.forkserver", str(theirs.fileno())]
+            env = sandbox.kernel_environment(dict(os.environ), sandboxed=False)
+            if sandbox.enabled():
+                self.sandbox = sandbox.Sandbox(f"server{os.getpid()}")
+                cmd = self.sandbox.command(cmd, fd=8 if theirs.fileno() == 9 else 9)
+                env = self.sandbox.environment(dict(os.environ))
+            self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                         stdout=2, env=env)
         finally:
             theirs.close()
         self.sock = ours
@@ -503,6 +585,9 @@ class ForkServer:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
 
 
 # ============================================================================ the worker's fork server

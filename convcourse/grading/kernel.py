@@ -25,9 +25,27 @@ limits.apply()
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+
+def _work_folder() -> None:
+    """In the sandbox: copy the learner's submitted files (read-only input) into the work folder."""
+    import shutil
+
+    source = os.environ.get("CONVCOURSE_KERNEL_INPUT")
+    if source and os.path.isdir(source) and os.getcwd() != source:
+        shutil.copytree(source, os.getcwd(), dirs_exist_ok=True, symlinks=True)
+        os.makedirs(os.environ.get("MPLCONFIGDIR") or "/tmp/matplotlib", exist_ok=True)
+
+
+_work_folder()
+del _work_folder
+
 import convcourse.checks  # noqa: E402,F401  (records the originals now)
 from convcourse.checks import _guard  # noqa: E402
 from convcourse.grading import probe  # noqa: E402
+
+import torch  # noqa: E402
+
+torch.set_num_threads(limits.threads())
 
 probe.snapshot()
 _guard.seal()  # imports every exercise, then records the grading machinery itself

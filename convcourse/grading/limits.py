@@ -25,6 +25,13 @@ def cpu_seconds() -> int:
     return int(os.environ.get("CONVCOURSE_KERNEL_CPU_SECONDS", str(DEFAULT_CPU_SECONDS)))
 
 
+def threads() -> int:
+    """torch/OpenMP threads of a grading kernel ($CONVCOURSE_KERNEL_THREADS, default 1): per-cell limits
+    count CPU time, so one thread makes a cell's CPU time its running time on an idle machine, and
+    parallel workers (one per core) do not oversubscribe the machine."""
+    return int(os.environ.get("CONVCOURSE_KERNEL_THREADS", "1"))
+
+
 def _cap(limit: int, value: int) -> None:
     soft, hard = resource.getrlimit(limit)
     if hard != resource.RLIM_INFINITY:
@@ -38,3 +45,6 @@ def apply() -> None:
         _cap(resource.RLIMIT_AS, memory_mb() * 2**20)
     if cpu_seconds() > 0:
         _cap(resource.RLIMIT_CPU, cpu_seconds())
+    nproc = int(os.environ.get("CONVCOURSE_KERNEL_NPROC", "0"))  # set by the sandbox where no cgroup caps it
+    if nproc > 0:
+        _cap(resource.RLIMIT_NPROC, nproc)

@@ -17,6 +17,12 @@ Upstream ``nbgrader autograde`` grades one submission after another in one proce
    hash covers the submitted files, the lesson's source, its gradebook entry, the learner's extension
    and the course config. Killing grading at any point loses at most the learners in flight, and
    a rerun grades them again to the same result. Submitted files are only ever read.
+
+Learner code is untrusted: kernels run sandboxed where bubblewrap works
+(:mod:`convcourse.grading.sandbox`; the report and the worker logs say whether they did), and what
+comes back from a learner's folders into ``autograded/`` is copied by
+:func:`convcourse.grading.sandbox.safe_copy`: regular files only (links are never followed), safe names,
+bounded in number and size.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Outcome:
     seconds: float = 0.0
     score: float | None = None
     max_score: float | None = None
+    sandboxed: bool | None = None
 
 
 @dataclass
@@ -59,6 +66,8 @@ class GradeReport:
     graded: list[Outcome] = field(default_factory=list)
     up_to_date: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: How the kernels ran: "sandboxed (...)" or "UNSANDBOXED: why" (:func:`sandbox.describe`).
+    sandbox: str = ""
 
     @property
     def problems(self) -> list[Outcome]:
@@ -111,6 +120,14 @@ class State:
 
     def put(self, lesson: str, student: str, entry: dict) -> None:
         self.data.setdefault(lesson, {})[student] = entry
+        self._save()
+
+    def put_meta(self, lesson: str, key: str, value: str) -> None:
+        """Per-lesson facts about the last run (kept under "_meta", never a learner's entry)."""
+        self.data.setdefault("_meta", {}).setdefault(lesson, {})[key] = value
+        self._save()
+
+    def _save(self) -> None:
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
         os.replace(tmp, self.path)  # atomic: a kill leaves the old or the new manifest, never half
@@ -247,12 +264,14 @@ def merge(gb, private: Path, course_id: str, lesson: str, student: str, timestam
 
 def install(source: Path, target: Path) -> None:
     """Replace ``target`` (a folder) by a copy of ``source`` so that a kill leaves the old or the new one."""
+    from ..grading.sandbox import safe_copy
+
     incoming = target.parent / f".{target.name}.incoming"
     old = target.parent / f".{target.name}.old"
     target.parent.mkdir(parents=True, exist_ok=True)
     if incoming.exists():
         shutil.rmtree(incoming)
-    shutil.copytree(source, incoming)
+    safe_copy(source, incoming)
     if target.exists():
         if old.exists():
             shutil.rmtree(old)
@@ -335,6 +354,9 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
             except Exception:  # noqa: BLE001 - MissingEntry: not graded yet
                 extensions[student] = None
     state = State(course.state_dir / "state.json")
+    from ..grading import sandbox
+
+    report.sandbox = sandbox.describe()
     keys, todo = {}, []
     for student in available:
         folder = course.root / "submitted" / student / lesson
@@ -365,14 +387,17 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
     logs = course.state_dir / "logs"
     logs.mkdir(exist_ok=True)
 
+    skipped: dict[str, list[str]] = {}
+
     def prepare(student: str) -> Path:
         from nbgrader.api import Gradebook
+
+        from ..grading.sandbox import safe_copy
 
         job = work / student
         shutil.copytree(course.root / "source" / lesson, job / "source" / lesson,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        shutil.copytree(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        skipped[student] = safe_copy(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson)
         shutil.copy(template, job / "gradebook.db")
         if extensions[student] is not None:
             with Gradebook(f"sqlite:///{job / 'gradebook.db'}", course.course_id) as private:
@@ -410,7 +435,10 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
             for _ in range(len(todo)):
                 student, job, answer = results.get()
                 outcome = Outcome(student, answer.get("status", "error"), answer.get("reason", ""),
-                                  answer.get("seconds", 0.0))
+                                  answer.get("seconds", 0.0), sandboxed=answer.get("sandboxed"))
+                if skipped.get(student):
+                    outcome.reason = "; ".join(filter(None, [outcome.reason, "files not graded: "
+                                                             + ", ".join(skipped[student])[:400]]))
                 if outcome.status in ("ok", "kernel-died"):
                     try:
                         outcome.score, outcome.max_score = merge(gb, job / "gradebook.db", course.course_id, lesson,
@@ -433,8 +461,18 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
         for thread in threads:  # after a normal run, wait until every worker (and its fork server) has ended
             thread.join(timeout=None if finished else 1)
     shutil.rmtree(work, ignore_errors=True)
+    unsandboxed = [o.student for o in report.graded if o.sandboxed is False]
+    if unsandboxed and not report.sandbox.startswith("UNSANDBOXED"):
+        report.sandbox = f"UNSANDBOXED for {len(unsandboxed)} learner(s) (see the worker logs); " + report.sandbox
+    state.put_meta(lesson, "sandbox", f"{time.strftime('%Y-%m-%d %H:%M')}: {report.sandbox}")
     report.seconds = time.monotonic() - started
     return report
+
+
+def sandbox_note(course: CourseRoot, lesson: str) -> str:
+    """One line for ``convcourse summary``: whether the last grading run of ``lesson`` was sandboxed."""
+    note = State(course.state_dir / "state.json").data.get("_meta", {}).get(lesson, {}).get("sandbox")
+    return f"grading kernels (last run {note})" if note else "grading kernels: no grading run recorded"
 
 
 def format_report(report: GradeReport) -> str:
@@ -442,6 +480,8 @@ def format_report(report: GradeReport) -> str:
     lines = [f"{report.lesson}: graded {graded} submission(s) in {report.seconds:.1f} s"
              + (f" ({60 * graded / report.seconds:.1f} notebooks/minute)" if graded and report.seconds else "")
              + (f"; {len(report.up_to_date)} unchanged since the last run" if report.up_to_date else "")]
+    if report.sandbox:
+        lines.append(f"grading kernels: {report.sandbox}")
     if report.problems:
         lines.append("learners needing attention:")
         for o in sorted(report.problems, key=lambda o: o.student):
@@ -455,4 +495,5 @@ def format_report(report: GradeReport) -> str:
 
 def report_json(report: GradeReport) -> str:
     return json.dumps({"lesson": report.lesson, "seconds": report.seconds, "up_to_date": report.up_to_date,
+                       "sandbox": report.sandbox,
                        "graded": [asdict(o) for o in report.graded]}, indent=1)

@@ -10,7 +10,8 @@ Everything else the worker or nbgrader prints goes to stderr (the worker's log f
 Each worker starts a fork server (:mod:`convcourse.grading.forkserver`) once: every learner's kernel
 is a fresh process forked from it, with torch and the checks already imported, instead of a Python
 started from scratch. ``CONVCOURSE_FORK_KERNELS=0``, or a server that cannot start, means ordinary
-kernels (the log says so once).
+kernels (the log says so once). Kernels run sandboxed where bubblewrap works
+(:mod:`convcourse.grading.sandbox`): the log's first lines and every reply say whether they were.
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ def grade(job: dict) -> dict:
     return {"status": "ok", "reason": "; ".join(notes)}
 
 
+def _sandboxed() -> bool:
+    from convcourse.grading import forkserver, sandbox
+
+    server = forkserver.active()
+    return server.sandbox is not None if server is not None else sandbox.enabled()
+
+
 def main() -> int:
     from convcourse.grading import ensure_tools_on_path
 
@@ -122,8 +130,9 @@ def main() -> int:
     sys.stdout = sys.stderr
     ensure_tools_on_path()
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from convcourse.grading import forkserver
+    from convcourse.grading import forkserver, sandbox
 
+    print(f"grading kernels: {sandbox.describe()}", file=sys.stderr, flush=True)
     forkserver.start()  # imports torch etc. in the background while nbgrader loads here
     import nbgrader.converters  # noqa: F401  (load once, before the first request)
 
@@ -143,6 +152,7 @@ def main() -> int:
         except Exception as error:  # noqa: BLE001 - one learner's failure must not stop the worker
             result = {"status": "error", "reason": f"grading crashed: {type(error).__name__}: {error}"[:500]}
         _sweep(forkserver.active())
+        result["sandboxed"] = _sandboxed()
         result["seconds"] = round(time.monotonic() - start, 3)
         replies.write(json.dumps(result) + "\n")
         replies.flush()
