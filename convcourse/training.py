@@ -64,14 +64,15 @@ def _placeholder(text: str, size: tuple[float, float] = (8, 2.2)) -> plt.Figure:
 
 
 def plot_history(history: dict | None, target: float = TARGET_ACCURACY) -> plt.Figure:
-    """Loss and accuracy per epoch (train, and test when the history has it)."""
+    """Loss and accuracy per epoch (train, and validation or test when the history has them)."""
     if not history or not history.get("loss"):
         return _placeholder("No training history yet: implement build_model and train_model.")
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
     left.plot(epochs, history["loss"], marker="o", ms=3, color=COLORS["input"])
     left.set(xlabel="epoch", ylabel="mean cross-entropy", title="training loss", yscale="log")
-    for key, label, color in (("train_accuracy", "train", COLORS["input"]), ("test_accuracy", "test", COLORS["output"])):
+    for key, label, color in (("train_accuracy", "train", COLORS["input"]), ("val_accuracy", "validation", COLORS["output"]),
+                              ("test_accuracy", "test", COLORS["kernel"])):
         if history.get(key):
             right.plot(epochs[:len(history[key])], 100 * np.asarray(history[key]), marker="o", ms=3, label=label,
                        color=color)

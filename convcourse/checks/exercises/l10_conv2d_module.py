@@ -25,6 +25,7 @@ from torch import nn
 from .. import _guard
 from ..conv import randn
 from ..core import Exercise, GradingError, describe_inputs, first_difference, register
+from ..quiz import Question, register_question
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -369,3 +370,50 @@ for _name, _compare, _suites in [
 ]:
     register(Exercise(name=_name, lesson="10_conv2d_module", reference=_reference, kind="custom",
                       compare=_compare, suites=_suites))
+
+
+# Check your understanding -------------------------------------------------------------------------
+
+def _construction_error(*args: Any, **kwargs: Any) -> str:
+    try:
+        nn.Conv2d(*args, **kwargs)
+    except Exception as error:  # the type is the answer
+        return type(error).__name__
+    return "no error"
+
+
+def _randn_to_default_ratio() -> float:
+    """std of standard-normal weights over the default's, sqrt(1 / (bound**2 / 3)), bound from torch's fan_in."""
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(nn.Conv2d(16, 32, 3).weight)
+    bound = 1 / math.sqrt(fan_in)
+    return 1 / (bound / math.sqrt(3))
+
+
+register_question(Question(
+    name="10_conv2d_module.q1", lesson="10_conv2d_module", form="an int",
+    answer=lambda: sum(p.numel() for p in nn.Conv2d(16, 32, 3).parameters()),
+    explain="The weight is (32, 16, 3, 3) = 4,608 numbers and the bias adds one per output channel: 4,608 + 32.",
+))
+register_question(Question(
+    name="10_conv2d_module.q2", lesson="10_conv2d_module", form="a tuple of four ints",
+    answer=lambda: tuple(nn.Conv2d(8, 16, (3, 5), groups=4).weight.shape),
+    explain="The weight is (out_channels, in_channels // groups, kH, kW): each output channel sees only the 8 / 4 "
+            "= 2 input channels of its group.",
+))
+register_question(Question(
+    name="10_conv2d_module.q3", lesson="10_conv2d_module", form="a tuple of strings, e.g. (\"name\",)",
+    answer=lambda: tuple(nn.Conv2d(3, 8, 3, bias=False).state_dict()),
+    explain="bias=False registers bias as None, and a None parameter is not saved: only the weight is.",
+))
+register_question(Question(
+    name="10_conv2d_module.q4", lesson="10_conv2d_module", kind="error", form="an exception name such as \"TypeError\"",
+    answer=lambda: _construction_error(4, 6, 3, groups=4),
+    explain="groups must divide both in_channels and out_channels; 6 is not divisible by 4, and the constructor "
+            "raises ValueError('out_channels must be divisible by groups').",
+))
+register_question(Question(
+    name="10_conv2d_module.q5", lesson="10_conv2d_module", kind="number", rtol=1e-3, form="a number",
+    answer=_randn_to_default_ratio,
+    explain="fan_in = 16·3·3 = 144; the default U(±1/√144) has standard deviation 1/√(3·144), torch.randn has 1, so "
+            "the ratio is √(3·144) = √432 ≈ 20.78.",
+))

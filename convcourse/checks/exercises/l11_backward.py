@@ -17,6 +17,7 @@ import torch
 from .. import _guard
 from ..conv import pair, randn
 from ..core import CONVOLUTION_OPS, Exercise, GradingError, Inputs, _Tripwire, describe_value, first_difference, register
+from ..quiz import Question, register_question
 
 RTOL, ATOL = 1e-6, 1e-8
 PARTS = ("grad_input", "grad_weight", "grad_bias")
@@ -308,4 +309,53 @@ def _f_suite(rows, base):
 FUNCTION = register(Exercise(
     name="Conv2dFunction", lesson="11_backward", reference=_function_reference, kind="custom",
     compare=_compare_function, suites={"visible": _f_suite(_F_VISIBLE, 300), "hidden": _f_suite(_F_HIDDEN, 400)},
+))
+
+
+# Check your understanding -------------------------------------------------------------------------
+
+def _grad_input_shape() -> tuple[int, ...]:
+    x = torch.zeros(2, 3, 9, 9, requires_grad=True)
+    _guard.conv2d(x, torch.ones(4, 3, 4, 4), None, 2, 0, 1, 1).sum().backward()
+    return tuple(x.grad.shape)
+
+
+def _unreached_pixels() -> int:
+    x = torch.zeros(1, 1, 9, 9, requires_grad=True)
+    _guard.conv2d(x, torch.ones(1, 1, 4, 4), None, 2, 0, 1, 1).sum().backward()
+    return int((x.grad == 0).sum())
+
+
+def _bias_gradient() -> float:
+    bias = torch.zeros(4, requires_grad=True)
+    out = _guard.conv2d(torch.zeros(2, 3, 7, 7), torch.zeros(4, 3, 3, 3), bias, 1, 0, 1, 1)
+    out.backward(torch.ones_like(out))
+    return float(bias.grad[0])
+
+
+def _backward_outputs() -> int:
+    import inspect
+
+    from ...stack import ReferenceConv2dFunction
+    return len(inspect.signature(ReferenceConv2dFunction.forward).parameters) - 1  # every argument but ctx
+
+
+register_question(Question(
+    name="11_backward.q1", lesson="11_backward", answer=_grad_input_shape, form="a tuple of four ints",
+    explain="grad_input always has the input's shape: each input number gets one partial derivative, whatever the "
+            "stride does to the output's size.",
+))
+register_question(Question(
+    name="11_backward.q2", lesson="11_backward", answer=_unreached_pixels, form="an int",
+    explain="The windows start at rows 0, 2 and 4 and cover rows 0 to 7: row 8 and column 8 are never read, "
+            "9 + 9 - 1 = 17 pixels, so their gradient is 0.",
+))
+register_question(Question(
+    name="11_backward.q3", lesson="11_backward", answer=_bias_gradient, kind="number", form="a number",
+    explain="grad_bias[o] sums grad_output over batch and positions: 2 · 5 · 5 = 50 ones.",
+))
+register_question(Question(
+    name="11_backward.q4", lesson="11_backward", answer=_backward_outputs, form="an int",
+    explain="backward returns one gradient per argument of forward (after ctx): grad_input, grad_weight, "
+            "grad_bias, and None for stride, padding, dilation and groups.",
 ))

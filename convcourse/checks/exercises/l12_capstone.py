@@ -9,6 +9,7 @@ digits of ``digits_split()`` correctly. Hidden checks repeat both in float64.
 from __future__ import annotations
 
 import copy
+import math
 import random
 from typing import Any
 
@@ -20,6 +21,7 @@ from ... import training
 from ...data import digits_split
 from .. import _guard
 from ..core import Exercise, Inputs, register
+from ..quiz import Question, register_question
 
 EXAMPLE_BATCH = 16
 
@@ -183,4 +185,46 @@ def _compare_trained_float64(got: Any, expected: Any, inputs: Inputs) -> str | N
 register(Exercise(
     name="trained_model_float64", lesson="12_capstone", reference=_nothing, kind="custom",
     compare=_compare_trained_float64,
+))
+
+
+# Check your understanding -------------------------------------------------------------------------
+
+def _steps_per_epoch() -> int:
+    (x_train, _), _ = digits_split()
+    return math.ceil(len(x_train) / 32)
+
+
+def _pooled_shape() -> tuple[int, ...]:
+    return tuple(nn.MaxPool2d(2)(torch.zeros(5, 32, 8, 8)).shape)
+
+
+def _two_layer_receptive_field() -> int:
+    """Rows of the input that one output pixel of two stacked 3x3 convolutions depends on (via its gradient)."""
+    x = torch.zeros(1, 1, 11, 11, requires_grad=True)
+    ones = torch.ones(1, 1, 3, 3)
+    out = _guard.conv2d(_guard.conv2d(x, ones, None, 1, 0, 1, 1), ones, None, 1, 0, 1, 1)
+    out[0, 0, 3, 3].backward()
+    return int((x.grad[0, 0] != 0).any(dim=1).sum())
+
+
+register_question(Question(
+    name="12_capstone.q1", lesson="12_capstone", answer=_steps_per_epoch, form="an int",
+    explain="One step per mini-batch: the 1,347 training digits make ⌈1347 / 32⌉ = 43 batches (the last one holds "
+            "the 3 digits left over).",
+))
+register_question(Question(
+    name="12_capstone.q2", lesson="12_capstone", answer=_pooled_shape, form="a tuple of four ints",
+    explain="MaxPool2d(2) has kernel_size 2 and stride 2 (stride defaults to the kernel size): each 2×2 block "
+            "becomes one pixel, so 8×8 becomes 4×4; batch and channels are kept.",
+))
+register_question(Question(
+    name="12_capstone.q3", lesson="12_capstone", answer=lambda: 13, form="an int",
+    explain="The 1,797 digits are the test set of the UCI data set, which its description says was written by "
+            "13 people (a different 30 of the 43 wrote the UCI training set).",
+))
+register_question(Question(
+    name="12_capstone.q4", lesson="12_capstone", answer=_two_layer_receptive_field, form="an int",
+    explain="Each output of the second layer reads 3 outputs of the first per side, and those reach one more "
+            "pixel on each side: 3 + 2 = 5 (receptive field k1 + k2 - 1, lesson 06).",
 ))
