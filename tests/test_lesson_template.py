@@ -20,7 +20,7 @@ from convcourse.checks.quiz import get_question, is_quiz_cell
 
 LESSONS = lessons()
 
-EXERCISE = re.compile(r"^## Exercise (\d+) · `([A-Za-z_]\w*)\(.*\)` \((\d+(?: \+ \d+)*) points?\)\s*$")
+EXERCISE = re.compile(r"^## Exercise (\d+) · `(?:class )?([A-Za-z_]\w*)\(.*\)` \((\d+(?: \+ \d+)*) points?\)\s*$")
 UNDERSTANDING = re.compile(r"^## Check your understanding \((\d+) points?\)\s*$")
 TIME = re.compile(r"Time:(\*\*)? about \d+(–\d+)? minutes")
 LINK = re.compile(r"\[[^\]]+\]\((https?://[^)\s]+)\)")
