@@ -158,3 +158,23 @@ def test_closing_sections_in_order_and_self_check_last(lesson):
         last = nb.cells[-1]
         assert last.cell_type == "code" and "selfcheck()" in last.source, f"{lesson}: the self-check cell is not last"
         assert positions[-1] < len(headings) - 1
+
+
+def test_readme_lesson_table_states_each_lessons_points():
+    """The README's lesson table gives every lesson's exercise and question points as its notebook grades them."""
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 6 and cells[0].isdigit():
+            rows[cells[0]] = (int(cells[3]), int(cells[4]))
+    for lesson in LESSONS:
+        exercise = question = 0
+        for cell in _notebook(lesson)["cells"]:
+            meta = cell["metadata"].get("nbgrader", {})
+            if cell["cell_type"] == "code" and meta.get("grade"):
+                if "check_answer(" in "".join(cell["source"]):
+                    question += meta["points"]
+                else:
+                    exercise += meta["points"]
+        assert rows.get(lesson[:2]) == (exercise, question), (
+            f"README lesson table row {lesson[:2]} should say {exercise} exercise and {question} question points")
