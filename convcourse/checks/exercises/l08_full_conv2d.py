@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _guard
-from ..conv import ConvArgs, conv_case, randn, variants
+from ..conv import ConvArgs, conv_case, randn, reduction_size, variants
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
 
 PARTS = ("bias", "geometry", "same_valid", "groups", "unbatched", "errors")
@@ -186,6 +186,7 @@ for _part in PARTS:
 register(Exercise(
     name="conv2d", lesson="08_full_conv2d", reference=_reference, kind="tensor",
     banned=CONVOLUTION_OPS | UNFOLD_OPS, variants=_variants, suites=SUITES,
+    reduction=lambda inputs: reduction_size(_args(**inputs)),
     hint="pad first (zeros; for 'same' the total per axis is dilation*(k-1), total//2 on the left/top), then "
          "for every output pixel (i, j) and kernel tap (a, b) read x_pad[..., i*sH + a*dH, j*sW + b*dW], use "
          "only the input channels of the output channel's group, and add bias[o] once.",

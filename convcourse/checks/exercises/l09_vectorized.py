@@ -22,7 +22,8 @@ import numpy
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..conv import ConvArgs, conv_exercise, randn, variants
+from .. import _watch
+from ..conv import ConvArgs, conv_exercise, randn, reduction_size, variants
 from ..conv import conv_case as case
 from ..core import CONVOLUTION_OPS, Exercise, GradingError, register
 
@@ -169,11 +170,11 @@ class LoopMonitor(TorchDispatchMode):
     def __enter__(self):
         self._previous_trace = sys.gettrace()
         result = super().__enter__()
-        sys.settrace(self._trace)
+        _watch._set_trace(self._trace)
         return result
 
     def __exit__(self, exc_type, exc, tb):
-        sys.settrace(self._previous_trace)
+        _watch._set_trace(self._previous_trace)
         super().__exit__(exc_type, exc, tb)
         if exc_type is None and self.steps > self.budget:
             raise GradingError(self.message())
@@ -201,5 +202,6 @@ conv_exercise(
 register(Exercise(
     name="conv2d_fast_vectorized", lesson="09_vectorized", reference=_reference, kind="tensor",
     banned=CONVOLUTION_OPS, variants=_wrong_outputs, suites={"hidden": vectorized_cases},
+    reduction=lambda inputs: reduction_size(_args(**inputs)),
     monitor=LoopMonitor, hint=HINT,
 ))
