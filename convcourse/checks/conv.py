@@ -217,3 +217,16 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.T
     """Deterministic test tensor: standard normal values from a private generator."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=generator, dtype=dtype)
+
+
+def dtype_mismatch_cases(seed: int) -> list[dict[str, Any]]:
+    """Invalid calls F.conv2d refuses with RuntimeError because input, weight and bias dtypes differ."""
+    x, w, b = randn(1, 2, 5, 5, seed=seed), randn(3, 2, 3, 3, seed=seed + 1), randn(3, seed=seed + 2)
+    return [
+        dict(input=x.float(), weight=w),                                     # float32 input, float64 weight
+        dict(input=x, weight=w.float()),                                     # float64 input, float32 weight
+        dict(input=(10 * x).long(), weight=(10 * w).long(), bias=b),         # int input and weight, float bias
+        dict(input=x, weight=w, bias=b.to(torch.complex128)),                # complex bias
+        dict(input=x, weight=w, bias=b.float()),                             # float32 bias
+    ]
+

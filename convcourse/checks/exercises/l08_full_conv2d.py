@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _guard
-from ..conv import ConvArgs, conv_case, randn, reduction_size, variants
+from ..conv import ConvArgs, conv_case, dtype_mismatch_cases, randn, reduction_size, variants
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
 
 PARTS = ("bias", "geometry", "same_valid", "groups", "unbatched", "errors")
@@ -114,7 +114,7 @@ def _errors(hidden: bool) -> list[dict[str, Any]]:
     wrong_bias["bias"] = randn(4, seed=81)                                      # 4 biases, 3 output channels
     flat_input = dict(input=randn(6, 6, seed=82), weight=randn(1, 1, 3, 3, seed=83))   # 2-D input
     five_d = dict(input=randn(1, 1, 2, 6, 6, seed=84), weight=randn(1, 1, 3, 3, seed=85))
-    return cases + [wrong_bias, flat_input, five_d]
+    return cases + [wrong_bias, flat_input, five_d] + dtype_mismatch_cases(seed=86)
 
 
 _PART_CASES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {

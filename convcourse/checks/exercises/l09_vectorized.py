@@ -23,7 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import _watch
-from ..conv import ConvArgs, conv_exercise, randn, reduction_size, variants
+from ..conv import ConvArgs, conv_exercise, dtype_mismatch_cases, randn, reduction_size, variants
 from ..conv import conv_case as case
 from ..core import CONVOLUTION_OPS, Exercise, GradingError, register
 
@@ -90,7 +90,7 @@ def hidden_cases() -> list[dict[str, Any]]:
     wrong_bias["bias"] = randn(4, seed=401)
     cases.append(wrong_bias)
     cases.append(dict(input=randn(6, 6, seed=402), weight=randn(1, 1, 3, 3, seed=403)))
-    return cases
+    return cases + dtype_mismatch_cases(seed=410)   # input, weight and bias of different dtypes
 
 
 def vectorized_cases() -> list[dict[str, Any]]:

@@ -190,7 +190,7 @@ def compare_gradients(got: Any, expected: tuple[torch.Tensor, ...], inputs: Inpu
     settings = ", ".join(f"{k}={inputs[k]!r}" for k in ("stride", "padding", "dilation", "groups") if k in inputs)
     shapes = (f"grad_output {tuple(inputs['grad_output'].shape)}, input {tuple(inputs['input'].shape)}, "
               f"weight {tuple(inputs['weight'].shape)}")
-    header = f"{who} with {shapes}, {settings}:"
+    header = f"{who} with {shapes}" + (f", {settings}" if settings else "") + ":"
     tail = f"\n(correct: {', '.join(fine)})" if fine else ""
     return header + "\n- " + "\n- ".join(problems) + tail
 
