@@ -91,12 +91,14 @@ threading._start_new_thread = _start_new_thread  # type: ignore[attr-defined]
 _TRUSTED_THREAD_MODULES = ("ipykernel.", "IPython.", "jupyter_client.", "zmq.", "tornado.", "asyncio.",
                            "concurrent.futures.", "debugpy.", "pydevd", "_pytest.", "pytest_timeout",
                            "execnet.", "xdist.", "convcourse.grading.", "nbclient.", "comm.", "ipywidgets.")
-_BASELINE_THREADS: set[int] = {t.ident for t in threading.enumerate() if t.ident is not None}
+# Thread objects, not idents: an ident can be reused by a later thread (and a fork-server kernel
+# inherits the server's idents, whose threads no longer exist after the fork).
+_BASELINE_THREADS: list[threading.Thread] = list(threading.enumerate())
 
 
 def mark_baseline() -> None:
-    """Record the threads alive now as the kernel's own (called by the grading kernel at start-up)."""
-    _BASELINE_THREADS.update(t.ident for t in threading.enumerate() if t.ident is not None)
+    """Record the threads alive now as the kernel's own (the grading kernel may call it at start-up)."""
+    _BASELINE_THREADS.extend(t for t in threading.enumerate() if not any(t is b for b in _BASELINE_THREADS))
 
 
 def _module_of(obj: Any) -> str:
@@ -107,7 +109,7 @@ def _module_of(obj: Any) -> str:
 
 
 def _trusted(thread: threading.Thread) -> bool:
-    if thread.ident in _BASELINE_THREADS or thread is threading.main_thread():
+    if any(thread is known for known in _BASELINE_THREADS) or thread is threading.main_thread():
         return True
     if isinstance(thread, threading._DummyThread):  # type: ignore[attr-defined]
         return False

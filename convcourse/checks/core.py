@@ -379,10 +379,12 @@ def first_difference(got: torch.Tensor, expected: torch.Tensor, rtol: float, ato
     n_bad = int(bad.sum())
     index = tuple(int(i) for i in bad.nonzero()[0]) if n_bad else ()
     worst = float(diff[~diff.isnan()].max()) if diff.numel() and not diff.isnan().all() else math.nan
-    position = f"at index {index}" if index else ""
-    yours = float(got[index]) if index else math.nan
-    theirs = float(expected[index]) if index else math.nan
-    return (f"first difference {position}: yours {yours:.6g}, torch {theirs:.6g}; "
+    if not n_bad:  # e.g. a 0-d result: no index to show
+        return f"yours and torch's differ, largest error {worst:.3g}"
+    yours, theirs = got[index], expected[index]
+    show = (lambda v: f"{complex(v):.6g}") if yours.dtype.is_complex or theirs.dtype.is_complex else \
+        (lambda v: f"{float(v):.6g}")
+    return (f"first difference at index {index}: yours {show(yours)}, torch {show(theirs)}; "
             f"{n_bad} of {bad.numel()} entries differ, largest error {worst:.3g}")
 
 
