@@ -113,10 +113,11 @@ def _trusted(thread: threading.Thread) -> bool:
         return True
     if isinstance(thread, threading._DummyThread):  # type: ignore[attr-defined]
         return False
-    if not _module_of(type(thread)).startswith(_TRUSTED_THREAD_MODULES) and type(thread) is not threading.Thread:
+    plain = type(thread) in (threading.Thread, threading.Timer)
+    if not plain and not _module_of(type(thread)).startswith(_TRUSTED_THREAD_MODULES):
         return False
-    target = getattr(thread, "_target", None)
-    if type(thread) is threading.Thread:
+    target = getattr(thread, "_target", None) or getattr(thread, "function", None)
+    if plain:
         return target is not None and _module_of(target).startswith(_TRUSTED_THREAD_MODULES)
     return target is None or _module_of(target).startswith(_TRUSTED_THREAD_MODULES)
 
