@@ -218,10 +218,24 @@ class CallWatch:
             self.removed.append("profiler")
             return False
         for thread_events in result:
+            # Ranges nest (push/pop): an aten op counts when no other aten op encloses it, i.e. when learner
+            # code (or autograd, or a record_function range) called it, not when torch's own op called it
+            # internally (Tensor.repeat runs aten::unfold inside, which is not the learner unfolding).
+            stack: list[bool] = []
             for event in thread_events:
+                kind = event.kind()
+                if kind == "pop":
+                    if stack:
+                        stack.pop()
+                    continue
                 name = event.name()
-                if name.startswith("aten::"):
-                    self.ops.add(name[6:])
+                is_aten = name.startswith("aten::")
+                if kind == "push":
+                    if is_aten and not any(stack):
+                        self.ops.add(name[6:])
+                    stack.append(is_aten)
+                if is_aten:
+                    continue
                 else:
                     match = _AUTOGRAD_EVENT.match(name)
                     if match:
