@@ -252,6 +252,8 @@ def watched_call(exercise: "Exercise", thunk: Callable[[], Any], *, banned: froz
             raise GradingError(f"{label} used torch's autograd (it ran {', '.join(used[:3])}). This "
                                "exercise asks you to compute the gradients yourself, without autograd: no "
                                ".backward(), torch.autograd.grad or torch.func on your own forward.")
+    if stopped is not None:  # a monitor's own verdict (a trace function that raised is unset by Python)
+        raise stopped
     if watch.removed:
         raise GradingError(f"{label}: the grader's call monitor ({watch.removed[0]}) was removed during "
                            "the call.")
