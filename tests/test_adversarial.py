@@ -130,3 +130,41 @@ def test_feedback_shows_messages_but_no_hidden_test_source(graded):
     assert "k=tensor of shape (1, 1) (float64)" in hidden_fail
     assert "Likely mistake: your output is the true (flipped-kernel) convolution" in _feedback_text(course, "wrong")
     assert "called torch's convolution" in _feedback_text(course, "conv2d_in_loops")
+
+
+# ---- issue 11: lessons 05, 08, 09, 10, 11 -- one autograde run per lesson, many learners --------------
+
+from adversarial.lessons import LESSONS, build  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=sorted(LESSONS))
+def lesson_graded(request, tmp_path_factory):
+    lesson = request.param
+    submissions = LESSONS[lesson]
+    tmp = tmp_path_factory.mktemp(f"adversarial-{lesson}")
+    course = make_course(tmp, [lesson], students=[s.student for s in submissions])
+    run_in(course, ["generate_assignment", lesson, "--force"])
+    for submission in submissions:
+        course.submit(lesson, submission.student, build(submission))
+    run_in(course, ["autograde", lesson, "--force"])
+    return lesson, course, submissions
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def test_lesson_submissions_get_their_expected_scores_and_messages(lesson_graded):
+    lesson, course, submissions = lesson_graded
+    problems = []
+    for submission in submissions:
+        scores = course.scores(lesson, submission.student)
+        got = {k: scores.get(k) for k in submission.expected}
+        if got != submission.expected:
+            problems.append((submission.student, submission.what, got, submission.expected))
+        if submission.message:
+            first = next(iter(submission.expected))
+            text = _outputs_text(_cell(course.autograded(lesson, submission.student), first))
+            if submission.message not in text:
+                problems.append((submission.student, "message", submission.message, text[-1500:]))
+    assert not problems, problems

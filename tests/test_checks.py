@@ -321,3 +321,339 @@ def test_value_exercise_is_not_fooled_by_an_object_equal_to_everything():
     assert "returned <a AlwaysEqual>" in message
     message = failure(size, lambda size, kernel_size: (AlwaysEqual(),), size=7, kernel_size=3)
     assert "return plain numbers" in message
+
+
+# ---- issue 11: comparisons learner code cannot see ------------------------------------------------
+
+def _tensors_in_frames() -> list[torch.Tensor]:
+    import sys
+
+    found, frame = [], sys._getframe(1)
+    while frame is not None:
+        found += [v for v in frame.f_locals.values() if isinstance(v, torch.Tensor)]
+        found += [v for d in frame.f_locals.values() if isinstance(d, dict) for v in d.values()
+                  if isinstance(v, torch.Tensor)]
+        frame = frame.f_back
+    return found
+
+
+def test_torch_answer_is_not_in_any_frame_or_gc_while_the_learner_runs():
+    seen: list[torch.Tensor] = []
+
+    def snoop(x, k):
+        import gc
+
+        right = F.conv2d(X[None, None], K[None, None])[0, 0]  # the answer, made here only to look for it
+        candidates = _tensors_in_frames() + [o for o in gc.get_objects() if type(o) is torch.Tensor]
+        seen.extend(t for t in candidates if t is not right and t.shape == right.shape
+                    and torch.allclose(t, right))
+        raise RuntimeError("looked")
+
+    with pytest.raises(GradingError):
+        check("corr2d", lambda x, k: snoop(x, k), x=X, k=K)
+    assert seen == []
+
+
+def test_torch_exception_is_not_in_a_frame_while_the_learner_runs():
+    found: list[BaseException] = []
+
+    def snoop(**kwargs):
+        import sys
+
+        frame = sys._getframe(1)
+        while frame is not None:
+            found.extend(v for v in frame.f_locals.values() if isinstance(v, RuntimeError))
+            frame = frame.f_back
+        return torch.zeros(1)
+
+    case = next(c for c in check_suite.__globals__["suite_cases"]("conv2d", "errors_hidden"))
+    with pytest.raises(GradingError, match="these arguments are invalid"):
+        check("conv2d", snoop, **case)
+    assert found == []
+
+
+def test_learner_changing_the_tests_own_inputs_is_refused():
+    x, k = X.clone(), K.clone()
+
+    def zero_the_callers_inputs(x_copy, k_copy):
+        import sys
+
+        frame = sys._getframe(1)
+        while frame is not None:
+            for value in list(frame.f_locals.values()):
+                if isinstance(value, dict):
+                    for t in value.values():
+                        if isinstance(t, torch.Tensor):
+                            t.zero_()
+            frame = frame.f_back
+        x_copy.zero_(), k_copy.zero_()
+        return torch.zeros(3, 5, dtype=torch.float64)
+
+    message = failure("corr2d", lambda x, k: zero_the_callers_inputs(x, k), x=x, k=k)
+    assert "changed" in message
+
+
+# ---- issue 11: bans that hold --------------------------------------------------------------------
+
+def _conv_via(route: str):
+    def corr(x, k):
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        a, b = x[None, None], k[None, None]
+        if route == "disable_modes":
+            with _disable_current_modes():
+                return F.conv2d(a, b)[0, 0]
+        if route == "disable_dispatch":
+            with torch._C._DisableTorchDispatch():
+                return F.conv2d(a, b)[0, 0]
+        if route == "aten":
+            return torch.ops.aten.convolution(a, b, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[0, 0]
+        if route == "subclass":
+            class Quiet(torch.Tensor):
+                pass
+            return F.conv2d(a.as_subclass(Quiet), b).as_subclass(torch.Tensor)[0, 0]
+        if route == "swallowed":
+            try:
+                torch.conv2d(a, b)
+            except Exception:
+                pass
+            return corr2d(x, k)
+        if route == "torch_fft":
+            return _fft_corr(x, k, torch.fft.rfft2, torch.fft.irfft2)
+        if route == "numpy_fft":
+            import numpy as np
+            return torch.from_numpy(_fft_corr(x.numpy(), k.numpy(), np.fft.rfft2, np.fft.irfft2))
+        if route == "numpy_correlate":
+            import numpy as np
+            rows = [sum(np.correlate(x[i + a].numpy(), k[a].numpy(), "valid") for a in range(k.shape[0]))
+                    for i in range(x.shape[0] - k.shape[0] + 1)]
+            return torch.tensor(np.array(rows))
+        raise ValueError(route)
+
+    return corr
+
+
+def _fft_corr(x, k, rfft2, irfft2):
+    h, w = x.shape
+    kh, kw = k.shape
+    spectrum = rfft2(x) * rfft2(k[::-1, ::-1].copy() if hasattr(k, "copy") else k.flip(0, 1), s=(h, w))
+    return irfft2(spectrum, s=(h, w))[kh - 1:, kw - 1:]
+
+
+@pytest.mark.parametrize("route", ["disable_modes", "disable_dispatch", "aten", "subclass", "swallowed"])
+def test_torch_convolution_is_caught_by_every_route(route):
+    message = failure("corr2d", _conv_via(route), x=X, k=K)
+    assert "called torch's convolution" in message and "the point is to see every multiply-add happen" in message
+
+
+@pytest.mark.parametrize("route, text", [("torch_fft", "torch.fft"), ("numpy_fft", "numpy.fft"),
+                                         ("numpy_correlate", "numpy.correlate")])
+def test_corr2d_rejects_fft_and_library_convolutions(route, text):
+    assert _conv_via(route)(X, K).shape == (3, 5)  # the route works outside grading
+    message = failure("corr2d", _conv_via(route), x=X, k=K)
+    assert text in message and "every multiply-add" in message
+
+
+def test_a_thread_started_by_the_learner_is_refused():
+    import threading
+
+    def in_a_thread(x, k):
+        box = []
+        t = threading.Thread(target=lambda: box.append(F.conv2d(x[None, None], k[None, None])[0, 0]))
+        t.start()
+        t.join()
+        return box[0]
+
+    assert "started a thread" in failure("corr2d", in_a_thread, x=X, k=K)
+
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait, daemon=True)
+    waiting.start()
+    try:
+        assert "background thread" in failure("corr2d", corr2d, x=X, k=K)
+    finally:
+        stop.set()
+        waiting.join()
+    assert check("corr2d", corr2d, x=X, k=K)
+
+
+def test_modes_and_hooks_left_behind_by_learner_code_are_refused():
+    from torch.overrides import TorchFunctionMode
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Spy():
+        assert "torch function mode" in failure("corr2d", corr2d, x=X, k=K)
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
+    try:
+        assert "global nn.Module hook" in failure("corr2d", corr2d, x=X, k=K)
+    finally:
+        handle.remove()
+
+
+class _TorchWrapper(torch.nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.inner = torch.nn.Conv2d(*args, **kwargs)
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def test_lesson10_rejects_subclassing_and_wrapping_torch_conv():
+    class Conv2d(torch.nn.Conv2d):
+        pass
+
+    for cls in (Conv2d, _TorchWrapper):
+        for exercise in ("Conv2d", "Conv2d_repr", "Conv2d_init"):
+            message = failure(exercise, cls, in_channels=2, out_channels=4, kernel_size=3)
+            assert "torch's own nn.Conv2d code" in message and "subclass nn.Module" in message, message
+
+
+def test_lesson11_rejects_autograd_in_conv2d_backward():
+    from convcourse.checks.exercises.l11_backward import backward_case
+
+    def through_autograd(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+        x, w = input.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+        out = (x[:, :1, :grad_output.shape[2], :grad_output.shape[3]] * 0).sum() + (w * 0).sum()
+        out.backward()
+        return torch.zeros_like(input), torch.zeros_like(weight), grad_output.sum((0, 2, 3))
+
+    message = failure("conv2d_backward", through_autograd, **backward_case(1, 1, 5, 5, 1, 3, 3, seed=1))
+    assert "used torch's autograd" in message
+
+
+def test_same_padding_cannot_read_the_registry_reference_or_measure_with_torch():
+    from convcourse.checks.core import get_exercise
+
+    def from_registry(kernel_size, dilation=1):
+        return get_exercise("same_padding").reference(kernel_size, dilation)
+
+    assert from_registry(3) == (1, 1, 1, 1)
+    assert "not to read it off torch" in failure("same_padding", from_registry, kernel_size=3)
+
+
+def test_pad2d_with_f_pad_fails_the_cases_where_torch_raises_too():
+    from convcourse.checks import suite_cases
+
+    invalid = [c for c in suite_cases("pad2d", "hidden") if c.get("mode") == "reflect" and c["pad"][0] == 4][0]
+    message = failure("pad2d", lambda x, pad, mode="constant", value=0.0: F.pad(x, tuple(pad), mode=mode, value=value),
+                      **invalid)
+    assert "called torch's padding" in message
+
+
+# ---- issue 11: correct work in any summation order never loses points ----------------------------
+
+def _loops_reversed(x, w, b, stride, padding, dilation, groups):
+    """conv2d by loops over kernel taps, summing in reverse order, in the input's dtype."""
+    two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    (sh, sw), (dh, dw) = two(stride), two(dilation)
+    ph, pw = two(padding)
+    x = F.pad(x, (pw, pw, ph, ph))
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
+    out = torch.zeros(n, o, oh, ow, dtype=x.dtype)
+    per = o // groups
+    for a in reversed(range(kh)):
+        for bb in reversed(range(kw)):
+            patch = x[:, :, a * dh:a * dh + sh * (oh - 1) + 1:sh, bb * dw:bb * dw + sw * (ow - 1) + 1:sw]
+            for g in reversed(range(groups)):
+                out[:, g * per:(g + 1) * per] += torch.einsum(
+                    "nchw,oc->nohw", patch[:, g * cg:(g + 1) * cg], w[g * per:(g + 1) * per, :, a, bb])
+    return out if b is None else out + b[None, :, None, None]
+
+
+def _unfold_matmul(x, w, b, stride, padding, dilation, groups):
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)   # (N, C*kh*kw, L)
+    cols = cols.view(n, groups, cg * kh * kw, -1)
+    out = torch.einsum("ngkl,gok->ngol", cols, w.view(groups, o // groups, -1)).reshape(n, o, -1)
+    two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    (sh, sw), (dh, dw), (ph, pw) = two(stride), two(dilation), two(padding)
+    oh = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out = out.view(n, o, oh, -1)
+    return out if b is None else out + b[None, :, None, None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("impl", [_loops_reversed, _unfold_matmul])
+def test_correct_convolutions_in_other_summation_orders_pass(dtype, impl):
+    # A wide reduction (64 channels x 5x5 taps) in float32: torch's kernel sums in another order.
+    case = dict(input=randn(2, 64, 12, 11, seed=5).to(dtype), weight=randn(8, 64, 5, 5, seed=6).to(dtype),
+                bias=randn(8, seed=7).to(dtype), stride=(2, 1), padding=2, dilation=(1, 2))
+
+    def conv2d_fast(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        return impl(input, weight, bias, stride, padding, dilation, groups)
+
+    assert check("conv2d_fast", conv2d_fast, **case)
+    if impl is _loops_reversed:
+        assert check("conv2d", conv2d_fast, **case)
+    wrong = lambda **kw: conv2d_fast(**kw) * (1 + 1e-3)  # noqa: E731
+    assert "is wrong" in failure("conv2d_fast", wrong, **case)
+
+
+def test_corr2d_in_float32_with_reversed_loops_passes():
+    x, k = randn(20, 24, seed=8).float(), randn(7, 6, seed=9).float()
+
+    def corr(x, k):
+        kh, kw = k.shape
+        out = torch.zeros(x.shape[0] - kh + 1, x.shape[1] - kw + 1, dtype=x.dtype)
+        for a in reversed(range(kh)):
+            for b in reversed(range(kw)):
+                out += x[a:a + out.shape[0], b:b + out.shape[1]] * k[a, b]
+        return out
+
+    assert check("corr2d", corr, x=x, k=k)
+    assert check_suite("corr2d", corr) and check_suite("corr2d", corr, "visible")
+
+
+def test_lesson10_unfold_einsum_forward_passes_every_suite():
+    import math
+
+    class Conv2d(torch.nn.Module):
+        def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                     bias=True, padding_mode="zeros", device=None, dtype=None):
+            super().__init__()
+            two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+            if groups <= 0 or in_channels % groups or out_channels % groups:
+                raise ValueError("groups")
+            if isinstance(padding, str) and (padding not in ("same", "valid") or
+                                             (padding == "same" and two(stride) != (1, 1))):
+                raise ValueError("padding")
+            if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+                raise ValueError("padding_mode")
+            self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+            self.kernel_size, self.stride, self.dilation = two(kernel_size), two(stride), two(dilation)
+            self.padding, self.padding_mode = (padding if isinstance(padding, str) else two(padding)), padding_mode
+            self.weight = torch.nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size,
+                                                         device=device, dtype=dtype))
+            self.bias = torch.nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
+            self.reset_parameters()
+
+        def reset_parameters(self):
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            torch.nn.init.uniform_(self.weight, -bound, bound)
+            if self.bias is not None:
+                torch.nn.init.uniform_(self.bias, -bound, bound)
+
+        def forward(self, x):
+            batched = x.dim() == 4
+            x = x if batched else x[None]
+            if self.padding == "same":
+                th, tw = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+                pads = (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+            elif self.padding == "valid":
+                pads = (0, 0, 0, 0)
+            else:
+                pads = (self.padding[1], self.padding[1], self.padding[0], self.padding[0])
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            out = _unfold_matmul(F.pad(x, pads, mode=mode), self.weight, self.bias, self.stride, 0, self.dilation,
+                                 self.groups)
+            return out if batched else out[0]
+
+    for suite in ("visible", "padding", "hidden"):
+        assert check_suite("Conv2d", Conv2d, suite)

@@ -37,7 +37,8 @@ def loop_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     o, cg, kh, kw = weight.shape
     (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
     if validate and (min(sh, sw, dh, dw) < 1 or groups < 1 or c % groups or o % groups or cg * groups != c
-                     or (bias is not None and tuple(bias.shape) != (o,))):
+                     or (bias is not None and tuple(bias.shape) != (o,))
+                     or weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype)):
         raise error("invalid arguments")
     if padding == "same":
         if validate and (sh, sw) != (1, 1):

@@ -47,6 +47,8 @@ def _validate(input, weight, bias, stride, dilation, groups):
         raise RuntimeError("channels and groups do not match")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise RuntimeError("bad bias")
+    if weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise RuntimeError("input, weight and bias dtypes differ")
 
 
 def unfold_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

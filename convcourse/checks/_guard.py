@@ -95,6 +95,7 @@ def _lookup(qualname: str) -> Any:
 _SEALED: tuple | None = None
 # The grading machinery's modules whose functions, classes and imported names seal() records.
 SEALED_MODULES = ("convcourse.checks", "convcourse.checks._guard", "convcourse.checks.core",
+                  "convcourse.checks._watch", "convcourse.checks.errors",
                   "convcourse.checks.conv", "convcourse.checks.quiz", "convcourse.grading.probe")
 
 

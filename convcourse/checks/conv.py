@@ -149,6 +149,9 @@ def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
             lambda: args.conv(x=x[..., ::dh, ::dw], dilation=1))
         add("dilation is used as the stride: dilation spaces the kernel's taps, stride moves the window.",
             lambda: args.conv(stride=(dh, dw), dilation=1))
+        add("dilation is ignored: your kernel taps are next to each other, but with dilation (dH, dW) tap (a, b) "
+            "reads x[i*sH + a*dH, j*sW + b*dW], so a k-tap kernel spans dilation*(k-1)+1 pixels.",
+            lambda: args.conv(dilation=1))
     sh, sw = pair(args.stride)
     if (sh, sw) != (1, 1):
         add("stride is ignored: the window must move by stride pixels each step.",
@@ -171,8 +174,9 @@ def conv_exercise(
     banned: frozenset[str] = frozenset(),
     suites: dict[str, Callable[[], list[Inputs]]] | None = None,
     hint: str = "",
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
+    rtol: float | None = None,
+    atol: float | None = None,
+    libraries: tuple | None = None,
 ) -> Exercise:
     """Register an exercise whose answer is F.conv2d applied to ``to_args(**inputs)``."""
 
@@ -182,8 +186,17 @@ def conv_exercise(
     def wrong_outputs(inputs: Inputs) -> dict[str, Any]:
         return {k: from_output(v, inputs) for k, v in variants(to_args(**inputs)).items() if v is not None}
 
+    def reduction(inputs: Inputs) -> int:
+        return reduction_size(to_args(**inputs))
+
     return register(Exercise(name=name, lesson=lesson, reference=reference, kind="tensor", banned=banned,
-                             variants=wrong_outputs, suites=suites or {}, hint=hint, rtol=rtol, atol=atol))
+                             variants=wrong_outputs, suites=suites or {}, hint=hint, rtol=rtol, atol=atol,
+                             reduction=reduction, libraries=libraries))
+
+
+def reduction_size(args: ConvArgs) -> int:
+    """How many products one output value of the convolution sums: (C_in / groups) * kH * kW."""
+    return int(args.weight[0].numel()) if args.weight.dim() >= 1 and args.weight.shape[0] else 1
 
 
 def conv_case(x_shape: tuple[int, ...], w_shape: tuple[int, ...], *, bias: bool = False, stride: Any = 1,
@@ -204,3 +217,16 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.T
     """Deterministic test tensor: standard normal values from a private generator."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=generator, dtype=dtype)
+
+
+def dtype_mismatch_cases(seed: int) -> list[dict[str, Any]]:
+    """Invalid calls F.conv2d refuses with RuntimeError because input, weight and bias dtypes differ."""
+    x, w, b = randn(1, 2, 5, 5, seed=seed), randn(3, 2, 3, 3, seed=seed + 1), randn(3, seed=seed + 2)
+    return [
+        dict(input=x.float(), weight=w),                                     # float32 input, float64 weight
+        dict(input=x, weight=w.float()),                                     # float64 input, float32 weight
+        dict(input=(10 * x).long(), weight=(10 * w).long(), bias=b),         # int input and weight, float bias
+        dict(input=x, weight=w, bias=b.to(torch.complex128)),                # complex bias
+        dict(input=x, weight=w, bias=b.float()),                             # float32 bias
+    ]
+

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
 
-from . import _guard
+from . import _guard, _watch
+from .errors import GradingError
 
 Inputs = dict[str, Any]
 
@@ -32,14 +33,15 @@ CONVOLUTION_OPS = frozenset({
 UNFOLD_OPS = frozenset({"im2col", "col2im", "unfold"})
 PAD_OPS = frozenset({"constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad1d",
                      "replication_pad2d", "_pad_circular", "pad", "_pad_enum"})
+FFT_OPS = frozenset({"_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft"} | {
+    f"fft_{kind}{dims}" for kind in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft") for dims in ("", "2", "n")})
 # What each group is called in messages.
 _BAN_NAMES = [(CONVOLUTION_OPS, "torch's convolution (F.conv2d, nn.Conv2d, torch.conv2d, ...)"),
-              (UNFOLD_OPS, "unfold/im2col (F.unfold, Tensor.unfold)"),
+              (FFT_OPS, "torch.fft (an FFT-based convolution)"), (UNFOLD_OPS, "unfold/im2col (F.unfold, Tensor.unfold)"),
               (PAD_OPS, "torch's padding (F.pad)")]
 
 
-class GradingError(AssertionError):
-    """A failed check: the message is written for the learner."""
+_EARLY_STOP = True
 
 
 class _Tripwire(TorchDispatchMode):
@@ -61,6 +63,8 @@ class _Tripwire(TorchDispatchMode):
 def describe_value(value: Any) -> str:
     """A short, exact description of one input: tensors by shape and dtype, the rest by repr."""
     if _guard.is_tensor(value):
+        if type(value) not in (_guard.ORIGINALS["torch.Tensor"], _guard.ORIGINALS["torch.nn.Parameter"]):
+            return f"a {type(value).__name__} (a torch.Tensor subclass)"
         dtype = str(value.dtype).replace("torch.", "")
         return f"tensor of shape {tuple(value.shape)} ({dtype})"
     if isinstance(value, _guard.ndarray):
@@ -99,8 +103,20 @@ class Exercise:
     # Optional factory of a context manager wrapped around the learner's call (e.g. an operation
     # counter); its __exit__ may raise GradingError with a message for the learner.
     monitor: Callable[[], Any] | None = None
-    rtol: float = 1e-6
-    atol: float = 1e-8
+    # None: torch.testing.assert_close's defaults for the result's dtype, scaled by sqrt(reduction(inputs)).
+    rtol: float | None = None
+    atol: float | None = None
+    reduction: Callable[[Inputs], int] | None = None
+    # (label, path prefixes, C function names) of Python libraries the learner's call may not enter.
+    libraries: tuple | None = None
+    # True: the learner's call may not run torch's autograd (backward exercises).
+    forbid_autograd: bool = False
+    # custom kind: collect(exercise, result, inputs) runs right after the learner's call and may call the
+    # learner's methods (watched with watched_call); it returns private copies for compare, before any
+    # of torch's answers exist.
+    collect: Callable[["Exercise", Any, Inputs], Any] | None = None
+    # Runs right before the learner's call (e.g. seeding random number generators).
+    prepare: Callable[[Inputs], None] | None = None
     hint: str = ""
 
 
@@ -139,53 +155,187 @@ def assert_untampered(exercise: str) -> None:
         )
 
 
-def call_learner(exercise: Exercise, fn: Callable[..., Any], inputs: Inputs) -> Any:
-    """Call ``fn(**inputs)`` on copies of the inputs, with the exercise's banned ops tripwired."""
+# ---------------------------------------------------------------------------- tolerances
+
+#: torch.testing.assert_close's default (rtol, atol) per dtype.
+_DTYPE_TOLERANCES = {
+    torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5),
+    torch.float64: (1e-7, 1e-7), torch.complex64: (1.3e-6, 1e-5), torch.complex128: (1e-7, 1e-7),
+}
+
+
+def tolerance(dtype: torch.dtype, reduction: int = 1) -> tuple[float, float]:
+    """(rtol, atol) for comparing a result of ``dtype`` that sums ``reduction`` products.
+
+    torch.testing.assert_close's defaults per dtype, scaled by sqrt(reduction): a correct result summed
+    in another order (loops, einsum, unfold + matmul) differs from torch's by rounding errors that grow
+    like the square root of the number of terms. Integer and bool results are compared exactly."""
+    rtol, atol = _DTYPE_TOLERANCES.get(dtype, (0.0, 0.0))
+    scale = math.sqrt(max(int(reduction), 1))
+    return rtol * scale, atol * scale
+
+
+def exercise_tolerance(exercise: "Exercise", dtype: torch.dtype, inputs: Inputs) -> tuple[float, float]:
+    """The exercise's fixed tolerance if it has one, else the dtype- and size-aware default."""
+    if exercise.rtol is not None and exercise.atol is not None:
+        return exercise.rtol, exercise.atol
+    try:
+        reduction = exercise.reduction(inputs) if exercise.reduction is not None else 1
+    except Exception:
+        reduction = 1
+    return tolerance(dtype, reduction)
+
+
+# ---------------------------------------------------------------------------- calling learner code
+
+@dataclasses.dataclass
+class Outcome:
+    """What a learner call did, recorded before any of the grader's answers exist.
+
+    ``value``: a private copy of the result (a plain tensor, a normalised value, or what the
+    exercise's ``collect`` made of it); ``error``: the exception the call raised (with ``error_type``
+    and ``error_text`` read at once); ``description``: the result described for messages."""
+
+    value: Any = None
+    raw: Any = None
+    error: BaseException | None = None
+    error_type: type | None = None
+    error_text: str = ""
+    description: str = ""
+    args: Any = None
+
+
+def watched_call(exercise: "Exercise", thunk: Callable[[], Any], *, banned: frozenset[str] | None = None,
+                 autograd_allowed: frozenset[str] | None = None, monitor: bool = True,
+                 forbid_autograd: bool | None = None, label: str | None = None) -> Outcome:
+    """Run learner code ``thunk()`` under the exercise's watch; GradingError for a banned operation.
+
+    Every banned aten operation is recorded by the profiler (whatever route reached it) and, for an
+    early stop, by the dispatcher tripwire; ``exercise.libraries`` traps banned Python libraries;
+    ``exercise.forbid_autograd`` refuses autograd nodes other than ``autograd_allowed``. The call's
+    own exception is returned in the Outcome (torch may raise too: compared later)."""
+    banned = exercise.banned if banned is None else banned
+    forbid_autograd = exercise.forbid_autograd if forbid_autograd is None else forbid_autograd
+    label = exercise.name if label is None else label
+    watch = _watch.CallWatch(exercise.libraries)
+    # The profiler records every aten op in C++ (cheap, and no route around it from Python); the
+    # dispatcher tripwire would stop a banned call at once but costs a Python call per operation.
+    tripwire = _Tripwire(banned) if banned and _EARLY_STOP else None
+    outcome = Outcome()
+    stopped: GradingError | None = None
+    with watch:
+        try:
+            context = exercise.monitor() if (monitor and exercise.monitor is not None) else contextlib.nullcontext()
+            if tripwire is None:
+                with context:
+                    outcome.raw = thunk()
+            else:
+                with tripwire:
+                    with context:
+                        outcome.raw = thunk()
+                    if _get_current_dispatch_mode() is not tripwire:
+                        watch.removed.append("dispatch mode")
+        except GradingError as error:
+            stopped = error
+        except NotImplementedError as error:
+            outcome.error = error
+        except Exception as error:
+            outcome.error = error
+    hits = sorted(set(banned) & watch.ops) + (tripwire.hits if tripwire is not None else [])
+    if watch.library_hits:
+        raise _library_error(exercise, watch.library_hits, label)
+    if hits:
+        raise _banned_error(exercise, hits, label)
+    if forbid_autograd:
+        used = sorted(watch.autograd - (autograd_allowed or frozenset()) - {"AccumulateGrad"})
+        if used:
+            raise GradingError(f"{label} used torch's autograd (it ran {', '.join(used[:3])}). This "
+                               "exercise asks you to compute the gradients yourself, without autograd: no "
+                               ".backward(), torch.autograd.grad or torch.func on your own forward.")
+    if stopped is not None:  # a monitor's own verdict (a trace function that raised is unset by Python)
+        raise stopped
+    if watch.removed:
+        raise GradingError(f"{label}: the grader's call monitor ({watch.removed[0]}) was removed during "
+                           "the call.")
+    if watch.threads_started:
+        raise GradingError(f"{label} started a thread. The grader watches what your code computes "
+                           "in the notebook's own thread; compute the answer there (no threading).")
+    if stopped is not None:
+        raise stopped
+    if isinstance(outcome.error, NotImplementedError):
+        raise GradingError(f"{exercise.name} is not implemented yet (it raised NotImplementedError).")
+    if outcome.error is not None:
+        outcome.error_type = type(outcome.error)
+        try:
+            outcome.error_text = str(outcome.error)
+        except Exception:
+            outcome.error_text = "(its message could not be read)"
+    return outcome
+
+
+def call_learner(exercise: "Exercise", fn: Callable[..., Any], inputs: Inputs) -> Outcome:
+    """Call ``fn(**inputs)`` on copies of the inputs under the exercise's watch; the Outcome holds a
+    private copy of the result (made before any of the grader's answers exist)."""
     if not callable(fn):
         raise GradingError(f"{exercise.name} should be a function, but it is {describe_value(fn)}")
     args = {k: _clone(v) for k, v in inputs.items()}
-    tripwire = _Tripwire(exercise.banned) if exercise.banned else None
-    try:
-        monitor = exercise.monitor() if exercise.monitor is not None else contextlib.nullcontext()
-        if tripwire is None:
-            with monitor:
-                result = fn(**args)
-        else:
-            with tripwire:
-                with monitor:
-                    result = fn(**args)
-                if _get_current_dispatch_mode() is not tripwire:
-                    tripwire.hits.append("<dispatch mode removed>")
-    except NotImplementedError:
-        raise GradingError(f"{exercise.name} is not implemented yet (it raised NotImplementedError).") from None
-    except GradingError:
-        if tripwire is not None and tripwire.hits:
-            raise _banned_error(exercise, tripwire.hits) from None
-        raise
-    except Exception as error:
-        if tripwire is not None and tripwire.hits:
-            raise _banned_error(exercise, tripwire.hits) from None
-        raise GradingError(
-            f"{exercise.name}({describe_inputs(inputs)}) raised {type(error).__name__}: {error}"
-        ) from error
-    if tripwire is not None and tripwire.hits:
-        raise _banned_error(exercise, tripwire.hits)
+    outcome = watched_call(exercise, lambda: fn(**args))
     for key, value in inputs.items():
         if _guard.is_tensor(value) and not _same_tensor(args[key], value):
             raise GradingError(f"{exercise.name} changed its input {key!r} in place; "
                                "work on a copy instead (e.g. x.clone()).")
-    return result
+    if outcome.error is None:
+        outcome.description = describe_value(outcome.raw)
+        if exercise.kind == "tensor":
+            outcome.value = private_tensor(outcome.raw, exercise.name)
+        elif exercise.kind == "value":
+            outcome.value = _normalise(outcome.raw)
+        elif exercise.collect is not None:
+            outcome.value = exercise.collect(exercise, outcome.raw, inputs)
+        else:
+            outcome.value = outcome.raw
+    outcome.args = args  # kept alive until the verdict: nothing the learner saw is freed while answers exist
+    return outcome
 
 
-def _banned_error(exercise: Exercise, hits: list[str]) -> GradingError:
-    if "<dispatch mode removed>" in hits:
-        return GradingError(f"{exercise.name}: the grader's call monitor was removed during the call.")
+def private_tensor(value: Any, what: str) -> Any:
+    """A copy of a learner's tensor-like result that learner code never saw (a plain tensor), or a
+    :class:`_Unreadable` saying why it is not one; made at once, before the grader's answers exist."""
+    if _guard.is_tensor(value):
+        return plain_tensor(value, what).clone()
+    if isinstance(value, _guard.ndarray):
+        try:
+            return _guard.from_numpy(_guard.np_array(value, copy=True, subok=False))
+        except TypeError as error:
+            return _Unreadable(f"a numpy array torch cannot read ({error})")
+    try:
+        return _guard.as_tensor(value, dtype=torch.float64)
+    except Exception:
+        return _Unreadable(type(value).__name__)
+
+
+class _Unreadable:
+    """A learner result that is not a tensor, array or nested list of numbers."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+def _banned_error(exercise: Exercise, hits: list[str], label: str | None = None) -> GradingError:
     if exercise.kind == "value":
         why = "This exercise asks you to work the answer out yourself, not to read it off torch."
     else:
         loops = " with loops" if exercise.banned & CONVOLUTION_OPS and exercise.banned & UNFOLD_OPS else ""
         why = f"This exercise asks you to compute it yourself{loops}; the point is to see every multiply-add happen."
-    return GradingError(f"{exercise.name} called {_ban_description(hits)}. {why}")
+    return GradingError(f"{label or exercise.name} called {_ban_description(hits)}. {why}")
+
+
+def _library_error(exercise: Exercise, hits: list[str], label: str | None = None) -> GradingError:
+    if exercise.libraries and len(exercise.libraries) > 3:
+        return GradingError(exercise.libraries[3].format(name=label or exercise.name, hit=hits[0]))
+    label_name = label or exercise.name
+    label = exercise.libraries[0] if exercise.libraries else "a banned library"
+    return GradingError(f"{label_name} called {hits[0]} ({label} are not allowed here). This exercise asks "
+                        "you to compute it yourself with loops; the point is to see every multiply-add happen.")
 
 
 def _clone(value: Any) -> Any:
@@ -214,21 +364,15 @@ def plain_tensor(value: Any, what: str) -> torch.Tensor:
         return value.detach()
 
 
-def to_tensor(value: Any, like: torch.Tensor, what: str) -> torch.Tensor:
-    """Convert a learner's output (tensor, numpy array, nested list) to a tensor, or explain why not."""
-    if _guard.is_tensor(value):
-        return plain_tensor(value, what)
-    if isinstance(value, _guard.ndarray):
-        try:
-            return _guard.from_numpy(_guard.np_array(value, copy=True, subok=False))
-        except TypeError as error:
-            raise GradingError(f"{what} returned a numpy array torch cannot read ({error}); return a "
-                               f"tensor like torch's {describe_value(like)}.") from None
-    try:
-        return _guard.as_tensor(value, dtype=like.dtype)
-    except Exception:
+def to_tensor(outcome: Outcome, like: torch.Tensor, what: str) -> torch.Tensor:
+    """The learner's private result as a tensor comparable with ``like``, or GradingError saying why not."""
+    value = outcome.value
+    if isinstance(value, _Unreadable):
         raise GradingError(f"{what} should return a tensor (or numpy array) like torch's "
-                           f"{describe_value(like)}, but it returned {type(value).__name__}") from None
+                           f"{describe_value(like)}, but it returned {value.why}")
+    if outcome.description.startswith(("tensor of shape", "array of shape")):
+        return value
+    return value.to(like.dtype) if value.dtype != like.dtype and not like.dtype.is_complex else value
 
 
 def first_difference(got: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> str:
@@ -237,18 +381,22 @@ def first_difference(got: torch.Tensor, expected: torch.Tensor, rtol: float, ato
     n_bad = int(bad.sum())
     index = tuple(int(i) for i in bad.nonzero()[0]) if n_bad else ()
     worst = float(diff[~diff.isnan()].max()) if diff.numel() and not diff.isnan().all() else math.nan
-    position = f"at index {index}" if index else ""
-    yours = float(got[index]) if index else math.nan
-    theirs = float(expected[index]) if index else math.nan
-    return (f"first difference {position}: yours {yours:.6g}, torch {theirs:.6g}; "
+    if not n_bad:  # e.g. a 0-d result: no index to show
+        return f"yours and torch's differ, largest error {worst:.3g}"
+    yours, theirs = got[index], expected[index]
+    show = (lambda v: f"{complex(v):.6g}") if yours.dtype.is_complex or theirs.dtype.is_complex else \
+        (lambda v: f"{float(v):.6g}")
+    return (f"first difference at index {index}: yours {show(yours)}, torch {show(theirs)}; "
             f"{n_bad} of {bad.numel()} entries differ, largest error {worst:.3g}")
 
 
-def compare_tensors(exercise: Exercise, got_raw: Any, expected: torch.Tensor, inputs: Inputs) -> str | None:
-    """Return None when ``got`` matches ``expected``, else a diagnostic message."""
-    what = f"{exercise.name}({describe_inputs(inputs)})"
-    got = to_tensor(got_raw, expected, exercise.name)
-    mistake = _diagnose(exercise, got, inputs)
+def compare_tensors(exercise: Exercise, outcome: Outcome, expected: torch.Tensor, inputs: Inputs,
+                    shown: Inputs | None = None) -> str | None:
+    """Return None when the learner's result matches ``expected``, else a diagnostic message."""
+    what = f"{exercise.name}({describe_inputs(inputs if shown is None else shown)})"
+    got = to_tensor(outcome, expected, exercise.name)
+    rtol, atol = exercise_tolerance(exercise, expected.dtype, inputs)
+    mistake = _diagnose(exercise, got, inputs, rtol, atol)
     if tuple(got.shape) != tuple(expected.shape):
         message = (f"{what} returned shape {tuple(got.shape)}, but torch gives {tuple(expected.shape)}.")
         if mistake:
@@ -258,15 +406,21 @@ def compare_tensors(exercise: Exercise, got_raw: Any, expected: torch.Tensor, in
         return (f"{what} returned dtype {str(got.dtype).replace('torch.', '')}, but torch keeps the input's "
                 f"{str(expected.dtype).replace('torch.', '')}. Create your output with dtype=x.dtype "
                 "(torch.zeros defaults to float32, which loses precision).")
-    if not _guard.allclose(got.double(), expected.double(), rtol=exercise.rtol, atol=exercise.atol,
-                           equal_nan=True):
-        message = f"{what} is wrong: {first_difference(got, expected, exercise.rtol, exercise.atol)}."
+    if not _close(got, expected, rtol, atol):
+        message = f"{what} is wrong: {first_difference(got, expected, rtol, atol)}."
         if mistake:
             message += f"\nLikely mistake: {mistake}"
         elif exercise.hint:
             message += f"\nHint: {exercise.hint}"
         return message
     return None
+
+
+def _close(got: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> bool:
+    if got.dtype.is_complex or expected.dtype.is_complex:
+        return bool(_guard.allclose(got.to(torch.complex128), expected.to(torch.complex128), rtol=rtol, atol=atol,
+                                    equal_nan=True))
+    return bool(_guard.allclose(got.double(), expected.double(), rtol=rtol, atol=atol, equal_nan=True))
 
 
 def _shape_hint(got: torch.Size, expected: torch.Size) -> str:
@@ -282,7 +436,7 @@ def _shape_hint(got: torch.Size, expected: torch.Size) -> str:
     return ""
 
 
-def _diagnose(exercise: Exercise, got: torch.Tensor, inputs: Inputs) -> str | None:
+def _diagnose(exercise: Exercise, got: torch.Tensor, inputs: Inputs, rtol: float, atol: float) -> str | None:
     if exercise.variants is None:
         return None
     try:
@@ -292,14 +446,15 @@ def _diagnose(exercise: Exercise, got: torch.Tensor, inputs: Inputs) -> str | No
     for explanation, wrong in variants.items():
         if wrong is None or tuple(wrong.shape) != tuple(got.shape):
             continue
-        if _guard.allclose(got.double(), wrong.double(), rtol=exercise.rtol, atol=exercise.atol):
+        if _close(got, wrong, rtol, atol):
             return explanation
     return None
 
 
-def compare_values(exercise: Exercise, got: Any, expected: Any, inputs: Inputs) -> str | None:
-    what = f"{exercise.name}({describe_inputs(inputs)})"
-    mine = _normalise(got)
+def compare_values(exercise: Exercise, mine: Any, expected: Any, inputs: Inputs,
+                   shown: Inputs | None = None) -> str | None:
+    """Exact comparison of a normalised learner value (see :func:`_normalise`) with torch's answer."""
+    what = f"{exercise.name}({describe_inputs(inputs if shown is None else shown)})"
     if _contains_unsupported(mine):
         return (f"{what} returned {mine!r}; return plain numbers (int/float), tuples or tensors, like "
                 f"torch's answer {expected!r}.")
@@ -359,56 +514,132 @@ def _contains_unsupported(value: Any) -> bool:
 
 
 def run_case(exercise: Exercise, fn: Callable[..., Any], inputs: Inputs) -> None:
-    """Check one learner call; raise GradingError with a diagnostic when it is wrong."""
+    """Check one learner call; raise GradingError with a diagnostic when it is wrong.
+
+    The learner's function runs first, on copies of the inputs; its result is copied into a private
+    tensor at once. Only then, inside :func:`_watch.reference_section` (no learner code can run
+    there), are torch's answer, torch's exception and the known mistakes computed, from a snapshot of
+    the inputs taken before the call (learner code cannot have changed it), and dropped again before
+    the verdict is returned."""
     assert_untampered(exercise.name)
+    frozen = _freeze(inputs)
+    if exercise.prepare is not None:
+        exercise.prepare(inputs)
+    outcome = call_learner(exercise, fn, inputs)
+    if not _matches(inputs, frozen):
+        raise GradingError(f"{exercise.name}: cannot grade, because code in this notebook changed the test's "
+                           "own input tensors during the call; work on copies of your arguments.")
+    with _watch.reference_section(exercise.name):
+        problem = _judge(exercise, outcome, frozen, inputs)
+    assert_untampered(exercise.name)
+    if problem:
+        raise GradingError(problem) from (outcome.error if outcome.error is not None and problem.startswith(
+            f"{exercise.name}(") and " raised " in problem else None)
+
+
+def _judge(exercise: Exercise, outcome: Outcome, frozen: Any, shown: Inputs) -> str | None:
+    """The verdict on one call, from torch's answer computed now (learner code does not run here)."""
+    inputs = _thaw(frozen)
+    what = f"{exercise.name}({describe_inputs(shown)})"
     try:
         expected = exercise.reference(**{k: _clone(v) for k, v in inputs.items()})
     except Exception as torch_error:
-        _expect_error(exercise, fn, inputs, torch_error)
-        return
-    got = call_learner(exercise, fn, inputs)
+        return _error_problem(exercise, outcome, what, torch_error)
+    if outcome.error is not None:
+        message = f"{what} raised {outcome.error_type.__name__}: {outcome.error_text}"
+        return message + _raw_error_hint(exercise, outcome.error_text, inputs)
     if exercise.kind == "tensor":
-        problem = compare_tensors(exercise, got, expected, inputs)
-    elif exercise.kind == "value":
-        problem = compare_values(exercise, got, expected, inputs)
-    elif exercise.kind == "custom" and exercise.compare is not None:
-        problem = exercise.compare(got, expected, inputs)
-    else:
-        raise ValueError(f"exercise {exercise.name!r} has kind {exercise.kind!r} but no comparison")
-    assert_untampered(exercise.name)
-    if problem:
-        raise GradingError(problem)
+        return compare_tensors(exercise, outcome, expected, inputs, shown)
+    if exercise.kind == "value":
+        return compare_values(exercise, outcome.value, expected, inputs, shown)
+    if exercise.kind == "custom" and exercise.compare is not None:
+        return exercise.compare(outcome.value, expected, inputs)
+    raise ValueError(f"exercise {exercise.name!r} has kind {exercise.kind!r} but no comparison")
 
 
-def _expect_error(exercise: Exercise, fn: Callable[..., Any], inputs: Inputs, torch_error: Exception) -> None:
-    what = f"{exercise.name}({describe_inputs(inputs)})"
+def _error_problem(exercise: Exercise, outcome: Outcome, what: str, torch_error: Exception) -> str | None:
+    """torch raised for these inputs: the learner's call must raise the same exception type."""
     expected_type = type(torch_error)
-    try:
-        args = {k: _clone(v) for k, v in inputs.items()}
-        if exercise.banned:
-            with _Tripwire(exercise.banned) as tripwire:
-                result = fn(**args)
-            if tripwire.hits:
-                raise _banned_error(exercise, tripwire.hits)
+    if outcome.error is not None:
+        if issubclass(outcome.error_type, expected_type):
+            return None
+        return (f"{what} raised {outcome.error_type.__name__}, but torch raises {expected_type.__name__} for "
+                f"these arguments ({_first_line(torch_error)}). Raise {expected_type.__name__} with a message "
+                "that says what is wrong.")
+    return (f"{what} returned {outcome.description}, but these arguments are invalid: torch raises "
+            f"{expected_type.__name__} ({_first_line(torch_error)}). Check the arguments and raise "
+            f"{expected_type.__name__}.")
+
+
+_RAW_SHAPE_ERROR = ("must match the size of tensor", "The size of tensor", "shapes cannot be multiplied",
+                    "size mismatch", "Expected size", "invalid for input of size", "cannot be broadcast",
+                    "doesn't match the broadcast shape", "must match the existing size")
+
+
+def _raw_error_hint(exercise: Exercise, text: str, inputs: Inputs) -> str:
+    """A hint for torch's raw shape/broadcasting errors, when groups are the likely cause."""
+    if not any(marker in text for marker in _RAW_SHAPE_ERROR):
+        return ""
+    groups = inputs.get("groups", 1)
+    if isinstance(groups, int) and groups > 1:
+        weight = inputs.get("weight")
+        per_group = f" ({weight.shape[1]} here)" if _guard.is_tensor(weight) and weight.dim() == 4 else ""
+        return (f"\nHint: with groups={groups} the weight has in_channels // groups input channels{per_group}: "
+                "output channel o reads only the input channels of its group g = o // (out_channels // groups), "
+                "input[:, g*C_g:(g+1)*C_g] with C_g = in_channels // groups.")
+    return ("\nHint: this is torch's own shape error from inside your code: print the shapes of the tensors "
+            "you combine on that line and compare them with the formula.")
+
+
+# ---------------------------------------------------------------------------- input snapshots
+
+@dataclasses.dataclass(frozen=True)
+class _FrozenTensor:
+    data: bytes
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    requires_grad: bool
+
+
+def _freeze(value: Any) -> Any:
+    """An immutable snapshot of test inputs (tensors as bytes), taken before learner code runs."""
+    if _guard.is_tensor(value):
+        t = value.detach().cpu().contiguous()
+        return _FrozenTensor(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"",
+                             tuple(t.shape), t.dtype, bool(value.requires_grad))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", tuple(_freeze(v) for v in value))
+    if isinstance(value, tuple):
+        return ("tuple", tuple(_freeze(v) for v in value))
+    return ("value", value)
+
+
+def _thaw(frozen: Any) -> Any:
+    if isinstance(frozen, _FrozenTensor):
+        if not frozen.data:
+            t = torch.empty(frozen.shape, dtype=frozen.dtype)
         else:
-            result = fn(**args)
-    except NotImplementedError:
-        raise GradingError(f"{exercise.name} is not implemented yet (it raised NotImplementedError).") from None
-    except GradingError:
-        raise
-    except Exception as error:
-        if isinstance(error, expected_type):
-            return
-        raise GradingError(
-            f"{what} raised {type(error).__name__}, but torch raises {expected_type.__name__} for these "
-            f"arguments ({_first_line(torch_error)}). Raise {expected_type.__name__} with a message that "
-            "says what is wrong."
-        ) from None
-    raise GradingError(
-        f"{what} returned {describe_value(result)}, but these arguments are invalid: torch raises "
-        f"{expected_type.__name__} ({_first_line(torch_error)}). Check the arguments and raise "
-        f"{expected_type.__name__}."
-    )
+            t = torch.frombuffer(bytearray(frozen.data), dtype=torch.uint8).view(frozen.dtype).reshape(frozen.shape)
+        return t.requires_grad_(frozen.requires_grad) if frozen.requires_grad else t
+    kind, payload = frozen
+    if kind == "dict":
+        return {k: _thaw(v) for k, v in payload}
+    if kind == "list":
+        return [_thaw(v) for v in payload]
+    if kind == "tuple":
+        return tuple(_thaw(v) for v in payload)
+    return payload
+
+
+def _matches(value: Any, frozen: Any) -> bool:
+    """True when ``value`` still equals its snapshot (compared without learner code)."""
+    try:
+        return _freeze(value) == frozen
+    except Exception:
+        return False
+
 
 
 def _first_line(error: Exception) -> str:

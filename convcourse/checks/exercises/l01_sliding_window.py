@@ -1,10 +1,16 @@
-"""Lesson 01: ``corr2d(x, k)``, 2-D cross-correlation with loops."""
+"""Lesson 01: ``corr2d(x, k)``, 2-D cross-correlation with loops.
+
+The rule: loops only. torch's convolution, unfold and torch.fft are banned at the aten level, and
+numpy's and scipy's convolutions and FFTs (numpy.fft, numpy.convolve/correlate, scipy.signal,
+scipy.ndimage, scipy.fft) are trapped while corr2d runs.
+"""
 
 import torch
 import torch.nn.functional as F
 
 from ..conv import ConvArgs, conv_exercise, randn
-from ..core import CONVOLUTION_OPS, UNFOLD_OPS
+from .._watch import LIBRARY_CONVOLUTIONS
+from ..core import CONVOLUTION_OPS, FFT_OPS, UNFOLD_OPS
 from ..quiz import Question, register_question
 
 
@@ -27,7 +33,7 @@ def _hidden():
 
 conv_exercise(
     "corr2d", "01_sliding_window", _args, lambda out, inputs: out[0, 0],
-    banned=CONVOLUTION_OPS | UNFOLD_OPS,
+    banned=CONVOLUTION_OPS | UNFOLD_OPS | FFT_OPS, libraries=LIBRARY_CONVOLUTIONS,
     suites={"visible": _visible, "hidden": _hidden},
     hint="out[i, j] is the sum over a, b of x[i + a, j + b] * k[a, b], for every i, j where the "
          "kernel fits inside x.",

@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from .. import _guard
 from ..conv import pair, randn
-from ..core import PAD_OPS, Exercise, GradingError, register
+from ..core import CONVOLUTION_OPS, PAD_OPS, Exercise, GradingError, register
 from ..quiz import Question, register_question
 
 _PAD_FUNCTIONS = frozenset(PAD_OPS | {"circular_pad2d", "reflection_pad3d", "replication_pad3d"})
@@ -258,6 +258,7 @@ def _same_hidden():
 
 register(Exercise(
     name="same_padding", lesson="05_padding", reference=_same_reference, kind="value",
+    banned=CONVOLUTION_OPS | PAD_OPS,  # the answer must be worked out, not measured with torch (or the registry)
     variants=_same_variants, suites={"visible": _same_visible, "hidden": _same_hidden},
     hint="along one axis the kernel spans dilation*(k-1)+1 pixels, so 'same' needs dilation*(k-1) extra "
          "pixels in all; torch puts half of that (rounded down) first and the rest after.",

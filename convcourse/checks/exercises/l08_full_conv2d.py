@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _guard
-from ..conv import ConvArgs, conv_case, randn, variants
+from ..conv import ConvArgs, conv_case, dtype_mismatch_cases, randn, reduction_size, variants
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
 from ..quiz import Question, register_question
 
@@ -115,7 +115,7 @@ def _errors(hidden: bool) -> list[dict[str, Any]]:
     wrong_bias["bias"] = randn(4, seed=81)                                      # 4 biases, 3 output channels
     flat_input = dict(input=randn(6, 6, seed=82), weight=randn(1, 1, 3, 3, seed=83))   # 2-D input
     five_d = dict(input=randn(1, 1, 2, 6, 6, seed=84), weight=randn(1, 1, 3, 3, seed=85))
-    return cases + [wrong_bias, flat_input, five_d]
+    return cases + [wrong_bias, flat_input, five_d] + dtype_mismatch_cases(seed=86)
 
 
 _PART_CASES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
@@ -187,6 +187,7 @@ for _part in PARTS:
 register(Exercise(
     name="conv2d", lesson="08_full_conv2d", reference=_reference, kind="tensor",
     banned=CONVOLUTION_OPS | UNFOLD_OPS, variants=_variants, suites=SUITES,
+    reduction=lambda inputs: reduction_size(_args(**inputs)),
     hint="pad first (zeros; for 'same' the total per axis is dilation*(k-1), total//2 on the left/top), then "
          "for every output pixel (i, j) and kernel tap (a, b) read x_pad[..., i*sH + a*dH, j*sW + b*dW], use "
          "only the input channels of the output channel's group, and add bias[o] once.",

@@ -22,7 +22,8 @@ import numpy
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..conv import ConvArgs, conv_exercise, randn, variants
+from .. import _watch
+from ..conv import ConvArgs, conv_exercise, dtype_mismatch_cases, randn, reduction_size, variants
 from ..conv import conv_case as case
 from ..core import CONVOLUTION_OPS, Exercise, GradingError, register
 from ..quiz import Question, register_question
@@ -90,7 +91,7 @@ def hidden_cases() -> list[dict[str, Any]]:
     wrong_bias["bias"] = randn(4, seed=401)
     cases.append(wrong_bias)
     cases.append(dict(input=randn(6, 6, seed=402), weight=randn(1, 1, 3, 3, seed=403)))
-    return cases
+    return cases + dtype_mismatch_cases(seed=410)   # input, weight and bias of different dtypes
 
 
 def vectorized_cases() -> list[dict[str, Any]]:
@@ -170,11 +171,11 @@ class LoopMonitor(TorchDispatchMode):
     def __enter__(self):
         self._previous_trace = sys.gettrace()
         result = super().__enter__()
-        sys.settrace(self._trace)
+        _watch._set_trace(self._trace)
         return result
 
     def __exit__(self, exc_type, exc, tb):
-        sys.settrace(self._previous_trace)
+        _watch._set_trace(self._previous_trace)
         super().__exit__(exc_type, exc, tb)
         if exc_type is None and self.steps > self.budget:
             raise GradingError(self.message())
@@ -202,6 +203,7 @@ conv_exercise(
 register(Exercise(
     name="conv2d_fast_vectorized", lesson="09_vectorized", reference=_reference, kind="tensor",
     banned=CONVOLUTION_OPS, variants=_wrong_outputs, suites={"hidden": vectorized_cases},
+    reduction=lambda inputs: reduction_size(_args(**inputs)),
     monitor=LoopMonitor, hint=HINT,
 ))
 

@@ -16,6 +16,7 @@ so the learner's constructor must raise the same exception type. Four exercises 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -24,8 +25,16 @@ from torch import nn
 
 from .. import _guard
 from ..conv import randn
-from ..core import Exercise, GradingError, describe_inputs, first_difference, register
+from ..core import (Exercise, GradingError, _freeze, _thaw, describe_inputs, first_difference, plain_tensor, register,
+                    tolerance, watched_call)
 from ..quiz import Question, register_question
+
+#: Lesson 10 builds the layer itself: running any code of torch's conv layers (subclassing nn.Conv2d,
+#: wrapping one, calling its methods on your module) is trapped while the learner's code runs.
+TORCH_CONV_LAYER = ("torch's nn.Conv2d code", ("torch/nn/modules/conv.py",), (),
+                    "{name} runs torch's own nn.Conv2d code ({hit}): it subclasses, wraps or calls torch's conv "
+                    "layer. This lesson builds the layer yourself: subclass nn.Module, create weight and bias as "
+                    "nn.Parameters, and call F.conv2d in forward.")
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -55,6 +64,9 @@ def _parameters_problem(got: nn.Module, expected: nn.Module, inputs: dict[str, A
     what = _what(inputs)
     if not isinstance(got, nn.Module):
         return f"{what} should build an nn.Module (class Conv2d(nn.Module)), but it is {type(got).__name__}."
+    if isinstance(got, _TORCH_CONV):
+        return (f"{what} is a subclass of torch's {_TORCH_CONV.__name__} ({type(got).__mro__[1].__name__}). This "
+                "lesson builds the layer yourself: subclass nn.Module, not nn.Conv2d.")
     mine = {name: p for name, p in got.named_parameters()}
     theirs = {name: p for name, p in expected.named_parameters()}
     if sorted(mine) != sorted(theirs):
@@ -90,6 +102,9 @@ def _parameters_problem(got: nn.Module, expected: nn.Module, inputs: dict[str, A
     return None
 
 
+_TORCH_CONV = nn.modules.conv._ConvNd
+
+
 def _wrong_outputs(torch_layer: nn.Module, x: torch.Tensor, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Outputs of common mistakes, computed with torch, to name the mistake."""
     out: dict[str, torch.Tensor] = {}
@@ -117,94 +132,150 @@ def _wrong_outputs(torch_layer: nn.Module, x: torch.Tensor, inputs: dict[str, An
     if stride != (1, 1):
         add("stride is not passed on in forward.", lambda: _guard.conv2d(x, w, b, 1, padding, dilation, groups))
     if dilation != (1, 1):
-        add("dilation is not passed on in forward.", lambda: _guard.conv2d(x, w, b, stride, padding, 1, groups))
+        add("dilation is not passed on in forward (dilation ignored).",
+            lambda: _guard.conv2d(x, w, b, stride, padding, 1, groups))
     if not isinstance(padding, str) and padding != (0, 0):
         add("padding is not passed on in forward.", lambda: _guard.conv2d(x, w, b, stride, 0, dilation, groups))
     return out
 
 
-def _forward_problem(got: nn.Module, torch_layer: nn.Module, inputs: dict[str, Any], direction: str,
-                     batched: bool = True) -> str | None:
-    what = _what(inputs)
-    x = _sample_input(torch_layer, inputs, batched=batched)
-    expected = torch_layer(x).detach()
-    try:
-        mine = got(x.clone())
-    except NotImplementedError:
+# Conv2d exercises: collect() calls the learner's module (constructor already ran) and records private
+# copies of everything compare() needs, as a list of steps; compare() rebuilds torch's layers from frozen
+# state and checks the steps in order. No torch output exists while the learner's code runs.
+
+@dataclasses.dataclass
+class _Forward:
+    direction: str
+    batched: bool
+    state: Any            # frozen state dict of the torch layer to compare with
+    dtype: torch.dtype    # the torch layer's dtype (after .to)
+    result: Any           # private copy of the learner's output, or an error message (str)
+
+
+def _frozen_state(module: nn.Module) -> Any:
+    return _freeze({k: v.detach() for k, v in module.state_dict().items()})
+
+
+def _torch_layer(inputs: dict[str, Any], state: Any, dtype: torch.dtype) -> nn.Module:
+    layer = nn.Conv2d(**inputs)
+    layer.load_state_dict(_thaw(state))
+    return layer.to(dtype)
+
+
+def _learner_forward(exercise: Exercise, got: nn.Module, x: torch.Tensor, what: str, direction: str) -> Any:
+    outcome = watched_call(exercise, lambda: got(x.clone()))
+    if isinstance(outcome.error, NotImplementedError):
         return f"{what}: forward is not implemented yet (it raised NotImplementedError)."
-    except Exception as error:
+    if outcome.error is not None:
         return (f"{what}: forward on an input of shape {tuple(x.shape)} ({direction}) raised "
-                f"{type(error).__name__}: {error}")
+                f"{outcome.error_type.__name__}: {outcome.error_text}")
+    mine = outcome.raw
     if not _guard.is_tensor(mine):
         return f"{what}: forward returned {type(mine).__name__}, not a tensor."
-    mine = mine.detach()
-    shape = "unbatched " if not batched else ""
+    return plain_tensor(mine, f"{what}: forward").clone()
+
+
+def collect_module(exercise: Exercise, got: Any, inputs: dict[str, Any]) -> list:
+    """Run the learner's layer (watched) and record what compare_module checks; stops at a problem."""
+    what = _what(inputs)
+    steps: list = []
+    try:
+        torch_layer = nn.Conv2d(**inputs)
+    except Exception:
+        return steps  # torch rejects these arguments: compare reports it, no learner code needs to run
+    outcome = watched_call(exercise, lambda: _parameters_problem(got, torch_layer, inputs))
+    if outcome.error is not None:
+        steps.append(f"{what}: reading its parameters raised {outcome.error_type.__name__}: {outcome.error_text}")
+        return steps
+    if outcome.raw:
+        steps.append(outcome.raw)
+        return steps
+    x = _sample_input(torch_layer, inputs)
+    state = _frozen_state(torch_layer)
+    problem = _load(exercise, got, torch_layer, what, "from nn.Conv2d into yours")
+    if problem:
+        return steps + [problem]
+    steps.append(_Forward("weights copied from nn.Conv2d", True, state, torch_layer.weight.dtype,
+                          _learner_forward(exercise, got, x, what, "weights copied from nn.Conv2d")))
+    # yours -> torch, after giving your layer new values
+    generator = torch.Generator().manual_seed(11)
+
+    def new_values():
+        with torch.no_grad():
+            for p in got.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.dtype))
+
+    outcome = watched_call(exercise, new_values)
+    if outcome.error is not None:
+        return steps + [f"{what}: setting new parameter values raised {outcome.error_type.__name__}: "
+                        f"{outcome.error_text}"]
+    fresh = nn.Conv2d(**inputs)
+    problem = _load(exercise, fresh, got, what, "from yours into nn.Conv2d")
+    if problem:
+        return steps + [problem]
+    state = _frozen_state(fresh)
+    direction = "your weights copied into nn.Conv2d"
+    steps.append(_Forward(direction, True, state, fresh.weight.dtype,
+                          _learner_forward(exercise, got, x, what, direction)))
+    steps.append(_Forward(direction, False, state, fresh.weight.dtype,
+                          _learner_forward(exercise, got, x[0], what, direction)))
+    # .to(dtype) moves the parameters (nn.Module does it when they are registered Parameters)
+    target = torch.float32 if fresh.weight.dtype == torch.float64 else torch.float64
+    outcome = watched_call(exercise, lambda: got.to(target))
+    if outcome.error is not None:
+        return steps + [f"{what}: .to({target}) raised {outcome.error_type.__name__}: {outcome.error_text}"]
+    if outcome.raw is not got or got.weight.dtype != target or (got.bias is not None and got.bias.dtype != target):
+        return steps + [(f"{what}: after .to({target}) the parameters are not {target}; keep weight and bias as "
+                         "registered nn.Parameters (not plain tensor attributes).")]
+    steps.append(_Forward(f"after .to({target})", True, state, target,
+                          _learner_forward(exercise, got, x.to(target), what, f"after .to({target})")))
+    return steps
+
+
+def _load(exercise: Exercise, target: nn.Module, source: nn.Module, what: str, direction: str) -> str | None:
+    outcome = watched_call(exercise, lambda: target.load_state_dict(source.state_dict()))
+    if outcome.error is not None:
+        return (f"{what}: copying the state dict {direction} failed ({outcome.error_type.__name__}: "
+                f"{outcome.error_text.strip().splitlines()[0][:200] if outcome.error_text.strip() else ''}). "
+                "Name the parameters weight and bias, with torch's shapes.")
+    return None
+
+
+def _forward_problem(step: _Forward, inputs: dict[str, Any]) -> str | None:
+    what = _what(inputs)
+    if isinstance(step.result, str):
+        return step.result
+    torch_layer = _torch_layer(inputs, step.state, step.dtype)
+    x = _sample_input(torch_layer, inputs, batched=step.batched)
+    with torch.no_grad():
+        expected = torch_layer(x).detach()
+    mine = step.result
+    shape = "unbatched " if not step.batched else ""
+    rtol, atol = tolerance(expected.dtype, _fan_in(inputs))
     if tuple(mine.shape) != tuple(expected.shape):
         message = (f"{what}: forward on a {shape}input of shape {tuple(x.shape)} returned shape "
                    f"{tuple(mine.shape)}, torch's layer {tuple(expected.shape)}.")
     elif mine.dtype != expected.dtype:
         return f"{what}: forward returned dtype {mine.dtype}, torch's layer {expected.dtype}."
-    elif not _guard.allclose(mine.double(), expected.double(), rtol=1e-6, atol=1e-8):
-        message = (f"{what}: forward ({direction}) differs from nn.Conv2d's on a {shape}input of shape "
-                   f"{tuple(x.shape)}: {first_difference(mine, expected, 1e-6, 1e-8)}.")
+    elif not _guard.allclose(mine.double(), expected.double(), rtol=rtol, atol=atol):
+        message = (f"{what}: forward ({step.direction}) differs from nn.Conv2d's on a {shape}input of shape "
+                   f"{tuple(x.shape)}: {first_difference(mine, expected, rtol, atol)}.")
     else:
         return None
-    for text, wrong in _wrong_outputs(torch_layer, x, inputs).items():
+    with torch.no_grad():
+        wrong_outputs = _wrong_outputs(torch_layer, x, inputs)
+    for text, wrong in wrong_outputs.items():
         if tuple(wrong.shape) == tuple(mine.shape) and _guard.allclose(mine.double(), wrong.double(),
-                                                                       rtol=1e-6, atol=1e-8):
+                                                                       rtol=rtol, atol=atol):
             return f"{message}\nLikely mistake: {text}"
     return message
 
 
-def _load(target: nn.Module, source: nn.Module, what: str, direction: str) -> str | None:
-    try:
-        target.load_state_dict(source.state_dict())
-    except Exception as error:
-        return (f"{what}: copying the state dict {direction} failed ({type(error).__name__}: "
-                f"{str(error).strip().splitlines()[0][:200]}). Name the parameters weight and bias, with torch's shapes.")
-    return None
-
-
-def compare_module(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
-    problem = _parameters_problem(got, expected, inputs)
-    if problem:
-        return problem
-    what = _what(inputs)
-    # torch -> yours
-    problem = _load(got, expected, what, "from nn.Conv2d into yours") or \
-        _forward_problem(got, expected, inputs, "weights copied from nn.Conv2d")
-    if problem:
-        return problem
-    # yours -> torch, after giving your layer new values
-    generator = torch.Generator().manual_seed(11)
-    with torch.no_grad():
-        for p in got.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.dtype))
-    fresh = nn.Conv2d(**inputs)
-    problem = _load(fresh, got, what, "from yours into nn.Conv2d") or \
-        _forward_problem(got, fresh, inputs, "your weights copied into nn.Conv2d") or \
-        _forward_problem(got, fresh, inputs, "your weights copied into nn.Conv2d", batched=False)
-    if problem:
-        return problem
-    # .to(dtype) moves the parameters (nn.Module does it when they are registered Parameters)
-    target = torch.float32 if got.weight.dtype == torch.float64 else torch.float64
-    try:
-        moved = got.to(target)
-    except Exception as error:
-        return f"{what}: .to({target}) raised {type(error).__name__}: {error}"
-    if moved is not got or got.weight.dtype != target or (got.bias is not None and got.bias.dtype != target):
-        return (f"{what}: after .to({target}) the parameters are not {target}; keep weight and bias as "
-                "registered nn.Parameters (not plain tensor attributes).")
-    problem = _forward_problem(got, fresh.to(target), inputs, f"after .to({target})")
-    if problem:
-        return problem
-    if torch.cuda.is_available():  # pragma: no cover - the course's tests run on CPU
-        try:
-            got.to("cuda")
-            if got.weight.device.type != "cuda":
-                return f"{what}: after .to('cuda') the weight is still on {got.weight.device}."
-        finally:
-            got.to("cpu")
+def compare_module(steps: list, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
+    for step in steps:
+        problem = step if isinstance(step, str) else _forward_problem(step, inputs)
+        if problem:
+            return problem
     return None
 
 
@@ -215,7 +286,29 @@ def _fan_in(inputs: dict[str, Any]) -> int:
     return inputs["in_channels"] // inputs.get("groups", 1) * kh * kw
 
 
-def _uniform_problem(values: torch.Tensor, bound: float, name: str, what: str, when: str) -> str | None:
+def _constant_hint(ratio: float, inputs: dict[str, Any]) -> str:
+    """Names the init constant a learner used, from the ratio of their bound to torch's."""
+    kh, kw = _pair(inputs["kernel_size"])
+    groups = inputs.get("groups", 1)
+    fan_out = inputs["out_channels"] // groups * kh * kw
+    known = [(math.sqrt(6), "kaiming_uniform_ with its default a=0 gives the bound sqrt(6/fan_in); torch passes "
+                            "a=math.sqrt(5), which makes the bound 1/sqrt(fan_in)"),
+             (math.sqrt(3), "a bound of sqrt(3/fan_in) (kaiming_uniform_ with a=1, or a std of 1/sqrt(fan_in)); "
+                            "torch's bound is 1/sqrt(fan_in) itself"),
+             (math.sqrt(_fan_in(inputs) / fan_out), "you used fan_out (out_channels // groups * kH * kW) where "
+                                                    "torch uses fan_in (in_channels // groups * kH * kW)"),
+             (1 / math.sqrt(groups), "your fan_in forgot to divide in_channels by groups: each output channel "
+                                     "only sees in_channels // groups input channels"),
+             (math.sqrt(kh * kw), "your fan_in forgot the kernel: fan_in = (in_channels // groups) * kH * kW"),
+             (math.sqrt(_fan_in(inputs)), "your bound is 1, not 1/sqrt(fan_in)")]
+    for value, text in known:
+        if value != 1 and abs(ratio / value - 1) < 0.03:
+            return f" Likely mistake: {text}."
+    return ""
+
+
+def _uniform_problem(values: torch.Tensor, bound: float, name: str, what: str, when: str,
+                     inputs: dict[str, Any] | None = None) -> str | None:
     values = values.detach().double().flatten()
     n = values.numel()
     top = float(values.abs().max())
@@ -232,15 +325,46 @@ def _uniform_problem(values: torch.Tensor, bound: float, name: str, what: str, w
         return f"{what}: {when}, {name} is all zeros; {expected}."
     if top > bound * (1 + 1e-6):
         return (f"{what}: {when}, |{name}| reaches {top:.4g} = {top / bound:.3g} × 1/sqrt(fan_in); {expected}, "
-                "so no value exceeds the bound.")
+                "so no value exceeds the bound." + (_constant_hint(top / bound, inputs) if inputs else ""))
     if top < bound * (1 - 20 / n):  # P(max of n uniforms below this) = (1 - 20/n)^n < e^-20
         return (f"{what}: {when}, the largest |{name}| is only {top:.4g} = {top / bound:.3g} × 1/sqrt(fan_in); "
-                f"{expected}.")
+                f"{expected}." + (_constant_hint(top / bound, inputs) if inputs else ""))
     if abs(mean) > 8 * 0.58 * se + 0.01 or abs(mean_abs - 0.5) > 8 * 0.29 * se + 0.01 or \
             abs(std - 1 / math.sqrt(3)) > 8 * 0.26 * se + 0.01:
         return (f"{what}: {when}, {name} does not look uniform: mean {mean:.3f}, mean |·| {mean_abs:.3f}, std "
                 f"{std:.3f} (in units of 1/sqrt(fan_in); a uniform distribution gives 0, 0.5, 0.577). {expected}.")
     return None
+
+
+def _looks_uniform(values: torch.Tensor, scale: float) -> bool:
+    """True when ``values`` look like a symmetric uniform draw of some bound (whatever the bound)."""
+    values = values.detach().double().flatten()
+    top = float(values.abs().max())
+    if top == 0 or values.numel() < 50:
+        return False
+    return abs(float(values.abs().mean()) / top - 0.5) < 0.05 and abs(float(values.mean()) / top) < 0.05
+
+
+def collect_init(exercise: Exercise, got: Any, inputs: dict[str, Any]) -> str | None:
+    """The whole init check runs the learner's code (reset_parameters), so it runs here, watched; no
+    torch answer is involved (the bound is the formula)."""
+    outcome = watched_call(exercise, lambda: compare_init(got, None, inputs))
+    if outcome.error is not None:
+        return f"{_what(inputs)}: checking the initialisation raised {outcome.error_type.__name__}: {outcome.error_text}"
+    return outcome.raw
+
+
+def collect_repr(exercise: Exercise, got: Any, inputs: dict[str, Any]) -> Any:
+    what = _what(inputs)
+    outcome = watched_call(exercise, lambda: (got.extra_repr(), repr(got)))
+    if isinstance(outcome.error, NotImplementedError):
+        return f"{what}: extra_repr is not implemented yet."
+    if outcome.error is not None:
+        return f"{what}: extra_repr()/repr() raised {outcome.error_type.__name__}: {outcome.error_text}"
+    mine_extra, mine = outcome.raw
+    if type(mine_extra) is not str or type(mine) is not str:
+        return f"{what}: extra_repr() should return a str, but it returned {type(mine_extra).__name__}."
+    return (str.__str__(mine_extra), str.__str__(mine))
 
 
 def compare_init(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
@@ -251,8 +375,12 @@ def compare_init(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str |
     for name in ("weight", "bias"):
         values = getattr(got, name, None)
         if values is not None:
-            problem = _uniform_problem(values, bound, name, what, "right after construction")
+            problem = _uniform_problem(values, bound, name, what, "right after construction", inputs)
             if problem:
+                # A wrong constant is fixed in reset_parameters; values that are not a uniform draw at all
+                # (zeros, torch.empty's leftovers) mean it was never called.
+                if "Likely mistake" in problem or "reaches" in problem and _looks_uniform(values, bound):
+                    return problem + " Fix the bound in reset_parameters (which __init__ calls)."
                 return problem + " Call self.reset_parameters() at the end of __init__."
     if not callable(getattr(got, "reset_parameters", None)):
         return f"{what} has no reset_parameters() method."
@@ -275,7 +403,7 @@ def compare_init(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str |
     for name in ("weight", "bias"):
         values = getattr(got, name, None)
         if values is not None:
-            problem = _uniform_problem(values, bound, name, what, "after reset_parameters()")
+            problem = _uniform_problem(values, bound, name, what, "after reset_parameters()", inputs)
             if problem:
                 return problem
     return None
@@ -285,12 +413,9 @@ def compare_init(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str |
 
 def compare_repr(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
     what = _what(inputs)
-    try:
-        mine_extra, mine = got.extra_repr(), repr(got)
-    except NotImplementedError:
-        return f"{what}: extra_repr is not implemented yet."
-    except Exception as error:
-        return f"{what}: extra_repr()/repr() raised {type(error).__name__}: {error}"
+    if isinstance(got, str):
+        return got
+    mine_extra, mine = got
     theirs = expected.extra_repr()
     if mine_extra != theirs:
         return (f"{what}: extra_repr() returned\n    {mine_extra!r}\nbut torch's is\n    {theirs!r}\n"
@@ -362,14 +487,19 @@ def errors_hidden():
             _c(6, 4, 3, groups=4), _c(2, 2, 3, padding="valid", padding_mode="zeros", dtype=torch.float64)]
 
 
-for _name, _compare, _suites in [
-    ("Conv2d", compare_module, {"visible": module_visible, "padding": padding_visible, "hidden": module_hidden}),
-    ("Conv2d_init", compare_init, {"visible": init_visible, "hidden": init_hidden}),
-    ("Conv2d_repr", compare_repr, {"visible": repr_visible, "hidden": repr_hidden}),
-    ("Conv2d_errors", compare_module, {"visible": errors_visible, "hidden": errors_hidden}),
+def _init_verdict(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
+    return got
+
+
+for _name, _collect, _compare, _suites in [
+    ("Conv2d", collect_module, compare_module,
+     {"visible": module_visible, "padding": padding_visible, "hidden": module_hidden}),
+    ("Conv2d_init", collect_init, _init_verdict, {"visible": init_visible, "hidden": init_hidden}),
+    ("Conv2d_repr", collect_repr, compare_repr, {"visible": repr_visible, "hidden": repr_hidden}),
+    ("Conv2d_errors", collect_module, compare_module, {"visible": errors_visible, "hidden": errors_hidden}),
 ]:
     register(Exercise(name=_name, lesson="10_conv2d_module", reference=_reference, kind="custom",
-                      compare=_compare, suites=_suites))
+                      collect=_collect, compare=_compare, suites=_suites, libraries=TORCH_CONV_LAYER))
 
 
 # Check your understanding -------------------------------------------------------------------------

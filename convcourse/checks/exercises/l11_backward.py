@@ -16,10 +16,10 @@ import torch
 
 from .. import _guard
 from ..conv import pair, randn
-from ..core import CONVOLUTION_OPS, Exercise, GradingError, Inputs, _Tripwire, describe_value, first_difference, register
+from ..core import (CONVOLUTION_OPS, Exercise, GradingError, Inputs, describe_value, first_difference, plain_tensor,
+                    register, tolerance, watched_call)
 from ..quiz import Question, register_question
 
-RTOL, ATOL = 1e-6, 1e-8
 PARTS = ("grad_input", "grad_weight", "grad_bias")
 
 
@@ -112,23 +112,59 @@ def _shape_message(part: str, got: tuple[int, ...], expected: tuple[int, ...], i
     return message
 
 
-def compare_gradients(got: Any, expected: tuple[torch.Tensor, ...], inputs: Inputs, who: str) -> str | None:
-    """Per-part comparison of (grad_input, grad_weight, grad_bias); None when all three match."""
+class _Converted:
+    """A learner's gradient that was not a tensor (a list, an array), converted to float64 at once."""
+
+    def __init__(self, value: torch.Tensor):
+        self.value = value
+
+
+def private_gradients(got: Any, who: str) -> Any:
+    """Private copies of a learner's (grad_input, grad_weight, grad_bias), made before torch's answer
+    exists: a tuple of tensors / _Converted / problem strings, or one problem string."""
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         return (f"{who} should return a tuple (grad_input, grad_weight, grad_bias), but it returned "
                 f"{describe_value(got) if not isinstance(got, (tuple, list)) else f'{len(got)} values'}.")
+    parts: list[Any] = []
+    for part, value in zip(PARTS, tuple(got)):
+        if value is None:
+            parts.append(f"{part} is None; return a tensor.")
+        elif _guard.is_tensor(value):
+            parts.append(plain_tensor(value, f"{who} ({part})").clone())
+        else:
+            try:
+                parts.append(_Converted(_guard.as_tensor(value, dtype=torch.float64).clone()))
+            except Exception:
+                parts.append(f"{part} should be a tensor, but it is {type(value).__name__}.")
+    return tuple(parts)
+
+
+def _reduction(part: str, inputs: Inputs) -> int:
+    """How many products one value of each gradient sums."""
+    g, w = inputs["grad_output"], inputs["weight"]
+    groups = inputs.get("groups", 1)
+    if part == "grad_input":
+        return (w.shape[0] // max(groups, 1)) * w.shape[2] * w.shape[3]
+    if part == "grad_weight":
+        return g.shape[0] * g.shape[2] * g.shape[3]
+    return g.shape[0] * g.shape[2] * g.shape[3]
+
+
+def compare_gradients(got: Any, expected: tuple[torch.Tensor, ...], inputs: Inputs, who: str) -> str | None:
+    """Per-part comparison of private (grad_input, grad_weight, grad_bias) copies (see private_gradients)
+    with torch's; None when all three match."""
+    if isinstance(got, str):
+        return got
     wrong_makers = {"grad_input": _wrong_grad_inputs, "grad_weight": _wrong_grad_weights,
                     "grad_bias": _wrong_grad_biases}
     problems, fine = [], []
     for part, value, right in zip(PARTS, got, expected):
-        if value is None:
-            problems.append(f"{part} is None; return a tensor.")
+        if isinstance(value, str):
+            problems.append(value)
             continue
-        try:
-            value = value.detach() if _guard.is_tensor(value) else _guard.as_tensor(value, dtype=right.dtype)
-        except Exception:
-            problems.append(f"{part} should be a tensor, but it is {type(value).__name__}.")
-            continue
+        if isinstance(value, _Converted):
+            value = value.value.to(right.dtype)
+        RTOL, ATOL = tolerance(right.dtype, _reduction(part, inputs))
         if tuple(value.shape) != tuple(right.shape):
             problems.append(_shape_message(part, tuple(value.shape), tuple(right.shape), inputs))
             continue
@@ -155,7 +191,7 @@ def compare_gradients(got: Any, expected: tuple[torch.Tensor, ...], inputs: Inpu
     settings = ", ".join(f"{k}={inputs[k]!r}" for k in ("stride", "padding", "dilation", "groups") if k in inputs)
     shapes = (f"grad_output {tuple(inputs['grad_output'].shape)}, input {tuple(inputs['input'].shape)}, "
               f"weight {tuple(inputs['weight'].shape)}")
-    header = f"{who} with {shapes}, {settings}:"
+    header = f"{who} with {shapes}" + (f", {settings}" if settings else "") + ":"
     tail = f"\n(correct: {', '.join(fine)})" if fine else ""
     return header + "\n- " + "\n- ".join(problems) + tail
 
@@ -200,7 +236,8 @@ def _suite(rows, base):
 
 BACKWARD = register(Exercise(
     name="conv2d_backward", lesson="11_backward", reference=_backward_reference, kind="custom",
-    banned=CONVOLUTION_OPS,
+    banned=CONVOLUTION_OPS, forbid_autograd=True,
+    collect=lambda exercise, got, inputs: private_gradients(got, "conv2d_backward"),
     compare=lambda got, expected, inputs: compare_gradients(got, expected, inputs, "conv2d_backward"),
     suites={"visible": _suite(_VISIBLE, 100), "hidden": _suite(_HIDDEN, 200)},
 ))
@@ -226,47 +263,41 @@ def _function_reference(input, weight, bias=None, stride=1, padding=0, dilation=
     return out.detach(), tuple(g.detach() for g in grads)
 
 
-def _compare_function(got: Any, expected: tuple[torch.Tensor, tuple[torch.Tensor, ...]], inputs: Inputs) -> str | None:
+def collect_function(exercise: Exercise, got: Any, inputs: Inputs) -> dict[str, Any]:
+    """Run the learner's backward (and torch's gradcheck of it) now, watched, and keep private copies:
+    torch's output and gradients are computed only afterwards, in compare."""
     who = "Conv2dFunction.apply"
-    out_expected, grads_expected = expected
+    facts: dict[str, Any] = {}
     if not _guard.is_tensor(got):
-        return f"{who} should return the output tensor, but it returned {describe_value(got)}."
-    if tuple(got.shape) != tuple(out_expected.shape):
-        return f"{who}: the forward output has shape {tuple(got.shape)}, but F.conv2d gives {tuple(out_expected.shape)}."
-    if not _guard.allclose(got.detach().double(), out_expected.double(), rtol=RTOL, atol=ATOL):
-        return f"{who}: the forward output is wrong: {first_difference(got.detach(), out_expected, RTOL, ATOL)}."
+        facts["problem"] = f"{who} should return the output tensor, but it returned {describe_value(got)}."
+        return facts
+    facts["out"] = plain_tensor(got, who).detach().clone()
     node = got.grad_fn
     forward_cls = getattr(type(node), "_forward_cls", None) if node is not None else None
     if forward_cls is None:
-        return (f"{who}: the output is not connected to autograd through your Function (no grad_fn); "
-                "call Conv2dFunction.apply(...) and return the output of forward as it is.")
+        facts["no_function"] = True
+        return facts
     # The tensors the learner's forward received (the grader's copies), in order input, weight, bias.
     leaves = []
     for next_node, _ in node.next_functions[:3]:
         leaves.append(getattr(next_node, "variable", None) if next_node is not None else None)
     present = [t for t in leaves if t is not None]
     grad_output = _grad_output_for(tuple(got.shape))
-    tripwire = _Tripwire(CONVOLUTION_OPS)
-    try:
-        with tripwire:
-            grads = torch.autograd.grad(got, present, grad_output, allow_unused=True)
-    except Exception as error:
-        if tripwire.hits:
-            return (f"{who}: backward called torch's convolution ({', '.join(sorted(set(tripwire.hits)))}); "
-                    "compute the gradients with your conv2d_backward.")
-        return f"{who}: backward raised {type(error).__name__}: {error}"
-    found = iter(grads)
-    ordered = [next(found) if t is not None else None for t in leaves]
+    outcome = watched_call(exercise, lambda: torch.autograd.grad(got, present, grad_output, allow_unused=True),
+                           banned=CONVOLUTION_OPS, autograd_allowed=frozenset({node.name()}), forbid_autograd=True,
+                           label=f"{who}: backward")
+    if outcome.error is not None:
+        facts["backward_error"] = f"{who}: backward raised {outcome.error_type.__name__}: {outcome.error_text}"
+        return facts
+    found = iter(outcome.raw)
+    ordered: list[Any] = [next(found) if t is not None else None for t in leaves]
     while len(ordered) < 3:
         ordered.append(None)
-    if inputs.get("bias") is None:
-        ordered[2] = grads_expected[2]  # no bias: nothing to compare
-    case = dict(grad_output=grad_output, input=inputs["input"], weight=inputs["weight"],
-                **{k: inputs[k] for k in ("stride", "padding", "dilation", "groups") if k in inputs})
-    problem = compare_gradients(tuple(ordered), grads_expected, case, f"{who} (backward)")
-    if problem:
-        return problem
-    # Finally torch's own numerical test of the backward, in float64.
+    facts["has_bias"] = inputs.get("bias") is not None
+    if not facts["has_bias"]:
+        ordered[2] = torch.zeros(0)  # no bias: nothing to compare (replaced by torch's in compare)
+    facts["grads"] = private_gradients(tuple(ordered), f"{who} (backward)")
+    # torch's own numerical test of the backward (learner forward vs learner backward), in float64.
     args = tuple(inputs.get(k, d) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)))
     tensors = tuple(t.detach().clone().requires_grad_(True) for t in present)
 
@@ -274,11 +305,42 @@ def _compare_function(got: Any, expected: tuple[torch.Tensor, tuple[torch.Tensor
         i, w, *rest = ts
         return forward_cls.apply(i, w, rest[0] if rest else None, *args)
 
-    try:
-        torch.autograd.gradcheck(run, tensors, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
-    except Exception as error:
-        return f"{who}: torch.autograd.gradcheck fails: {str(error).strip().splitlines()[0][:300]}"
-    return None
+    check = watched_call(exercise, lambda: torch.autograd.gradcheck(run, tensors, eps=1e-6, atol=1e-5, rtol=1e-3,
+                                                                    fast_mode=True),
+                         banned=frozenset(), forbid_autograd=False, label=f"{who}: backward")
+    if check.error is not None:
+        facts["gradcheck"] = f"{who}: torch.autograd.gradcheck fails: {check.error_text.strip().splitlines()[0][:300] if check.error_text.strip() else check.error_type.__name__}"
+    return facts
+
+
+def _compare_function(got: dict[str, Any], expected: tuple[torch.Tensor, tuple[torch.Tensor, ...]],
+                      inputs: Inputs) -> str | None:
+    who = "Conv2dFunction.apply"
+    out_expected, grads_expected = expected
+    if "problem" in got:
+        return got["problem"]
+    out = got["out"]
+    if tuple(out.shape) != tuple(out_expected.shape):
+        return f"{who}: the forward output has shape {tuple(out.shape)}, but F.conv2d gives {tuple(out_expected.shape)}."
+    w = inputs["weight"]
+    rtol, atol = tolerance(out_expected.dtype, w[0].numel())
+    if not _guard.allclose(out.double(), out_expected.double(), rtol=rtol, atol=atol):
+        return f"{who}: the forward output is wrong: {first_difference(out, out_expected, rtol, atol)}."
+    if got.get("no_function"):
+        return (f"{who}: the output is not connected to autograd through your Function (no grad_fn); "
+                "call Conv2dFunction.apply(...) and return the output of forward as it is.")
+    if "backward_error" in got:
+        return got["backward_error"]
+    grads = list(got["grads"]) if not isinstance(got["grads"], str) else got["grads"]
+    if not isinstance(grads, str) and not got["has_bias"]:
+        grads[2] = grads_expected[2]
+    case = dict(grad_output=_grad_output_for(tuple(out.shape)), input=inputs["input"], weight=inputs["weight"],
+                **{k: inputs[k] for k in ("stride", "padding", "dilation", "groups") if k in inputs})
+    problem = compare_gradients(grads if isinstance(grads, str) else tuple(grads), grads_expected, case,
+                                f"{who} (backward)")
+    if problem:
+        return problem
+    return got.get("gradcheck")
 
 
 def function_case(n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int, *, bias: bool = True,
@@ -308,7 +370,7 @@ def _f_suite(rows, base):
 
 FUNCTION = register(Exercise(
     name="Conv2dFunction", lesson="11_backward", reference=_function_reference, kind="custom",
-    compare=_compare_function, suites={"visible": _f_suite(_F_VISIBLE, 300), "hidden": _f_suite(_F_HIDDEN, 400)},
+    compare=_compare_function, collect=collect_function, suites={"visible": _f_suite(_F_VISIBLE, 300), "hidden": _f_suite(_F_HIDDEN, 400)},
 ))
 
 

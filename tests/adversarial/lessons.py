@@ -1,0 +1,232 @@
+"""Adversarial learners for lessons 05, 08, 09, 10 and 11 (issue 11), one nbgrader run per lesson.
+
+Each :class:`LessonSubmission` replaces the released notebook's solution cells (by grade id) with
+learner code; ``expected`` maps the graded test cells it is about to the score the grader must give,
+and ``message`` is text the first of those cells' outputs must contain. The answer key's own
+solution (read from solutions/<lesson>) is the honest control. Categories: the grader's answer
+looked up in caller frames or with gc (the old exploit: full marks before issue 11), torch's banned
+operation reached with the dispatch modes switched off or through torch.ops, the lesson's own rules
+(registry reference, subclassing nn.Conv2d, autograd in backward), and correct work in another
+summation order, which must keep every point.
+"""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def solution_source(lesson: str, grade_id: str) -> str:
+    nb = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    return next(c.source for c in nb.cells if _grade_id(c) == grade_id)
+
+
+def notebook(lesson: str, solutions: dict[str, str]) -> bytes:
+    """The released notebook, lean (markdown and nbgrader cells only), with the given solution cells."""
+    nb = copy.deepcopy(nbformat.read(REPO / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4))
+    nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "nbgrader" in c.metadata]
+    for cell in nb.cells:
+        grade_id = _grade_id(cell)
+        if grade_id in solutions:
+            cell.source = textwrap.dedent(solutions[grade_id]).strip("\n")
+    return nbformat.writes(nb).encode()
+
+
+@dataclass(frozen=True)
+class LessonSubmission:
+    student: str
+    what: str
+    solutions: dict[str, str]
+    expected: dict[str, float]
+    message: str = ""
+    lesson: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def build(self) -> bytes:
+        filled = {gid: (src if src != "KEY" else solution_source(self.lesson, gid)) for gid, src in self.solutions.items()}
+        return notebook(self.lesson, filled)
+
+
+# The exploit that earned full marks before issue 11: walk the caller frames (and gc) for the grader's
+# answer ('expected') or torch's exception ('torch_error') and hand it back.
+STEAL = '''
+import gc, sys
+
+def _steal():
+    frame = sys._getframe(2)
+    while frame is not None:
+        names = frame.f_locals
+        if isinstance(names.get("torch_error"), Exception):
+            raise names["torch_error"]
+        if isinstance(names.get("expected"), torch.Tensor):
+            return names["expected"].clone()
+        if isinstance(names.get("expected"), tuple):
+            return names["expected"]
+        frame = frame.f_back
+    for obj in gc.get_objects():
+        if isinstance(obj, dict) and isinstance(obj.get("expected"), torch.Tensor):
+            return obj["expected"].clone()
+    return torch.zeros(1)
+'''
+
+DISABLED_MODES = '''
+from torch.utils._python_dispatch import _disable_current_modes
+'''
+
+
+def _conv_signature(name: str, body: str) -> str:
+    return (f"def {name}(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):\n"
+            + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ") + "\n")
+
+
+L05 = "05_padding"
+L05_SUBMISSIONS = [
+    LessonSubmission("honest", "the answer key", {"pad2d": "KEY", "same_padding": "KEY"},
+                     {"test_pad2d": 5.0, "test_same_padding": 3.0}, lesson=L05),
+    LessonSubmission("steal", "looks up the grader's answer in caller frames and gc",
+                     {"pad2d": STEAL + "def pad2d(x, pad, mode='constant', value=0.0):\n    return _steal()\n",
+                      "same_padding": STEAL + "def same_padding(kernel_size, dilation=1):\n    return _steal()\n"},
+                     {"test_pad2d": 0.0, "test_same_padding": 0.0}, "pad2d", lesson=L05),
+    LessonSubmission("modes_off", "F.pad with the dispatch modes switched off; same_padding reads the registry",
+                     {"pad2d": DISABLED_MODES + '''
+def pad2d(x, pad, mode="constant", value=0.0):
+    with _disable_current_modes():
+        return torch.ops.aten.pad(x, list(pad), mode, value if mode == "constant" else None)
+''', "same_padding": '''
+from convcourse.checks.core import get_exercise
+
+def same_padding(kernel_size, dilation=1):
+    return get_exercise("same_padding").reference(kernel_size, dilation)
+'''}, {"test_pad2d": 0.0, "test_same_padding": 0.0}, "called torch's padding", lesson=L05),
+]
+
+L08 = "08_full_conv2d"
+L08_PARTS = ("bias", "geometry", "same_valid", "groups", "unbatched", "errors")
+L08_POINTS = {"test_conv2d_bias": 2.0, "test_conv2d_geometry": 3.0, "test_conv2d_same_valid": 2.0,
+              "test_conv2d_groups": 2.0, "test_conv2d_unbatched": 1.0, "test_conv2d_errors": 2.0}
+L08_ZERO = {k: 0.0 for k in L08_POINTS}
+L08_SUBMISSIONS = [
+    LessonSubmission("honest", "the answer key", {"conv2d": "KEY"}, L08_POINTS, lesson=L08),
+    LessonSubmission("steal", "looks up the grader's answer (or torch's exception) in caller frames and gc",
+                     {"conv2d": STEAL + _conv_signature("conv2d", "return _steal()")}, L08_ZERO, lesson=L08),
+    LessonSubmission("modes_off", "F.conv2d with the dispatch modes switched off",
+                     {"conv2d": DISABLED_MODES + _conv_signature("conv2d", '''
+with _disable_current_modes():
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)''')},
+                     L08_ZERO, "called torch's convolution", lesson=L08),
+]
+
+L09 = "09_vectorized"
+L09_SUBMISSIONS = [
+    LessonSubmission("honest", "the answer key", {"conv2d_fast": "KEY"},
+                     {"test_conv2d_fast": 6.0, "test_conv2d_fast_vectorized": 2.0}, lesson=L09),
+    LessonSubmission("steal", "looks up the grader's answer in caller frames and gc",
+                     {"conv2d_fast": STEAL + _conv_signature("conv2d_fast", "return _steal()")},
+                     {"test_conv2d_fast": 0.0, "test_conv2d_fast_vectorized": 0.0}, lesson=L09),
+    LessonSubmission("aten_no_dispatch", "torch.ops.aten.convolution under torch._C._DisableTorchDispatch",
+                     {"conv2d_fast": _conv_signature("conv2d_fast", '''
+with torch._C._DisableTorchDispatch():
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)''')},
+                     {"test_conv2d_fast": 0.0, "test_conv2d_fast_vectorized": 0.0}, "called torch's convolution",
+                     lesson=L09),
+]
+
+L10 = "10_conv2d_module"
+L10_POINTS = {"test_conv2d_module": 4.0, "test_reset_parameters": 2.0, "test_extra_repr": 1.0, "test_conv2d_errors": 2.0}
+# The answer key with a forward that sums in another order (unfold + einsum): 6 of 9 points before issue 11.
+UNFOLD_FORWARD = '''
+    def forward(self, input):
+        batched = input.dim() == 4
+        x = input if batched else input[None]
+        x = F.pad(x, self._pads, mode="constant" if self.padding_mode == "zeros" else self.padding_mode)
+        n = x.shape[0]
+        o, cg, kh, kw = self.weight.shape
+        cols = F.unfold(x, (kh, kw), dilation=self.dilation, stride=self.stride)
+        cols = cols.view(n, self.groups, cg * kh * kw, -1)
+        out = torch.einsum("ngkl,gok->ngol", cols, self.weight.view(self.groups, o // self.groups, -1))
+        oh = (x.shape[2] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        out = out.reshape(n, o, oh, -1)
+        if self.bias is not None:
+            out = out + self.bias[None, :, None, None]
+        return out if batched else out[0]
+'''
+L10_SUBMISSIONS = [
+    LessonSubmission("honest", "the answer key", {"Conv2d": "KEY"}, L10_POINTS, lesson=L10),
+    LessonSubmission("subclass", "class Conv2d(nn.Conv2d): pass", {"Conv2d": "class Conv2d(nn.Conv2d):\n    pass\n"},
+                     {k: 0.0 for k in L10_POINTS}, "torch's own nn.Conv2d code", lesson=L10),
+    LessonSubmission("wrapper", "wraps an nn.Conv2d and forwards to it", {"Conv2d": '''
+class Conv2d(nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self._inner = nn.Conv2d(*args, **kwargs)
+        self.weight, self.bias = self._inner.weight, self._inner.bias
+
+    def forward(self, x):
+        return self._inner(x)
+
+    def extra_repr(self):
+        return self._inner.extra_repr()
+'''}, {k: 0.0 for k in L10_POINTS}, "torch's own nn.Conv2d code", lesson=L10),
+    LessonSubmission("unfold_forward", "correct, forward by unfold + einsum (another summation order)",
+                     {"Conv2d": "UNFOLD"}, L10_POINTS, lesson=L10),
+]
+
+L11 = "11_backward"
+L11_SUBMISSIONS = [
+    LessonSubmission("honest", "the answer key", {"conv2d_backward": "KEY", "Conv2dFunction": "KEY"},
+                     {"test_conv2d_backward": 6.0, "test_Conv2dFunction": 3.0}, lesson=L11),
+    LessonSubmission("autograd", "gradients by torch.autograd through its own (loop) forward",
+                     {"conv2d_backward": '''
+def _forward(x, w, stride, padding, dilation, groups):
+    two = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+    (sh, sw), (ph, pw), (dh, dw) = two(stride), two(padding), two(dilation)
+    x = F.pad(x, (pw, pw, ph, ph))
+    o, cg, kh, kw = w.shape
+    oh, ow = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1, (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    per, out = o // groups, 0
+    cols = []
+    for a in range(kh):
+        for b in range(kw):
+            patch = x[:, :, a * dh:a * dh + sh * (oh - 1) + 1:sh, b * dw:b * dw + sw * (ow - 1) + 1:sw]
+            cols.append(torch.cat([torch.einsum("nchw,oc->nohw", patch[:, g * cg:(g + 1) * cg],
+                                                w[g * per:(g + 1) * per, :, a, b]) for g in range(groups)], 1))
+    return sum(cols)
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+    x, w = input.detach().clone().requires_grad_(True), weight.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = _forward(x, w, stride, padding, dilation, groups)
+        gx, gw = torch.autograd.grad(out, (x, w), grad_output)
+    return gx, gw, grad_output.sum((0, 2, 3))
+''', "Conv2dFunction": "KEY"}, {"test_conv2d_backward": 0.0, "test_Conv2dFunction": 0.0}, "used torch's autograd",
+                     lesson=L11),
+    LessonSubmission("steal", "looks up torch's gradients in caller frames and gc",
+                     {"conv2d_backward": STEAL + '''
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+    return _steal()
+''', "Conv2dFunction": "KEY"}, {"test_conv2d_backward": 0.0}, lesson=L11),
+]
+
+LESSONS = {L05: L05_SUBMISSIONS, L08: L08_SUBMISSIONS, L09: L09_SUBMISSIONS, L10: L10_SUBMISSIONS,
+           L11: L11_SUBMISSIONS}
+
+
+def build(submission: LessonSubmission) -> bytes:
+    if submission.solutions.get("Conv2d") == "UNFOLD":
+        key = solution_source(L10, "Conv2d")
+        start = key.index("    def forward(")
+        end = key.index("\n    def ", start + 10)
+        source = key[:start] + textwrap.dedent(UNFOLD_FORWARD).strip("\n").replace("\n", "\n    ").join(["    ", ""]) + \
+            "\n" + key[end:]
+        return notebook(L10, {"Conv2d": source})
+    return submission.build()
