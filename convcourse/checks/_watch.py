@@ -94,11 +94,14 @@ _TRUSTED_THREAD_MODULES = ("ipykernel.", "IPython.", "jupyter_client.", "zmq.", 
 # Thread objects, not idents: an ident can be reused by a later thread (and a fork-server kernel
 # inherits the server's idents, whose threads no longer exist after the fork).
 _BASELINE_THREADS: list[threading.Thread] = list(threading.enumerate())
+# Threads started with _thread before this import (a test runner's I/O thread, say) have no Thread object.
+_BASELINE_RAW_IDENTS: set[int] = set(sys._current_frames()) - {t.ident for t in _BASELINE_THREADS}
 
 
 def mark_baseline() -> None:
     """Record the threads alive now as the kernel's own (the grading kernel may call it at start-up)."""
     _BASELINE_THREADS.extend(t for t in threading.enumerate() if not any(t is b for b in _BASELINE_THREADS))
+    _BASELINE_RAW_IDENTS.update(set(sys._current_frames()) - {t.ident for t in threading.enumerate()})
 
 
 def _module_of(obj: Any) -> str:
@@ -131,6 +134,8 @@ def foreign_threads() -> list[str]:
         if ident == current:
             continue
         thread = by_ident.get(ident)
+        if thread is None and ident in _BASELINE_RAW_IDENTS:
+            continue
         if thread is None or not _trusted(thread):
             found.append(getattr(thread, "name", f"thread {ident}"))
     return found
