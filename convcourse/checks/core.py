@@ -217,7 +217,7 @@ def watched_call(exercise: "Exercise", thunk: Callable[[], Any], *, banned: froz
     banned = exercise.banned if banned is None else banned
     forbid_autograd = exercise.forbid_autograd if forbid_autograd is None else forbid_autograd
     label = exercise.name if label is None else label
-    watch = _watch.CallWatch(exercise.libraries)
+    watch = _watch.CallWatch(exercise.libraries, record_ops=bool(banned) or bool(forbid_autograd))
     # The profiler records every aten op in C++ (cheap, and no route around it from Python); the
     # dispatcher tripwire would stop a banned call at once but costs a Python call per operation.
     tripwire = _Tripwire(banned) if banned and _EARLY_STOP else None
