@@ -179,7 +179,7 @@ def test_same_view_outlines_the_window_and_grades_the_learners_same_padding():
         return (right, left, bottom, top)
 
     for learner, text in [(same_padding, "✓"), (swapped, "✗ torch: (1, 2, 0, 1)"), (not_done, "not implemented"),
-                          (lambda k: 1 / 0, "ZeroDivisionError")]:
+                          (lambda kernel_size: 1 / 0, "ZeroDivisionError")]:
         fig = draw(PaddedGrid(torch.ones(4, 5), pad, "constant"), pad2d, kernel=kernel, learner_same=learner)
         assert text in fig._suptitle.get_text(), fig._suptitle.get_text()
         dashed = [p for p in fig.axes[0].patches if p.get_linestyle() == "--"]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..plots import COLORS, cell_labels
-from . import FigureView
+from . import FigureView, checked_call
 
 MODES = ("constant", "reflect", "replicate", "circular")
 SOURCES = ("sliders", "'same'")
@@ -138,8 +138,9 @@ def same_caption(kernel: tuple[int, int], pad: tuple[int, int, int, int],
         text += "\n(an odd total: torch puts the extra pixel at the bottom/right)"
     if learner_same is not None:
         try:
-            mine = tuple(int(v) for v in learner_same(kernel))
-            text += f"\nyour same_padding{kernel}: {mine} " + ("✓" if mine == pad else f"✗ torch: {pad}")
+            ok, answer = checked_call("same_padding", learner_same, kernel_size=kernel)  # the grader's check
+            mine = tuple(int(v) for v in answer)
+            text += f"\nyour same_padding{kernel}: {mine} " + ("✓" if ok else f"✗ torch: {pad}")
         except NotImplementedError:
             text += "\nyour same_padding: not implemented yet"
         except Exception as error:  # the learner's error shown in the widget, not a traceback
@@ -180,11 +181,15 @@ def draw(model: PaddedGrid, learner: Callable | None = None, *, kernel: tuple[in
                                                       ls="--", edgecolor=COLORS["kernel"]))
     if learner is not None:
         try:
-            args = (model.x.double()[None], model.pad, model.mode) + ((model.value,) if model.value else ())
-            mine = torch.as_tensor(learner(*args), dtype=torch.float64)[0]
+            inputs = dict(x=model.x.double()[None], pad=model.pad, mode=model.mode)
+            if model.value:
+                inputs["value"] = model.value
+            ok, result = checked_call("pad2d", learner, **inputs)  # ✓/✗ is the grader's own check
+            mine = torch.as_tensor(result, dtype=torch.float64)[0]
             if tuple(mine.shape) == values.shape:
-                wrong = ~np.isclose(mine.numpy(), values)
-                verdict = f"✗ differs in {int(wrong.sum())} cells (red)" if wrong.any() else "✓ (the same numbers)"
+                wrong = ~np.isclose(mine.numpy(), values)  # only to colour the cells that differ
+                verdict = ("✓ (the same numbers)" if ok else
+                           f"✗ differs in {int(wrong.sum())} cells (red)" if wrong.any() else "✗ (see the tests)")
                 _draw_grid(axes[1], model, mine.numpy(), f"your pad2d {verdict}", sources=False, wrong=wrong)
             else:
                 axes[1].set_axis_off()
