@@ -1,4 +1,4 @@
-"""Adversarial learners for lessons 05, 08, 09, 10 and 11 (issue 11), one nbgrader run per lesson.
+"""Adversarial learners for lessons 05, 08, 09, 10, 11 and 12 (issue 11), one nbgrader run per lesson.
 
 Each :class:`LessonSubmission` replaces the released notebook's solution cells (by grade id) with
 learner code; ``expected`` maps the graded test cells it is about to the score the grader must give,
@@ -53,7 +53,9 @@ class LessonSubmission:
     extra: dict = field(default_factory=dict)
 
     def build(self) -> bytes:
-        filled = {gid: (src if src != "KEY" else solution_source(self.lesson, gid)) for gid, src in self.solutions.items()}
+        filled = {gid: (solution_source(self.lesson, gid) if src == "KEY" else
+                        solution_source(self.lesson, gid) + "\n\n" + src[len("KEY_THEN:"):] if src.startswith("KEY_THEN:")
+                        else src) for gid, src in self.solutions.items()}
         return notebook(self.lesson, filled)
 
 
@@ -217,8 +219,37 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
 ''', "Conv2dFunction": "KEY"}, {"test_conv2d_backward": 0.0}, lesson=L11),
 ]
 
+L12 = "12_capstone"
+L12_POINTS = {"test_build_model": 2.0, "test_train_model": 6.0}
+L12_SUBMISSIONS = [
+    LessonSubmission("honest", "the answer key", {"build_model": "KEY", "train_model": "KEY"}, L12_POINTS, lesson=L12),
+    LessonSubmission("subclass", "a network of nn.Conv2d subclasses instead of the course's Conv2d", {"build_model": '''
+class MyConv(nn.Conv2d):
+    pass
+
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(MyConv(1, 16, 3, padding=1), nn.ReLU(), MyConv(16, 32, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(2), MyConv(32, 32, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10))
+''', "train_model": "KEY"}, {"test_build_model": 0.0, "test_train_model": 0.0}, "torch's own convolution", lesson=L12),
+    LessonSubmission("thread", "trains in a background thread it joins before returning", {"build_model": "KEY",
+                     "train_model": "KEY_THEN:" + '''
+import threading
+_train_model_in_this_thread = train_model
+
+
+def train_model(model, x_train, y_train, **options):
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(h=_train_model_in_this_thread(model, x_train, y_train, **options)))
+    worker.start()
+    worker.join()
+    return box["h"]
+'''}, {"test_train_model": 0.0, "test_build_model": 2.0}, "started a thread", lesson=L12),
+]
+
 LESSONS = {L05: L05_SUBMISSIONS, L08: L08_SUBMISSIONS, L09: L09_SUBMISSIONS, L10: L10_SUBMISSIONS,
-           L11: L11_SUBMISSIONS}
+           L11: L11_SUBMISSIONS, L12: L12_SUBMISSIONS}
 
 
 def build(submission: LessonSubmission) -> bytes:
