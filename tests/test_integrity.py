@@ -73,6 +73,8 @@ CONSTRUCTS = [
     # dispatch internals
     (L01, "dispatch", "import torch.utils._python_dispatch as pd\nwith pd._disable_current_modes(): pass"),
     (L01, "dispatch", "from torch.utils._python_dispatch import _disable_current_modes\n_disable_current_modes()"),
+    (L01, "dispatch", "import torch\ntorch.autograd._disable_profiler_legacy()"),
+    (L01, "dispatch", "import torch\nwith torch.profiler.profile(): pass"),
     (L01, "dispatch", "a = 1\nguard = torch._C._DisableTorchDispatch()"),
     (L01, "dispatch", "from torch.utils._python_dispatch import _pop_mode\n_pop_mode()"),
     (L01, "dispatch", "from torch.utils._python_dispatch import TorchDispatchMode\nclass Quiet(TorchDispatchMode): pass"),
