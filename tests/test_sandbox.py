@@ -397,3 +397,25 @@ def test_answer_keys_keep_full_marks_with_every_core_busy(course_factory):
         with course.gradebook() as gb:
             assert gb.find_submission(lesson, "key").score == pytest.approx(course.max_score(lesson)), lesson
         assert error_outputs(course.autograded(lesson, "key")) == [], lesson
+
+
+@NEEDS_SANDBOX
+def test_a_course_checked_out_under_tmp_is_visible_through_the_private_tmp(tmp_path, monkeypatch):
+    """CI may clone the course into a temporary folder: the environment, package and data bound into the
+    sandbox must show through its private /tmp, and the rest of that folder must not."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "digits.txt").write_text("shipped data")
+    (tmp_path / "answer_key.ipynb").write_text("secret")
+    assert str(tmp_path).startswith("/tmp/")
+    monkeypatch.setenv("CONVCOURSE_DATA", str(data))
+    box = sandbox.Sandbox("tmp-checkout")
+    try:
+        script = (f"import convcourse, os; print(open({str(data / 'digits.txt')!r}).read()); "
+                  f"print(os.path.exists({str(tmp_path / 'answer_key.ipynb')!r}))")
+        done = subprocess.run(box.command([sys.executable, "-c", script]), capture_output=True, text=True,
+                              timeout=120, env=box.environment(dict(os.environ)), pass_fds=())
+    finally:
+        box.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["shipped", "data", "False"]

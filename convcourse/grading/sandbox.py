@@ -251,7 +251,9 @@ def mount_args(ipc_dir: Path, input_dir: Path) -> list[str]:
     """bubblewrap's options: namespaces and the file system a kernel sees (see the module docstring)."""
     import convcourse
 
-    args = _namespace_args() + ["--proc", "/proc", "--dev", "/dev"]
+    # The private /tmp first: the environment, the package or the data may themselves live under /tmp
+    # (a checkout in a temporary folder), and binds made after the tmpfs show through it.
+    args = _namespace_args() + ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb() * 2**20), "--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
@@ -272,8 +274,7 @@ def mount_args(ipc_dir: Path, input_dir: Path) -> list[str]:
     args += _ro(package)
     if data.is_dir():
         args += _ro(data)
-    args += ["--size", str(tmp_mb() * 2**20), "--tmpfs", "/tmp",
-             "--size", str(work_mb() * 2**20), "--tmpfs", WORK,
+    args += ["--size", str(work_mb() * 2**20), "--tmpfs", WORK,
              "--bind", str(ipc_dir), str(ipc_dir), *_ro(input_dir, INPUT), "--chdir", WORK]
     return args
 
