@@ -165,3 +165,17 @@ def graded_ids(notebook: Path) -> list[str]:
     nb = json.loads(notebook.read_text())
     return [c["metadata"]["nbgrader"]["grade_id"] for c in nb["cells"]
             if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+
+
+def points(lesson: str) -> dict[str, float]:
+    """Every graded cell of a lesson and its points (the exercises' tests and the questions), from the answer key."""
+    nb = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+
+
+def question_points(lesson: str) -> dict[str, float]:
+    """The check-your-understanding cells of a lesson and their points."""
+    nb = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade") and "check_answer(" in c.source}

@@ -15,7 +15,7 @@ import re
 import time
 
 import pytest
-from adversarial.submissions import LESSON, POINTS, SUBMISSIONS, TEST_ID
+from adversarial.submissions import LESSON, POINTS, QUIZ_IDS, QUIZ_POINTS, SUBMISSIONS, TEST_ID
 from course import make_course, run_in
 
 pytestmark = pytest.mark.slow
@@ -63,8 +63,10 @@ def _test_cell(nb):
 def test_each_submission_gets_its_expected_score(graded, submission):
     course = graded["course"]
     scores = course.scores(LESSON, submission.student)
-    assert scores == {TEST_ID: submission.expected}, (submission.what, scores)
-    assert course.total(LESSON, submission.student) == submission.expected
+    assert scores[TEST_ID] == submission.expected, (submission.what, scores)
+    assert set(scores) == {TEST_ID, *QUIZ_IDS}, scores
+    assert sum(scores[q] for q in QUIZ_IDS) == submission.quiz, (submission.what, scores)
+    assert course.total(LESSON, submission.student) == submission.expected + submission.quiz
     if submission.message:
         text = _outputs_text(_test_cell(course.autograded(LESSON, submission.student)))
         assert submission.message in text, (submission.student, text[-2000:])
@@ -72,11 +74,11 @@ def test_each_submission_gets_its_expected_score(graded, submission):
 
 def test_controls_are_exactly_right(graded):
     course = graded["course"]
-    assert course.max_score(LESSON) == POINTS
-    assert course.total(LESSON, "honest") == POINTS
+    assert course.max_score(LESSON) == POINTS + QUIZ_POINTS
+    assert course.total(LESSON, "honest") == POINTS + QUIZ_POINTS
     honest = course.autograded(LESSON, "honest")
     assert not [o for c in honest.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert course.total(LESSON, "wrong") == 0
+    assert course.total(LESSON, "wrong") == QUIZ_POINTS  # the questions answered, corr2d wrong
     text = _outputs_text(_test_cell(course.autograded(LESSON, "wrong")))
     assert "corr2d(x=tensor of shape (4, 4) (float64), k=tensor of shape (2, 2) (float64)) is wrong" in text
     assert "first difference at index (0, 0)" in text and "largest error" in text
@@ -94,8 +96,8 @@ def test_gradebook_is_consistent(graded):
             rows = [s for s in gb.student_submissions(submission.student) if s.assignment.name == LESSON]
             assert len(rows) == 1, submission.student
             notebook = gb.find_submission_notebook(LESSON, LESSON, submission.student)
-            assert rows[0].score == sum(g.score for g in notebook.grades) == submission.expected
-            assert rows[0].max_score == POINTS
+            assert rows[0].score == sum(g.score for g in notebook.grades) == submission.expected + submission.quiz
+            assert rows[0].max_score == POINTS + QUIZ_POINTS
         for submission in CORRUPTED:  # no half-graded row: either none, or one without grades
             rows = [s for s in gb.student_submissions(submission.student) if s.assignment.name == LESSON]
             assert len(rows) <= 1 and all(r.score == 0 for r in rows), submission.student

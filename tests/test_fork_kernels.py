@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from course import REPO, make_course, run_in
+from course import REPO, make_course, points, run_in
 
 from convcourse.grading import forkserver
 
@@ -240,14 +240,15 @@ def test_interrupt_kill_exit_status_and_reaping(server, tmp_path):
 
 LESSON = "07_groups"
 KEY = REPO / "solutions" / LESSON / f"{LESSON}.ipynb"
-FULL = {"test_conv2d_grouped": 5.0, "test_conv_param_count": 3.0}
+FULL = points(LESSON)  # the exercises' tests and the questions, all answered by the answer key
 
 
 def submission(solution_suffix: str = "", extra: str = "") -> nbformat.NotebookNode:
     """The answer key without its demo cells, ``solution_suffix`` appended to the conv2d_grouped solution
     cell and ``extra`` as a learner's own cell after the last test."""
     nb = nbformat.read(KEY, as_version=4)
-    nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "nbgrader" in c.metadata]
+    nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "nbgrader" in c.metadata
+                or c.metadata.get("convcourse", {}).get("quiz")]  # the questions' answers stay
     solution = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "conv2d_grouped")
     solution.source += solution_suffix
     if extra:
@@ -316,7 +317,7 @@ def test_grading_workers_fork_kernels_and_nothing_leaks_to_the_next_learner(one_
     assert "fork server: ready" in worker_logs(course)
     assert "starting an ordinary kernel" not in worker_logs(course)
     scores = all_scores(course)
-    assert scores["a_leaker"] == {"test_conv2d_grouped": 0.0, "test_conv_param_count": 0.0}  # tampering flagged
+    assert scores["a_leaker"] == dict.fromkeys(FULL, 0.0)  # tampering flagged: every test zeroed
     assert "Grading integrity check failed" in outputs(course, "a_leaker")
     assert scores["b_clean"] == scores["e_clean"] == FULL
     leaker = observed(outputs(course, "a_leaker"))
@@ -332,9 +333,9 @@ def test_grading_workers_fork_kernels_and_nothing_leaks_to_the_next_learner(one_
 def test_memory_cap_and_timeout_cost_only_their_own_test(one_worker):
     course = one_worker["course"]
     scores = all_scores(course)
-    assert scores["c_bomb"] == {"test_conv2d_grouped": 0.0, "test_conv_param_count": 3.0}
+    assert scores["c_bomb"] == {**FULL, "test_conv2d_grouped": 0.0}
     assert "MemoryError" in outputs(course, "c_bomb")
-    assert scores["d_loop"] == {"test_conv2d_grouped": 0.0, "test_conv_param_count": 3.0}
+    assert scores["d_loop"] == {**FULL, "test_conv2d_grouped": 0.0}
     assert "CellTimeoutError" in outputs(course, "d_loop")
     statuses = {o["student"]: o["status"] for o in one_worker["out"]["graded"]}
     assert statuses == dict.fromkeys(("a_leaker", "b_clean", "c_bomb", "d_loop", "e_clean"), "ok")
@@ -429,7 +430,7 @@ def test_adversarial_corpus_scores_the_same_with_forked_kernels(adversarial):
             assert outcome["status"] == "error" and "not a readable notebook" in outcome["reason"]
             continue
         scores = course.scores(ADV_LESSON, s.student)
-        if scores != {TEST_ID: s.expected}:
+        if scores.get(TEST_ID) != s.expected or sum(v for k, v in scores.items() if k != TEST_ID) != s.quiz:
             wrong[s.student] = (s.what, scores)
         elif s.message and s.message not in outputs(course, s.student, ADV_LESSON):
             wrong[s.student] = (s.what, f"message {s.message!r} missing")

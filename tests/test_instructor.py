@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from course import REPO, make_course, run_in
+from course import REPO, make_course, points, question_points, run_in
 
 from convcourse.instructor.collect import default_pattern
 from convcourse.instructor.course import CourseError, CourseRoot
@@ -25,7 +25,9 @@ from convcourse.instructor.roster import import_roster
 LESSON = "01_sliding_window"
 KEY = REPO / "solutions" / LESSON / f"{LESSON}.ipynb"
 RELEASED = REPO / "notebooks" / LESSON / f"{LESSON}.ipynb"
-FULL = 5.0
+POINTS = points(LESSON)  # test_corr2d and the check-your-understanding questions
+QUESTIONS = question_points(LESSON)
+FULL = sum(POINTS.values())
 
 
 def solution_edited(prefix: str) -> nbformat.NotebookNode:
@@ -164,8 +166,9 @@ def test_parallel_grades_equal_sequential_nbgrader(graded):
     ours, plain = all_scores(graded["course"]), all_scores(graded["twin"])
     graded_ok = {"full", "zero", "wrong", "died"}
     assert {s: ours[s] for s in graded_ok} == {s: plain[s] for s in graded_ok}
-    assert ours["full"] == {"test_corr2d": FULL}
-    assert ours["zero"] == ours["wrong"] == ours["died"] == {"test_corr2d": 0.0}
+    assert ours["full"] == POINTS
+    assert ours["zero"] == ours["died"] == dict.fromkeys(POINTS, 0.0)  # released copy; kernel dies in corr2d's cell
+    assert ours["wrong"] == {**QUESTIONS, "test_corr2d": 0.0}  # corr2d raises; the questions are answered
     assert "broken" not in ours  # not graded, reported (below)
     course = graded["course"]
     assert course.total(LESSON, "full") == FULL
@@ -201,7 +204,7 @@ def test_export_and_summary(graded):
     rows = {r["student_id"]: r for r in csv.DictReader(open(tmp / "grades.csv"))}
     assert set(rows) == set(graded["subs"])
     assert float(rows["full"]["score"]) == FULL and float(rows["full"]["max_score"]) == FULL
-    assert float(rows["wrong"]["score"]) == 0.0 and rows["wrong"]["first_name"] == "Wrong"
+    assert float(rows["wrong"]["score"]) == sum(QUESTIONS.values()) and rows["wrong"]["first_name"] == "Wrong"
     assert rows["broken"]["timestamp"] in ("", "None")  # never graded: no submission record
 
     result = cli(course.root, "summary", LESSON, "--plot", str(tmp / "summary.png"))
@@ -257,8 +260,7 @@ def test_killing_grading_midway_and_rerunning_gives_the_same_grades(course_facto
     rerun = cli(course.root, "grade", LESSON, "--json", str(course.root.parent / "rerun.json"))
     graded_now = sorted(o["student"] for o in json.loads((course.root.parent / "rerun.json").read_text())["graded"])
     assert graded_now == sorted(set(subs) - set(done)), rerun.stdout
-    assert all_scores(course) == {"a_full": {"test_corr2d": FULL}, "b_zero": {"test_corr2d": 0.0},
-                                  "c_full": {"test_corr2d": FULL}}
+    assert all_scores(course) == {"a_full": POINTS, "b_zero": dict.fromkeys(POINTS, 0.0), "c_full": POINTS}
     assert not list((course.root / "autograded").rglob(".*.incoming"))
 
 

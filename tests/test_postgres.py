@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from course import REPO, make_course
+from course import REPO, make_course, points
 
 from convcourse.instructor.course import CourseRoot
 
@@ -106,11 +106,12 @@ def test_release_grade_and_export_on_postgresql(postgres, tmp_path):
     with root.gradebook() as gb:
         assert gb.db.bind.dialect.name == "postgresql"
         totals = {s.student.id: (s.score, s.max_score) for s in gb.find_assignment(LESSON).submissions}
-    assert totals == {"full": (5.0, 5.0), "zero": (0.0, 5.0)}
+    full = sum(points(LESSON).values())
+    assert totals == {"full": (full, full), "zero": (0.0, full)}
     assert "graded 0 submission(s)" in cli(course.root, "grade", LESSON, "--no-progress")
 
     cli(course.root, "grades", "--out", str(tmp_path / "grades.csv"))
     rows = {r["student_id"]: r for r in csv.DictReader(open(tmp_path / "grades.csv"))}
-    assert (float(rows["full"]["score"]), float(rows["zero"]["score"])) == (5.0, 0.0)
+    assert (float(rows["full"]["score"]), float(rows["zero"]["score"])) == (full, 0.0)
     assert rows["full"]["first_name"] == "Full"
     assert "test_corr2d" in cli(course.root, "summary", LESSON, "--plot", str(tmp_path / "s.png"))

@@ -2,13 +2,16 @@
 
 Each :class:`Submission` is built from the released notebook notebooks/01_sliding_window: the
 learner's ``corr2d`` cell is replaced and/or cells are added, deleted or edited, or the file is
-corrupted. ``expected`` is the score the grader must give (out of 5); ``None`` means the file cannot
-be graded at all (nbgrader must report it and go on with the others).
+corrupted. ``expected`` is the score the grader must give corr2d's test cell (out of 5); ``None`` means
+the file cannot be graded at all (nbgrader must report it and go on with the others). Every notebook
+answers the lesson's check-your-understanding questions as the answer key does; ``quiz`` is what those
+cells must score (all of it, or 0 where the submission zeroes every test or kills the kernel first).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,20 @@ RELEASED = REPO / "notebooks" / LESSON / f"{LESSON}.ipynb"
 SOLUTION_ID = "corr2d"
 TEST_ID = "test_corr2d"
 POINTS = 5.0
+ANSWER_KEY = REPO / "solutions" / LESSON / f"{LESSON}.ipynb"
+
+
+def _is_quiz(cell) -> bool:
+    return cell.get("cell_type") == "code" and bool(cell.get("metadata", {}).get("convcourse", {}).get("quiz"))
+
+
+def _quiz_test_ids(nb) -> list[str]:
+    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade") and "check_answer(" in c.source]
+
+
+QUIZ_IDS = _quiz_test_ids(nbformat.read(RELEASED, as_version=4))
+QUIZ_POINTS = float(len(QUIZ_IDS))  # 1 point per question
 
 HONEST = '''
 def corr2d(x, k):
@@ -64,7 +81,11 @@ def notebook(*parts: str, lean: bool = True, after_solution: list[str] = (),
     """
     nb = copy.deepcopy(released())
     if lean:
-        nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "nbgrader" in c.metadata]
+        nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "nbgrader" in c.metadata or _is_quiz(c)]
+    answers = next(c.source for c in nbformat.read(ANSWER_KEY, as_version=4).cells if _is_quiz(c))
+    for cell in nb.cells:
+        if _is_quiz(cell):
+            cell.source = answers
     index = _index(nb, SOLUTION_ID)
     nb.cells[index].source = "\n".join(textwrap.dedent(p).strip("\n") for p in parts)
     for source in reversed(list(after_solution)):
@@ -88,6 +109,8 @@ class Submission:
     build: Callable[[], bytes]
     # Text the autograded test cell's outputs must contain (the message the learner sees).
     message: str = ""
+    # What the question cells must score together (0: every test zeroed, or the kernel died before them).
+    quiz: float = QUIZ_POINTS
 
 
 def _delete_test_cell(nb):
@@ -240,3 +263,9 @@ get_ipython().input_transformers_post.append(_neuter)
                lambda: to_bytes(notebook(HONEST.replace("    kh, kw = k.shape", "    if k.numel() == 1:\n        return x.clone()\n    kh, kw = k.shape"))),
                "hidden test cases of corr2d fail"),
 ]
+
+# These zero every graded cell (the integrity probe) or kill the kernel before the question cells run.
+ZERO_EVERYTHING = {"loop_ignores_interrupt", "os_exit", "patch_allclose", "patch_numpy", "patch_checks_module",
+                   "patch_private_guard", "patch_code_object", "rebind_check", "patch_builtins", "input_transformer",
+                   "grader_aware"}
+SUBMISSIONS = [dataclasses.replace(s, quiz=0.0) if s.student in ZERO_EVERYTHING else s for s in SUBMISSIONS]
