@@ -119,6 +119,19 @@ def check_answer(name: str, answer: Any) -> bool:
     raise GradingError(f"{name}: your answer is {mine!r}, but the answer is {shown!r}. {question.explain}")
 
 
+def error_name(call: Callable[[], Any]) -> str:
+    """The name of the exception type ``call()`` raises (an "error" question's answer), or "no error"."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            call()
+    except Exception as error:  # the type torch raises is the answer
+        return type(error).__name__
+    return "no error"
+
+
 _ANSWER_LINE = re.compile(r"^(?P<lhs>[A-Za-z_]\w*\s*=\s*)(?P<rhs>.*?)(?P<comment>\s+#.*)?$")
 
 

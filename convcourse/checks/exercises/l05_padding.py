@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from .. import _guard
 from ..conv import pair, randn
 from ..core import CONVOLUTION_OPS, PAD_OPS, Exercise, GradingError, register
-from ..quiz import Question, register_question
+from ..quiz import Question, error_name, register_question
 
 _PAD_FUNCTIONS = frozenset(PAD_OPS | {"circular_pad2d", "reflection_pad3d", "replication_pad3d"})
 
@@ -291,15 +291,6 @@ def _windows_per_pixel(size: int, kernel_size: int, padding: int) -> torch.Tenso
     return x.grad[0, 0]
 
 
-def _error_name(call: Callable[[], Any]) -> str:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            call()
-    except Exception as error:  # the answer is the type torch raises
-        return type(error).__name__
-    return "no error"
-
 
 def _reflect_row() -> tuple[float, ...]:
     return tuple(_guard.pad(torch.arange(4.0).reshape(1, 1, 4), (2, 1), mode="reflect")[0, 0].tolist())
@@ -328,7 +319,7 @@ for _question in (
                      "= 2, 1, one on the right is x[2] = 2, so [2, 1, 0, 1, 2, 3, 2]."),
     Question(name="05_padding.q4", lesson="05_padding", kind="error",
              form="the exception's name, e.g. 'TypeError' (or the class itself)",
-             answer=lambda: _error_name(lambda: torch.nn.Conv2d(3, 16, 3, stride=2, padding="same")),
+             answer=lambda: error_name(lambda: torch.nn.Conv2d(3, 16, 3, stride=2, padding="same")),
              explain="nn.Conv2d checks its arguments when it is built and raises ValueError: padding='same' is "
                      "not supported for strided convolutions. (F.conv2d, called with the same arguments, raises "
                      "RuntimeError.)"),

@@ -9,7 +9,7 @@ import torch
 from .. import _guard
 from ..conv import ConvArgs, conv_exercise, pair, randn
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
-from ..quiz import Question, register_question
+from ..quiz import Question, error_name, register_question
 
 
 def _args(x, weight, groups):
@@ -111,13 +111,6 @@ def _separable_parameters() -> int:
     return sum(p.numel() for p in layers.parameters())
 
 
-def _error_name(call) -> str:
-    try:
-        call()
-    except Exception as error:  # the answer is the type torch raises
-        return type(error).__name__
-    return "no error"
-
 
 for _question in (
     Question(name="07_groups.q1", lesson="07_groups", form="a tuple of four ints",
@@ -134,7 +127,7 @@ for _question in (
                      "Conv2d(32, 64, 3) has 18,496)."),
     Question(name="07_groups.q4", lesson="07_groups", kind="error",
              form="the exception's name, e.g. 'TypeError' (or the class itself)",
-             answer=lambda: _error_name(lambda: torch.nn.Conv2d(6, 9, 3, groups=4)),
+             answer=lambda: error_name(lambda: torch.nn.Conv2d(6, 9, 3, groups=4)),
              explain="nn.Conv2d checks when it is built that groups divides both channel counts (6 and 9 are not "
                      "multiples of 4) and raises ValueError. F.conv2d, which only sees tensors, raises "
                      "RuntimeError for a mismatch."),

@@ -15,7 +15,7 @@ import torch
 from .. import _guard
 from ..conv import ConvArgs, conv_case, dtype_mismatch_cases, randn, reduction_size, variants
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
-from ..quiz import Question, register_question
+from ..quiz import Question, error_name, register_question
 
 PARTS = ("bias", "geometry", "same_valid", "groups", "unbatched", "errors")
 
@@ -211,13 +211,6 @@ def _multiply_adds() -> int:
     return out.numel() * weight[0].numel()
 
 
-def _error_name(call) -> str:
-    try:
-        call()
-    except Exception as error:  # the answer is the type torch raises
-        return type(error).__name__
-    return "no error"
-
 
 for _question in (
     Question(name="08_full_conv2d.q1", lesson="08_full_conv2d", form="a tuple of three ints", answer=_unbatched_shape,
@@ -229,7 +222,7 @@ for _question in (
                      "gets bias[3] = 3.0 at every position."),
     Question(name="08_full_conv2d.q3", lesson="08_full_conv2d", kind="error",
              form="the exception's name, e.g. 'TypeError' (or the class itself)",
-             answer=lambda: _error_name(lambda: _guard.conv2d(torch.zeros(1, 4, 6, 6), torch.zeros(6, 2, 3, 3),
+             answer=lambda: error_name(lambda: _guard.conv2d(torch.zeros(1, 4, 6, 6), torch.zeros(6, 2, 3, 3),
                                                               None, 1, 0, 1, 3)),
              explain="With groups=3 the weight (6, 2, 3, 3) expects 3 * 2 = 6 input channels, the input has 4: "
                      "F.conv2d raises RuntimeError (and 4 is not divisible by 3 either)."),
