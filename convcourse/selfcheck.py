@@ -6,7 +6,8 @@
     convcourse selfcheck my_copy.ipynb
 
 From the last cell of a lesson, ``selfcheck()`` does the same for the notebook it runs in. It runs the
-**saved** file in a fresh kernel (so save first, Ctrl+S): that is what a grader sees, and it catches
+**saved** file in a fresh kernel, started from a child process so that the learner's kernel is left
+as it was (so save first, Ctrl+S): that is what a grader sees, and it catches
 cells that only worked because of something run out of order.
 
 It runs the notebook with the grader's own executor, :class:`convcourse.grading.execute.GuardedExecute`,
@@ -24,6 +25,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,6 +38,8 @@ ACTIVE_FLAG = "CONVCOURSE_SELFCHECK_ACTIVE"
 from .grading.config import CELL_TIMEOUT  # noqa: E402
 #: The kernel nbgrader grades with (it restores the lesson's kernelspec before executing).
 KERNEL_NAME = "python3"
+#: Seconds the in-notebook self-check waits for its child process (the per-cell limits apply inside it).
+CHILD_TIMEOUT = 1800
 
 
 @dataclasses.dataclass
@@ -176,13 +180,23 @@ def selfcheck(path: str | Path | None = None) -> None:
               "    python -m convcourse.selfcheck path/to/notebook.ipynb\n"
               "or pass the path: selfcheck('01_sliding_window.ipynb')")
         return None
-    print(f"Running the saved copy of {target.name} in a fresh kernel (save first: Ctrl+S) ...")
+    print(f"Running the saved copy of {target.name} in a fresh kernel (save first: Ctrl+S) ...", flush=True)
+    # In a child process: starting a kernel from this one would leave the kernel client's event-loop thread
+    # running here, and the learner's own test cells would then refuse to grade ("a background thread").
     try:
-        results = run_selfcheck(target)
-    except Exception as error:  # a learner's cell must never crash on the self-check
+        child = subprocess.run([sys.executable, "-m", "convcourse.selfcheck", str(target)], capture_output=True,
+                               text=True, timeout=CHILD_TIMEOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    except subprocess.TimeoutExpired:
+        print(f"Self-check could not run: it took longer than {CHILD_TIMEOUT} s")
+        return None
+    except OSError as error:  # a learner's cell must never crash on the self-check
         print(f"Self-check could not run: {error}")
         return None
-    print(format_table(results))
+    if child.returncode in (0, 1):
+        print(child.stdout.rstrip())
+    else:
+        reason = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        print(f"Self-check could not run: {reason.removeprefix('error: ')}")
     return None
 
 

@@ -176,8 +176,8 @@ def _run_all_and_wait(page, path: str, timeout: float) -> dict:
 
 
 def _move_control(page, widget) -> str | None:
-    """Move the widget's first slider one step with the keyboard, or pick another dropdown option."""
-    handle = widget.locator(".noUi-handle")
+    """Move the widget's first enabled slider one step with the keyboard, or pick another dropdown option."""
+    handle = widget.locator(".noUi-target:not([disabled]) .noUi-handle")  # a greyed-out slider cannot move
     if handle.count():
         handle.first.focus()
         page.keyboard.press("ArrowRight")

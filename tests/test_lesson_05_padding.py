@@ -192,8 +192,11 @@ def test_widget_in_same_mode_follows_the_kernel_sliders():
     assert "left=1, right=2, top=0, bottom=1" in view.last_figure._suptitle.get_text()
     view.controls["kernel_h"].value = 5
     assert "top=2, bottom=2" in view.last_figure._suptitle.get_text()
+    sides, kernel = ("left", "right", "top", "bottom"), ("kernel_h", "kernel_w")
+    assert all(view.controls[n].disabled for n in sides) and not any(view.controls[n].disabled for n in kernel)
     view.controls["source"].value = "sliders"
     assert "left=2, right=1, top=1, bottom=2" in view.last_figure._suptitle.get_text()
+    assert not any(view.controls[n].disabled for n in sides) and all(view.controls[n].disabled for n in kernel)
     with pytest.raises(ValueError):
         padding_widget(source="full")
     plt.close("all")

@@ -86,8 +86,37 @@ def test_in_notebook_selfcheck_finds_the_notebook_jupyter_names(tmp_path, monkey
     monkeypatch.setenv("JPY_SESSION_NAME", str(copy))
     assert selfcheck.selfcheck() is None  # prints the table; a returned value would be echoed under it
     out = capsys.readouterr().out
-    assert f"saved copy of {copy.name}" in out and "visible tests passed for 5 of 5 points" in out
+    total = sum(points(LESSON).values())
+    assert f"saved copy of {copy.name}" in out and f"visible tests passed for {total:g} of {total:g} points" in out
     assert "corr2d" in out and "passed" in out and "FAILED" not in out
+
+
+@pytest.mark.slow
+def test_a_test_cell_run_after_the_in_notebook_self_check_still_grades(tmp_path):
+    """The self-check starts its kernel from a child process: the learner's kernel gets no new thread, so a
+    test cell run again after it grades as before (a kernel client started in the learner's kernel would leave
+    its event-loop thread there, and every later check would refuse: "a background thread")."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(REPO / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    path = tmp_path / f"{LESSON}.ipynb"
+    nbformat.write(nb, path)
+    test = cell_by_id(nb, "test_corr2d")
+    nb.cells.append(nbformat.v4.new_code_cell("import threading\nbefore = {t.ident for t in threading.enumerate()}"))
+    nb.cells.append(nbformat.v4.new_code_cell("selfcheck()"))
+    nb.cells.append(nbformat.v4.new_code_cell("print(sorted(t.name for t in threading.enumerate() "
+                                              "if t.ident not in before))"))
+    nb.cells.append(nbformat.v4.new_code_cell(test.source))
+    env = {k: os.environ.pop(k) for k in (selfcheck.ACTIVE_FLAG, "NBGRADER_EXECUTION") if k in os.environ}
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute(env=dict(os.environ, JPY_SESSION_NAME=str(path)))
+    finally:
+        os.environ.update(env)
+    table = "".join(o.get("text", "") for o in nb.cells[-3].outputs)
+    assert f"passed for {sum(points(LESSON).values()):g} of" in table, table
+    assert "".join(o.get("text", "") for o in nb.cells[-2].outputs).strip() == "[]"
+    assert not [o for o in nb.cells[-1].outputs if o.get("output_type") == "error"], nb.cells[-1].outputs
 
 
 def test_format_table_totals():

@@ -228,6 +228,16 @@ def padding_widget(x: torch.Tensor | None = None, pad2d: Callable | None = None,
     controls = {"mode": w.Dropdown(options=MODES, value="reflect", description="mode"),
                 "source": w.Dropdown(options=SOURCES, value=source, description="padding"), **sliders, **kernels}
 
+    def enable_the_sliders_in_use(change=None) -> None:
+        same = controls["source"].value == "'same'"
+        for control in sliders.values():
+            control.disabled = same
+        for control in kernels.values():
+            control.disabled = not same
+
+    controls["source"].observe(enable_the_sliders_in_use, names="value")
+    enable_the_sliders_in_use()
+
     def render(mode, source, left, right, top, bottom, kernel_h, kernel_w):
         if source == "'same'":
             size = (kernel_h, kernel_w)
@@ -238,4 +248,4 @@ def padding_widget(x: torch.Tensor | None = None, pad2d: Callable | None = None,
                       description="The blue frame is the input. Grey cells are padding; each says which input "
                       "cell (row, col) its value was copied from. padding='sliders': you set each side (the "
                       "kernel sliders are unused); padding=\"'same'\": the sides are what torch uses for a "
-                      "kernel_h × kernel_w kernel (the side sliders are unused).")
+                      "kernel_h × kernel_w kernel. The sliders a choice does not use are greyed out.")
