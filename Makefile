@@ -15,13 +15,14 @@ START := $(shell date +%s)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test test-fast browser-deps sandbox-deps build check-build html lock clean help
+.PHONY: env lab test test-fast lint format browser-deps sandbox-deps build check-build html lock clean help
 
 help:
 	@echo "make lab     create the environment (first time) and open JupyterLab on notebooks/"
 	@echo "             (instructors: make lab INSTRUCTOR=1 shows nbgrader's Formgrader and Create Assignment)"
 	@echo "make test    create the environment if needed and run every test (what CI runs)"
 	@echo "make test-fast  the unit tests only: no kernels, nbgrader or browser (for the edit loop)"
+	@echo "make lint    ruff's lint and format checks (make test runs them); make format applies them"
 	@echo "make build   regenerate notebooks/ and solutions/ from autograder/source"
 	@echo "make html    render the answer key to HTML (build/html)"
 	@echo "make formgrader  instructors: JupyterLab on autograder/ with nbgrader's formgrader"
@@ -46,9 +47,19 @@ lab: $(STAMP)
 		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 test: $(STAMP) browser-deps sandbox-deps
-	@status=0; $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(MAKE) --no-print-directory lint || status=$$?; \
+	  $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  echo "make test: $$(( $$(date +%s) - $(START) )) s wall in all (environment, browser deps and tests)"; \
 	  exit $$status
+
+# ruff's lint and format checks (config in pyproject.toml); `make format` applies both.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-fast: $(STAMP)
 	@status=0; $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not slow and not browser" $(PYTEST_ARGS) \

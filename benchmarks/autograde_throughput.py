@@ -54,8 +54,11 @@ KINDS = ("full", "partial", "failing", "crash")
 
 
 def _solution_cells(nb) -> list[int]:
-    return [i for i, c in enumerate(nb.cells)
-            if c.get("metadata", {}).get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+    return [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.get("metadata", {}).get("nbgrader", {}).get("solution") and c.cell_type == "code"
+    ]
 
 
 def synthetic(lesson: str, kind: str) -> nbformat.NotebookNode:
@@ -112,8 +115,23 @@ def convcourse_grade(root: Path, lesson: str, workers: int, fork: bool, sandboxe
         env["CONVCOURSE_FORK_KERNELS"] = "0"
     if not sandboxed:
         env["CONVCOURSE_SANDBOX"] = "0"
-    result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), "grade", lesson,
-                             "--workers", str(workers), "--no-progress"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convcourse.cli",
+            "--course",
+            str(root),
+            "grade",
+            lesson,
+            "--workers",
+            str(workers),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if result.returncode != 0:
         raise SystemExit(f"convcourse grade failed:\n{(result.stdout + result.stderr)[-3000:]}")
     logs = "".join(p.read_text(errors="replace") for p in (root / ".convcourse" / "logs").glob("worker-*.log"))
@@ -127,8 +145,10 @@ def scores(root: Path, lesson: str) -> dict[str, dict[str, float | None]]:
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        return {s.student.id: {f"{n.name}/{g.name}": g.auto_score for n in s.notebooks for g in n.grades}
-                for s in gb.find_assignment(lesson).submissions}
+        return {
+            s.student.id: {f"{n.name}/{g.name}": g.auto_score for n in s.notebooks for g in n.grades}
+            for s in gb.find_assignment(lesson).submissions
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=default_workers())
     default_lesson = "11_backward" if (REPO / "solutions" / "11_backward").exists() else "01_sliding_window"
     parser.add_argument("--lesson", default=default_lesson)
-    parser.add_argument("--ordinary", action="store_true",
-                        help="also time convcourse grade with CONVCOURSE_FORK_KERNELS=0 (ordinary kernels)")
+    parser.add_argument(
+        "--ordinary",
+        action="store_true",
+        help="also time convcourse grade with CONVCOURSE_FORK_KERNELS=0 (ordinary kernels)",
+    )
     args = parser.parse_args(argv)
     ensure_tools_on_path()
     lesson = args.lesson
@@ -148,15 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     reason = sandbox.unavailable()
     if reason is not None:
         print(f"NOTE: grading kernels cannot be sandboxed here ({reason}); both convcourse runs are unsandboxed")
-    runs = [("plain nbgrader autograde (sequential)", None, False),
-            (f"convcourse grade --workers {args.workers}, sandboxed", True, reason is None),
-            (f"  same, CONVCOURSE_SANDBOX=0", True, False)]
+    runs = [
+        ("plain nbgrader autograde (sequential)", None, False),
+        (f"convcourse grade --workers {args.workers}, sandboxed", True, reason is None),
+        ("  same, CONVCOURSE_SANDBOX=0", True, False),
+    ]
     if args.ordinary:
-        runs.append((f"  same, sandboxed, CONVCOURSE_FORK_KERNELS=0", False, reason is None))
+        runs.append(("  same, sandboxed, CONVCOURSE_FORK_KERNELS=0", False, reason is None))
     with tempfile.TemporaryDirectory(prefix="autograde-bench-") as tmp:
         courses = [make_course(Path(tmp) / f"course{i}", lesson, learners) for i in range(len(runs))]
-        print(f"{args.learners} learners of {lesson} ({', '.join(KINDS)} in turn); {os.cpu_count()} CPU cores; "
-              f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"{args.learners} learners of {lesson} ({', '.join(KINDS)} in turn); {os.cpu_count()} CPU cores; "
+            f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
         n = args.learners
         figures, identical = [], True
         expected = None
@@ -177,24 +204,35 @@ def main(argv: list[str] | None = None) -> int:
                         if expected.get(student) != got.get(student):
                             print(f"  {label}: {student}: nbgrader {expected.get(student)} vs {got.get(student)}")
             figures.append((wall, cpu))
-            print(f"{label:40s} {wall:7.1f} s  {60 * n / wall:6.1f} notebooks/minute  "
-                  f"{cpu / n:5.2f} CPU s/notebook", flush=True)
+            print(
+                f"{label:40s} {wall:7.1f} s  {60 * n / wall:6.1f} notebooks/minute  {cpu / n:5.2f} CPU s/notebook",
+                flush=True,
+            )
         totals = sorted({round(sum(v or 0 for v in cells.values()), 3) for cells in expected.values()})
         (plain_wall, plain_cpu), (ours_wall, ours_cpu), (off_wall, off_cpu) = figures[:3]
         ratio = plain_wall / ours_wall
-        print(f"speed-up (sandboxed vs plain nbgrader): {ratio:.2f}x (notebooks/minute); CPU per notebook: "
-              f"{plain_cpu / ours_cpu:.2f}x less; sandbox off: {plain_wall / off_wall:.2f}x")
-        print(f"sandbox cost per notebook: {(ours_cpu - off_cpu) / n:+.2f} CPU s ({ours_cpu / n:.2f} on vs "
-              f"{off_cpu / n:.2f} off), {(ours_wall - off_wall) / n:+.2f} s wall per notebook")
+        print(
+            f"speed-up (sandboxed vs plain nbgrader): {ratio:.2f}x (notebooks/minute); CPU per notebook: "
+            f"{plain_cpu / ours_cpu:.2f}x less; sandbox off: {plain_wall / off_wall:.2f}x"
+        )
+        print(
+            f"sandbox cost per notebook: {(ours_cpu - off_cpu) / n:+.2f} CPU s ({ours_cpu / n:.2f} on vs "
+            f"{off_cpu / n:.2f} off), {(ours_wall - off_wall) / n:+.2f} s wall per notebook"
+        )
         if ours_cpu < off_cpu:
-            print("  (CPU on < off: CPU of processes ended inside bubblewrap's PID namespace is not all reported "
-                  "to RUSAGE_CHILDREN; trust the wall figures)")
+            print(
+                "  (CPU on < off: CPU of processes ended inside bubblewrap's PID namespace is not all reported "
+                "to RUSAGE_CHILDREN; trust the wall figures)"
+            )
         if ratio < 4:
             # Workers are CPU-bound, so at the same parallelism wall time scales with CPU per notebook.
             need = ours_cpu / n * ratio / 4
-            print(f"4x would need {plain_wall / 4:.1f} s instead of {ours_wall:.1f} s ({100 * (1 - ratio / 4):.0f}% less): "
-                  f"about {need:.2f} CPU s per notebook instead of {ours_cpu / n:.2f} at {args.workers} workers, "
-                  f"or more workers (cores)")
+            print(
+                f"4x would need {plain_wall / 4:.1f} s instead of {ours_wall:.1f} s "
+                f"({100 * (1 - ratio / 4):.0f}% less): "
+                f"about {need:.2f} CPU s per notebook instead of {ours_cpu / n:.2f} at {args.workers} workers, "
+                f"or more workers (cores)"
+            )
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"grades identical: {identical} (distinct totals: {totals})")
         if not identical:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from _notebook_code import load_function  # noqa: E402
+import torch
+import torch.nn.functional as F
+
+from _notebook_code import load_function
 
 SHAPES = [  # (batch, in_channels, out_channels, size, kernel, padding)
     (32, 64, 64, 56, 3, 1),
@@ -29,6 +30,7 @@ SHAPES = [  # (batch, in_channels, out_channels, size, kernel, padding)
 
 def measure(fn, *args, device: str, repeat: int, **kwargs) -> float:
     """Median seconds per call after two warm-up calls."""
+
     def sync():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -55,8 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     conv2d_fast = load_function(args.notebook, "conv2d_fast")
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, {args.dtype}, threads {torch.get_num_threads()}, "
-          f"median of {args.repeat}")
+    print(
+        f"torch {torch.__version__}, device {device}, {args.dtype}, threads {torch.get_num_threads()}, "
+        f"median of {args.repeat}"
+    )
     print(f"{'shape':42s} {'F.conv2d':>10s} {'conv2d_fast':>12s} {'ratio':>6s} {'max |diff|':>11s}")
     generator = torch.Generator().manual_seed(0)
     for n, c_in, c_out, size, k, p in SHAPES:

@@ -66,8 +66,10 @@ WIDGET_P95_LIMIT_MS = 100.0
 CELL_TIMEOUT = 240  # as tests/test_headless.py
 KERNEL_NAME = "python3"
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
-KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline",
-              ACTIVE_FLAG: "timed by benchmarks/lesson_speed.py"}
+KERNEL_ENV = {
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    ACTIVE_FLAG: "timed by benchmarks/lesson_speed.py",
+}
 BASELINE_CODE = "import torch, matplotlib.pyplot, ipywidgets, convcourse.plots, convcourse.widgets"
 
 
@@ -189,7 +191,7 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                 bare.savefig(io.BytesIO(), format="png", dpi=figure.dpi)  # IPython's print_figure skips empty figures
                 plt.close(bare)
                 bare_s.append(time.perf_counter() - start)
-        except Exception as error:  # a widget that fails to redraw is reported, not fatal
+        except Exception as error:  # a widget that fails to redraw is reported, not fatal  # noqa: BLE001
             entry["error"] = f"{type(error).__name__}: {error}"
         if update_s:
             entry["draw_ms"], entry["draw_ms_max"] = median_max(draw_s)
@@ -233,8 +235,9 @@ def _kernel_seconds(cell) -> float | None:
     stamps = cell.get("metadata", {}).get("execution", {})
     if "iopub.execute_input" not in stamps or "shell.execute_reply" not in stamps:
         return None
-    return (datetime.fromisoformat(stamps["shell.execute_reply"])
-            - datetime.fromisoformat(stamps["iopub.execute_input"])).total_seconds()
+    return (
+        datetime.fromisoformat(stamps["shell.execute_reply"]) - datetime.fromisoformat(stamps["iopub.execute_input"])
+    ).total_seconds()
 
 
 async def _execute(client, nb, probe_source: str | None, result: dict, cells: list[dict]) -> None:
@@ -251,14 +254,21 @@ async def _execute(client, nb, probe_source: str | None, result: dict, cells: li
                     continue
                 start = time.perf_counter()
                 await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                cells.append({"cell": index, "seconds": time.perf_counter() - start,
-                              "selfcheck": is_selfcheck_cell(cell), "kernel_seconds": _kernel_seconds(cell)})
+                cells.append(
+                    {
+                        "cell": index,
+                        "seconds": time.perf_counter() - start,
+                        "selfcheck": is_selfcheck_cell(cell),
+                        "kernel_seconds": _kernel_seconds(cell),
+                    }
+                )
                 if cells[-1]["selfcheck"]:
                     result["selfcheck_output"] = "".join(o.get("text", "") for o in cell.get("outputs", []))[:200]
                 for output in cell.get("outputs", []):
                     if output.get("output_type") == "error":
-                        result["errors"].append(f"cell {index}: {output.get('ename')}: "
-                                                f"{output.get('evalue', '')[:200]}")
+                        result["errors"].append(
+                            f"cell {index}: {output.get('ename')}: {output.get('evalue', '')[:200]}"
+                        )
             if probe_source is not None:
                 probe = nbformat.v4.new_code_cell(probe_source)
                 nb.cells.append(probe)  # nbclient stores the executed cell back into nb.cells by index
@@ -266,7 +276,7 @@ async def _execute(client, nb, probe_source: str | None, result: dict, cells: li
                 for output in probe.outputs:
                     if output.get("output_type") == "error":
                         result["errors"].append(f"widget timing: {output.get('ename')}: {output.get('evalue')}")
-        except Exception as error:  # a cell past its timeout, a dead kernel: keep what was measured
+        except Exception as error:  # a cell past its timeout, a dead kernel: keep what was measured  # noqa: BLE001
             result["errors"].append(f"{type(error).__name__}: {str(error)[:300]}")
 
 
@@ -275,19 +285,32 @@ def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, meas
     from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
 
-    result: dict = {"notebook": str(notebook.relative_to(REPO)) if notebook.is_relative_to(REPO) else str(notebook),
-                    "errors": [], "widgets": []}
+    result: dict = {
+        "notebook": str(notebook.relative_to(REPO)) if notebook.is_relative_to(REPO) else str(notebook),
+        "errors": [],
+        "widgets": [],
+    }
     load_before = os.getloadavg()[0]
     cells: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="lesson-speed-") as tmp:
         work = Path(tmp) / notebook.parent.name
         shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
         nb = nbformat.read(work / notebook.name, as_version=4)
-        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=True, record_timing=True,
-                                extra_arguments=KERNEL_ARGS, resources={"metadata": {"path": str(work)}})
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name=KERNEL_NAME,
+            allow_errors=True,
+            record_timing=True,
+            extra_arguments=KERNEL_ARGS,
+            resources={"metadata": {"path": str(work)}},
+        )
         out_path = Path(tmp) / "widgets.json"
-        probe = (inspect.getsource(measure_widgets) + f"\nmeasure_widgets({repeats}, {str(out_path)!r})\n"
-                 if measure else None)
+        probe = (
+            inspect.getsource(measure_widgets) + f"\nmeasure_widgets({repeats}, {str(out_path)!r})\n"
+            if measure
+            else None
+        )
         with environment(KERNEL_ENV):
             # nbclient's own way (one event loop per thread, kept): asyncio.run's fresh loop per notebook
             # left a later notebook waiting out the cell timeout for a reply that had arrived.
@@ -303,9 +326,14 @@ def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, meas
     # The same cells by the kernel's clock: far less than cells_s means the client waited, not the lesson.
     result["cells_kernel_s"] = round(sum(c["kernel_seconds"] or 0 for c in timed), 3)
     result["selfcheck_cell_s"] = round(sum(c["seconds"] for c in cells if c["selfcheck"]), 3)
-    result["slowest_cells"] = [{"cell": c["cell"], "seconds": round(c["seconds"], 3),
-                                "kernel_seconds": c["kernel_seconds"] and round(c["kernel_seconds"], 3)}
-                               for c in sorted(timed, key=lambda c: -c["seconds"])[:3]]
+    result["slowest_cells"] = [
+        {
+            "cell": c["cell"],
+            "seconds": round(c["seconds"], 3),
+            "kernel_seconds": c["kernel_seconds"] and round(c["kernel_seconds"], 3),
+        }
+        for c in sorted(timed, key=lambda c: -c["seconds"])[:3]
+    ]
     result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -318,8 +346,12 @@ def baseline(timeout: int = CELL_TIMEOUT) -> dict:
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(BASELINE_CODE)])
         nbformat.write(nb, folder / "baseline.ipynb")
         run = run_notebook(folder / "baseline.ipynb", repeats=0, timeout=timeout, measure=False)
-    return {"code": BASELINE_CODE, "kernel_start_s": run.get("kernel_start_s"), "cells_s": run["cells_s"],
-            "errors": run["errors"]}
+    return {
+        "code": BASELINE_CODE,
+        "kernel_start_s": run.get("kernel_start_s"),
+        "cells_s": run["cells_s"],
+        "errors": run["errors"],
+    }
 
 
 def lesson_notebook(lesson: str, kind: str) -> tuple[Path | None, str]:
@@ -345,38 +377,52 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def print_report(report: dict) -> None:
     base, machine = report["baseline"], report["machine"]
-    print(f"\nmachine: {machine['cpu_count']} CPU cores, load average {machine['load_average_start']} at start, "
-          f"{machine['load_average_end']} at end (other processes share the cores: figures are noisy)")
-    print(f"baseline kernel ({base['code']}): kernel start {fmt(base['kernel_start_s'], 2)} s, "
-          f"imports {fmt(base['cells_s'], 2)} s")
+    print(
+        f"\nmachine: {machine['cpu_count']} CPU cores, load average {machine['load_average_start']} at start, "
+        f"{machine['load_average_end']} at end (other processes share the cores: figures are noisy)"
+    )
+    print(
+        f"baseline kernel ({base['code']}): kernel start {fmt(base['kernel_start_s'], 2)} s, "
+        f"imports {fmt(base['cells_s'], 2)} s"
+    )
     floor = (base["kernel_start_s"] or 0) + base["cells_s"]
 
     print(f"\nLessons (limit {LESSON_LIMIT_S:.0f} s for kernel start + cells; the self-check cell is timed apart)")
-    header = (f"{'lesson':<20} {'notebook':<9} {'kernel s':>8} {'cells s':>8} {'(in kernel)':>11} {'total s':>8} "
-              f"{'x base':>6} {'selfcheck s':>11}  {'slowest cells (index: s)':<26} verdict")
+    header = (
+        f"{'lesson':<20} {'notebook':<9} {'kernel s':>8} {'cells s':>8} {'(in kernel)':>11} {'total s':>8} "
+        f"{'x base':>6} {'selfcheck s':>11}  {'slowest cells (index: s)':<26} verdict"
+    )
     print(header + "\n" + "-" * len(header))
     for run in report["lessons"]:
         total = None if run.get("kernel_start_s") is None else run["kernel_start_s"] + run["cells_s"]
         slowest = ", ".join(f"{c['cell']}: {c['seconds']:.1f}" for c in run.get("slowest_cells", []))
-        print(f"{run['lesson']:<20} {run['kind']:<9} {fmt(run.get('kernel_start_s'), 2):>8} "
-              f"{fmt(run.get('cells_s'), 2):>8} {fmt(run.get('cells_kernel_s'), 2):>11} {fmt(total, 2):>8} "
-              f"{fmt(total / floor if total and floor else None):>6} {fmt(run.get('selfcheck_cell_s'), 2):>11}  "
-              f"{slowest:<26} {verdict(total, LESSON_LIMIT_S)}")
+        print(
+            f"{run['lesson']:<20} {run['kind']:<9} {fmt(run.get('kernel_start_s'), 2):>8} "
+            f"{fmt(run.get('cells_s'), 2):>8} {fmt(run.get('cells_kernel_s'), 2):>11} {fmt(total, 2):>8} "
+            f"{fmt(total / floor if total and floor else None):>6} {fmt(run.get('selfcheck_cell_s'), 2):>11}  "
+            f"{slowest:<26} {verdict(total, LESSON_LIMIT_S)}"
+        )
         notes = ([run["note"]] if run.get("note") else []) + run.get("errors", [])[:5]
         waited = (run.get("cells_s") or 0) - (run.get("cells_kernel_s") or 0)
         if run.get("cells_kernel_s") and waited > 5:
-            notes.append(f"the client waited {waited:.0f} s longer than the kernel worked: a stalled message, "
-                         "not the lesson (run it again)")
+            notes.append(
+                f"the client waited {waited:.0f} s longer than the kernel worked: a stalled message, "
+                "not the lesson (run it again)"
+            )
         for note in notes:
             print(f"    {note}")
 
-    print(f"\nWidgets ({report['repeats']} redraws each; limits: update median <= {WIDGET_MEDIAN_LIMIT_MS:.0f} ms "
-          f"and p95 <= {WIDGET_P95_LIMIT_MS:.0f} ms, update = draw + PNG; bare = an empty figure of the same size "
-          "rendered; cpu = the kernel's CPU time for the update; figure = the last redraw's; load = 1-minute load "
-          "average after the widget)")
-    header = (f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
-              f"{'p95 ms':>6} {'max ms':>6} {'cpu ms':>6} {'cpu p95':>7} {'bare ms':>7} {'x bare':>6} {'figure':>15} "
-              f"{'load':>5}  verdict")
+    print(
+        f"\nWidgets ({report['repeats']} redraws each; limits: update median <= {WIDGET_MEDIAN_LIMIT_MS:.0f} ms "
+        f"and p95 <= {WIDGET_P95_LIMIT_MS:.0f} ms, update = draw + PNG; bare = an empty figure of the same size "
+        "rendered; cpu = the kernel's CPU time for the update; figure = the last redraw's; load = 1-minute load "
+        "average after the widget)"
+    )
+    header = (
+        f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
+        f"{'p95 ms':>6} {'max ms':>6} {'cpu ms':>6} {'cpu p95':>7} {'bare ms':>7} {'x bare':>6} {'figure':>15} "
+        f"{'load':>5}  verdict"
+    )
     print(header + "\n" + "-" * len(header))
     for run in report["lessons"]:
         for widget in run.get("widgets", []):
@@ -386,12 +432,14 @@ def print_report(report: dict) -> None:
             cell = "?" if widget.get("cell") is None else str(widget["cell"])
             median_ok, p95_ok = verdict(update, WIDGET_MEDIAN_LIMIT_MS), verdict(p95, WIDGET_P95_LIMIT_MS)
             verdicts = "ok" if median_ok == p95_ok == "ok" else f"median {median_ok}, p95 {p95_ok}"
-            print(f"{run['lesson']:<20} {run['kind']:<9} {cell:>4}  {widget['title'][:32]:<32} "
-                  f"{fmt(widget.get('draw_ms')):>7} {fmt(update):>9} {fmt(p95, 0):>6} "
-                  f"{fmt(widget.get('update_ms_max'), 0):>6} {fmt(widget.get('update_cpu_ms')):>6} "
-                  f"{fmt(widget.get('update_cpu_ms_p95')):>7} {fmt(bare):>7} "
-                  f"{fmt(update / bare if update and bare else None):>6} {figure:>15} "
-                  f"{fmt(widget.get('load_average'), 2):>5}  {verdicts}")
+            print(
+                f"{run['lesson']:<20} {run['kind']:<9} {cell:>4}  {widget['title'][:32]:<32} "
+                f"{fmt(widget.get('draw_ms')):>7} {fmt(update):>9} {fmt(p95, 0):>6} "
+                f"{fmt(widget.get('update_ms_max'), 0):>6} {fmt(widget.get('update_cpu_ms')):>6} "
+                f"{fmt(widget.get('update_cpu_ms_p95')):>7} {fmt(bare):>7} "
+                f"{fmt(update / bare if update and bare else None):>6} {figure:>15} "
+                f"{fmt(widget.get('load_average'), 2):>5}  {verdicts}"
+            )
             if widget.get("error"):
                 print(f"    {widget['error']}")
 
@@ -412,11 +460,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
 
-    report = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                          "platform": platform.platform(), "load_average_start": round(os.getloadavg()[0], 2)},
-              "limits": {"lesson_s": LESSON_LIMIT_S, "widget_update_median_ms": WIDGET_MEDIAN_LIMIT_MS,
-                         "widget_update_p95_ms": WIDGET_P95_LIMIT_MS},
-              "repeats": args.repeats, "lessons": []}
+    report = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_start": round(os.getloadavg()[0], 2),
+        },
+        "limits": {
+            "lesson_s": LESSON_LIMIT_S,
+            "widget_update_median_ms": WIDGET_MEDIAN_LIMIT_MS,
+            "widget_update_p95_ms": WIDGET_P95_LIMIT_MS,
+        },
+        "repeats": args.repeats,
+        "lessons": [],
+    }
     print("baseline kernel ...", flush=True)
     report["baseline"] = baseline(args.timeout)
     kinds = ["solutions"] + (["notebooks"] if args.released else [])

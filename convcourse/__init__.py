@@ -12,6 +12,6 @@ One module per concern:
 
 __version__ = "0.1.0"
 
-from .mode import grading_mode  # noqa: E402  (skip heavy ungraded demo cells while grading)
+from .mode import grading_mode
 
 __all__ = ["grading_mode"]

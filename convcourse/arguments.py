@@ -54,16 +54,25 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
     """An int, or a sequence of one or two ints (as ``F.conv2d`` accepts them), as a pair."""
     if isinstance(value, (tuple, list)):
         if len(value) not in (1, 2):
-            raise RuntimeError(f"expected {name} to be a single integer value or a list of 2 values to match "
-                               f"the convolution dimensions, but got {name}={list(value)}")
+            raise RuntimeError(
+                f"expected {name} to be a single integer value or a list of 2 values to match "
+                f"the convolution dimensions, but got {name}={list(value)}"
+            )
         values = [_integer(v, name) for v in value]
         return (values[0], values[-1])
     number = _integer(value, name)
     return (number, number)
 
 
-def conv2d_arguments(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                     stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Conv2dArguments:
+def conv2d_arguments(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Conv2dArguments:
     """Validate an ``F.conv2d`` call like torch and return its numbers (:class:`Conv2dArguments`).
 
     Raises what ``F.conv2d`` raises for the same call: ``RuntimeError`` for a wrong shape, a dtype mismatch,
@@ -73,11 +82,13 @@ def conv2d_arguments(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor):
         raise TypeError("conv2d: input and weight must be tensors")
     if input.dim() not in (3, 4):
-        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
-                           f"{list(input.shape)}")
+        raise RuntimeError(
+            f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: {list(input.shape)}"
+        )
     if weight.dim() != 4:
-        raise RuntimeError(f"conv2d expects a 4-D weight (out_channels, in_channels / groups, kH, kW), got size "
-                           f"{list(weight.shape)}")
+        raise RuntimeError(
+            f"conv2d expects a 4-D weight (out_channels, in_channels / groups, kH, kW), got size {list(weight.shape)}"
+        )
     stride_hw, dilation_hw = _pair(stride, "stride"), _pair(dilation, "dilation")
     groups = _integer(groups, "groups")
     batched = input.dim() == 4
@@ -92,18 +103,24 @@ def conv2d_arguments(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     if input.dtype != weight.dtype:
         raise RuntimeError(f"Input type ({input.dtype}) and weight type ({weight.dtype}) should be the same")
     if out_channels % groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
-                           f"but got weight of size {list(weight.shape)}")
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size {list(weight.shape)}"
+        )
     if in_channels != per_group * groups:
-        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
-                           f"{list(input.shape)} to have {per_group * groups} channels, but got {in_channels} "
-                           "channels instead")
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+            f"{list(input.shape)} to have {per_group * groups} channels, but got {in_channels} "
+            "channels instead"
+        )
     if bias is not None:
         if not isinstance(bias, torch.Tensor):
             raise TypeError("conv2d: bias must be a tensor or None")
         if tuple(bias.shape) != (out_channels,):
-            raise RuntimeError(f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
-                               f"{out_channels} elements, but got bias of size {list(bias.shape)} instead")
+            raise RuntimeError(
+                f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
+                f"{out_channels} elements, but got bias of size {list(bias.shape)} instead"
+            )
         if bias.dtype != input.dtype:
             raise RuntimeError(f"Input type ({input.dtype}) and bias type ({bias.dtype}) should be the same")
     span_h, span_w = dilation_hw[0] * (kh - 1) + 1, dilation_hw[1] * (kw - 1) + 1
@@ -124,8 +141,22 @@ def conv2d_arguments(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
         pads = (pw, pw, ph, ph)
     padded_h, padded_w = height + pads[2] + pads[3], width + pads[0] + pads[1]
     if span_h > padded_h or span_w > padded_w:
-        raise RuntimeError(f"Calculated padded input size per channel: ({padded_h} x {padded_w}). Kernel size: "
-                           f"({span_h} x {span_w}). Kernel size can't be greater than actual input size")
+        raise RuntimeError(
+            f"Calculated padded input size per channel: ({padded_h} x {padded_w}). Kernel size: "
+            f"({span_h} x {span_w}). Kernel size can't be greater than actual input size"
+        )
     out_size = ((padded_h - span_h) // stride_hw[0] + 1, (padded_w - span_w) // stride_hw[1] + 1)
-    return Conv2dArguments(batched, batch, in_channels, height, width, out_channels, (kh, kw), stride_hw,
-                           dilation_hw, pads, groups, out_size)
+    return Conv2dArguments(
+        batched,
+        batch,
+        in_channels,
+        height,
+        width,
+        out_channels,
+        (kh, kw),
+        stride_hw,
+        dilation_hw,
+        pads,
+        groups,
+        out_size,
+    )

@@ -53,8 +53,9 @@ def _build_lesson(lesson: str, course: Path, source: Path) -> tuple[Path, Path]:
     from .grading.config import apply
 
     ensure_tools_on_path()
-    shutil.copytree(source / lesson, course / "source" / lesson,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(
+        source / lesson, course / "source" / lesson, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+    )
     config = apply(Config(), root=course)
     config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
     config.CourseDirectory.assignment_id = lesson
@@ -105,15 +106,24 @@ def lesson_title(notebook: Path) -> str:
 
 def write_index(path: Path, source: Path = SOURCE) -> None:
     """notebooks/README.md: the table of contents learners see in JupyterLab's file browser."""
-    lines = ["# Conv2d from the ground up: lessons", "",
-             "Work through the lessons in order. Each one is a notebook: read, play with the widgets, "
-             "fill in the cells marked `YOUR CODE HERE`, and run the tests under them.", "",
-             "| # | lesson | notebook |", "|---|---|---|"]
+    lines = [
+        "# Conv2d from the ground up: lessons",
+        "",
+        "Work through the lessons in order. Each one is a notebook: read, play with the widgets, "
+        "fill in the cells marked `YOUR CODE HERE`, and run the tests under them.",
+        "",
+        "| # | lesson | notebook |",
+        "|---|---|---|",
+    ]
     for lesson in lessons(source):
         title = lesson_title(source / lesson / f"{lesson}.ipynb")
         lines.append(f"| {lesson[:2]} | {title} | [{lesson}.ipynb]({lesson}/{lesson}.ipynb) |")
-    lines += ["", "*This folder is generated from `autograder/source/` by `make build`; edits here are "
-              "overwritten. Your own work is safe as long as you keep it in your copy of the notebooks.*", ""]
+    lines += [
+        "",
+        "*This folder is generated from `autograder/source/` by `make build`; edits here are "
+        "overwritten. Your own work is safe as long as you keep it in your copy of the notebooks.*",
+        "",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 

@@ -30,9 +30,11 @@ def arg(*flags, **options) -> tuple[tuple, dict]:
 
 def command(name: str, *args: tuple[tuple, dict]):
     """Register ``function(ns) -> int`` as subcommand ``name`` with argparse ``args``."""
+
     def register(function: Callable[[argparse.Namespace], int]):
         COMMANDS[name] = (function, list(args))
         return function
+
     return register
 
 
@@ -45,8 +47,14 @@ def _course(ns: argparse.Namespace):
 LESSON = arg("lesson", help="lesson id, e.g. 01_sliding_window")
 
 
-@command("roster", arg("csv", type=Path, help="CSV with a header row: id (or student_id/username), first_name, "
-                                               "last_name, email, lms_user_id"))
+@command(
+    "roster",
+    arg(
+        "csv",
+        type=Path,
+        help="CSV with a header row: id (or student_id/username), first_name, last_name, email, lms_user_id",
+    ),
+)
 def roster(ns: argparse.Namespace) -> int:
     """Add (or update) learners in the gradebook from a CSV roster."""
     from .instructor.roster import import_roster
@@ -56,8 +64,11 @@ def roster(ns: argparse.Namespace) -> int:
     return 0
 
 
-@command("release", LESSON, arg("--exchange", action="store_true",
-                                help="also nbgrader release_assignment (learners fetch it on JupyterHub)"))
+@command(
+    "release",
+    LESSON,
+    arg("--exchange", action="store_true", help="also nbgrader release_assignment (learners fetch it on JupyterHub)"),
+)
 def release(ns: argparse.Namespace) -> int:
     """Generate a lesson (gradebook + release/<lesson>/) and zip it for an LMS; optionally release to the exchange."""
     from .instructor.release import release as run
@@ -67,11 +78,17 @@ def release(ns: argparse.Namespace) -> int:
     return 0
 
 
-@command("collect", LESSON,
-         arg("--zip", type=Path, help="LMS download: notebooks named <learner id>_<lesson>.ipynb"),
-         arg("--pattern", help="regular expression with (?P<student_id>...) and (?P<file_id>...) for other "
-                               "LMS file names (matched against the full path)"),
-         arg("--exchange", action="store_true", help="nbgrader collect from the exchange (JupyterHub)"))
+@command(
+    "collect",
+    LESSON,
+    arg("--zip", type=Path, help="LMS download: notebooks named <learner id>_<lesson>.ipynb"),
+    arg(
+        "--pattern",
+        help="regular expression with (?P<student_id>...) and (?P<file_id>...) for other "
+        "LMS file names (matched against the full path)",
+    ),
+    arg("--exchange", action="store_true", help="nbgrader collect from the exchange (JupyterHub)"),
+)
 def collect(ns: argparse.Namespace) -> int:
     """Import submissions into submitted/<learner>/<lesson>/ from an LMS zip or from the exchange."""
     from .instructor import collect as impl
@@ -80,35 +97,56 @@ def collect(ns: argparse.Namespace) -> int:
         print("collect: give exactly one of --zip FILE or --exchange", file=sys.stderr)
         return 2
     course = _course(ns)
-    imported = (impl.collect_zip(course, ns.lesson, ns.zip, ns.pattern) if ns.zip
-                else impl.collect_exchange(course, ns.lesson))
-    print(f"collected {ns.lesson}: {len(imported)} new or changed submission(s)"
-          + (f": {', '.join(imported)}" if imported and len(imported) <= 20 else ""))
+    imported = (
+        impl.collect_zip(course, ns.lesson, ns.zip, ns.pattern) if ns.zip else impl.collect_exchange(course, ns.lesson)
+    )
+    print(
+        f"collected {ns.lesson}: {len(imported)} new or changed submission(s)"
+        + (f": {', '.join(imported)}" if imported and len(imported) <= 20 else "")
+    )
     return 0
 
 
-@command("grade", LESSON,
-         arg("--student", action="append", help="grade only this learner (repeatable)"),
-         arg("--workers", type=int, help="parallel grading processes (default: CPU cores)"),
-         arg("--timeout", type=float, default=None, help="seconds per learner before the kernel is killed "
-                                                          "and the learner reported (default 1200)"),
-         arg("--force", action="store_true", help="regrade everything, not only changed or failed submissions"),
-         arg("--no-progress", action="store_true", help="no progress bar"),
-         arg("--json", type=Path, help="also write the outcome per learner to this JSON file"))
+@command(
+    "grade",
+    LESSON,
+    arg("--student", action="append", help="grade only this learner (repeatable)"),
+    arg("--workers", type=int, help="parallel grading processes (default: CPU cores)"),
+    arg(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per learner before the kernel is killed and the learner reported (default 1200)",
+    ),
+    arg("--force", action="store_true", help="regrade everything, not only changed or failed submissions"),
+    arg("--no-progress", action="store_true", help="no progress bar"),
+    arg("--json", type=Path, help="also write the outcome per learner to this JSON file"),
+)
 def grade(ns: argparse.Namespace) -> int:
     """Autograde a lesson in parallel (only new, changed or failed submissions unless --force)."""
     from .instructor.autograde import DEFAULT_TIMEOUT, autograde, format_report, report_json
 
-    report = autograde(_course(ns), ns.lesson, students=ns.student, workers=ns.workers,
-                       timeout=ns.timeout or DEFAULT_TIMEOUT, force=ns.force, progress=not ns.no_progress)
+    report = autograde(
+        _course(ns),
+        ns.lesson,
+        students=ns.student,
+        workers=ns.workers,
+        timeout=ns.timeout or DEFAULT_TIMEOUT,
+        force=ns.force,
+        progress=not ns.no_progress,
+    )
     print(format_report(report))
     if ns.json:
         ns.json.write_text(report_json(report))
     return 1 if report.failed else 0
 
 
-@command("feedback", LESSON, arg("--student", help="only this learner"),
-         arg("--exchange", action="store_true", help="also nbgrader release_feedback to the exchange"))
+@command(
+    "feedback",
+    LESSON,
+    arg("--student", help="only this learner"),
+    arg("--exchange", action="store_true", help="also nbgrader release_feedback to the exchange"),
+)
 def feedback(ns: argparse.Namespace) -> int:
     """Generate HTML feedback (hidden tests' code never shown) under feedback/<learner>/<lesson>/."""
     from .instructor.report import feedback as run
@@ -118,8 +156,11 @@ def feedback(ns: argparse.Namespace) -> int:
     return 0
 
 
-@command("grades", arg("--out", type=Path, help="CSV path (default build/grades.csv)"),
-         arg("--lesson", action="append", help="only this lesson (repeatable)"))
+@command(
+    "grades",
+    arg("--out", type=Path, help="CSV path (default build/grades.csv)"),
+    arg("--lesson", action="append", help="only this lesson (repeatable)"),
+)
 def grades(ns: argparse.Namespace) -> int:
     """Export the gradebook as CSV (nbgrader export): one row per learner and lesson."""
     from .instructor.report import DEFAULT_OUT, export_grades
@@ -132,9 +173,14 @@ def grades(ns: argparse.Namespace) -> int:
 @command("summary", LESSON, arg("--plot", type=Path, help="PNG path (default build/summary_<lesson>.png)"))
 def summary(ns: argparse.Namespace) -> int:
     """Per exercise: mean score and fail rate over the class, as a table and a bar chart."""
-    from .instructor.report import DEFAULT_OUT, exercise_stats, format_table, plot_summary
-
-    from .instructor.report import format_learners, learner_stats
+    from .instructor.report import (
+        DEFAULT_OUT,
+        exercise_stats,
+        format_learners,
+        format_table,
+        learner_stats,
+        plot_summary,
+    )
 
     course = _course(ns)
     rows = exercise_stats(course, ns.lesson)
@@ -143,14 +189,23 @@ def summary(ns: argparse.Namespace) -> int:
     print(format_learners(learner_stats(course, ns.lesson), ns.lesson))
     path = plot_summary(rows, ns.plot or DEFAULT_OUT / f"summary_{ns.lesson}.png")
     print(f"plot written to {path}")
-    from .instructor.autograde import sandbox_note; print(sandbox_note(_course(ns), ns.lesson))  # noqa: E702
+    from .instructor.autograde import sandbox_note
+
+    print(sandbox_note(_course(ns), ns.lesson))
     return 0
 
 
-@command("integrity", LESSON,
-         arg("--threshold", type=float, default=None,
-             help="flag pairs sharing at least this share of code (0-1, default 0.6)"),
-         arg("--csv", type=Path, help="CSV path (default <course>/reports/integrity_<lesson>.csv)"))
+@command(
+    "integrity",
+    LESSON,
+    arg(
+        "--threshold",
+        type=float,
+        default=None,
+        help="flag pairs sharing at least this share of code (0-1, default 0.6)",
+    ),
+    arg("--csv", type=Path, help="CSV path (default <course>/reports/integrity_<lesson>.csv)"),
+)
 def integrity(ns: argparse.Namespace) -> int:
     """Flag for review, per learner with cell and line, code that defeats the lesson's rules, and
     submissions similar to the answer key or to each other (reads the notebooks; runs nothing)."""
@@ -168,10 +223,13 @@ def integrity(ns: argparse.Namespace) -> int:
     return 0
 
 
-@command("formgrader", arg("--port", type=int, default=8888, help="port (default 8888)"),
-         arg("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
-         arg("--no-browser", action="store_true", help="do not open a browser"),
-         arg("lab_args", nargs=argparse.REMAINDER, help="after --: more options for jupyter lab"))
+@command(
+    "formgrader",
+    arg("--port", type=int, default=8888, help="port (default 8888)"),
+    arg("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
+    arg("--no-browser", action="store_true", help="do not open a browser"),
+    arg("lab_args", nargs=argparse.REMAINDER, help="after --: more options for jupyter lab"),
+)
 def formgrader(ns: argparse.Namespace) -> int:
     """Open JupyterLab on the course root with nbgrader's formgrader and Create Assignment tools."""
     from .instructor.formgrader import run
@@ -180,8 +238,11 @@ def formgrader(ns: argparse.Namespace) -> int:
     return run(_course(ns), port=ns.port, ip=ns.ip, open_browser=not ns.no_browser, extra=extra)
 
 
-@command("selfcheck", arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),
-         arg("--timeout", type=int, default=None, help="seconds per cell (default: the grader's limits)"))
+@command(
+    "selfcheck",
+    arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),
+    arg("--timeout", type=int, default=None, help="seconds per cell (default: the grader's limits)"),
+)
 def selfcheck(ns: argparse.Namespace) -> int:
     """For learners: run a notebook's visible tests with the grader's executor; exit 1 when any fails."""
     from .selfcheck import main as selfcheck_main
@@ -190,8 +251,9 @@ def selfcheck(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convcourse", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="convcourse", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--course", help="nbgrader course root (default: $CONVCOURSE_COURSE or the repo's autograder/)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (function, args) in COMMANDS.items():

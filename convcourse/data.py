@@ -34,8 +34,9 @@ def list_images() -> list[str]:
     return sorted(IMAGES)
 
 
-def load_image(name: str, *, grayscale: bool = False, size: int | None = None,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def load_image(
+    name: str, *, grayscale: bool = False, size: int | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Load a photograph as a tensor with values in [0, 1].
 
     Colour images come as (3, H, W) and greyscale ones as (H, W) (or any image with
@@ -53,8 +54,9 @@ def load_image(name: str, *, grayscale: bool = False, size: int | None = None,
                 raise ValueError(f"size must be a positive number of pixels, got {size}")
             scale = size / max(image.size)
             if scale < 1:
-                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                     Image.Resampling.BOX)
+                image = image.resize(
+                    (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BOX
+                )
         array = np.asarray(image, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array.copy()).to(dtype)
     if tensor.ndim == 3:
@@ -71,8 +73,9 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def digits_split(test_fraction: float = 0.25, seed: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor],
-                                                                      tuple[torch.Tensor, torch.Tensor]]:
+def digits_split(
+    test_fraction: float = 0.25, seed: int = 0
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """A fixed, stratified train/test split of the digits: ((x_train, y_train), (x_test, y_test))."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")

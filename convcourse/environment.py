@@ -6,8 +6,14 @@ import importlib.metadata as metadata
 import platform
 
 #: The versions the course is pinned to (pyproject.toml).
-EXPECTED = {"torch": "2.13.0", "numpy": "2.4.6", "matplotlib": "3.11.2", "ipywidgets": "8.1.9",
-            "jupyterlab": "4.6.6", "nbgrader": "0.9.6"}
+EXPECTED = {
+    "torch": "2.13.0",
+    "numpy": "2.4.6",
+    "matplotlib": "3.11.2",
+    "ipywidgets": "8.1.9",
+    "jupyterlab": "4.6.6",
+    "nbgrader": "0.9.6",
+}
 
 
 def check_environment() -> list[tuple[str, bool, str]]:
@@ -19,7 +25,7 @@ def check_environment() -> list[tuple[str, bool, str]]:
         try:
             found = metadata.version(package)
         except metadata.PackageNotFoundError:
-            rows.append((package, False, f"not installed: run 'make lab' from the course folder"))
+            rows.append((package, False, "not installed: run 'make lab' from the course folder"))
             continue
         same = found.split("+")[0] == wanted
         rows.append((package, same, found if same else f"{found}, course pins {wanted}: results may differ"))
@@ -30,7 +36,7 @@ def check_environment() -> list[tuple[str, bool, str]]:
             load_image(name, size=8)
         n = len(load_digits()[1])
         rows.append(("course data", True, f"{len(list_images())} photographs, {n} digits"))
-    except Exception as error:  # report, never crash the welcome lesson
+    except Exception as error:  # report, never crash the welcome lesson  # noqa: BLE001
         rows.append(("course data", False, str(error)))
     import torch
 

@@ -54,8 +54,14 @@ def execute(notebook: Path, timeout: int = CELL_TIMEOUT) -> nbformat.NotebookNod
         shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
         nb = nbformat.read(work / notebook.name, as_version=4)
         with _kernel_environment():
-            NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                           store_widget_state=True, resources={"metadata": {"path": str(work)}}).execute()
+            NotebookClient(
+                nb,
+                timeout=timeout,
+                kernel_name="python3",
+                allow_errors=False,
+                store_widget_state=True,
+                resources={"metadata": {"path": str(work)}},
+            ).execute()
     return nb
 
 
@@ -63,8 +69,12 @@ def _kernel_environment():
     """Environment the kernel inherits: matplotlib's inline backend (an inherited MPLBACKEND=Agg, as in the
     test suite, would show no plots at all), and a note for the lesson's self-check cell, which then prints
     one line instead of starting a kernel of its own."""
-    return environment({"MPLBACKEND": "module://matplotlib_inline.backend_inline",
-                        "CONVCOURSE_SELFCHECK_ACTIVE": "static HTML rendering"})
+    return environment(
+        {
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "CONVCOURSE_SELFCHECK_ACTIVE": "static HTML rendering",
+        }
+    )
 
 
 @contextlib.contextmanager
@@ -95,7 +105,9 @@ def add_widget_snapshots(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         found = []
         for output in model.get("state", {}).get("outputs", []) if model.get("model_name") == "OutputModel" else []:
             if output.get("data", {}).get("image/png"):
-                found.append((output["data"]["image/png"], output.get("metadata", {}).get("image/png", {}).get("alt", "")))
+                found.append(
+                    (output["data"]["image/png"], output.get("metadata", {}).get("image/png", {}).get("alt", ""))
+                )
         for child in model.get("state", {}).get("children", []):
             found += pictures(str(child).removeprefix("IPY_MODEL_"), seen)
         return found
@@ -110,10 +122,19 @@ def add_widget_snapshots(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             found = pictures(view["model_id"], set()) if view else []
             if found:
                 png, alt = found[-1]
-                outputs.append(nbformat.v4.new_output("display_data", data={"text/html": (
-                    '<details class="convcourse-widget-snapshot"><summary>The widget as saved, as a picture '
-                    f'(shown without the widgets script)</summary><img src="data:image/png;base64,{png}" '
-                    f'alt="{html.escape(alt or "widget figure")}"></details>')}))
+                outputs.append(
+                    nbformat.v4.new_output(
+                        "display_data",
+                        data={
+                            "text/html": (
+                                '<details class="convcourse-widget-snapshot"><summary>The widget as saved, '
+                                "as a picture (shown without the widgets script)</summary>"
+                                f'<img src="data:image/png;base64,{png}" '
+                                f'alt="{html.escape(alt or "widget figure")}"></details>'
+                            )
+                        },
+                    )
+                )
         cell.outputs = outputs
     return nb
 
@@ -129,8 +150,13 @@ def to_html(nb: nbformat.NotebookNode) -> str:
     return body
 
 
-def render(lesson_ids: list[str] | None = None, out: Path = OUT, source: Path = SOLUTIONS,
-           timeout: int = CELL_TIMEOUT, log=print) -> list[Path]:
+def render(
+    lesson_ids: list[str] | None = None,
+    out: Path = OUT,
+    source: Path = SOLUTIONS,
+    timeout: int = CELL_TIMEOUT,
+    log=print,
+) -> list[Path]:
     """Execute and render the answer key of each lesson to ``out/<lesson>.html`` and write ``out/index.html``."""
     names = lesson_ids or lessons(source)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,14 +181,16 @@ def write_index(out: Path, source: Path = SOLUTIONS) -> Path:
         if (out / f"{lesson}.html").exists():
             title = lesson_title(source / lesson / f"{lesson}.ipynb")
             rows.append(f'<li><a href="{lesson}.html">{html.escape(title)}</a></li>')
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<title>Conv2d from the ground up</title>"
-            "<style>body{font-family:system-ui,sans-serif;max-width:46em;margin:3em auto;line-height:1.5}"
-            "li{margin:.3em 0}</style></head><body>\n"
-            "<h1>Conv2d from the ground up</h1>\n"
-            "<p>The answer key of every lesson, run once with all outputs, plots and widgets. Widgets show the "
-            "state they were saved in; to move their sliders, open the notebooks in JupyterLab "
-            "(<code>make lab</code>).</p>\n<ol>\n" + "\n".join(rows) + "\n</ol>\n</body></html>\n")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Conv2d from the ground up</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:46em;margin:3em auto;line-height:1.5}"
+        "li{margin:.3em 0}</style></head><body>\n"
+        "<h1>Conv2d from the ground up</h1>\n"
+        "<p>The answer key of every lesson, run once with all outputs, plots and widgets. Widgets show the "
+        "state they were saved in; to move their sliders, open the notebooks in JupyterLab "
+        "(<code>make lab</code>).</p>\n<ol>\n" + "\n".join(rows) + "\n</ol>\n</body></html>\n"
+    )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

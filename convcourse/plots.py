@@ -33,8 +33,7 @@ STYLE = {
     "axes.titley": 1.0,
 }
 #: Colours with fixed meaning across lessons.
-COLORS = {"input": "#4C72B0", "kernel": "#DD8452", "output": "#55A868", "padding": "#C8C8C8",
-          "highlight": "#C44E52"}
+COLORS = {"input": "#4C72B0", "kernel": "#DD8452", "output": "#55A868", "padding": "#C8C8C8", "highlight": "#C44E52"}
 
 
 def use_course_style() -> None:
@@ -90,14 +89,21 @@ def to_numpy(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return array
 
 
-def show_images(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str] | None = None, *,
-                cmap: str = "gray", signed: bool = False, caption: str | None = None,
-                width: float = 3.2) -> plt.Figure:
+def show_images(
+    images: Sequence[torch.Tensor | np.ndarray],
+    titles: Sequence[str] | None = None,
+    *,
+    cmap: str = "gray",
+    signed: bool = False,
+    caption: str | None = None,
+    width: float = 3.2,
+) -> plt.Figure:
     """Images side by side. ``signed=True`` centres a diverging colour map on zero (for filter
     responses, which are positive and negative)."""
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(width * n, width * 1.1 + (0.3 if caption else 0)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, n, figsize=(width * n, width * 1.1 + (0.3 if caption else 0)), squeeze=False, layout="constrained"
+    )
     for i, (ax, image) in enumerate(zip(axes[0], images)):
         array = to_numpy(image)
         if array.ndim == 3:
@@ -133,8 +139,16 @@ def _label_path(text: str, fontsize: float, weight: str) -> Path:
     return path.transformed(Affine2D().translate(-(box.x0 + box.x1) / 2, -(box.y0 + box.y1) / 2))
 
 
-def cell_labels(ax: plt.Axes, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], *,
-                fontsize: float = 8, color: str | Sequence[str] = "black", weight: str = "normal") -> CellLabels:
+def cell_labels(
+    ax: plt.Axes,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    *,
+    fontsize: float = 8,
+    color: str | Sequence[str] = "black",
+    weight: str = "normal",
+) -> CellLabels:
     """Write ``labels[i]`` centred at data point ``(xs[i], ys[i])``, as :func:`show_matrix` does in its cells.
 
     What ``ax.text`` per cell shows, drawn about five times faster: widgets redraw grids of a hundred
@@ -143,17 +157,30 @@ def cell_labels(ax: plt.Axes, xs: Sequence[float], ys: Sequence[float], labels: 
     ``color``: one colour, or one per label."""
     keep = [i for i, label in enumerate(labels) if label]
     colors = [color] * len(labels) if isinstance(color, str) else list(color)
-    collection = CellLabels([_label_path(labels[i], float(fontsize), weight) for i in keep],
-                            [labels[i] for i in keep], offsets=np.column_stack([xs, ys])[keep].reshape(-1, 2),
-                            offset_transform=ax.transData, facecolors=[colors[i] for i in keep],
-                            edgecolors="none", linewidths=0, zorder=3)
+    collection = CellLabels(
+        [_label_path(labels[i], float(fontsize), weight) for i in keep],
+        [labels[i] for i in keep],
+        offsets=np.column_stack([xs, ys])[keep].reshape(-1, 2),
+        offset_transform=ax.transData,
+        facecolors=[colors[i] for i in keep],
+        edgecolors="none",
+        linewidths=0,
+        zorder=3,
+    )
     collection.set_transform(Affine2D().scale(1 / 72) + ax.figure.dpi_scale_trans)  # points, at any dpi
     ax.add_collection(collection, autolim=False)
     return collection
 
 
-def index_labels(ax: plt.Axes, columns: Sequence[int], rows: Sequence[int], *, fontsize: float = 7,
-                 color: str = "#333", bottom: float | None = None) -> CellLabels | None:
+def index_labels(
+    ax: plt.Axes,
+    columns: Sequence[int],
+    rows: Sequence[int],
+    *,
+    fontsize: float = 7,
+    color: str = "#333",
+    bottom: float | None = None,
+) -> CellLabels | None:
     """Column numbers under a grid and row numbers left of it, for grids drawn one cell per data unit
     (centred on the integers): what tick labels would show, as one :class:`CellLabels` outside the axes
     (tick labels cost a Text each on every redraw). Removes the ticks and moves axis labels clear of the
@@ -172,9 +199,18 @@ def index_labels(ax: plt.Axes, columns: Sequence[int], rows: Sequence[int], *, f
     return labels
 
 
-def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str = "", cmap: str = "Blues",
-                fmt: str = "{:.2g}", highlight: tuple[slice, slice] | None = None,
-                highlight_color: str = COLORS["highlight"], annotate: bool = True, index: str = "xy") -> None:
+def show_matrix(
+    ax: plt.Axes,
+    values: torch.Tensor | np.ndarray,
+    *,
+    title: str = "",
+    cmap: str = "Blues",
+    fmt: str = "{:.2g}",
+    highlight: tuple[slice, slice] | None = None,
+    highlight_color: str = COLORS["highlight"],
+    annotate: bool = True,
+    index: str = "xy",
+) -> None:
     """Draw a small matrix as coloured cells with its numbers written in (a :class:`CellLabels`), and its
     column (``"x"`` in ``index``) and row (``"y"``) numbers beside it, also as :class:`CellLabels` (tick
     labels would cost a Text each on every redraw)."""
@@ -187,19 +223,28 @@ def show_matrix(ax: plt.Axes, values: torch.Tensor | np.ndarray, *, title: str =
         rows, cols = np.nonzero(np.isfinite(array))
         shown = array[rows, cols]
         dark = (shown - vmin) / ((vmax - vmin) or 1.0) > 0.6  # white numbers on the dark end of the colour map
-        cell_labels(ax, cols, rows, [fmt.format(v) for v in shown], fontsize=8,
-                    color=["white" if d else "black" for d in dark])
+        cell_labels(
+            ax, cols, rows, [fmt.format(v) for v in shown], fontsize=8, color=["white" if d else "black" for d in dark]
+        )
     index_labels(ax, range(array.shape[1]) if "x" in index else (), range(array.shape[0]) if "y" in index else ())
     ax.set_title(title)
     if highlight is not None:
         rows, cols = highlight
-        ax.add_patch(matplotlib.patches.Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
-                                                  rows.stop - rows.start, fill=False, lw=2.5,
-                                                  edgecolor=highlight_color))
+        ax.add_patch(
+            matplotlib.patches.Rectangle(
+                (cols.start - 0.5, rows.start - 0.5),
+                cols.stop - cols.start,
+                rows.stop - rows.start,
+                fill=False,
+                lw=2.5,
+                edgecolor=highlight_color,
+            )
+        )
 
 
-def filter_gallery(image: torch.Tensor, kernels: dict[str, torch.Tensor], corr2d=None, *,
-                   caption: str | None = None) -> plt.Figure:
+def filter_gallery(
+    image: torch.Tensor, kernels: dict[str, torch.Tensor], corr2d=None, *, caption: str | None = None
+) -> plt.Figure:
     """The image and its response to each kernel, computed with ``corr2d`` (a learner's function)
     when it works, else with torch (and the figure says so)."""
     import torch.nn.functional as F
@@ -218,13 +263,16 @@ def filter_gallery(image: torch.Tensor, kernels: dict[str, torch.Tensor], corr2d
             used = "torch (your corr2d is not implemented yet)"
             responses.append(torch_corr2d(image, kernel))
     titles = ["input"] + list(kernels)
-    fig = show_images([image] + responses, titles, signed=False,
-                      caption=caption or f"Responses computed with {used}.")
+    fig = show_images([image] + responses, titles, signed=False, caption=caption or f"Responses computed with {used}.")
     return fig
 
 
-def touch_counts(size: int | tuple[int, int], kernel_size: int | tuple[int, int], padding: int | tuple[int, int] = 0,
-                 dilation: int | tuple[int, int] = 1) -> torch.Tensor:
+def touch_counts(
+    size: int | tuple[int, int],
+    kernel_size: int | tuple[int, int],
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> torch.Tensor:
     """(H, W) int64 tensor: how many window positions of a stride-1 convolution read each input pixel.
 
     Computed, not derived: the adjoint of the convolution (``F.conv_transpose2d``, with the same kernel
@@ -247,18 +295,28 @@ def coverage_plot(size: int = 6, kernel_size: int = 3, paddings: Sequence[int] =
     pixel of a ``size`` × ``size`` input (:func:`touch_counts`), on one colour scale, with the counts written in."""
     counts = [touch_counts(size, kernel_size, p) for p in paddings]
     high = max(int(c.max()) for c in counts)
-    fig, axes = plt.subplots(1, len(paddings), figsize=(2.7 * len(paddings), 3.5), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(1, len(paddings), figsize=(2.7 * len(paddings), 3.5), squeeze=False, layout="constrained")
     for ax, p, c in zip(axes[0], paddings, counts):
         array = c.numpy()
         ax.imshow(array, cmap="Blues", vmin=0, vmax=high)
         rows, cols = np.nonzero(np.ones_like(array, dtype=bool))
-        cell_labels(ax, cols, rows, [str(v) for v in array[rows, cols]], fontsize=8,
-                    color=["white" if v > 0.6 * high else "black" for v in array[rows, cols]])
+        cell_labels(
+            ax,
+            cols,
+            rows,
+            [str(v) for v in array[rows, cols]],
+            fontsize=8,
+            color=["white" if v > 0.6 * high else "black" for v in array[rows, cols]],
+        )
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"padding={p}\ncorner {array[0, 0]}, edge {array[0, size // 2]}, centre {array[size // 2, size // 2]}",
-                     fontsize=9)
-    fig.supxlabel(f"How many {kernel_size}×{kernel_size} windows read each pixel of a {size}×{size} input "
-                  "(stride 1).", fontsize=9, style="italic")
+        ax.set_title(
+            f"padding={p}\ncorner {array[0, 0]}, edge {array[0, size // 2]}, centre {array[size // 2, size // 2]}",
+            fontsize=9,
+        )
+    fig.supxlabel(
+        f"How many {kernel_size}×{kernel_size} windows read each pixel of a {size}×{size} input (stride 1).",
+        fontsize=9,
+        style="italic",
+    )
     return fig

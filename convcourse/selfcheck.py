@@ -36,6 +36,7 @@ import nbformat
 ACTIVE_FLAG = "CONVCOURSE_SELFCHECK_ACTIVE"
 #: The grader's default seconds per cell (cells may set their own in metadata.convcourse.timeout).
 from .grading.config import CELL_TIMEOUT  # noqa: E402
+
 #: The kernel nbgrader grades with (it restores the lesson's kernelspec before executing).
 KERNEL_NAME = "python3"
 #: Seconds the in-notebook self-check waits for its child process (the per-cell limits apply inside it).
@@ -103,7 +104,7 @@ def run_selfcheck(path: str | Path, timeout: int | None = None) -> list[TestResu
         nb = nbformat.read(path, as_version=4)
     except FileNotFoundError:
         raise FileNotFoundError(f"no notebook at {path}") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         raise ValueError(f"{path} is not a readable notebook ({error}); restore it from the course copy") from None
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
     executor = GuardedExecute(config=grader_config(timeout))
@@ -125,14 +126,17 @@ def format_table(results: list[TestResult], width: int = 100) -> str:
     name_w = max(len("exercise"), *(len(r.grade_id) for r in results))
     lines = [f"{'exercise':<{name_w}}  points  result", f"{'-' * name_w}  ------  ------"]
     for r in results:
-        lines.append(f"{r.grade_id.removeprefix('test_'):<{name_w}}  {r.points:>6g}  {'passed' if r.passed else 'FAILED'}")
+        lines.append(
+            f"{r.grade_id.removeprefix('test_'):<{name_w}}  {r.points:>6g}  {'passed' if r.passed else 'FAILED'}"
+        )
         if not r.passed:
             for line in r.message.splitlines()[:4]:
                 lines.append(" " * (name_w + 10) + line[: max(20, width - name_w - 10)])
     earned = sum(r.points for r in results if r.passed)
     total = sum(r.points for r in results)
-    lines.append(f"\nvisible tests passed for {earned:g} of {total:g} points "
-                 "(hidden tests run when your work is graded)")
+    lines.append(
+        f"\nvisible tests passed for {earned:g} of {total:g} points (hidden tests run when your work is graded)"
+    )
     return "\n".join(lines)
 
 
@@ -176,16 +180,23 @@ def selfcheck(path: str | Path | None = None) -> None:
         return None
     target = Path(path) if path is not None else _current_notebook()
     if target is None:
-        print("Self-check could not tell which notebook this is. Run it from a terminal instead:\n"
-              "    python -m convcourse.selfcheck path/to/notebook.ipynb\n"
-              "or pass the path: selfcheck('01_sliding_window.ipynb')")
+        print(
+            "Self-check could not tell which notebook this is. Run it from a terminal instead:\n"
+            "    python -m convcourse.selfcheck path/to/notebook.ipynb\n"
+            "or pass the path: selfcheck('01_sliding_window.ipynb')"
+        )
         return None
     print(f"Running the saved copy of {target.name} in a fresh kernel (save first: Ctrl+S) ...", flush=True)
     # In a child process: starting a kernel from this one would leave the kernel client's event-loop thread
     # running here, and the learner's own test cells would then refuse to grade ("a background thread").
     try:
-        child = subprocess.run([sys.executable, "-m", "convcourse.selfcheck", str(target)], capture_output=True,
-                               text=True, timeout=CHILD_TIMEOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        child = subprocess.run(
+            [sys.executable, "-m", "convcourse.selfcheck", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
     except subprocess.TimeoutExpired:
         print(f"Self-check could not run: it took longer than {CHILD_TIMEOUT} s")
         return None
@@ -201,11 +212,17 @@ def selfcheck(path: str | Path | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="convcourse selfcheck", description="Run a notebook's visible tests "
-                                     "and print which pass; exit status 1 when any fails.")
+    parser = argparse.ArgumentParser(
+        prog="convcourse selfcheck",
+        description="Run a notebook's visible tests and print which pass; exit status 1 when any fails.",
+    )
     parser.add_argument("notebook", type=Path, help="the .ipynb file to check (your own copy works)")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: the grader's, "
-                        f"{CELL_TIMEOUT} s, or the cell's own limit)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=None,
+        help=f"seconds per cell (default: the grader's, {CELL_TIMEOUT} s, or the cell's own limit)",
+    )
     args = parser.parse_args(argv)
     try:
         results = run_selfcheck(args.notebook, timeout=args.timeout)

@@ -71,7 +71,7 @@ def reference_conv2d_fast(input, weight, bias=None, stride=1, padding=0, dilatio
     c_out, _, kh, kw = weight.shape
     out_h, out_w = _output_size(h, kh, sh, ph, dh), _output_size(w, kw, sw, pw, dw)
     cols = F.unfold(input, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
-    cols = cols.reshape(n, groups, -1, out_h * out_w)                    # (N, G, C_in/G*kH*kW, L)
+    cols = cols.reshape(n, groups, -1, out_h * out_w)  # (N, G, C_in/G*kH*kW, L)
     out = torch.matmul(weight.reshape(groups, c_out // groups, -1), cols)  # (N, G, C_out/G, L)
     out = out.reshape(n, c_out, out_h, out_w)
     return out if bias is None else out + bias.reshape(1, -1, 1, 1)
@@ -82,13 +82,14 @@ def reference_conv2d_backward(grad_output, input, weight, stride=1, padding=0, d
     (sh, sw), (ph, pw), (dh, dw) = expand2(stride, "stride"), expand2(padding, "padding"), expand2(dilation, "dilation")
     n, c_in, h, w = input.shape
     c_out, _, kh, kw = weight.shape
-    g = grad_output.reshape(n, groups, c_out // groups, -1)                # (N, G, C_out/G, L)
+    g = grad_output.reshape(n, groups, c_out // groups, -1)  # (N, G, C_out/G, L)
     cols = F.unfold(input, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
-    cols = cols.reshape(n, groups, -1, g.shape[-1])                        # (N, G, C_in/G*kH*kW, L)
+    cols = cols.reshape(n, groups, -1, g.shape[-1])  # (N, G, C_in/G*kH*kW, L)
     grad_weight = torch.matmul(g, cols.transpose(-1, -2)).sum(0).reshape(weight.shape)
     grad_cols = torch.matmul(weight.reshape(groups, c_out // groups, -1).transpose(-1, -2), g)
-    grad_input = F.fold(grad_cols.reshape(n, -1, g.shape[-1]), (h, w), (kh, kw), dilation=(dh, dw),
-                        padding=(ph, pw), stride=(sh, sw))
+    grad_input = F.fold(
+        grad_cols.reshape(n, -1, g.shape[-1]), (h, w), (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw)
+    )
     return grad_input, grad_weight, grad_output.sum(dim=(0, 2, 3))
 
 
@@ -117,8 +118,20 @@ class ReferenceConv2d(nn.Module):
     inside the capstone's network :func:`assemble_stack` routes it through the chosen stack instead.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         if not isinstance(groups, int) or groups <= 0:
             raise ValueError("groups must be a positive integer")
@@ -136,7 +149,9 @@ class ReferenceConv2d(nn.Module):
             expand2(padding, "padding")
         expand2(stride, "stride"), expand2(dilation, "dilation")
         if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {list(PADDING_MODES)}, but got padding_mode='{padding_mode}'")
+            raise ValueError(
+                f"padding_mode must be one of {list(PADDING_MODES)}, but got padding_mode='{padding_mode}'"
+            )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = kernel
         self.stride, self.dilation = torch_pair(stride), torch_pair(dilation)
@@ -193,8 +208,15 @@ def run_conv(layer: nn.Module, input: torch.Tensor, conv: Callable) -> torch.Ten
             mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
             x = F.pad(x, pads, mode=mode)
         padding = 0
-    out = conv(x, layer.weight, layer.bias, expand2(layer.stride, "stride"), expand2(padding, "padding"), dilation,
-               layer.groups)
+    out = conv(
+        x,
+        layer.weight,
+        layer.bias,
+        expand2(layer.stride, "stride"),
+        expand2(padding, "padding"),
+        dilation,
+        layer.groups,
+    )
     return out[0] if unbatched else out
 
 
@@ -206,8 +228,8 @@ def run_conv(layer: nn.Module, input: torch.Tensor, conv: Callable) -> torch.Ten
 class Part:
     """One piece of the stack: which implementation runs and why."""
 
-    role: str         # what it does in the network
-    name: str         # the learner's name for it
+    role: str  # what it does in the network
+    name: str  # the learner's name for it
     lesson: str
     yours: bool
     why: str
@@ -313,10 +335,13 @@ def _check_forward(conv2d_fast: Callable) -> str | None:
         try:
             with torch.no_grad():
                 got = conv2d_fast(x, w, b, s, p, d, g)
-        except Exception as error:  # the learner's code: any failure means "use the course's"
+        except Exception as error:  # the learner's code: any failure means "use the course's"  # noqa: BLE001
             return f"it raised {_describe(error)} on stride={s}, padding={p}, dilation={d}, groups={g}"
-        if not isinstance(got, torch.Tensor) or got.shape != expected.shape or \
-                not torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-8):
+        if (
+            not isinstance(got, torch.Tensor)
+            or got.shape != expected.shape
+            or not torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-8)
+        ):
             return f"its result differs from torch's on stride={s}, padding={p}, dilation={d}, groups={g}"
     x, w = torch.randn(32, 32, 8, 8), torch.randn(32, 32, 3, 3)
     seconds = _cpu_seconds(lambda: conv2d_fast(x, w, None, 1, 1, 1, 1))
@@ -335,14 +360,17 @@ def _check_function(function: type) -> str | None:
         expected = reference_conv2d_backward(grad_output, x, w, s, p, d, g)
         try:
             got = function_gradients(function, grad_output, x, w, b, (s, p, d, g))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001
             return f"its backward raised {_describe(error)} on stride={s}, padding={p}, dilation={d}, groups={g}"
         names = ("grad_input", "grad_weight", "grad_bias")
         for name, mine, right in zip(names, got, expected):
             if name == "grad_bias" and not has_bias:
                 continue
-            if not isinstance(mine, torch.Tensor) or mine.shape != right.shape or \
-                    not torch.allclose(mine.double(), right, rtol=1e-6, atol=1e-8):
+            if (
+                not isinstance(mine, torch.Tensor)
+                or mine.shape != right.shape
+                or not torch.allclose(mine.double(), right, rtol=1e-6, atol=1e-8)
+            ):
                 return f"its {name} differs from torch's on stride={s}, padding={p}, dilation={d}, groups={g}"
     x, w, b = torch.randn(32, 32, 8, 8), torch.randn(32, 32, 3, 3), torch.randn(32)
     grad_output = torch.randn(32, 32, 8, 8)
@@ -368,14 +396,23 @@ def _check_module(cls: Any) -> str | None:
         try:
             layer = cls(**arguments)
             want = nn.Conv2d(**arguments)
-            shapes_ok = tuple(layer.weight.shape) == tuple(want.weight.shape) and \
-                (layer.bias is None) == (want.bias is None)
-            settings_ok = all(expand2(getattr(layer, a), a) == expand2(getattr(want, a), a)
-                              for a in ("kernel_size", "stride", "dilation")) and \
-                layer.groups == want.groups and layer.padding_mode == want.padding_mode and \
-                (layer.padding == want.padding if isinstance(want.padding, str)
-                 else expand2(layer.padding, "padding") == expand2(want.padding, "padding"))
-        except Exception as error:
+            shapes_ok = tuple(layer.weight.shape) == tuple(want.weight.shape) and (layer.bias is None) == (
+                want.bias is None
+            )
+            settings_ok = (
+                all(
+                    expand2(getattr(layer, a), a) == expand2(getattr(want, a), a)
+                    for a in ("kernel_size", "stride", "dilation")
+                )
+                and layer.groups == want.groups
+                and layer.padding_mode == want.padding_mode
+                and (
+                    layer.padding == want.padding
+                    if isinstance(want.padding, str)
+                    else expand2(layer.padding, "padding") == expand2(want.padding, "padding")
+                )
+            )
+        except Exception as error:  # noqa: BLE001
             return f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in arguments.items())}) raised {_describe(error)}"
         if not shapes_ok:
             return f"its weight or bias shape differs from nn.Conv2d's for {arguments}"
@@ -398,6 +435,7 @@ def assemble_stack(namespace: dict[str, Any]) -> Stack:
     quick checks against torch (and run fast enough to train with); the course's references otherwise.
     Never raises for anything the learner wrote: a piece that fails is replaced, and the report says why.
     """
+
     def pick(name: str, check: Callable[[Any], str | None]) -> tuple[Any, bool, str]:
         candidate = namespace.get(name)
         if name == "Conv2d" and _is_assembled(candidate):
@@ -406,7 +444,7 @@ def assemble_stack(namespace: dict[str, Any]) -> Stack:
             return None, False, "not pasted"
         try:
             problem = check(candidate)
-        except Exception as error:  # a check must never crash the notebook
+        except Exception as error:  # a check must never crash the notebook  # noqa: BLE001
             problem = f"checking it raised {_describe(error)}"
         return (None, False, problem) if problem else (candidate, True, "passes the checks against torch")
 
@@ -458,8 +496,22 @@ def validation_split(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2, se
     return (x[fit_idx], y[fit_idx]), (x[val_idx], y[val_idx])
 
 
-__all__ = ["assemble_stack", "Stack", "torch_twin", "seconds_per_step", "Part", "ReferenceConv2d", "ReferenceConv2dFunction", "reference_conv2d_fast",
-           "reference_conv2d_backward", "run_conv", "validation_split", "expand2", "torch_pair", "padding_amounts"]
+__all__ = [
+    "assemble_stack",
+    "Stack",
+    "torch_twin",
+    "seconds_per_step",
+    "Part",
+    "ReferenceConv2d",
+    "ReferenceConv2dFunction",
+    "reference_conv2d_fast",
+    "reference_conv2d_backward",
+    "run_conv",
+    "validation_split",
+    "expand2",
+    "torch_pair",
+    "padding_amounts",
+]
 
 
 def torch_twin(model: nn.Module) -> nn.Module:
@@ -470,9 +522,19 @@ def torch_twin(model: nn.Module) -> nn.Module:
     for name, layer in list(twin.named_modules()):
         if not is_course_conv(layer) or not name:
             continue
-        replacement = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                                layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode,
-                                device=layer.weight.device, dtype=layer.weight.dtype)
+        replacement = nn.Conv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            layer.groups,
+            layer.bias is not None,
+            layer.padding_mode,
+            device=layer.weight.device,
+            dtype=layer.weight.dtype,
+        )
         replacement.load_state_dict(layer.state_dict())
         parent_name, _, child = name.rpartition(".")
         setattr(twin.get_submodule(parent_name) if parent_name else twin, child, replacement)

@@ -22,9 +22,13 @@ TARGET_ACCURACY = 0.97
 def is_course_conv(module: nn.Module) -> bool:
     """True for a Conv2d written in a notebook (or the course): named Conv2d, not torch's, with a 4-D weight."""
     cls = type(module)
-    return (cls.__name__ == "Conv2d" and not cls.__module__.startswith("torch")
-            and not isinstance(module, nn.modules.conv._ConvNd)
-            and isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 4)
+    return (
+        cls.__name__ == "Conv2d"
+        and not cls.__module__.startswith("torch")
+        and not isinstance(module, nn.modules.conv._ConvNd)
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+        and module.weight.dim() == 4
+    )
 
 
 def course_convs(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -51,8 +55,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
     correct = 0
     for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size].to(device=device, dtype=dtype))
-        correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
+        logits = model(x[start : start + batch_size].to(device=device, dtype=dtype))
+        correct += int((logits.argmax(1).cpu() == y[start : start + batch_size]).sum())
     return correct / max(len(x), 1)
 
 
@@ -71,11 +75,15 @@ def plot_history(history: dict | None, target: float = TARGET_ACCURACY) -> plt.F
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
     left.plot(epochs, history["loss"], marker="o", ms=3, color=COLORS["input"])
     left.set(xlabel="epoch", ylabel="mean cross-entropy", title="training loss", yscale="log")
-    for key, label, color in (("train_accuracy", "train", COLORS["input"]), ("val_accuracy", "validation", COLORS["output"]),
-                              ("test_accuracy", "test", COLORS["kernel"])):
+    for key, label, color in (
+        ("train_accuracy", "train", COLORS["input"]),
+        ("val_accuracy", "validation", COLORS["output"]),
+        ("test_accuracy", "test", COLORS["kernel"]),
+    ):
         if history.get(key):
-            right.plot(epochs[:len(history[key])], 100 * np.asarray(history[key]), marker="o", ms=3, label=label,
-                       color=color)
+            right.plot(
+                epochs[: len(history[key])], 100 * np.asarray(history[key]), marker="o", ms=3, label=label, color=color
+            )
     right.axhline(100 * target, color=COLORS["highlight"], ls="--", lw=1, label=f"target {100 * target:.0f}%")
     right.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(max(0, right.get_ylim()[0]), 100.5))
     right.legend(loc="lower right", fontsize=8)
@@ -91,8 +99,9 @@ def plot_filters(model: nn.Module | None, *, columns: int = 8) -> plt.Figure:
     weight = conv.weight.detach().float().cpu()[:, 0]
     n = weight.shape[0]
     rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for index, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if index < n:
@@ -107,8 +116,10 @@ def plot_filters(model: nn.Module | None, *, columns: int = 8) -> plt.Figure:
 def feature_maps(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
     """{layer name: (C, H, W) output} of every course Conv2d for one (1, H, W) image, in order."""
     maps: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out[0].detach().cpu()))
-             for name, m in course_convs(model)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out[0].detach().cpu()))
+        for name, m in course_convs(model)
+    ]
     was_training = model.training
     try:
         model.eval()
@@ -130,7 +141,7 @@ def mosaic(maps: torch.Tensor, columns: int = 8, gap: float = float("nan")) -> n
     out = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), gap, dtype=np.float64)
     for index in range(c):
         r, q = divmod(index, columns)
-        out[r * (h + 1):r * (h + 1) + h, q * (w + 1):q * (w + 1) + w] = maps[index].double().numpy()
+        out[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = maps[index].double().numpy()
     return out
 
 
@@ -167,6 +178,17 @@ def show_mistakes(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, lim
     return fig
 
 
-__all__: Sequence[str] = ["TARGET_ACCURACY", "is_course_conv", "course_convs", "torch_convs", "accuracy",
-                          "plot_history", "plot_filters", "feature_maps", "mosaic", "confusion_matrix",
-                          "show_mistakes", "model_device"]
+__all__: Sequence[str] = [
+    "TARGET_ACCURACY",
+    "is_course_conv",
+    "course_convs",
+    "torch_convs",
+    "accuracy",
+    "plot_history",
+    "plot_filters",
+    "feature_maps",
+    "mosaic",
+    "confusion_matrix",
+    "show_mistakes",
+    "model_device",
+]

@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import os
 import resource
-import sys
 import time
-from pathlib import Path
 
 import matplotlib
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from convcourse.grading import ensure_tools_on_path  # noqa: E402
+from convcourse.grading import ensure_tools_on_path
 
 ensure_tools_on_path()
 
@@ -95,14 +92,16 @@ def pytest_collection_modifyitems(config, items):
         # Slow tests' module fixtures start servers or grade classes: built once. A unit test's module
         # fixture is cheap (loading data), so those tests spread over the workers.
         info = getattr(item, "_fixtureinfo", None)
-        scoped = info and any(defs and defs[-1].scope in ("module", "package", "class")
-                              for defs in info.name2fixturedefs.values())
+        scoped = info and any(
+            defs and defs[-1].scope in ("module", "package", "class") for defs in info.name2fixturedefs.values()
+        )
         if scoped and item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 # ---- run report: wall time and CPU seconds per test (this process and its reaped children) ---------------
 # Measured where the test runs (an xdist worker too) and sent to the terminal with the test's report.
+
 
 def _cpu_seconds() -> float:
     total = 0.0
@@ -147,5 +146,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for nodeid, seconds in sorted(_CPU.items(), key=lambda kv: -kv[1])[:15]:
             write(f"{seconds:8.2f}s cpu  {nodeid}")
     load = os.getloadavg()
-    write(f"pytest run: {time.monotonic() - _START['wall']:.1f} s wall; {sum(_CPU.values()):.1f} s CPU in tests "
-          f"(sum over tests, workers included); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    write(
+        f"pytest run: {time.monotonic() - _START['wall']:.1f} s wall; {sum(_CPU.values()):.1f} s CPU in tests "
+        f"(sum over tests, workers included); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )

@@ -123,8 +123,9 @@ def make_course(tmp: Path, lesson_ids: list[str] | None = None, students: list[s
     for lesson in lesson_ids or lessons():
         shutil.copytree(SOURCE / lesson, root / "source" / lesson)
     course = Course(root)
-    (root / "nbgrader_config.py").write_text(CONFIG_TEMPLATE.format(
-        root=str(root), db_url=course.db_url, exchange=str(tmp / "exchange")))
+    (root / "nbgrader_config.py").write_text(
+        CONFIG_TEMPLATE.format(root=str(root), db_url=course.db_url, exchange=str(tmp / "exchange"))
+    )
     if students:
         with course.gradebook() as gb:
             for student in students:
@@ -140,11 +141,19 @@ def run_in(course: Course, args: list[str], retcode: int | None = 0) -> str:
 
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=env,
-                            capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=course.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     output = result.stdout + result.stderr
     if retcode is not None and result.returncode != retcode:
-        raise AssertionError(f"nbgrader {' '.join(args)} exited {result.returncode}, expected {retcode}:\n{output[-6000:]}")
+        raise AssertionError(
+            f"nbgrader {' '.join(args)} exited {result.returncode}, expected {retcode}:\n{output[-6000:]}"
+        )
     return output
 
 
@@ -163,19 +172,28 @@ def cell_by_id(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNod
 
 def graded_ids(notebook: Path) -> list[str]:
     nb = json.loads(notebook.read_text())
-    return [c["metadata"]["nbgrader"]["grade_id"] for c in nb["cells"]
-            if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    return [
+        c["metadata"]["nbgrader"]["grade_id"]
+        for c in nb["cells"]
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    ]
 
 
 def points(lesson: str) -> dict[str, float]:
     """Every graded cell of a lesson and its points (the exercises' tests and the questions), from the answer key."""
     nb = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
-            if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+    return {
+        c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
+        for c in nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    }
 
 
 def question_points(lesson: str) -> dict[str, float]:
     """The check-your-understanding cells of a lesson and their points."""
     nb = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
-            if c.get("metadata", {}).get("nbgrader", {}).get("grade") and "check_answer(" in c.source}
+    return {
+        c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
+        for c in nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade") and "check_answer(" in c.source
+    }

@@ -15,6 +15,7 @@ import re
 import time
 
 import pytest
+
 from adversarial.submissions import LESSON, POINTS, QUIZ_IDS, QUIZ_POINTS, SUBMISSIONS, TEST_ID
 from course import make_course, run_in
 
@@ -43,8 +44,9 @@ def graded(tmp_path_factory):
     autograde_log = run_in(course, ["autograde", LESSON, "--force"], retcode=1)
     seconds = time.monotonic() - start
     feedback_log = run_in(course, ["generate_feedback", LESSON, "--force"], retcode=None)
-    return dict(course=course, submitted=submitted, before=before, log=autograde_log, seconds=seconds,
-                feedback_log=feedback_log)
+    return dict(
+        course=course, submitted=submitted, before=before, log=autograde_log, seconds=seconds, feedback_log=feedback_log
+    )
 
 
 def _outputs_text(cell) -> str:

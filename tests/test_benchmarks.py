@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from course import REPO
 
 LESSON_SPEED = REPO / "benchmarks" / "lesson_speed.py"
@@ -27,8 +28,12 @@ def test_lesson_speed_times_the_lesson_and_every_widget_it_shows(tmp_path):
 
     lesson = "01_sliding_window"
     out = tmp_path / "speed.json"
-    result = subprocess.run([sys.executable, str(LESSON_SPEED), "--lessons", lesson, "--repeats", "2",
-                             "--json", str(out)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(LESSON_SPEED), "--lessons", lesson, "--repeats", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["repeats"] == 2
@@ -40,8 +45,11 @@ def test_lesson_speed_times_the_lesson_and_every_widget_it_shows(tmp_path):
 
     # One entry per cell of the answer key that shows a widget, in order, each named by the widget's title.
     cells = json.loads((REPO / "solutions" / lesson / f"{lesson}.ipynb").read_text())["cells"]
-    widget_cells = [i for i, cell in enumerate(cells)
-                    if cell["cell_type"] == "code" and re.search(r"\b\w+_widget\(", "".join(cell["source"]))]
+    widget_cells = [
+        i
+        for i, cell in enumerate(cells)
+        if cell["cell_type"] == "code" and re.search(r"\b\w+_widget\(", "".join(cell["source"]))
+    ]
     assert widget_cells and [widget["cell"] for widget in run["widgets"]] == widget_cells
     title = sliding_window_widget().title
     for widget in run["widgets"]:

@@ -25,14 +25,23 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from course import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts" / "browser"
 LESSONS = sorted(p.name for p in (REPO / "notebooks").iterdir() if (p / f"{p.name}.ipynb").exists())
 ALLOWED_ERRORS = ("NotImplementedError", "not implemented yet", "not answered yet")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,25 +55,47 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed and 'make browser-deps' could not install it "
-                    "(needs root and Debian's apt); the browser test cannot run here")
+        pytest.skip(
+            f"{CHROMIUM} is not installed and 'make browser-deps' could not install it "
+            "(needs root and Debian's apt); the browser test cannot run here"
+        )
     root = tmp_path_factory.mktemp("lab") / "notebooks"
     shutil.copytree(REPO / "notebooks", root)
     port, token = _free_port(), secrets.token_hex(16)
     home = tmp_path_factory.mktemp("home")
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    )
     # No "get notified about Jupyter news?" toast over the screenshots (a setting of this test's own config dir).
     (home / "config" / "labconfig").mkdir(parents=True)
     (home / "config" / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
     log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate"] + (["--allow-root"] if os.geteuid() == 0 else []),
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
+        + (["--allow-root"] if os.geteuid() == 0 else []),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -156,19 +187,26 @@ WIDGET_CONTENT = """(el) => {
 
 
 def _run_all_and_wait(page, path: str, timeout: float) -> dict:
-    page.wait_for_function(f"(path) => {{ const w = window.jupyterapp && ({PANEL})(path); "
-                           "const k = w && w.sessionContext && w.sessionContext.session "
-                           "&& w.sessionContext.session.kernel; return k && k.status === 'idle'; }",
-                           arg=path, timeout=120_000)
-    page.evaluate(f"(path) => {{ window.__courseRun = null; ({RUN_ALL})(path).then("
-                  "stops => { window.__courseRun = {stops}; }, "
-                  "error => { window.__courseRun = {failed: String(error)}; }); }", path)
+    page.wait_for_function(
+        f"(path) => {{ const w = window.jupyterapp && ({PANEL})(path); "
+        "const k = w && w.sessionContext && w.sessionContext.session "
+        "&& w.sessionContext.session.kernel; return k && k.status === 'idle'; }",
+        arg=path,
+        timeout=120_000,
+    )
+    page.evaluate(
+        f"(path) => {{ window.__courseRun = null; ({RUN_ALL})(path).then("
+        "stops => { window.__courseRun = {stops}; }, "
+        "error => { window.__courseRun = {failed: String(error)}; }); }",
+        path,
+    )
     try:
         page.wait_for_function("() => window.__courseRun !== null", timeout=timeout * 1000, polling=500)
-    except Exception:
+    except Exception:  # noqa: BLE001
         state = page.evaluate(NOTEBOOK_STATE, path) or {}
-        raise AssertionError(f"the notebook did not finish running within {timeout:.0f} s: "
-                             f"{json.dumps(state)[:800]}") from None
+        raise AssertionError(
+            f"the notebook did not finish running within {timeout:.0f} s: {json.dumps(state)[:800]}"
+        ) from None
     run = page.evaluate("window.__courseRun")
     assert "failed" not in run, f"Run All failed in the page: {run['failed']}"
     page.wait_for_timeout(1000)  # let the last outputs and widget views render
@@ -208,8 +246,9 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
     try:
         path = f"{lesson}/{lesson}.ipynb"
         # A workspace of its own per lesson, so that JupyterLab restores no other lesson's tab.
-        page.goto(f"{lab['url']}/lab/workspaces/{lesson}/tree/{path}?token={lab['token']}",
-                  wait_until="domcontentloaded")
+        page.goto(
+            f"{lab['url']}/lab/workspaces/{lesson}/tree/{path}?token={lab['token']}", wait_until="domcontentloaded"
+        )
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
         state = _run_all_and_wait(page, path, timeout=420)
         page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)
@@ -220,7 +259,9 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
         noisy = [s for s in state["stderr"] if any(w in s[1] for w in ("Traceback", "Error", "Warning"))]
         assert not noisy, f"{lesson}: errors or warnings on stderr {noisy}"
         # The DOM agrees: every error output on the page is an expected one.
-        for text in page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts():
+        for text in page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        ).all_inner_texts():
             assert "Traceback" not in text or any(a in text for a in ALLOWED_ERRORS), f"{lesson}: {text[:500]}"
 
         source = (REPO / "notebooks" / lesson / f"{lesson}.ipynb").read_text()
@@ -228,8 +269,9 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
             page.wait_for_selector(".jp-OutputArea-output img", state="attached", timeout=30_000)
             images = page.locator(".jp-OutputArea-output img")
             assert images.count() > 0, f"{lesson}: no plot rendered"
-            assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
-                       for i in range(images.count())), f"{lesson}: an image did not load"
+            assert all(
+                images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count())
+            ), f"{lesson}: an image did not load"
 
         widgets = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)")
         if "_widget(" in source or "ipywidgets" in source:
@@ -242,17 +284,21 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
             if _move_control(page, widget):
                 moved += 1
                 try:
-                    page.wait_for_function(f"([el, before]) => ({WIDGET_CONTENT})(el) !== before",
-                                           arg=[widget.element_handle(), before], timeout=30_000)
-                except Exception:
+                    page.wait_for_function(
+                        f"([el, before]) => ({WIDGET_CONTENT})(el) !== before",
+                        arg=[widget.element_handle(), before],
+                        timeout=30_000,
+                    )
+                except Exception:  # noqa: BLE001
                     raise AssertionError(f"{lesson}: widget {index} did not change when its control moved") from None
         if widgets.count():
             assert moved > 0, f"{lesson}: no widget has a slider or dropdown the test could move"
 
         if "selfcheck()" in source:
             text = "\n".join(state["streams"])
-            assert "points" in text and "visible tests passed" in text, \
+            assert "points" in text and "visible tests passed" in text, (
                 f"{lesson}: the self-check cell printed no table:\n{text[-1500:]}"
+            )
         page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)
         page.locator(".jp-Notebook .jp-Cell").last.scroll_into_view_if_needed()  # the summary and the self-check
         page.wait_for_timeout(300)

@@ -22,7 +22,7 @@ def corr2d(x, k):
     out = torch.zeros(x.shape[0] - kh + 1, x.shape[1] - kw + 1, dtype=x.dtype)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
-            out[i, j] = (x[i:i + kh, j:j + kw] * k).sum()
+            out[i, j] = (x[i : i + kh, j : j + kw] * k).sum()
     return out
 
 
@@ -42,8 +42,11 @@ def _conv_args(**inputs) -> ConvArgs:
 
 
 CONV = Exercise(
-    name="test_only_conv2d", lesson="tests", reference=lambda **inputs: _conv_args(**inputs).conv(),
-    variants=lambda inputs: {k: v for k, v in variants(_conv_args(**inputs)).items() if v is not None})
+    name="test_only_conv2d",
+    lesson="tests",
+    reference=lambda **inputs: _conv_args(**inputs).conv(),
+    variants=lambda inputs: {k: v for k, v in variants(_conv_args(**inputs)).items() if v is not None},
+)
 
 
 def conv_inputs(c_in=2, c_out=2, h=7, w=8, kh=3, kw=3, *, bias=False, **params):
@@ -57,22 +60,30 @@ def conv_inputs(c_in=2, c_out=2, h=7, w=8, kh=3, kw=3, *, bias=False, **params):
 
 # ---- correct implementations pass ---------------------------------------------------------------
 
+
 def test_honest_loop_passes_every_corr2d_suite():
     assert check("corr2d", corr2d, x=X, k=K)
     assert check_suite("corr2d", corr2d, "visible") and check_suite("corr2d", corr2d, "hidden")
 
 
 def test_message_names_exercise_configuration_position_and_error_size():
-    message = failure(CONV, lambda x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1:
-                      F.conv2d(x, weight, bias, stride, padding, dilation, groups) + 0.5,
-                      **conv_inputs(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2))
-    assert message.startswith("test_only_conv2d(x=tensor of shape (1, 2, 7, 8) (float64), "
-                              "weight=tensor of shape (2, 1, 3, 3) (float64), stride=(2, 1), padding=(1, 0), "
-                              "dilation=(1, 2), groups=2) is wrong")
+    message = failure(
+        CONV,
+        lambda x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: (
+            F.conv2d(x, weight, bias, stride, padding, dilation, groups) + 0.5
+        ),
+        **conv_inputs(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
+    )
+    assert message.startswith(
+        "test_only_conv2d(x=tensor of shape (1, 2, 7, 8) (float64), "
+        "weight=tensor of shape (2, 1, 3, 3) (float64), stride=(2, 1), padding=(1, 0), "
+        "dilation=(1, 2), groups=2) is wrong"
+    )
     assert "first difference at index (0, 0, 0, 0)" in message and "largest error 0.5" in message
 
 
 # ---- each diagnosis fires on a deliberately wrong implementation ---------------------------------
+
 
 def test_flipped_kernel_true_convolution():
     message = failure("corr2d", lambda x, k: corr2d(x, k.flip(0, 1)), x=X, k=K)
@@ -90,8 +101,9 @@ def test_off_by_one_output_size():
         full = corr2d(x, k)
         return torch.cat([full, torch.zeros(1, full.shape[1], dtype=x.dtype)])
 
-    assert "Likely mistake: off-by-one in the output size: your output misses the last row and column" in \
-        failure("corr2d", short, x=X, k=K)
+    assert "Likely mistake: off-by-one in the output size: your output misses the last row and column" in failure(
+        "corr2d", short, x=X, k=K
+    )
     assert "misses the last row." in failure("corr2d", one_row_short, x=X, k=K)
     assert "off-by-one in the output size" in failure("corr2d", one_too_many, x=X, k=K)
 
@@ -114,8 +126,9 @@ def test_padding_on_one_side_only():
         p = padding
         return F.conv2d(F.pad(x, (2 * p, 0, 2 * p, 0)), weight, bias, stride, 0, dilation, groups)
 
-    assert "Likely mistake: padding is added on one side only (left/top)" in \
-        failure(CONV, one_side, **conv_inputs(padding=1))
+    assert "Likely mistake: padding is added on one side only (left/top)" in failure(
+        CONV, one_side, **conv_inputs(padding=1)
+    )
 
 
 def test_even_same_padding_on_the_wrong_side():
@@ -159,8 +172,9 @@ def test_groups_mixing_channels():
 
     inputs = conv_inputs(c_in=4, c_out=4, groups=2)
     assert "Likely mistake: groups mix channels" in failure(CONV, ignores_groups, **inputs)
-    assert "Likely mistake: every output channel reads the first group's input channels" in \
-        failure(CONV, first_group_only, **inputs)
+    assert "Likely mistake: every output channel reads the first group's input channels" in failure(
+        CONV, first_group_only, **inputs
+    )
 
 
 def test_dilation_applied_to_the_input_instead_of_the_kernel():
@@ -212,19 +226,23 @@ def _via_tensor_unfold(x, k):
 
 
 def _via_aten(x, k):
-    return torch.ops.aten.convolution(x[None, None], k[None, None], None, [1, 1], [0, 0], [1, 1], False,
-                                      [0, 0], 1)[0, 0]
+    return torch.ops.aten.convolution(x[None, None], k[None, None], None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[
+        0, 0
+    ]
 
 
 def _swallowing(x, k):
     try:
         return _via_alias(x, k)
-    except Exception:  # the tripwire's error is caught, the loops answer instead: still banned
+    except Exception:  # the tripwire's error is caught, the loops answer instead: still banned  # noqa: BLE001
         return corr2d(x, k)
 
 
-@pytest.mark.parametrize("fn", [_via_functional, _via_alias, _via_module, _via_unfold, _via_tensor_unfold,
-                                _via_aten, _swallowing], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "fn",
+    [_via_functional, _via_alias, _via_module, _via_unfold, _via_tensor_unfold, _via_aten, _swallowing],
+    ids=lambda f: f.__name__,
+)
 def test_tripwire_catches_torch_convolution_however_it_is_called(fn):
     message = failure("corr2d", fn, x=X, k=K)
     assert message.startswith("corr2d called ")
@@ -239,6 +257,7 @@ def test_tripwire_is_off_after_the_check():
 
 # ---- tampering ----------------------------------------------------------------------------------
 
+
 def _zeros(x, k):
     return torch.zeros(x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1, dtype=x.dtype)
 
@@ -250,15 +269,19 @@ def _always_true(*args, **kwargs):
 _REAL_ISINSTANCE = builtins.isinstance
 
 
-@pytest.mark.parametrize("owner, name, label, replacement", [
-    (torch, "allclose", "torch.allclose", _always_true),
-    (torch.Tensor, "allclose", "torch.Tensor.allclose", _always_true),
-    (torch.Tensor, "__eq__", "torch.Tensor.__eq__", _always_true),
-    # builtins stay working replacements here, or pytest itself would break
-    (builtins, "isinstance", "builtins.isinstance", lambda obj, cls: _REAL_ISINSTANCE(obj, cls)),
-    (builtins, "AssertionError", "builtins.AssertionError", type("AssertionError", (AssertionError,), {})),
-    (core, "run_case", "convcourse.checks.core.run_case", _always_true),
-], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "owner, name, label, replacement",
+    [
+        (torch, "allclose", "torch.allclose", _always_true),
+        (torch.Tensor, "allclose", "torch.Tensor.allclose", _always_true),
+        (torch.Tensor, "__eq__", "torch.Tensor.__eq__", _always_true),
+        # builtins stay working replacements here, or pytest itself would break
+        (builtins, "isinstance", "builtins.isinstance", lambda obj, cls: _REAL_ISINSTANCE(obj, cls)),
+        (builtins, "AssertionError", "builtins.AssertionError", type("AssertionError", (AssertionError,), {})),
+        (core, "run_case", "convcourse.checks.core.run_case", _always_true),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_replaced_functions_are_reported_and_grading_refuses(monkeypatch, owner, name, label, replacement):
     assert _guard.tampering() == []
     monkeypatch.setattr(owner, name, replacement)
@@ -314,8 +337,12 @@ def test_value_exercise_is_not_fooled_by_an_object_equal_to_everything():
 
         __hash__ = object.__hash__
 
-    size = Exercise(name="test_only_size", lesson="tests", kind="value",
-                    reference=lambda size, kernel_size: (size - kernel_size + 1,))
+    size = Exercise(
+        name="test_only_size",
+        lesson="tests",
+        kind="value",
+        reference=lambda size, kernel_size: (size - kernel_size + 1,),
+    )
     assert run_case(size, lambda size, kernel_size: (size - kernel_size + 1,), dict(size=7, kernel_size=3)) is None
     message = failure(size, lambda size, kernel_size: AlwaysEqual(), size=7, kernel_size=3)
     assert "returned <a AlwaysEqual>" in message
@@ -325,14 +352,16 @@ def test_value_exercise_is_not_fooled_by_an_object_equal_to_everything():
 
 # ---- issue 11: comparisons learner code cannot see ------------------------------------------------
 
+
 def _tensors_in_frames() -> list[torch.Tensor]:
     import sys
 
     found, frame = [], sys._getframe(1)
     while frame is not None:
         found += [v for v in frame.f_locals.values() if isinstance(v, torch.Tensor)]
-        found += [v for d in frame.f_locals.values() if isinstance(d, dict) for v in d.values()
-                  if isinstance(v, torch.Tensor)]
+        found += [
+            v for d in frame.f_locals.values() if isinstance(d, dict) for v in d.values() if isinstance(v, torch.Tensor)
+        ]
         frame = frame.f_back
     return found
 
@@ -345,8 +374,7 @@ def test_torch_answer_is_not_in_any_frame_or_gc_while_the_learner_runs():
 
         right = F.conv2d(X[None, None], K[None, None])[0, 0]  # the answer, made here only to look for it
         candidates = _tensors_in_frames() + [o for o in gc.get_objects() if type(o) is torch.Tensor]
-        seen.extend(t for t in candidates if t is not right and t.shape == right.shape
-                    and torch.allclose(t, right))
+        seen.extend(t for t in candidates if t is not right and t.shape == right.shape and torch.allclose(t, right))
         raise RuntimeError("looked")
 
     with pytest.raises(GradingError):
@@ -395,6 +423,7 @@ def test_learner_changing_the_tests_own_inputs_is_refused():
 
 # ---- issue 11: bans that hold --------------------------------------------------------------------
 
+
 def _conv_via(route: str):
     def corr(x, k):
         from torch.utils._python_dispatch import _disable_current_modes
@@ -409,24 +438,30 @@ def _conv_via(route: str):
         if route == "aten":
             return torch.ops.aten.convolution(a, b, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[0, 0]
         if route == "subclass":
+
             class Quiet(torch.Tensor):
                 pass
+
             return F.conv2d(a.as_subclass(Quiet), b).as_subclass(torch.Tensor)[0, 0]
         if route == "swallowed":
             try:
                 torch.conv2d(a, b)
-            except Exception:
+            except Exception:  # noqa: BLE001
                 pass
             return corr2d(x, k)
         if route == "torch_fft":
             return _fft_corr(x, k, torch.fft.rfft2, torch.fft.irfft2)
         if route == "numpy_fft":
             import numpy as np
+
             return torch.from_numpy(_fft_corr(x.numpy(), k.numpy(), np.fft.rfft2, np.fft.irfft2))
         if route == "numpy_correlate":
             import numpy as np
-            rows = [sum(np.correlate(x[i + a].numpy(), k[a].numpy(), "valid") for a in range(k.shape[0]))
-                    for i in range(x.shape[0] - k.shape[0] + 1)]
+
+            rows = [
+                sum(np.correlate(x[i + a].numpy(), k[a].numpy(), "valid") for a in range(k.shape[0]))
+                for i in range(x.shape[0] - k.shape[0] + 1)
+            ]
             return torch.tensor(np.array(rows))
         raise ValueError(route)
 
@@ -437,7 +472,7 @@ def _fft_corr(x, k, rfft2, irfft2):
     h, w = x.shape
     kh, kw = k.shape
     spectrum = rfft2(x) * rfft2(k[::-1, ::-1].copy() if hasattr(k, "copy") else k.flip(0, 1), s=(h, w))
-    return irfft2(spectrum, s=(h, w))[kh - 1:, kw - 1:]
+    return irfft2(spectrum, s=(h, w))[kh - 1 :, kw - 1 :]
 
 
 @pytest.mark.parametrize("route", ["disable_modes", "disable_dispatch", "aten", "subclass", "swallowed"])
@@ -446,8 +481,9 @@ def test_torch_convolution_is_caught_by_every_route(route):
     assert "called torch's convolution" in message and "the point is to see every multiply-add happen" in message
 
 
-@pytest.mark.parametrize("route, text", [("torch_fft", "torch.fft"), ("numpy_fft", "numpy.fft"),
-                                         ("numpy_correlate", "numpy.correlate")])
+@pytest.mark.parametrize(
+    "route, text", [("torch_fft", "torch.fft"), ("numpy_fft", "numpy.fft"), ("numpy_correlate", "numpy.correlate")]
+)
 def test_corr2d_rejects_fft_and_library_convolutions(route, text):
     assert _conv_via(route)(X, K).shape == (3, 5)  # the route works outside grading
     message = failure("corr2d", _conv_via(route), x=X, k=K)
@@ -517,7 +553,7 @@ def test_lesson11_rejects_autograd_in_conv2d_backward():
 
     def through_autograd(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
         x, w = input.clone().requires_grad_(True), weight.clone().requires_grad_(True)
-        out = (x[:, :1, :grad_output.shape[2], :grad_output.shape[3]] * 0).sum() + (w * 0).sum()
+        out = (x[:, :1, : grad_output.shape[2], : grad_output.shape[3]] * 0).sum() + (w * 0).sum()
         out.backward()
         return torch.zeros_like(input), torch.zeros_like(weight), grad_output.sum((0, 2, 3))
 
@@ -539,12 +575,14 @@ def test_pad2d_with_f_pad_fails_the_cases_where_torch_raises_too():
     from convcourse.checks import suite_cases
 
     invalid = [c for c in suite_cases("pad2d", "hidden") if c.get("mode") == "reflect" and c["pad"][0] == 4][0]
-    message = failure("pad2d", lambda x, pad, mode="constant", value=0.0: F.pad(x, tuple(pad), mode=mode, value=value),
-                      **invalid)
+    message = failure(
+        "pad2d", lambda x, pad, mode="constant", value=0.0: F.pad(x, tuple(pad), mode=mode, value=value), **invalid
+    )
     assert "called torch's padding" in message
 
 
 # ---- issue 11: correct work in any summation order never loses points ----------------------------
+
 
 def _loops_reversed(x, w, b, stride, padding, dilation, groups):
     """conv2d by loops over kernel taps, summing in reverse order, in the input's dtype."""
@@ -559,21 +597,22 @@ def _loops_reversed(x, w, b, stride, padding, dilation, groups):
     per = o // groups
     for a in reversed(range(kh)):
         for bb in reversed(range(kw)):
-            patch = x[:, :, a * dh:a * dh + sh * (oh - 1) + 1:sh, bb * dw:bb * dw + sw * (ow - 1) + 1:sw]
+            patch = x[:, :, a * dh : a * dh + sh * (oh - 1) + 1 : sh, bb * dw : bb * dw + sw * (ow - 1) + 1 : sw]
             for g in reversed(range(groups)):
-                out[:, g * per:(g + 1) * per] += torch.einsum(
-                    "nchw,oc->nohw", patch[:, g * cg:(g + 1) * cg], w[g * per:(g + 1) * per, :, a, bb])
+                out[:, g * per : (g + 1) * per] += torch.einsum(
+                    "nchw,oc->nohw", patch[:, g * cg : (g + 1) * cg], w[g * per : (g + 1) * per, :, a, bb]
+                )
     return out if b is None else out + b[None, :, None, None]
 
 
 def _unfold_matmul(x, w, b, stride, padding, dilation, groups):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
-    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)   # (N, C*kh*kw, L)
+    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # (N, C*kh*kw, L)
     cols = cols.view(n, groups, cg * kh * kw, -1)
     out = torch.einsum("ngkl,gok->ngol", cols, w.view(groups, o // groups, -1)).reshape(n, o, -1)
     two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
-    (sh, sw), (dh, dw), (ph, pw) = two(stride), two(dilation), two(padding)
+    (sh, _), (dh, _), (ph, _) = two(stride), two(dilation), two(padding)
     oh = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     out = out.view(n, o, oh, -1)
     return out if b is None else out + b[None, :, None, None]
@@ -583,8 +622,14 @@ def _unfold_matmul(x, w, b, stride, padding, dilation, groups):
 @pytest.mark.parametrize("impl", [_loops_reversed, _unfold_matmul])
 def test_correct_convolutions_in_other_summation_orders_pass(dtype, impl):
     # A wide reduction (64 channels x 5x5 taps) in float32: torch's kernel sums in another order.
-    case = dict(input=randn(2, 64, 12, 11, seed=5).to(dtype), weight=randn(8, 64, 5, 5, seed=6).to(dtype),
-                bias=randn(8, seed=7).to(dtype), stride=(2, 1), padding=2, dilation=(1, 2))
+    case = dict(
+        input=randn(2, 64, 12, 11, seed=5).to(dtype),
+        weight=randn(8, 64, 5, 5, seed=6).to(dtype),
+        bias=randn(8, seed=7).to(dtype),
+        stride=(2, 1),
+        padding=2,
+        dilation=(1, 2),
+    )
 
     def conv2d_fast(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return impl(input, weight, bias, stride, padding, dilation, groups)
@@ -604,7 +649,7 @@ def test_corr2d_in_float32_with_reversed_loops_passes():
         out = torch.zeros(x.shape[0] - kh + 1, x.shape[1] - kw + 1, dtype=x.dtype)
         for a in reversed(range(kh)):
             for b in reversed(range(kw)):
-                out += x[a:a + out.shape[0], b:b + out.shape[1]] * k[a, b]
+                out += x[a : a + out.shape[0], b : b + out.shape[1]] * k[a, b]
         return out
 
     assert check("corr2d", corr, x=x, k=k)
@@ -615,22 +660,36 @@ def test_lesson10_unfold_einsum_forward_passes_every_suite():
     import math
 
     class Conv2d(torch.nn.Module):
-        def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                     bias=True, padding_mode="zeros", device=None, dtype=None):
+        def __init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=1,
+            padding=0,
+            dilation=1,
+            groups=1,
+            bias=True,
+            padding_mode="zeros",
+            device=None,
+            dtype=None,
+        ):
             super().__init__()
             two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
             if groups <= 0 or in_channels % groups or out_channels % groups:
                 raise ValueError("groups")
-            if isinstance(padding, str) and (padding not in ("same", "valid") or
-                                             (padding == "same" and two(stride) != (1, 1))):
+            if isinstance(padding, str) and (
+                padding not in ("same", "valid") or (padding == "same" and two(stride) != (1, 1))
+            ):
                 raise ValueError("padding")
             if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
                 raise ValueError("padding_mode")
             self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
             self.kernel_size, self.stride, self.dilation = two(kernel_size), two(stride), two(dilation)
             self.padding, self.padding_mode = (padding if isinstance(padding, str) else two(padding)), padding_mode
-            self.weight = torch.nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size,
-                                                         device=device, dtype=dtype))
+            self.weight = torch.nn.Parameter(
+                torch.empty(out_channels, in_channels // groups, *self.kernel_size, device=device, dtype=dtype)
+            )
             self.bias = torch.nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
             self.reset_parameters()
 
@@ -651,8 +710,9 @@ def test_lesson10_unfold_einsum_forward_passes_every_suite():
             else:
                 pads = (self.padding[1], self.padding[1], self.padding[0], self.padding[0])
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-            out = _unfold_matmul(F.pad(x, pads, mode=mode), self.weight, self.bias, self.stride, 0, self.dilation,
-                                 self.groups)
+            out = _unfold_matmul(
+                F.pad(x, pads, mode=mode), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+            )
             return out if batched else out[0]
 
     for suite in ("visible", "padding", "hidden"):

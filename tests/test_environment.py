@@ -6,9 +6,9 @@ import importlib.metadata as metadata
 import re
 import tomllib
 
-from course import REPO
-
 from convcourse.environment import EXPECTED, check_environment
+
+from course import REPO
 
 
 def _name(requirement: str) -> str:
@@ -30,7 +30,9 @@ def pyproject_pins() -> dict[str, str]:
 def test_environment_yml_pins_equal_pyproject():
     yml = (REPO / "environment.yml").read_text()
     yml_pins = {_name(m[0]): m[1] for m in re.findall(r"^\s+- ([A-Za-z0-9_.\[\]-]+)==(\S+)$", yml, re.M)}
-    runtime = {k: v for k, v in pyproject_pins().items() if k not in ("pytest", "pytest-timeout", "pytest-xdist", "playwright")}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    developer_only = {_name(pin.partition("==")[0]) for pin in project["optional-dependencies"]["dev"]}
+    runtime = {k: v for k, v in pyproject_pins().items() if k not in developer_only}
     assert {k: yml_pins.get(k) for k in runtime} == runtime
     assert "python=3.11" in yml and "- -e ." in yml
 

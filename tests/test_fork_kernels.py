@@ -24,9 +24,10 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from course import REPO, make_course, points, run_in
 
 from convcourse.grading import forkserver
+
+from course import REPO, make_course, points, run_in
 
 pytestmark = pytest.mark.slow  # every test starts kernels
 
@@ -56,8 +57,8 @@ OBSERVE = textwrap.dedent("""\
 
 
 def observed(text: str) -> dict:
-    line = next(l for l in text.splitlines() if l.startswith("OBSERVED"))
-    return json.loads(line[len("OBSERVED"):])
+    line = next(t for t in text.splitlines() if t.startswith("OBSERVED"))
+    return json.loads(line[len("OBSERVED") :])
 
 
 # ------------------------------------------------------------------- kernel manager and provisioner
@@ -87,8 +88,9 @@ def server():
     assert forkserver.active() is None
 
 
-async def _kernel(manager_class, tmp_path: Path, code: str, timeout: float = 60, **env_extra: str
-                  ) -> tuple[str, object]:
+async def _kernel(
+    manager_class, tmp_path: Path, code: str, timeout: float = 60, **env_extra: str
+) -> tuple[str, object]:
     km = manager_class(kernel_name="python3")
     # PYTEST_CURRENT_TEST would turn ipykernel's fd capture off in the plain kernel only (the allow-list of
     # grading kernels drops it), so it is left out as in a real grading run
@@ -143,8 +145,21 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(server, tmp_pa
     assert forked["environ"].items() >= kernel_environment(plain["environ"], sandboxed=False).items()
     plain["environ"] = kernel_environment(plain["environ"], sandboxed=False)
     forked["environ"] = kernel_environment(forked["environ"], sandboxed=False)
-    for key in ("cwd", "env", "environ", "path", "argv", "limits", "threads", "torch_threads", "backend", "sealed",
-                "snapshot", "problems", "leaks"):
+    for key in (
+        "cwd",
+        "env",
+        "environ",
+        "path",
+        "argv",
+        "limits",
+        "threads",
+        "torch_threads",
+        "backend",
+        "sealed",
+        "snapshot",
+        "problems",
+        "leaks",
+    ):
         assert forked[key] == plain[key], (key, forked[key], plain[key])
     assert forked["limits"][0][0] == 3000 * 2**20 and forked["sealed"] and forked["problems"] == []
     assert forked["seed"] != plain["seed"]  # each process seeds torch from the OS
@@ -153,9 +168,11 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(server, tmp_pa
 def test_forked_kernels_are_separate_fresh_processes(server, tmp_path):
     from convcourse.grading.forkkernel import ForkKernelManager
 
-    leak = ("import builtins, os, sys, types, torch\nbuiltins.LEAKED_BUILTIN = 1\nLEAKED_GLOBAL = 1\n"
-            "os.environ['CONVCOURSE_LEAKED'] = '1'\nsys.modules['leaked_module'] = types.ModuleType('leaked_module')\n"
-            "torch.zeros = lambda *a, **k: None\n")
+    leak = (
+        "import builtins, os, sys, types, torch\nbuiltins.LEAKED_BUILTIN = 1\nLEAKED_GLOBAL = 1\n"
+        "os.environ['CONVCOURSE_LEAKED'] = '1'\nsys.modules['leaked_module'] = types.ModuleType('leaked_module')\n"
+        "torch.zeros = lambda *a, **k: None\n"
+    )
 
     async def two():
         first, km1 = await _kernel(ForkKernelManager, tmp_path, leak + OBSERVE)
@@ -247,8 +264,11 @@ def submission(solution_suffix: str = "", extra: str = "") -> nbformat.NotebookN
     """The answer key without its demo cells, ``solution_suffix`` appended to the conv2d_grouped solution
     cell and ``extra`` as a learner's own cell after the last test."""
     nb = nbformat.read(KEY, as_version=4)
-    nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "nbgrader" in c.metadata
-                or c.metadata.get("convcourse", {}).get("quiz")]  # the questions' answers stay
+    nb.cells = [
+        c
+        for c in nb.cells
+        if c.cell_type == "markdown" or "nbgrader" in c.metadata or c.metadata.get("convcourse", {}).get("quiz")
+    ]  # the questions' answers stay
     solution = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "conv2d_grouped")
     solution.source += solution_suffix
     if extra:
@@ -257,8 +277,13 @@ def submission(solution_suffix: str = "", extra: str = "") -> nbformat.NotebookN
 
 
 def cli(root: Path, *args: str, env: dict | None = None, check: int | None = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
-                            capture_output=True, text=True, timeout=900, env=env or FORK_ENV)
+    result = subprocess.run(
+        [sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env or FORK_ENV,
+    )
     if check is not None:
         assert result.returncode == check, result.stdout + result.stderr
     return result
@@ -266,14 +291,17 @@ def cli(root: Path, *args: str, env: dict | None = None, check: int | None = 0) 
 
 def all_scores(course, lesson: str = LESSON) -> dict[str, dict[str, float | None]]:
     with course.gradebook() as gb:
-        return {s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
-                for s in gb.find_assignment(lesson).submissions}
+        return {
+            s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
+            for s in gb.find_assignment(lesson).submissions
+        }
 
 
 def outputs(course, student: str, lesson: str = LESSON) -> str:
     nb = course.autograded(lesson, student)
-    return "\n".join(str(o.get(k, "")) for c in nb.cells for o in c.get("outputs", [])
-                     for k in ("text", "ename", "evalue"))
+    return "\n".join(
+        str(o.get(k, "")) for c in nb.cells for o in c.get("outputs", []) for k in ("text", "ename", "evalue")
+    )
 
 
 def worker_logs(course) -> str:
@@ -281,13 +309,16 @@ def worker_logs(course) -> str:
     return "\n".join(p.read_text(errors="replace") for p in logs)
 
 
-LEAKER = ("import builtins, os, sys, types, torch\nbuiltins.LEAKED_BUILTIN = 1\nLEAKED_GLOBAL = 1\n"
-          "os.environ['CONVCOURSE_LEAKED'] = '1'\nsys.modules['leaked_module'] = types.ModuleType('leaked_module')\n"
-          "import convcourse.checks.core as _core\n_core.run_case = lambda *a, **k: None\n"
-          "torch.zeros = lambda *a, **k: None\n")
+LEAKER = (
+    "import builtins, os, sys, types, torch\nbuiltins.LEAKED_BUILTIN = 1\nLEAKED_GLOBAL = 1\n"
+    "os.environ['CONVCOURSE_LEAKED'] = '1'\nsys.modules['leaked_module'] = types.ModuleType('leaked_module')\n"
+    "import convcourse.checks.core as _core\n_core.run_case = lambda *a, **k: None\n"
+    "torch.zeros = lambda *a, **k: None\n"
+)
 #: conv2d_grouped replaced by a memory bomb / an infinite loop: only its test cell calls it.
-MEMORY_BOMB = ("\n\ndef conv2d_grouped(x, weight, groups):\n    hog = []\n    while True:\n"
-               "        hog.append(bytearray(2**30))\n")
+MEMORY_BOMB = (
+    "\n\ndef conv2d_grouped(x, weight, groups):\n    hog = []\n    while True:\n        hog.append(bytearray(2**30))\n"
+)
 LOOP = "\n\ndef conv2d_grouped(x, weight, groups):\n    while True:\n        pass\n"
 
 
@@ -349,8 +380,10 @@ def test_fallback_to_ordinary_kernels_when_turned_off(course_factory):
     cli(course.root, "grade", LESSON, "--workers", "1", env=dict(os.environ, CONVCOURSE_FORK_KERNELS="0"))
     assert all_scores(course) == {"full": FULL, "zero": dict.fromkeys(FULL, 0.0)}
     logs = worker_logs(course)
-    assert logs.count("fork server: turned off (CONVCOURSE_FORK_KERNELS=0); grading kernels start as ordinary "
-                      "processes") == 1, logs[-3000:]
+    assert (
+        logs.count("fork server: turned off (CONVCOURSE_FORK_KERNELS=0); grading kernels start as ordinary processes")
+        == 1
+    ), logs[-3000:]
     assert "fork server: ready" not in logs
     seen = observed(outputs(course, "full"))
     from convcourse.grading import sandbox
@@ -362,6 +395,7 @@ def test_fallback_to_ordinary_kernels_when_turned_off(course_factory):
 
 # ------------------------------------------------------------------------------ killing a worker
 
+
 def test_killing_a_worker_mid_run_loses_only_its_learner_and_a_rerun_gives_the_same_grades(course_factory):
     course = course_factory([LESSON])
     run_in(course, ["generate_assignment", LESSON, "--force"])
@@ -369,17 +403,35 @@ def test_killing_a_worker_mid_run_loses_only_its_learner_and_a_rerun_gives_the_s
     subs = {"a_slow": slow, "b_full": submission(), "c_zero": REPO / "notebooks" / LESSON / f"{LESSON}.ipynb"}
     for student, nb in subs.items():
         course.submit(LESSON, student, nb)
-    proc = subprocess.Popen([sys.executable, "-m", "convcourse.cli", "--course", str(course.root), "grade", LESSON,
-                             "--workers", "1", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=FORK_ENV)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convcourse.cli",
+            "--course",
+            str(course.root),
+            "grade",
+            LESSON,
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=FORK_ENV,
+    )
     worker = server_proc = kernel = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and kernel is None:  # wait for a_slow's forked kernel
         time.sleep(0.2)
         assert proc.poll() is None, proc.stdout.read()
         try:
-            worker = next(p for p in psutil.Process(proc.pid).children()
-                          if "convcourse.instructor.worker" in " ".join(p.cmdline()))
+            worker = next(
+                p
+                for p in psutil.Process(proc.pid).children()
+                if "convcourse.instructor.worker" in " ".join(p.cmdline())
+            )
             server_proc = next(p for p in worker.children() if "convcourse.grading.forkserver" in " ".join(p.cmdline()))
             kernel = next(iter(server_proc.children()), None)
         except (StopIteration, psutil.NoSuchProcess):
@@ -401,6 +453,7 @@ def test_killing_a_worker_mid_run_loses_only_its_learner_and_a_rerun_gives_the_s
 
 
 # ------------------------------------------------------------- the adversarial corpus, forked kernels
+
 
 @pytest.fixture(scope="module")
 def adversarial(tmp_path_factory):

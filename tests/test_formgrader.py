@@ -4,8 +4,8 @@ Without a browser: the server's PATH and exchange default, and a real server (st
 would, by the CLI, with the environment's bin/ *not* on PATH) whose formgrader lists the lessons and whose
 assignment list works without "Unwritable directory". With Debian's Chromium (Playwright): the formgrader
 shows a graded submission with its scores and the learner's diagnostic message; a manual grade and a
-comment entered there survive `convcourse grade --force` and show in the feedback and `convcourse grades`. The screenshot
-of that page is artifacts/browser/formgrader.png (docs/formgrader.png in the README is one of them).
+comment entered there survive `convcourse grade --force` and show in the feedback and `convcourse grades`. The
+screenshot of that page is artifacts/browser/formgrader.png (docs/formgrader.png in the README is one of them).
 """
 
 from __future__ import annotations
@@ -24,18 +24,26 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from course import REPO, make_course, points, question_points
 
 from convcourse.instructor.course import CourseRoot
-from convcourse.instructor.formgrader import (LAB_PLUGINS, configured_exchange, lab_command,
-                                              server_environment)
+from convcourse.instructor.formgrader import LAB_PLUGINS, configured_exchange, lab_command, server_environment
+
+from course import REPO, make_course, points, question_points
 
 LESSON = "01_sliding_window"
 KEY = REPO / "solutions" / LESSON / f"{LESSON}.ipynb"
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 FLIPPED = "your output is the true (flipped-kernel) convolution"  # the check's diagnosis of bob's bug
 
 
@@ -43,20 +51,26 @@ def course_without_exchange(tmp: Path, lessons: list[str]) -> CourseRoot:
     """A course root whose nbgrader_config.py configures no Exchange.root (as the repository's)."""
     course = make_course(tmp, lessons)
     config = course.root / "nbgrader_config.py"
-    config.write_text("".join(line + "\n" for line in config.read_text().splitlines()
-                              if not line.startswith("c.Exchange.root")))
+    config.write_text(
+        "".join(line + "\n" for line in config.read_text().splitlines() if not line.startswith("c.Exchange.root"))
+    )
     return CourseRoot(course.root)
 
 
 def cli(root: Path, *args: str, check: int | None = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check is not None:
         assert result.returncode == check, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
 # ------------------------------------------------------------------------------ no server, no browser
+
 
 def test_server_gets_the_environments_tools_first_on_path(tmp_path):
     course = course_without_exchange(tmp_path, [LESSON])
@@ -77,6 +91,7 @@ def test_exchange_defaults_to_the_course_unless_configured(tmp_path):
     folder = Path(env["JUPYTER_CONFIG_PATH"].split(os.pathsep)[0])
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep)[1:] == ["/elsewhere"]
     from traitlets.config.loader import PyFileConfigLoader
+
     written = PyFileConfigLoader("nbgrader_config.py", path=str(folder)).load_config()
     assert written.Exchange.root == exchange
     page = json.loads((folder / "labconfig" / "page_config.json").read_text())
@@ -97,6 +112,7 @@ def test_exchange_defaults_to_the_course_unless_configured(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ a real server
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -123,17 +139,34 @@ class Server:
         home = tmp / "home"
         (home / "config" / "labconfig").mkdir(parents=True, exist_ok=True)
         (home / "config" / "labconfig" / "page_config.json").write_text(  # no news toast over the screenshot
-            json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+            json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+        )
         env = {key: value for key, value in os.environ.items() if not key.startswith("JUPYTER")}
-        env.update(PATH="/usr/bin:/bin", HOME=str(home), JUPYTER_CONFIG_DIR=str(home / "config"),
-                   JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"))
+        env.update(
+            PATH="/usr/bin:/bin",
+            HOME=str(home),
+            JUPYTER_CONFIG_DIR=str(home / "config"),
+            JUPYTER_DATA_DIR=str(home / "data"),
+            JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        )
         self.log_path = tmp / "server.log"
         self.log = open(self.log_path, "w")
-        options = [f"--port={self.port}", "--no-browser", f"--IdentityProvider.token={self.token}",
-                   "--LabApp.news_url=", "--LabApp.expose_app_in_browser=True",
-                   "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-        self.process = subprocess.Popen(command(options) if callable(command) else command + options, cwd=cwd,
-                                        stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        options = [
+            f"--port={self.port}",
+            "--no-browser",
+            f"--IdentityProvider.token={self.token}",
+            "--LabApp.news_url=",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
+        self.process = subprocess.Popen(
+            command(options) if callable(command) else command + options,
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -169,8 +202,12 @@ def test_plain_jupyter_lab_in_the_course_root_runs_alembic_without_the_environme
     (root / "source").mkdir(parents=True)
     (root / "source" / LESSON).symlink_to(REPO / "autograder" / "source" / LESSON)
     (root / "nbgrader_config.py").write_text((REPO / "autograder" / "nbgrader_config.py").read_text())
-    server = Server(tmp_path, [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}"]
-                    + (["--allow-root"] if os.geteuid() == 0 else []), cwd=root)
+    server = Server(
+        tmp_path,
+        [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}"]
+        + (["--allow-root"] if os.geteuid() == 0 else []),
+        cwd=root,
+    )
     try:
         assert [a["name"] for a in server.get("/formgrader/api/assignments")] == [LESSON]
     finally:
@@ -186,9 +223,22 @@ def formgrader(tmp_path_factory):
     `convcourse formgrader` serving it, started without the environment on PATH."""
     tmp = tmp_path_factory.mktemp("formgrader")
     course = course_without_exchange(tmp, [LESSON])
-    server = Server(tmp, lambda options: [
-        sys.executable, "-m", "convcourse.cli", "--course", str(course.root), "formgrader", "--no-browser",
-        "--port", options[0].split("=")[1], "--", *options[2:]])
+    server = Server(
+        tmp,
+        lambda options: [
+            sys.executable,
+            "-m",
+            "convcourse.cli",
+            "--course",
+            str(course.root),
+            "formgrader",
+            "--no-browser",
+            "--port",
+            options[0].split("=")[1],
+            "--",
+            *options[2:],
+        ],
+    )
     try:
         yield from _graded_behind(server, course, tmp)
     finally:
@@ -206,12 +256,21 @@ def _graded_behind(server: Server, course: CourseRoot, tmp: Path):
         target.parent.mkdir(parents=True)
         nbformat.write(nb, target)
     cli(course.root, "grade", LESSON, "--workers", "1", "--no-progress")
-    yield {"course": course, "url": server.url, "token": server.token, "log": server.log_path, "tmp": tmp,
-           "server": server, "first": first}
+    yield {
+        "course": course,
+        "url": server.url,
+        "token": server.token,
+        "log": server.log_path,
+        "tmp": tmp,
+        "server": server,
+        "first": first,
+    }
 
 
 def _get(formgrader, path: str):
-    request = urllib.request.Request(formgrader["url"] + path, headers={"Authorization": f"token {formgrader['token']}"})
+    request = urllib.request.Request(
+        formgrader["url"] + path, headers={"Authorization": f"token {formgrader['token']}"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
@@ -235,11 +294,14 @@ def test_formgrader_lists_the_lessons_without_path_or_exchange_errors(formgrader
 
 # ------------------------------------------------------------------------------------- in the browser
 
+
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed and 'make browser-deps' could not install it "
-                    "(needs root and Debian's apt); the browser test cannot run here")
+        pytest.skip(
+            f"{CHROMIUM} is not installed and 'make browser-deps' could not install it "
+            "(needs root and Debian's apt); the browser test cannot run here"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -260,8 +322,10 @@ def test_manual_grade_and_comment_from_the_formgrader_survive_regrading(formgrad
     try:
         # JupyterLab on the course root, with the nbgrader menu and the formgrader in it.
         page.goto(f"{url}/lab?token={token}", wait_until="domcontentloaded")
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands.hasCommand('nbgrader:open-formgrader')",
-                               timeout=120_000)
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.commands.hasCommand('nbgrader:open-formgrader')",
+            timeout=120_000,
+        )
         page.evaluate("() => window.jupyterapp.commands.execute('nbgrader:open-formgrader')")
         frame = page.frame_locator("iframe[src*='formgrader']")
         frame.locator(f"text={LESSON}").first.wait_for(timeout=60_000)  # Manage Assignments lists the lesson
@@ -269,8 +333,11 @@ def test_manual_grade_and_comment_from_the_formgrader_survive_regrading(formgrad
         # The submissions of the lesson, then bob's notebook: scores and the check's message for his bug.
         page.goto(f"{url}/formgrader/manage_submissions/{LESSON}?token={token}", wait_until="domcontentloaded")
         page.locator("text=bob").first.wait_for(timeout=60_000)
-        submission = next(s for s in _get(formgrader, f"/formgrader/api/submitted_notebooks/{LESSON}/{LESSON}")
-                          if s["student"] == "bob")
+        submission = next(
+            s
+            for s in _get(formgrader, f"/formgrader/api/submitted_notebooks/{LESSON}/{LESSON}")
+            if s["student"] == "bob"
+        )
         page.goto(f"{url}/formgrader/submissions/{submission['id']}/?token={token}", wait_until="domcontentloaded")
         page.locator(".nbgrader_cell").first.wait_for(timeout=60_000)
         text = page.locator("body").inner_text()
@@ -299,7 +366,8 @@ def test_manual_grade_and_comment_from_the_formgrader_survive_regrading(formgrad
         page.locator("input.score[placeholder]").first.wait_for(timeout=60_000)
         # The picture for the README: the graded test cell, its manual score, the check's message above the fold.
         page.locator("input.score").first.evaluate(
-            "el => { el.closest('.nbgrader_cell').scrollIntoView({block: 'start'}); window.scrollBy(0, -60); }")
+            "el => { el.closest('.nbgrader_cell').scrollIntoView({block: 'start'}); window.scrollBy(0, -60); }"
+        )
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "formgrader.png"))
         assert page.locator("input.score").first.input_value() == "2"
@@ -313,9 +381,11 @@ def test_manual_grade_and_comment_from_the_formgrader_survive_regrading(formgrad
     with Gradebook(course.db_url, course.course_id) as gb:
         notebook = gb.find_submission_notebook(LESSON, LESSON, "bob")
         assert [(g.auto_score, g.manual_score, g.score) for g in notebook.grades if g.name == "test_corr2d"] == [
-            (0.0, 2.0, 2.0)]
+            (0.0, 2.0, 2.0)
+        ]
         assert [c.manual_comment for c in notebook.comments if c.manual_comment] == [
-            "Right idea; flip the kernel back (see lesson 01, cross-correlation)."]
+            "Right idea; flip the kernel back (see lesson 01, cross-correlation)."
+        ]
     cli(course.root, "feedback", LESSON, "--student", "bob")
     html = (course.root / "feedback" / "bob" / LESSON / f"{LESSON}.html").read_text()
     assert "Right idea; flip the kernel back" in html and FLIPPED in html

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from course import REPO
 from nbclient import NotebookClient
 
 from convcourse.build import lessons
+
+from course import REPO
 
 EXPECTED_STUB_ERRORS = ("NotImplementedError", "GradingError", "AssertionError")
 
@@ -17,9 +18,14 @@ EXPECTED_STUB_ERRORS = ("NotImplementedError", "GradingError", "AssertionError")
 @pytest.mark.parametrize("lesson", lessons())
 def test_released_notebook_runs_headless(lesson, tmp_path):
     nb = nbformat.read(REPO / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
-    client = NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=True,
-                            extra_arguments=["--HistoryManager.hist_file=:memory:"],
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb,
+        timeout=240,
+        kernel_name="python3",
+        allow_errors=True,
+        extra_arguments=["--HistoryManager.hist_file=:memory:"],
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
@@ -28,8 +34,9 @@ def test_released_notebook_runs_headless(lesson, tmp_path):
             ename, evalue = output.get("ename"), output.get("evalue", "")
             assert ename in EXPECTED_STUB_ERRORS, f"cell {index}: {ename}: {evalue}"
             if ename != "NotImplementedError":
-                assert any(s in evalue for s in ("not implemented yet", "not answered yet", "NotImplementedError")), \
+                assert any(s in evalue for s in ("not implemented yet", "not answered yet", "NotImplementedError")), (
                     f"cell {index}: {ename}: {evalue}"
+                )
     widgets = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
     has_widget_cell = any("widget" in "".join(c.source) for c in nb.cells if c.cell_type == "code")
     if has_widget_cell:

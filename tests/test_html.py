@@ -32,8 +32,9 @@ def test_a_lesson_renders_with_plots_alt_text_and_widget_state(tmp_path):
     state = json.loads(match.group(1))["state"]
     assert any(model["model_name"] == "IntSliderModel" for model in state.values())
     outputs = [model for model in state.values() if model["model_name"] == "OutputModel"]
-    assert any(o["data"].get("image/png") for model in outputs for o in model["state"]["outputs"]), \
+    assert any(o["data"].get("image/png") for model in outputs for o in model["state"]["outputs"]), (
         "the widget's figure is not in the stored state"
+    )
     assert "application/vnd.jupyter.widget-view+json" in page
     # ...and a static picture of each figure widget, for readers without the widgets script (offline).
     snapshots = re.findall(r'<details class="convcourse-widget-snapshot">.*?</details>', page, re.S)

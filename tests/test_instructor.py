@@ -16,11 +16,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from course import REPO, make_course, points, question_points, run_in
 
 from convcourse.instructor.collect import default_pattern
 from convcourse.instructor.course import CourseError, CourseRoot
 from convcourse.instructor.roster import import_roster
+
+from course import REPO, make_course, points, question_points, run_in
 
 LESSON = "01_sliding_window"
 KEY = REPO / "solutions" / LESSON / f"{LESSON}.ipynb"
@@ -50,22 +51,31 @@ def learners() -> dict[str, bytes]:
 
 
 def cli(root: Path, *args: str, check: int | None = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check is not None:
         assert result.returncode == check, result.stdout + result.stderr
     return result
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "submitted").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "submitted").rglob("*"))
+        if p.is_file()
+    }
 
 
 def all_scores(course) -> dict[str, dict[str, float | None]]:
     with course.gradebook() as gb:
-        return {s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
-                for s in gb.find_assignment(LESSON).submissions}
+        return {
+            s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
+            for s in gb.find_assignment(LESSON).submissions
+        }
 
 
 def lms_zip(path: Path, submissions: dict[str, bytes]) -> Path:
@@ -80,11 +90,13 @@ def lms_zip(path: Path, submissions: dict[str, bytes]) -> Path:
 
 # ------------------------------------------------------------------------------------------ roster
 
+
 def test_roster_import_adds_updates_and_rejects_bad_rows(course_factory, tmp_path):
     course = course_factory([LESSON])
     roster = tmp_path / "roster.csv"
-    roster.write_text("Username,First_Name,Last_Name,Email,section\nada,Ada,Lovelace,ada@example.org,A\n"
-                      "alan.t,Alan,Turing,,B\n\n")
+    roster.write_text(
+        "Username,First_Name,Last_Name,Email,section\nada,Ada,Lovelace,ada@example.org,A\nalan.t,Alan,Turing,,B\n\n"
+    )
     root = CourseRoot(course.root)
     first = import_roster(root, roster)
     assert (sorted(first.added), first.updated) == (["ada", "alan.t"], [])
@@ -97,8 +109,11 @@ def test_roster_import_adds_updates_and_rejects_bad_rows(course_factory, tmp_pat
         assert (ada.first_name, ada.last_name, ada.email) == ("Ada", "King", "ada@example.org")
         assert gb.find_student("alan.t").email is None
         assert sorted(s.id for s in gb.students) == ["ada", "alan.t", "grace"]
-    for bad, message in (("name\nada\n", "no id column"), ("id\nada\nada\n", "appears twice"),
-                         ("id\nbad/../id\n", "invalid learner id")):
+    for bad, message in (
+        ("name\nada\n", "no id column"),
+        ("id\nada\nada\n", "appears twice"),
+        ("id\nbad/../id\n", "invalid learner id"),
+    ):
         roster.write_text(bad)
         with pytest.raises(CourseError, match=message):
             import_roster(root, roster)
@@ -118,6 +133,7 @@ def test_default_zip_pattern_names_learner_and_lesson():
 
 
 # ------------------------------------------------------------- one class, graded both ways (slow)
+
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
@@ -143,9 +159,20 @@ def graded(tmp_path_factory):
     for student, data in subs.items():
         twin.submit(LESSON, student, data)
     run_in(twin, ["autograde", LESSON], retcode=None)  # exits 1: the broken notebook
-    return dict(course=course, twin=twin, subs=subs, released=released, collected=collected, result=result,
-                before=before, after=after, first=json.loads((tmp / "first.json").read_text()), tmp=tmp,
-                archive=archive, zip_digest=zip_digest)
+    return dict(
+        course=course,
+        twin=twin,
+        subs=subs,
+        released=released,
+        collected=collected,
+        result=result,
+        before=before,
+        after=after,
+        first=json.loads((tmp / "first.json").read_text()),
+        tmp=tmp,
+        archive=archive,
+        zip_digest=zip_digest,
+    )
 
 
 @pytest.mark.slow
@@ -184,8 +211,9 @@ def test_broken_notebook_and_dead_kernel_are_reported_with_id_and_reason(graded)
     outcomes = {o["student"]: o for o in graded["first"]["graded"]}
     assert outcomes["broken"]["status"] == "error" and "NotJSONError" in outcomes["broken"]["reason"]
     assert outcomes["died"]["status"] == "kernel-died"
-    assert {s: outcomes[s]["status"] for s in ("full", "zero", "wrong")} == dict.fromkeys(("full", "zero", "wrong"),
-                                                                                          "ok")
+    assert {s: outcomes[s]["status"] for s in ("full", "zero", "wrong")} == dict.fromkeys(
+        ("full", "zero", "wrong"), "ok"
+    )
 
 
 @pytest.mark.slow
@@ -208,7 +236,7 @@ def test_export_and_summary(graded):
     assert rows["broken"]["timestamp"] in ("", "None")  # never graded: no submission record
 
     result = cli(course.root, "summary", LESSON, "--plot", str(tmp / "summary.png"))
-    line = next(l for l in result.stdout.splitlines() if l.startswith("test_corr2d"))
+    line = next(t for t in result.stdout.splitlines() if t.startswith("test_corr2d"))
     # graded submissions: full (5), zero, wrong, died (0 each) -> mean 1.25, 3 of 4 below full points
     assert line.split() == ["test_corr2d", "5", "4", "1.25", "25.0%", "75.0%", "75%"], line
     assert (tmp / "summary.png").stat().st_size > 1000
@@ -235,6 +263,7 @@ def test_rerun_grades_only_changed_or_failed(graded):
 
 # --------------------------------------------------------------------- kill midway, timeouts (slow)
 
+
 @pytest.mark.slow
 def test_killing_grading_midway_and_rerunning_gives_the_same_grades(course_factory):
     course = course_factory([LESSON])
@@ -243,9 +272,23 @@ def test_killing_grading_midway_and_rerunning_gives_the_same_grades(course_facto
     for student, data in subs.items():
         course.submit(LESSON, student, data)
     state = course.root / ".convcourse" / "state.json"
-    proc = subprocess.Popen([sys.executable, "-m", "convcourse.cli", "--course", str(course.root), "grade", LESSON,
-                             "--workers", "1", "--no-progress"], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convcourse.cli",
+            "--course",
+            str(course.root),
+            "grade",
+            LESSON,
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if state.exists() and json.loads(state.read_text()).get(LESSON):
@@ -279,6 +322,7 @@ def test_a_learner_past_the_timeout_is_killed_and_reported(course_factory):
 
 # ------------------------------------------------- exchange (the JupyterHub flow, file-system part)
 
+
 @pytest.mark.slow
 def test_exchange_release_fetch_submit_collect_grade(course_factory, tmp_path):
     """What a hub does, minus the hub: release to nbgrader's exchange, a learner fetches and submits,
@@ -292,14 +336,17 @@ def test_exchange_release_fetch_submit_collect_grade(course_factory, tmp_path):
     home = tmp_path / "learner"
     home.mkdir()
     (home / "nbgrader_config.py").write_text(
-        f"c = get_config()\nc.CourseDirectory.course_id = 'conv2d-from-the-ground-up'\nc.Exchange.root = {str(exchange)!r}\n")
+        "c = get_config()\nc.CourseDirectory.course_id = 'conv2d-from-the-ground-up'\n"
+        f"c.Exchange.root = {str(exchange)!r}\n"
+    )
     env = dict(os.environ, HOME=str(home))
     for args in (["fetch_assignment", LESSON], None, ["submit", LESSON]):
         if args is None:  # the learner solves the exercise
             shutil.copy(KEY, home / LESSON / f"{LESSON}.ipynb")
             continue
-        done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=home, env=env, capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "nbgrader", *args], cwd=home, env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     collected = cli(course.root, "collect", LESSON, "--exchange")
     student = getpass.getuser()
@@ -315,7 +362,7 @@ def test_jupyterhub_config_example_is_valid_python_for_jupyterhub():
 
     config = Config()
     source = (REPO / "autograder" / "jupyterhub_config.py.example").read_text()
-    exec(compile(source, "jupyterhub_config.py", "exec"), {"get_config": lambda: config})
+    exec(compile(source, "jupyterhub_config.py", "exec"), {"get_config": lambda: config})  # noqa: S102
     from convcourse.grading.config import COURSE_ID
 
     service = config.JupyterHub.services[0]

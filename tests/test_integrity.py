@@ -12,13 +12,20 @@ import textwrap
 
 import nbformat
 import pytest
-from adversarial.submissions import HONEST, SUBMISSIONS
-from course import REPO, make_course
 
 from convcourse import cli
 from convcourse.instructor.course import CourseRoot
-from convcourse.instructor.integrity import (ANSWER_KEY, LessonSource, format_report, integrity_report,
-                                             notebook_findings, read_notebook)
+from convcourse.instructor.integrity import (
+    ANSWER_KEY,
+    LessonSource,
+    format_report,
+    integrity_report,
+    notebook_findings,
+    read_notebook,
+)
+
+from adversarial.submissions import HONEST, SUBMISSIONS
+from course import REPO, make_course
 
 L01 = "01_sliding_window"
 
@@ -77,10 +84,18 @@ CONSTRUCTS = [
     (L01, "dispatch", "import torch\nwith torch.profiler.profile(): pass"),
     (L01, "dispatch", "a = 1\nguard = torch._C._DisableTorchDispatch()"),
     (L01, "dispatch", "from torch.utils._python_dispatch import _pop_mode\n_pop_mode()"),
-    (L01, "dispatch", "from torch.utils._python_dispatch import TorchDispatchMode\nclass Quiet(TorchDispatchMode): pass"),
+    (
+        L01,
+        "dispatch",
+        "from torch.utils._python_dispatch import TorchDispatchMode\nclass Quiet(TorchDispatchMode): pass",
+    ),
     (L01, "dispatch", "import torch.overrides\nclass Quiet(torch.overrides.TorchFunctionMode): pass"),
     # other routes to torch's convolution in a loop lesson
-    (L01, "convolution", "x = torch.zeros(1, 1, 3, 3)\ny = torch.ops.aten.convolution(x, x, None, [1], [0], [1], False, [0], 1)"),
+    (
+        L01,
+        "convolution",
+        "x = torch.zeros(1, 1, 3, 3)\ny = torch.ops.aten.convolution(x, x, None, [1], [0], [1], False, [0], 1)",
+    ),
     (L01, "convolution", "a = 1\nconv = getattr(torch.ops.aten, 'conv2d')"),
     (L01, "convolution", "a = 1\nconv = F.__dict__['conv2d']"),
     (L01, "convolution", "a = 1\nfrom torch.nn.functional import conv2d as c"),
@@ -135,7 +150,11 @@ CONSTRUCTS = [
     ("05_padding", "grader", "a = 1\nfrom convcourse.checks import get_exercise"),
     ("05_padding", "grader", "a = 1\nref = __import__('convcourse.checks.exercises.l05_padding')"),
     ("08_full_conv2d", "convolution", "a = 1\nspectrum = np.fft.rfft2(x)"),
-    ("09_vectorized", "convolution", "a = 1\ny = torch.ops.aten.convolution.default(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)"),
+    (
+        "09_vectorized",
+        "convolution",
+        "a = 1\ny = torch.ops.aten.convolution.default(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)",
+    ),
     ("09_vectorized", "convolution", "a = 1\nfrom torch.nn.grad import conv2d_input"),
     ("05_padding", "padding", "a = 1\npadded = F.pad(x, (1, 1, 1, 1))"),
     ("11_backward", "autograd", "a = 1\ngrads = torch.autograd.grad(out, (x, w), g)"),
@@ -143,11 +162,20 @@ CONSTRUCTS = [
     ("11_backward", "autograd", "import torch.func\ntorch.func.vjp(f, x)"),
     ("11_backward", "autograd", "from torch.func import vjp\nvjp(f, x)"),
 ]
-ANCHOR = {L01: "corr2d", "05_padding": "same_padding", "08_full_conv2d": "conv2d", "09_vectorized": "conv2d_fast", "10_conv2d_module": "Conv2d", "11_backward": "conv2d_backward",
-          "12_capstone": "build_model"}
+ANCHOR = {
+    L01: "corr2d",
+    "05_padding": "same_padding",
+    "08_full_conv2d": "conv2d",
+    "09_vectorized": "conv2d_fast",
+    "10_conv2d_module": "Conv2d",
+    "11_backward": "conv2d_backward",
+    "12_capstone": "build_model",
+}
 
 
-@pytest.mark.parametrize("lesson, rule, code", CONSTRUCTS, ids=[f"{r}:{c.splitlines()[-1][:40]}" for _, r, c in CONSTRUCTS])
+@pytest.mark.parametrize(
+    "lesson, rule, code", CONSTRUCTS, ids=[f"{r}:{c.splitlines()[-1][:40]}" for _, r, c in CONSTRUCTS]
+)
 def test_each_construct_gives_a_finding_at_its_cell_and_line(root, lesson, rule, code):
     lines = code.splitlines()
     code = "# my helper\n" + code if len(lines) == 2 else code
@@ -181,7 +209,9 @@ def test_honest_work_of_every_lesson_gives_no_findings(root):
 
 
 HONEST_STYLES = {
-    L01: [HONEST, '''
+    L01: [
+        HONEST,
+        """
         def corr2d(x, k):
             a, b = np.asarray(x), np.asarray(k)
             rows, cols = a.shape[0] - b.shape[0] + 1, a.shape[1] - b.shape[1] + 1
@@ -192,13 +222,17 @@ HONEST_STYLES = {
                         for v in range(b.shape[1]):
                             res[r, c] += a[r + u, c + v] * b[u, v]
             return torch.as_tensor(res, dtype=x.dtype)
-        '''],
-    "11_backward": ['''
+        """,
+    ],
+    "11_backward": [
+        """
         def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
             grad_input = torch.zeros_like(input)
             grad_weight = torch.zeros_like(weight)
             return grad_input, grad_weight, grad_output.sum((0, 2, 3))
-        ''']}
+        """
+    ],
+}
 
 
 def test_honest_styles_and_allowed_uses_give_no_findings(root):
@@ -217,7 +251,8 @@ def test_lesson_11_may_call_conv2d_in_the_function_forward_but_not_in_the_backwa
     index = solution_index(nb, "conv2d_backward")
     nb.cells[index].source = nb.cells[index].source.replace(
         "    grad_bias = grad_output.sum(dim=(0, 2, 3))",
-        "    grad_bias = grad_output.sum(dim=(0, 2, 3))\n    _ = F.conv2d(input, weight)")
+        "    grad_bias = grad_output.sum(dim=(0, 2, 3))\n    _ = F.conv2d(input, weight)",
+    )
     line = nb.cells[index].source.splitlines().index("    _ = F.conv2d(input, weight)") + 1
     assert findings(root, "11_backward", nb) == [("convolution", index + 1, line)]  # Conv2dFunction's is allowed
 
@@ -228,8 +263,13 @@ def test_locked_and_test_cells_are_skipped_but_a_forged_lock_is_not(root):
     test.source = "import gc\ngc.get_objects()\n" + test.source  # nbgrader restores this cell
     assert findings(root, L01, nb) == []
     forged, position = with_cell(L01, "corr2d", "import gc\ngc.get_objects()", base=nb)
-    forged.cells[position - 1].metadata["nbgrader"] = {"grade_id": "mine", "locked": True, "grade": False,
-                                                       "solution": False, "schema_version": 3}
+    forged.cells[position - 1].metadata["nbgrader"] = {
+        "grade_id": "mine",
+        "locked": True,
+        "grade": False,
+        "solution": False,
+        "schema_version": 3,
+    }
     assert findings(root, L01, forged) == [("introspection", position, 1), ("introspection", position, 2)]
 
 
@@ -239,16 +279,23 @@ def test_adversarial_submissions_of_lesson_01_are_flagged_and_honest_ones_are_no
     for submission in SUBMISSIONS:
         try:
             nb = nbformat.reads(submission.build().decode(), as_version=4)
-        except Exception:  # the corrupted file: reported as unreadable by integrity_report
+        except Exception:  # the corrupted file: reported as unreadable by integrity_report  # noqa: BLE001
             continue
         flagged[submission.student] = {f.rule for f in notebook_findings(submission.student, nb, source)}
     for student in ("honest", "wrong", "warnings", "deleted_test_cell", "edited_test_cell"):
         assert flagged[student] == set(), (student, flagged[student])
-    for student, rule in (("patch_allclose", "monkeypatch"), ("patch_checks_module", "grader"),
-                          ("patch_code_object", "monkeypatch"), ("rebind_check", "grader"),
-                          ("patch_builtins", "monkeypatch"), ("input_transformer", "ipython"),
-                          ("tensor_subclass", "dispatch"), ("conv2d_in_loops", "convolution"),
-                          ("aliased_conv_with_fallback", "convolution"), ("grader_aware", "environment")):
+    for student, rule in (
+        ("patch_allclose", "monkeypatch"),
+        ("patch_checks_module", "grader"),
+        ("patch_code_object", "monkeypatch"),
+        ("rebind_check", "grader"),
+        ("patch_builtins", "monkeypatch"),
+        ("input_transformer", "ipython"),
+        ("tensor_subclass", "dispatch"),
+        ("conv2d_in_loops", "convolution"),
+        ("aliased_conv_with_fallback", "convolution"),
+        ("grader_aware", "environment"),
+    ):
         assert rule in flagged[student], (student, flagged[student])
 
 
@@ -269,12 +316,25 @@ def corr2d(x, k):
     return torch.stack(rows).to(x.dtype)
 '''
 # Bob shares Alice's code: other names, other comments, same program.
-BOB = (ALICE.replace("height", "nh").replace("width", "nw").replace("rows", "lines").replace("row", "line")
-       .replace("top", "r").replace("left", "c").replace("window", "patch")
-       .replace('"""Sliding window, one output pixel at a time."""', "# my solution"))
+BOB = (
+    ALICE.replace("height", "nh")
+    .replace("width", "nw")
+    .replace("rows", "lines")
+    .replace("row", "line")
+    .replace("top", "r")
+    .replace("left", "c")
+    .replace("window", "patch")
+    .replace('"""Sliding window, one output pixel at a time."""', "# my solution")
+)
 # The answer key, copied with its names changed.
-COPIED_KEY = (key(L01).cells[solution_index(key(L01), "corr2d")].source.replace("out", "result")
-              .replace("kh", "p").replace("kw", "q").replace('"""2-D', '"""my 2-D'))
+COPIED_KEY = (
+    key(L01)
+    .cells[solution_index(key(L01), "corr2d")]
+    .source.replace("out", "result")
+    .replace("kh", "p")
+    .replace("kw", "q")
+    .replace('"""2-D', '"""my 2-D')
+)
 
 
 @pytest.fixture(scope="module")
@@ -282,12 +342,17 @@ def klass(tmp_path_factory):
     """A lesson-01 class: a copied answer key, a pair sharing code, independent honest work, cheaters."""
     course = make_course(tmp_path_factory.mktemp("class"), [L01])
     numpy_style = HONEST_STYLES[L01][1]
-    cheat, _ = with_cell(L01, "corr2d", "import sys\nsys._getframe(1)\n!cat ../../source/*/*.ipynb",
-                         base=released(L01))
-    subs = {"copier": with_solution(L01, "corr2d", COPIED_KEY), "alice": with_solution(L01, "corr2d", ALICE),
-            "bob": with_solution(L01, "corr2d", BOB), "honest": with_solution(L01, "corr2d", HONEST),
-            "numpy_style": with_solution(L01, "corr2d", numpy_style), "blank": released(L01),
-            "blank_too": released(L01), "cheater": cheat}
+    cheat, _ = with_cell(L01, "corr2d", "import sys\nsys._getframe(1)\n!cat ../../source/*/*.ipynb", base=released(L01))
+    subs = {
+        "copier": with_solution(L01, "corr2d", COPIED_KEY),
+        "alice": with_solution(L01, "corr2d", ALICE),
+        "bob": with_solution(L01, "corr2d", BOB),
+        "honest": with_solution(L01, "corr2d", HONEST),
+        "numpy_style": with_solution(L01, "corr2d", numpy_style),
+        "blank": released(L01),
+        "blank_too": released(L01),
+        "cheater": cheat,
+    }
     for student, nb in subs.items():
         course.submit(L01, student, nb)
     course.submit(L01, "broken", b'{"cells": [ not json')
@@ -304,8 +369,11 @@ def test_similarity_flags_a_copied_key_and_a_shared_pair_but_not_independent_wor
     assert counts["honest"] == counts["numpy_style"] == counts["blank"] == counts["blank_too"] == 0
     rules = {(f.learner, f.rule, f.cell, f.line) for f in report.findings}
     position = solution_index(released(L01), "corr2d") + 2
-    assert {("cheater", "introspection", position, 2), ("cheater", "shell", position, 3),
-            ("broken", "unreadable", None, None)} <= rules
+    assert {
+        ("cheater", "introspection", position, 2),
+        ("cheater", "shell", position, 3),
+        ("broken", "unreadable", None, None),
+    } <= rules
     assert {f.learner for f in report.findings} == {"cheater", "broken"}
     text = format_report(report)
     assert "alice ~ bob" in text and f"{ANSWER_KEY} ~ copier" in text and "cheater" in text
@@ -319,8 +387,13 @@ def test_cli_prints_the_table_and_writes_the_csv_next_to_the_course(klass, capsy
     rows = list(csv.DictReader(path.open()))
     assert list(rows[0]) == ["learner", "finding", "rule", "cell", "line", "snippet"]
     by_rule = {(r["learner"], r["rule"]) for r in rows}
-    assert {("cheater", "introspection"), ("cheater", "shell"), ("copier", "similarity"), ("bob", "similarity"),
-            ("broken", "unreadable")} <= by_rule
+    assert {
+        ("cheater", "introspection"),
+        ("cheater", "shell"),
+        ("copier", "similarity"),
+        ("bob", "similarity"),
+        ("broken", "unreadable"),
+    } <= by_rule
     assert not {r["learner"] for r in rows} & {"honest", "numpy_style", "blank"}
     own = klass.root.parent / "mine.csv"
     assert cli.main(["--course", str(klass.root), "integrity", L01, "--csv", str(own), "--threshold", "0.99"]) == 0
@@ -344,8 +417,11 @@ def test_summary_has_an_integrity_column(klass, tmp_path, capsys):
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("learner"))
     assert header.split() == ["learner", "score", "integrity"]
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[out.splitlines().index(header) + 1:]
-            if line.split() and line.split()[0] in {"cheater", "honest", "copier", "alice"}}
+    rows = {
+        line.split()[0]: line.split()
+        for line in out.splitlines()[out.splitlines().index(header) + 1 :]
+        if line.split() and line.split()[0] in {"cheater", "honest", "copier", "alice"}
+    }
     counts = integrity_report(CourseRoot(klass.root), L01).counts()
     assert counts["cheater"] == 3  # frame introspection, the shell escape, and the '..' path it reads
     assert rows["honest"][-1] == "-" and rows["cheater"][-1] == "3" and rows["copier"][-1] == "1"

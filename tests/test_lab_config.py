@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from course import REPO
 
 TOKEN = "course-lab-config-test"
@@ -38,8 +39,9 @@ def _lab_command(port: int, **make_vars: str) -> str:
     args = [f"PORT={port}", f"LAB_ARGS=--no-browser --ServerApp.token={TOKEN} --ServerApp.open_browser=False"]
     args += [f"{k}={v}" for k, v in make_vars.items()]
     env = {k: v for k, v in os.environ.items() if k not in ("INSTRUCTOR", "JUPYTER_CONFIG_PATH")}
-    out = subprocess.run(["make", "-s", "-n", "lab", *args], cwd=REPO, env=env, text=True,
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["make", "-s", "-n", "lab", *args], cwd=REPO, env=env, text=True, capture_output=True, check=True
+    ).stdout
     lines = out.replace("\\\n", " ").splitlines()
     commands = [line for line in lines if "jupyter lab" in line]
     assert len(commands) == 1, out
@@ -60,8 +62,9 @@ def _serve_and_read(command: str, port: int, tmp_path) -> tuple[dict, int]:
     env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "workspaces")
     log = open(tmp_path / "lab.log", "w")
-    process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "-c", command], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -14,8 +14,9 @@ from convcourse.widgets.sliding_window import SlidingWindow, draw, sliding_windo
 
 def model(h=5, w=6, kh=3, kw=2):
     g = torch.Generator().manual_seed(0)
-    return SlidingWindow(torch.randn(h, w, generator=g, dtype=torch.float64),
-                         torch.randn(kh, kw, generator=g, dtype=torch.float64))
+    return SlidingWindow(
+        torch.randn(h, w, generator=g, dtype=torch.float64), torch.randn(kh, kw, generator=g, dtype=torch.float64)
+    )
 
 
 def test_model_matches_torch_everywhere():
@@ -60,7 +61,7 @@ def test_draw_shows_the_learners_function_and_its_failures():
         out = torch.zeros(x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1, dtype=x.dtype)
         for i in range(out.shape[0]):
             for j in range(out.shape[1]):
-                out[i, j] = (x[i:i + k.shape[0], j:j + k.shape[1]] * k).sum()
+                out[i, j] = (x[i : i + k.shape[0], j : j + k.shape[1]] * k).sum()
         return out
 
     def borrowed(x, k):  # right numbers, but torch's convolution: the grader's check fails it, so does the widget
@@ -72,8 +73,14 @@ def test_draw_shows_the_learners_function_and_its_failures():
     def off(x, k):
         return correct(x, k) + 1e-3
 
-    for learner, text in [(not_done, "not implemented"), (broken, "IndexError"), (correct, "✓"), (borrowed, "✗"),
-                          (off_by_a_hair, "✓"), (off, "✗")]:
+    for learner, text in [
+        (not_done, "not implemented"),
+        (broken, "IndexError"),
+        (correct, "✓"),
+        (borrowed, "✗"),
+        (off_by_a_hair, "✓"),
+        (off, "✗"),
+    ]:
         fig = draw(m, 3, learner)
         texts = " ".join([t.get_text() for t in fig.axes[4].texts] + [fig.axes[4].get_title()])
         assert text in texts, (learner.__name__, texts)

@@ -28,6 +28,7 @@ def failure(fn, suite="hidden") -> str:
 
 # ---- widget model -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("h, w, kh, kw", [(6, 8, 3, 3), (5, 5, 5, 5), (4, 7, 1, 1), (9, 3, 2, 3)])
 def test_model_out_shape_matches_torch(h, w, kh, kw):
     model = KernelFit(h, w, kh, kw)
@@ -68,24 +69,46 @@ def test_widget_builds_and_redraws_headless():
 
 # ---- exercise -----------------------------------------------------------------------------------
 
+
 def test_correct_implementation_passes_every_suite():
     assert check_suite("conv_output_size", conv_output_size, "visible")
     assert check_suite("conv_output_size", conv_output_size, "hidden")
     assert check("conv_output_size", conv_output_size, size=32, kernel_size=(5), stride=3, padding=1)
 
 
-@pytest.mark.parametrize("wrong, text", [
-    (lambda size, kernel_size, stride=1, padding=0, dilation=1:
-        (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride, "+1 is missing"),
-    (lambda size, kernel_size, stride=1, padding=0, dilation=1:
-        (size + padding - dilation * (kernel_size - 1) - 1) // stride + 1, "one side only"),
-    (lambda size, kernel_size, stride=1, padding=0, dilation=1:
-        (size + 2 * padding - kernel_size) // stride + 1, "dilation is ignored"),
-    (lambda size, kernel_size, stride=1, padding=0, dilation=1:
-        size + 2 * padding - dilation * (kernel_size - 1), "stride is ignored"),
-    (lambda size, kernel_size, stride=1, padding=0, dilation=1:
-        math.ceil((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1, "rounded up"),
-])
+@pytest.mark.parametrize(
+    "wrong, text",
+    [
+        (
+            lambda size, kernel_size, stride=1, padding=0, dilation=1: (
+                (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride
+            ),
+            "+1 is missing",
+        ),
+        (
+            lambda size, kernel_size, stride=1, padding=0, dilation=1: (
+                (size + padding - dilation * (kernel_size - 1) - 1) // stride + 1
+            ),
+            "one side only",
+        ),
+        (
+            lambda size, kernel_size, stride=1, padding=0, dilation=1: (size + 2 * padding - kernel_size) // stride + 1,
+            "dilation is ignored",
+        ),
+        (
+            lambda size, kernel_size, stride=1, padding=0, dilation=1: (
+                size + 2 * padding - dilation * (kernel_size - 1)
+            ),
+            "stride is ignored",
+        ),
+        (
+            lambda size, kernel_size, stride=1, padding=0, dilation=1: (
+                math.ceil((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1
+            ),
+            "rounded up",
+        ),
+    ],
+)
 def test_wrong_formulas_get_a_diagnosis(wrong, text):
     assert text in failure(wrong)
 
@@ -93,6 +116,7 @@ def test_wrong_formulas_get_a_diagnosis(wrong, text):
 def test_float_division_is_diagnosed():
     def float_div(size, kernel_size, stride=1, padding=0, dilation=1):
         return (size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
+
     with pytest.raises(GradingError, match="floor division"):
         check("conv_output_size", float_div, size=10, kernel_size=3, stride=3)
 
@@ -114,10 +138,12 @@ def test_missing_or_wrong_error_fails():
 def test_not_implemented_is_reported():
     def todo(size, kernel_size, stride=1, padding=0, dilation=1):
         raise NotImplementedError()
+
     assert "not implemented" in failure(todo, "visible")
 
 
 # ---- the widget runs the learner's function -----------------------------------------------------
+
 
 def test_learner_verdict_agrees_flags_and_survives_errors():
     from convcourse.widgets.kernel_size import learner_verdict
@@ -128,7 +154,7 @@ def test_learner_verdict_agrees_flags_and_survives_errors():
     assert "H: RuntimeError" in learner_verdict(too_tall, conv_output_size)
     assert "✓" in learner_verdict(too_tall, conv_output_size)
     assert "expected 4 ✗" in learner_verdict(fits, lambda size, k: size - k)
-    assert "expected 4 ✗" in learner_verdict(fits, lambda size, k: (size - k) / 1 + 1)   # a float is not an int
+    assert "expected 4 ✗" in learner_verdict(fits, lambda size, k: (size - k) / 1 + 1)  # a float is not an int
     assert "should raise RuntimeError ✗" in learner_verdict(too_tall, lambda size, k: size - k + 1)
 
     def todo(size, k):

@@ -19,7 +19,7 @@ def loops(x, weight):
     out = torch.zeros(n, o, h - kh + 1, w - kw + 1, dtype=x.dtype)
     for i in range(h - kh + 1):
         for j in range(w - kw + 1):
-            out[:, :, i, j] = torch.einsum("nchw,ochw->no", x[:, :, i:i + kh, j:j + kw], weight)
+            out[:, :, i, j] = torch.einsum("nchw,ochw->no", x[:, :, i : i + kh, j : j + kw], weight)
     return out
 
 
@@ -28,13 +28,16 @@ def test_correct_loops_pass_every_suite():
     assert check_suite("conv2d_channels", loops, "hidden")
 
 
-@pytest.mark.parametrize("wrong, message", [
-    (lambda x, weight: loops(x, weight.flip(-1, -2)), "flipped"),
-    (lambda x, weight: loops(x, weight).float(), "dtype"),
-    (lambda x, weight: loops(x, weight)[..., :-1, :], "off-by-one"),
-    (lambda x, weight: loops(x, weight.transpose(-1, -2)), "rows and columns are swapped"),
-    (lambda x, weight: F.conv2d(x, weight), "called torch's convolution"),
-])
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda x, weight: loops(x, weight.flip(-1, -2)), "flipped"),
+        (lambda x, weight: loops(x, weight).float(), "dtype"),
+        (lambda x, weight: loops(x, weight)[..., :-1, :], "off-by-one"),
+        (lambda x, weight: loops(x, weight.transpose(-1, -2)), "rows and columns are swapped"),
+        (lambda x, weight: F.conv2d(x, weight), "called torch's convolution"),
+    ],
+)
 def test_wrong_implementations_get_a_diagnosis(wrong, message):
     with pytest.raises(GradingError, match=message):
         check_suite("conv2d_channels", wrong, "visible")
@@ -42,7 +45,7 @@ def test_wrong_implementations_get_a_diagnosis(wrong, message):
 
 def test_ignoring_the_channel_mismatch_fails_with_the_exception_type():
     def no_check(x, weight):
-        return loops(x, weight[:, :x.shape[1]])
+        return loops(x, weight[:, : x.shape[1]])
 
     with pytest.raises(GradingError, match="torch raises RuntimeError"):
         check_suite("conv2d_channels", no_check, "hidden")
@@ -72,8 +75,11 @@ def test_draw_and_widget_show_the_learners_function():
     def taps(x, weight):  # one shifted product per kernel tap: no torch convolution, as the exercise asks
         kh, kw = weight.shape[-2:]
         oh, ow = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
-        return sum(torch.einsum("nchw,oc->nohw", x[..., a:a + oh, b:b + ow], weight[..., a, b])
-                   for a in range(kh) for b in range(kw))
+        return sum(
+            torch.einsum("nchw,oc->nohw", x[..., a : a + oh, b : b + ow], weight[..., a, b])
+            for a in range(kh)
+            for b in range(kw)
+        )
 
     fig = draw(mixer, 2, unfinished)
     assert any("not implemented" in t.get_text() for ax in fig.axes for t in ax.texts)
@@ -89,8 +95,10 @@ def test_draw_and_widget_show_the_learners_function():
 
 # ---- channel-specific diagnoses, filter bank plot, the widget calls the learner once ----------
 
+
 def loops_with(mistake):
     """An honest loop implementation with one deliberate channel mistake."""
+
     def fn(x, weight):
         n, c, h, w = x.shape
         o, _, kh, kw = weight.shape
@@ -101,19 +109,23 @@ def loops_with(mistake):
                     for i in range(h - kh + 1):
                         for j in range(w - kw + 1):
                             kernel = weight[ch, k] if mistake == "swapped" else weight[k, ch]
-                            v = (x[b, ch, i:i + kh, j:j + kw] * kernel).sum()
+                            v = (x[b, ch, i : i + kh, j : j + kw] * kernel).sum()
                             if mistake == "assign":
                                 out[b, k, i, j] = v
                             else:
                                 out[b, k, i, j] += v
         return out / c if mistake == "mean" else out
+
     return fn
 
 
-@pytest.mark.parametrize("mistake, message", [
-    ("assign", r"only the LAST input channel"),
-    ("mean", r"averaged instead of summed"),
-])
+@pytest.mark.parametrize(
+    "mistake, message",
+    [
+        ("assign", r"only the LAST input channel"),
+        ("mean", r"averaged instead of summed"),
+    ],
+)
 def test_channel_mistakes_are_named(mistake, message):
     with pytest.raises(GradingError, match=message):
         check_suite("conv2d_channels", loops_with(mistake), "hidden")
@@ -124,8 +136,10 @@ def test_weight_read_as_in_out_is_named_where_in_equals_out():
     case = dict(x=randn(2, 3, 5, 7, seed=1), weight=randn(3, 3, 2, 4, seed=2))
     with pytest.raises(GradingError, match=r"weight\[o, c\], not weight\[c, o\]"):
         check("conv2d_channels", loops_with("swapped"), **case)
-    assert any(c["x"].shape[1] == c["weight"].shape[0] == c["weight"].shape[1] > 1
-               for c in suite_cases("conv2d_channels", "hidden"))
+    assert any(
+        c["x"].shape[1] == c["weight"].shape[0] == c["weight"].shape[1] > 1
+        for c in suite_cases("conv2d_channels", "hidden")
+    )
 
 
 def test_batch_mistake_is_named():

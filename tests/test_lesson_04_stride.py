@@ -25,7 +25,7 @@ def conv2d_strided(x, weight, stride):
         for k in range(o):
             for i in range(out.shape[2]):
                 for j in range(out.shape[3]):
-                    out[b, k, i, j] = (x[b, :, i * sh:i * sh + kh, j * sw:j * sw + kw] * weight[k]).sum()
+                    out[b, k, i, j] = (x[b, :, i * sh : i * sh + kh, j * sw : j * sw + kw] * weight[k]).sum()
     return out
 
 
@@ -37,12 +37,16 @@ def failure(fn, suite="hidden") -> str:
 
 # ---- widget model -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("h, w, kh, kw, sh, sw", [(7, 9, 3, 3, 2, 2), (8, 11, 3, 3, 2, 3), (9, 9, 2, 2, 3, 3),
-                                                   (5, 5, 5, 5, 4, 1), (6, 7, 1, 1, 2, 5)])
+
+@pytest.mark.parametrize(
+    "h, w, kh, kw, sh, sw",
+    [(7, 9, 3, 3, 2, 2), (8, 11, 3, 3, 2, 3), (9, 9, 2, 2, 3, 3), (5, 5, 5, 5, 4, 1), (6, 7, 1, 1, 2, 5)],
+)
 def test_model_matches_torch(h, w, kh, kw, sh, sw):
     model = StrideGeometry(h, w, kh, kw, sh, sw)
-    assert model.out_shape == tuple(F.conv2d(torch.zeros(1, 1, h, w), torch.zeros(1, 1, kh, kw),
-                                             stride=(sh, sw)).shape[-2:])
+    assert model.out_shape == tuple(
+        F.conv2d(torch.zeros(1, 1, h, w), torch.zeros(1, 1, kh, kw), stride=(sh, sw)).shape[-2:]
+    )
     # a pixel is read exactly when its gradient through torch's strided conv is non-zero
     x = torch.zeros(1, 1, h, w, requires_grad=True)
     F.conv2d(x, torch.ones(1, 1, kh, kw), stride=(sh, sw)).sum().backward()
@@ -74,13 +78,13 @@ def test_draw_returns_a_figure_and_clamps_the_step():
 def test_widget_builds_redraws_and_adapts_the_step_slider():
     view = stride_widget()
     first = view.last_figure
-    assert view.controls["step"].max == 11       # 7x9 input, 3x3 kernel, stride 2: 3x4 positions
+    assert view.controls["step"].max == 11  # 7x9 input, 3x3 kernel, stride 2: 3x4 positions
     view.controls["step"].value = 5
     assert view.last_figure is not first and "out[1, 1]" in view.last_figure.axes[1].get_xlabel()
-    view.controls["sw"].value = 5                 # 1 column of positions now
+    view.controls["sw"].value = 5  # 1 column of positions now
     assert view.controls["step"].max == model_steps(7, 9, 3, 3, 2, 5) - 1
     view.controls["kh"].value = 6
-    view.controls["h"].value = 3                  # kernel larger than the input: a message, not an error
+    view.controls["h"].value = 3  # kernel larger than the input: a message, not an error
     assert "does not fit" in " ".join(t.get_text() for t in view.last_figure.axes[0].texts)
     plt.close("all")
 
@@ -91,6 +95,7 @@ def model_steps(*args):
 
 # ---- exercise -----------------------------------------------------------------------------------
 
+
 def test_correct_implementation_passes_every_suite():
     assert check_suite("conv2d_strided", conv2d_strided, "visible")
     assert check_suite("conv2d_strided", conv2d_strided, "hidden")
@@ -100,6 +105,7 @@ def test_stride_on_the_wrong_axis_is_diagnosed():
     def swapped(x, weight, stride):
         s = (stride, stride) if isinstance(stride, int) else stride
         return conv2d_strided(x, weight, (s[1], s[0]))
+
     assert "stride is applied to the wrong axis" in failure(swapped, "visible")
 
 
@@ -111,8 +117,17 @@ def test_ignored_stride_and_off_by_one_are_diagnosed():
         return conv2d_strided(x, weight, stride)[..., :-1, :-1]
 
     assert "stride is ignored" in failure(ignored, "visible")
-    message = str(pytest.raises(GradingError, check, "conv2d_strided", one_short,
-                                x=randn(1, 1, 7, 7, seed=1), weight=randn(1, 1, 3, 3, seed=2), stride=2).value)
+    message = str(
+        pytest.raises(
+            GradingError,
+            check,
+            "conv2d_strided",
+            one_short,
+            x=randn(1, 1, 7, 7, seed=1),
+            weight=randn(1, 1, 3, 3, seed=2),
+            stride=2,
+        ).value
+    )
     assert "off-by-one" in message
 
 

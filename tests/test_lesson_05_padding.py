@@ -30,7 +30,7 @@ def pad2d(x, pad, mode="constant", value=0.0):
     cols = torch.arange(-left, w + right)
     if mode == "constant":
         out = torch.full((*x.shape[:-2], h + top + bottom, w + left + right), value, dtype=x.dtype)
-        out[..., top:top + h, left:left + w] = x
+        out[..., top : top + h, left : left + w] = x
         return out
     if mode == "replicate":
         rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
@@ -57,6 +57,7 @@ def failure(name, fn, **inputs) -> str:
 
 # ---- widget model ---------------------------------------------------------------------------------
 
+
 def grid(pad=(2, 1, 1, 2), mode="reflect"):
     return PaddedGrid(torch.arange(1, 21, dtype=torch.float64).reshape(4, 5), pad, mode)
 
@@ -79,9 +80,9 @@ def test_model_pads_like_torch_and_sources_point_at_the_copied_cell(mode):
 
 
 def test_model_labels_and_specific_sources():
-    assert grid(mode="reflect").label(0, 0) == "1,2"       # mirror around the edge, not repeated
+    assert grid(mode="reflect").label(0, 0) == "1,2"  # mirror around the edge, not repeated
     assert grid(mode="replicate").label(0, 0) == "0,0"
-    assert grid(mode="circular").label(0, 0) == "3,3"      # wraps from the far corner
+    assert grid(mode="circular").label(0, 0) == "3,3"  # wraps from the far corner
     assert grid(mode="constant").label(0, 0) == "0"
 
 
@@ -115,8 +116,12 @@ def test_draw_shows_the_learners_function_and_its_failures():
     def replicate_always(x, pad, mode="constant", value=0.0):
         return F.pad(x, pad, mode="replicate")
 
-    for learner, text in [(not_done, "not implemented"), (broken, "IndexError"), (pad2d, "✓"),
-                          (replicate_always, "differs")]:
+    for learner, text in [
+        (not_done, "not implemented"),
+        (broken, "IndexError"),
+        (pad2d, "✓"),
+        (replicate_always, "differs"),
+    ]:
         fig = draw(m, learner)
         texts = " ".join([t.get_text() for t in fig.axes[1].texts] + [fig.axes[1].get_title()])
         assert text in texts, (learner.__name__, texts)
@@ -136,7 +141,7 @@ def test_learners_panel_outlines_exactly_the_cells_that_differ():
     assert len(red) == expected and f"differs in {expected} cells" in fig.axes[1].get_title()
     plt.close(fig)
     fig = draw(m, pad2d)
-    assert "✓" in fig.axes[1].get_title() and len(fig.axes[1].patches) == 1   # only the input's frame
+    assert "✓" in fig.axes[1].get_title() and len(fig.axes[1].patches) == 1  # only the input's frame
     plt.close(fig)
 
 
@@ -178,8 +183,12 @@ def test_same_view_outlines_the_window_and_grades_the_learners_same_padding():
         left, right, top, bottom = same_padding(kernel_size, dilation)
         return (right, left, bottom, top)
 
-    for learner, text in [(same_padding, "✓"), (swapped, "✗ torch: (1, 2, 0, 1)"), (not_done, "not implemented"),
-                          (lambda kernel_size: 1 / 0, "ZeroDivisionError")]:
+    for learner, text in [
+        (same_padding, "✓"),
+        (swapped, "✗ torch: (1, 2, 0, 1)"),
+        (not_done, "not implemented"),
+        (lambda kernel_size: 1 / 0, "ZeroDivisionError"),
+    ]:
         fig = draw(PaddedGrid(torch.ones(4, 5), pad, "constant"), pad2d, kernel=kernel, learner_same=learner)
         assert text in fig._suptitle.get_text(), fig._suptitle.get_text()
         dashed = [p for p in fig.axes[0].patches if p.get_linestyle() == "--"]
@@ -204,6 +213,7 @@ def test_widget_in_same_mode_follows_the_kernel_sliders():
 
 # ---- pad2d checks ---------------------------------------------------------------------------------
 
+
 def test_correct_pad2d_passes_every_suite():
     assert check_suite("pad2d", pad2d, "visible")
     assert check_suite("pad2d", pad2d, "hidden")
@@ -225,8 +235,8 @@ def symmetric_reflect(x, pad, mode="constant", value=0.0):
 
 def circular_wrong_side(x, pad, mode="constant", value=0.0):
     left, right, top, bottom = pad
-    x = torch.cat([x[..., :left], x, x[..., x.shape[-1] - right:]], dim=-1)
-    return torch.cat([x[..., :top, :], x, x[..., x.shape[-2] - bottom:, :]], dim=-2)
+    x = torch.cat([x[..., :left], x, x[..., x.shape[-1] - right :]], dim=-1)
+    return torch.cat([x[..., :top, :], x, x[..., x.shape[-2] - bottom :, :]], dim=-2)
 
 
 def swapped_sides(x, pad, mode="constant", value=0.0):
@@ -249,15 +259,18 @@ def zeros_always(x, pad, mode="constant", value=0.0):
     return pad2d(x, pad, mode, 0.0)
 
 
-@pytest.mark.parametrize("wrong, inputs, expected", [
-    (swapped_sides, dict(pad=(2, 0, 1, 1), mode="reflect"), "left and right are swapped"),
-    (wrong_order, dict(pad=(2, 1, 0, 1), mode="replicate"), "pad order is wrong"),
-    (replicate_for_reflect, dict(pad=(2, 1, 1, 2), mode="reflect"), "this is 'replicate'"),
-    (reflect_for_replicate, dict(pad=(2, 1, 1, 2), mode="replicate"), "this is 'reflect'"),
-    (symmetric_reflect, dict(pad=(2, 1, 1, 2), mode="reflect"), "repeats the edge pixel"),
-    (circular_wrong_side, dict(pad=(2, 1, 1, 2), mode="circular"), "wraps from the wrong side"),
-    (zeros_always, dict(pad=(1, 1, 1, 1), value=2.5), "filled with zeros"),
-])
+@pytest.mark.parametrize(
+    "wrong, inputs, expected",
+    [
+        (swapped_sides, dict(pad=(2, 0, 1, 1), mode="reflect"), "left and right are swapped"),
+        (wrong_order, dict(pad=(2, 1, 0, 1), mode="replicate"), "pad order is wrong"),
+        (replicate_for_reflect, dict(pad=(2, 1, 1, 2), mode="reflect"), "this is 'replicate'"),
+        (reflect_for_replicate, dict(pad=(2, 1, 1, 2), mode="replicate"), "this is 'reflect'"),
+        (symmetric_reflect, dict(pad=(2, 1, 1, 2), mode="reflect"), "repeats the edge pixel"),
+        (circular_wrong_side, dict(pad=(2, 1, 1, 2), mode="circular"), "wraps from the wrong side"),
+        (zeros_always, dict(pad=(1, 1, 1, 1), value=2.5), "filled with zeros"),
+    ],
+)
 def test_wrong_pad2d_is_diagnosed_by_name(wrong, inputs, expected):
     message = failure("pad2d", wrong, x=X, **inputs)
     assert "Likely mistake" in message and expected in message, message
@@ -279,27 +292,55 @@ def test_pad2d_errors_must_match_torch():
 
 def test_pad2d_that_calls_torch_padding_is_refused():
     for mode in MODES:
-        message = failure("pad2d", lambda x, pad, mode="constant", value=0.0: F.pad(x, pad, mode=mode),
-                          x=X, pad=(1, 1, 1, 1), mode=mode)
+        message = failure(
+            "pad2d",
+            lambda x, pad, mode="constant", value=0.0: F.pad(x, pad, mode=mode),
+            x=X,
+            pad=(1, 1, 1, 1),
+            mode=mode,
+        )
         assert "called torch's padding" in message, message
 
 
 # ---- same_padding checks --------------------------------------------------------------------------
+
 
 def test_correct_same_padding_passes_every_suite():
     assert check_suite("same_padding", same_padding, "visible")
     assert check_suite("same_padding", same_padding, "hidden")
 
 
-@pytest.mark.parametrize("wrong, inputs, expected", [
-    (lambda kernel_size, dilation=1: tuple(reversed(same_padding(kernel_size, dilation)[:2])) +
-     tuple(reversed(same_padding(kernel_size, dilation)[2:])), dict(kernel_size=(2, 4)), "wrong side"),
-    (lambda kernel_size, dilation=1: same_padding(kernel_size, dilation)[2:] + same_padding(kernel_size, dilation)[:2],
-     dict(kernel_size=(3, 5)), "order is wrong"),
-    (lambda kernel_size, dilation=1: same_padding(kernel_size), dict(kernel_size=3, dilation=2), "dilation is ignored"),
-    (lambda kernel_size, dilation=1: ((kernel_size - 1) // 2,) * 4, dict(kernel_size=4), "both sides get total // 2"),
-    (lambda kernel_size, dilation=1: (kernel_size // 2,) * 4, dict(kernel_size=3, dilation=1), None),
-])
+@pytest.mark.parametrize(
+    "wrong, inputs, expected",
+    [
+        (
+            lambda kernel_size, dilation=1: (
+                tuple(reversed(same_padding(kernel_size, dilation)[:2]))
+                + tuple(reversed(same_padding(kernel_size, dilation)[2:]))
+            ),
+            dict(kernel_size=(2, 4)),
+            "wrong side",
+        ),
+        (
+            lambda kernel_size, dilation=1: (
+                same_padding(kernel_size, dilation)[2:] + same_padding(kernel_size, dilation)[:2]
+            ),
+            dict(kernel_size=(3, 5)),
+            "order is wrong",
+        ),
+        (
+            lambda kernel_size, dilation=1: same_padding(kernel_size),
+            dict(kernel_size=3, dilation=2),
+            "dilation is ignored",
+        ),
+        (
+            lambda kernel_size, dilation=1: ((kernel_size - 1) // 2,) * 4,
+            dict(kernel_size=4),
+            "both sides get total // 2",
+        ),
+        (lambda kernel_size, dilation=1: (kernel_size // 2,) * 4, dict(kernel_size=3, dilation=1), None),
+    ],
+)
 def test_wrong_same_padding_is_diagnosed(wrong, inputs, expected):
     message = failure("same_padding", wrong, **inputs) if expected else None
     if expected is None:  # k // 2 is right for odd kernels: passes there, fails on even ones
@@ -310,11 +351,14 @@ def test_wrong_same_padding_is_diagnosed(wrong, inputs, expected):
     assert "Likely mistake" in message and expected in message, message
 
 
-@pytest.mark.parametrize("cheat", [
-    lambda x, pad, mode="constant", value=0.0: torch.nn.CircularPad2d(pad)(x),
-    lambda x, pad, mode="constant", value=0.0: torch.ops.aten._pad_circular(x, pad),
-    lambda x, pad, mode="constant", value=0.0: torch.nn.ReflectionPad2d(pad)(x),
-])
+@pytest.mark.parametrize(
+    "cheat",
+    [
+        lambda x, pad, mode="constant", value=0.0: torch.nn.CircularPad2d(pad)(x),
+        lambda x, pad, mode="constant", value=0.0: torch.ops.aten._pad_circular(x, pad),
+        lambda x, pad, mode="constant", value=0.0: torch.nn.ReflectionPad2d(pad)(x),
+    ],
+)
 def test_padding_modules_and_raw_ops_are_refused_too(cheat):
     message = failure("pad2d", cheat, x=X, pad=(1, 2, 1, 0), mode="circular")
     assert "called torch's padding" in message, message

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 from convcourse.checks import GradingError, check, check_suite
 from convcourse.checks.conv import randn
-from convcourse.widgets.dilation import (SCHEDULES, LayerStack, dilation_widget, draw, kernel_footprint,
-                                        learner_verdict)
+from convcourse.widgets.dilation import SCHEDULES, LayerStack, dilation_widget, draw, kernel_footprint, learner_verdict
 
 # ---- correct implementations, written here (not imported from the notebook) ---------------------
 
@@ -25,9 +24,9 @@ def conv2d_dilated(x, weight, dilation):
     if out_h < 1 or out_w < 1:
         raise RuntimeError("kernel too large")
     out = torch.zeros(x.shape[0], weight.shape[0], out_h, out_w, dtype=x.dtype)
-    for a in range(kh):          # loop over taps: shifted views times one weight column
+    for a in range(kh):  # loop over taps: shifted views times one weight column
         for b in range(kw):
-            patch = x[:, :, a * dh:a * dh + out_h, b * dw:b * dw + out_w]
+            patch = x[:, :, a * dh : a * dh + out_h, b * dw : b * dw + out_w]
             out += torch.einsum("nchw,oc->nohw", patch, weight[:, :, a, b])
     return out
 
@@ -53,6 +52,7 @@ def failure(name, fn, **inputs) -> str:
 
 # ---- widget model ---------------------------------------------------------------------------------
 
+
 def test_kernel_footprint():
     grid = kernel_footprint(3, 2)
     assert grid.shape == (5, 5) and grid.sum() == 9
@@ -62,8 +62,7 @@ def test_kernel_footprint():
         kernel_footprint(3, 0)
 
 
-@pytest.mark.parametrize("kernel, dilations", [(3, (1, 2, 4)), (2, (1, 1)), (3, (2, 2, 2, 2)), (5, (1,)),
-                                               (1, (1, 3))])
+@pytest.mark.parametrize("kernel, dilations", [(3, (1, 2, 4)), (2, (1, 1)), (3, (2, 2, 2, 2)), (5, (1,)), (1, (1, 3))])
 def test_stack_matches_autograd(kernel, dilations):
     stack = LayerStack(kernel, dilations)
     assert stack.receptive_field == receptive_field([kernel] * len(dilations), dilations=list(dilations))
@@ -108,7 +107,7 @@ def test_learner_verdict_shows_the_learners_answer_or_its_failure():
     assert "not implemented yet" in learner_verdict(not_done, 3, (1, 2))
     assert "raised KeyError" in learner_verdict(broken, 3, (1, 2))
     assert learner_verdict(ignores_dilation, 3, (1, 2, 4)) == "your receptive_field: 7 ✗ (the picture shows 15)"
-    assert "✗" in learner_verdict(lambda *a: 15.0, 3, (1, 2, 4))    # a float is not the int asked for
+    assert "✗" in learner_verdict(lambda *a: 15.0, 3, (1, 2, 4))  # a float is not the int asked for
     fig = draw(3, 2, (1, 2, 4), ignores_dilation)
     assert "✗" in fig.axes[1].get_xlabel()
     plt.close(fig)
@@ -129,6 +128,7 @@ def test_widget_builds_and_redraws_headless():
 
 
 # ---- conv2d_dilated -------------------------------------------------------------------------------
+
 
 def test_correct_conv2d_dilated_passes_every_suite():
     assert check_suite("conv2d_dilated", conv2d_dilated, "visible")
@@ -154,11 +154,14 @@ def swapped_axes(x, weight, dilation):
     return conv2d_dilated(x, weight, (dw, dh))
 
 
-@pytest.mark.parametrize("wrong, dilation, expected", [
-    (dilates_input, 2, "applied to the input"),
-    (dilation_as_stride, (2, 3), "used as the stride"),
-    (swapped_axes, (2, 3), "wrong axis"),
-])
+@pytest.mark.parametrize(
+    "wrong, dilation, expected",
+    [
+        (dilates_input, 2, "applied to the input"),
+        (dilation_as_stride, (2, 3), "used as the stride"),
+        (swapped_axes, (2, 3), "wrong axis"),
+    ],
+)
 def test_wrong_conv2d_dilated_is_diagnosed(wrong, dilation, expected):
     message = failure("conv2d_dilated", wrong, x=X, weight=W, dilation=dilation)
     assert "Likely mistake" in message and expected in message, message
@@ -168,18 +171,26 @@ def test_conv2d_dilated_errors_and_banned_calls():
     def no_checks(x, weight, dilation):
         return torch.zeros(1, 1, 1, 1, dtype=x.dtype)
 
-    message = failure("conv2d_dilated", no_checks, x=randn(1, 1, 6, 6, seed=1), weight=randn(1, 1, 3, 3, seed=2),
-                      dilation=0)
+    message = failure(
+        "conv2d_dilated", no_checks, x=randn(1, 1, 6, 6, seed=1), weight=randn(1, 1, 3, 3, seed=2), dilation=0
+    )
     assert "RuntimeError" in message
-    message = failure("conv2d_dilated", lambda x, weight, dilation: F.conv2d(x, weight, dilation=dilation),
-                      x=X, weight=W, dilation=2)
+    message = failure(
+        "conv2d_dilated", lambda x, weight, dilation: F.conv2d(x, weight, dilation=dilation), x=X, weight=W, dilation=2
+    )
     assert "called torch's convolution" in message
-    message = failure("conv2d_dilated", lambda x, weight, dilation: F.unfold(x, (3, 2), dilation=dilation).sum(),
-                      x=X, weight=W, dilation=2)
+    message = failure(
+        "conv2d_dilated",
+        lambda x, weight, dilation: F.unfold(x, (3, 2), dilation=dilation).sum(),
+        x=X,
+        weight=W,
+        dilation=2,
+    )
     assert "unfold" in message
 
 
 # ---- receptive_field ------------------------------------------------------------------------------
+
 
 def test_correct_receptive_field_passes_every_suite():
     assert check_suite("receptive_field", receptive_field, "visible")
@@ -196,21 +207,34 @@ def stride_first(kernel_sizes, strides=None, dilations=None):
     return field
 
 
-@pytest.mark.parametrize("wrong, inputs, expected", [
-    (lambda kernel_sizes, strides=None, dilations=None: receptive_field(kernel_sizes, None, dilations),
-     dict(kernel_sizes=[3, 3], strides=[2, 1]), "strides are ignored"),
-    (lambda kernel_sizes, strides=None, dilations=None: receptive_field(kernel_sizes, strides),
-     dict(kernel_sizes=[3, 3, 3], dilations=[1, 2, 4]), "dilations are ignored"),
-    (stride_first, dict(kernel_sizes=[3, 3], strides=[2, 1]), "own stride"),
-    (lambda kernel_sizes, strides=None, dilations=None: sum(kernel_sizes),
-     dict(kernel_sizes=[3, 3]), "simply added up"),
-])
+@pytest.mark.parametrize(
+    "wrong, inputs, expected",
+    [
+        (
+            lambda kernel_sizes, strides=None, dilations=None: receptive_field(kernel_sizes, None, dilations),
+            dict(kernel_sizes=[3, 3], strides=[2, 1]),
+            "strides are ignored",
+        ),
+        (
+            lambda kernel_sizes, strides=None, dilations=None: receptive_field(kernel_sizes, strides),
+            dict(kernel_sizes=[3, 3, 3], dilations=[1, 2, 4]),
+            "dilations are ignored",
+        ),
+        (stride_first, dict(kernel_sizes=[3, 3], strides=[2, 1]), "own stride"),
+        (
+            lambda kernel_sizes, strides=None, dilations=None: sum(kernel_sizes),
+            dict(kernel_sizes=[3, 3]),
+            "simply added up",
+        ),
+    ],
+)
 def test_wrong_receptive_field_is_diagnosed(wrong, inputs, expected):
     message = failure("receptive_field", wrong, **inputs)
     assert "Likely mistake" in message and expected in message, message
 
 
 def test_receptive_field_must_raise_value_error_for_mismatched_lengths():
-    message = failure("receptive_field", lambda kernel_sizes, strides=None, dilations=None: 5,
-                      kernel_sizes=[3, 3], strides=[1])
+    message = failure(
+        "receptive_field", lambda kernel_sizes, strides=None, dilations=None: 5, kernel_sizes=[3, 3], strides=[1]
+    )
     assert "ValueError" in message

@@ -22,7 +22,7 @@ def grouped(x, weight, groups):
         g = oc // per
         for i in range(h - kh + 1):
             for j in range(w - kw + 1):
-                out[:, oc, i, j] = (x[:, g * cg:(g + 1) * cg, i:i + kh, j:j + kw] * weight[oc]).sum(dim=(1, 2, 3))
+                out[:, oc, i, j] = (x[:, g * cg : (g + 1) * cg, i : i + kh, j : j + kw] * weight[oc]).sum(dim=(1, 2, 3))
     return out
 
 
@@ -41,7 +41,7 @@ def test_correct_implementations_pass_every_suite():
 
 def test_groups_mixing_channels_is_diagnosed():
     def first_group_only(x, weight, groups):
-        return grouped(x[:, :weight.shape[1]].repeat(1, groups, 1, 1), weight, groups)
+        return grouped(x[:, : weight.shape[1]].repeat(1, groups, 1, 1), weight, groups)
 
     with pytest.raises(GradingError, match="first group's input channels"):
         check_suite("conv2d_grouped", first_group_only, "visible")
@@ -56,7 +56,9 @@ def test_modulo_group_assignment_is_diagnosed():
             g = oc % groups
             for i in range(h - kh + 1):
                 for j in range(w - kw + 1):
-                    out[:, oc, i, j] = (x[:, g * cg:(g + 1) * cg, i:i + kh, j:j + kw] * weight[oc]).sum(dim=(1, 2, 3))
+                    out[:, oc, i, j] = (x[:, g * cg : (g + 1) * cg, i : i + kh, j : j + kw] * weight[oc]).sum(
+                        dim=(1, 2, 3)
+                    )
         return out
 
     with pytest.raises(GradingError, match="o % groups"):
@@ -73,12 +75,23 @@ def test_missing_validation_and_banned_calls_fail():
         check_suite("conv2d_grouped", lambda x, weight, groups: F.conv2d(x, weight, groups=groups), "visible")
 
 
-@pytest.mark.parametrize("wrong, message", [
-    (lambda in_channels, out_channels, kernel_size, groups=1, bias=True: count(in_channels, out_channels,
-                                                                               kernel_size, 1, bias), "groups are ignored"),
-    (lambda in_channels, out_channels, kernel_size, groups=1, bias=True: count(in_channels, out_channels,
-                                                                               kernel_size, groups, False), "bias is missing"),
-])
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (
+            lambda in_channels, out_channels, kernel_size, groups=1, bias=True: count(
+                in_channels, out_channels, kernel_size, 1, bias
+            ),
+            "groups are ignored",
+        ),
+        (
+            lambda in_channels, out_channels, kernel_size, groups=1, bias=True: count(
+                in_channels, out_channels, kernel_size, groups, False
+            ),
+            "bias is missing",
+        ),
+    ],
+)
 def test_param_count_diagnoses(wrong, message):
     with pytest.raises(GradingError, match=message):
         check_suite("conv_param_count", wrong, "visible")

@@ -9,16 +9,18 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 import torch.nn.functional as F
-from course import REPO, cell_by_id, run_in
 
 from convcourse.checks import GradingError, check, check_suite, randn, suite_cases
 from convcourse.checks.exercises.l08_full_conv2d import PARTS
 from convcourse.widgets.full_conv2d import ConvCall, conv2d_widget, draw, learner_verdict
 
+from course import REPO, cell_by_id, run_in
+
 LESSON = "08_full_conv2d"
 
 
 # ------------------------------------------------------------------ a loop implementation written for the tests
+
 
 def _pair(value):
     if isinstance(value, int):
@@ -28,8 +30,21 @@ def _pair(value):
     raise RuntimeError(f"bad pair {value!r}")
 
 
-def loop_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, same_split=None,
-                same_uses_dilation=True, keep_batch=False, validate=True, error=RuntimeError):
+def loop_conv2d(
+    input,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    *,
+    same_split=None,
+    same_uses_dilation=True,
+    keep_batch=False,
+    validate=True,
+    error=RuntimeError,
+):
     """Correct F.conv2d with scalar loops; the keyword-only switches turn on one known mistake each."""
     if input.dim() not in (3, 4) or weight.dim() != 4:
         raise error("bad rank")
@@ -37,9 +52,16 @@ def loop_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
     (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
-    if validate and (min(sh, sw, dh, dw) < 1 or groups < 1 or c % groups or o % groups or cg * groups != c
-                     or (bias is not None and tuple(bias.shape) != (o,))
-                     or weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype)):
+    if validate and (
+        min(sh, sw, dh, dw) < 1
+        or groups < 1
+        or c % groups
+        or o % groups
+        or cg * groups != c
+        or (bias is not None and tuple(bias.shape) != (o,))
+        or weight.dtype != input.dtype
+        or (bias is not None and bias.dtype != input.dtype)
+    ):
         raise error("invalid arguments")
     if padding == "same":
         if validate and (sh, sw) != (1, 1):
@@ -68,7 +90,7 @@ def loop_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
         g = oc // per_group
         rows = torch.arange(kh) * dh + i * sh
         cols = torch.arange(kw) * dw + j * sw
-        window = x[:, g * cg:(g + 1) * cg][:, :, rows][:, :, :, cols]          # (n, cg, kh, kw)
+        window = x[:, g * cg : (g + 1) * cg][:, :, rows][:, :, :, cols]  # (n, cg, kh, kw)
         out[:, oc, i, j] = (window * weight[oc]).sum((1, 2, 3)) + (bias[oc] if bias is not None else 0)
     return out[0] if input.dim() == 3 and not keep_batch else out
 
@@ -76,6 +98,7 @@ def loop_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, group
 def variant(**mistake):
     def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return loop_conv2d(input, weight, bias, stride, padding, dilation, groups, **mistake)
+
     return conv2d
 
 
@@ -83,6 +106,7 @@ correct = variant()
 
 
 # ------------------------------------------------------------------ the checks
+
 
 def test_every_part_has_a_visible_and_a_hidden_suite_and_the_unions_cover_them():
     for part in PARTS:
@@ -108,22 +132,43 @@ def test_a_correct_loop_implementation_passes_every_suite():
     assert check_suite("conv2d", correct, "hidden")
 
 
-@pytest.mark.parametrize("suite, wrong, message", [
-    ("bias", lambda input, weight, bias=None, **kw: correct(input, weight, None, **kw), "bias is missing"),
-    ("bias_hidden", lambda input, weight, bias=None, **kw: correct(input, weight, None if bias is None else 2 * bias, **kw),
-     "bias is added twice"),
-    ("unbatched", variant(keep_batch=True), "unbatched"),
-    ("same_valid_hidden", variant(same_split=lambda t: (t // 2, t // 2)), "one too few"),
-    ("same_valid_hidden", variant(same_split=lambda t: ((t + 1) // 2, (t + 1) // 2)), "one too many"),
-    ("same_valid_hidden", variant(same_split=lambda t: (t - t // 2, t // 2)), "wrong side"),
-    ("same_valid_hidden", variant(same_uses_dilation=False), "ignores the dilation"),
-    ("groups", lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1:
-        correct(input, weight.repeat(1, groups, 1, 1), bias, stride, padding, dilation, 1), "groups mix channels"),
-    ("geometry", lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1:
-        correct(input, weight, bias, 1, padding, dilation, groups), "stride is ignored"),
-    ("geometry", lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1:
-        correct(input, weight.flip(-1, -2), bias, stride, padding, dilation, groups), "flipped-kernel"),
-])
+@pytest.mark.parametrize(
+    "suite, wrong, message",
+    [
+        ("bias", lambda input, weight, bias=None, **kw: correct(input, weight, None, **kw), "bias is missing"),
+        (
+            "bias_hidden",
+            lambda input, weight, bias=None, **kw: correct(input, weight, None if bias is None else 2 * bias, **kw),
+            "bias is added twice",
+        ),
+        ("unbatched", variant(keep_batch=True), "unbatched"),
+        ("same_valid_hidden", variant(same_split=lambda t: (t // 2, t // 2)), "one too few"),
+        ("same_valid_hidden", variant(same_split=lambda t: ((t + 1) // 2, (t + 1) // 2)), "one too many"),
+        ("same_valid_hidden", variant(same_split=lambda t: (t - t // 2, t // 2)), "wrong side"),
+        ("same_valid_hidden", variant(same_uses_dilation=False), "ignores the dilation"),
+        (
+            "groups",
+            lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: correct(
+                input, weight.repeat(1, groups, 1, 1), bias, stride, padding, dilation, 1
+            ),
+            "groups mix channels",
+        ),
+        (
+            "geometry",
+            lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: correct(
+                input, weight, bias, 1, padding, dilation, groups
+            ),
+            "stride is ignored",
+        ),
+        (
+            "geometry",
+            lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: correct(
+                input, weight.flip(-1, -2), bias, stride, padding, dilation, groups
+            ),
+            "flipped-kernel",
+        ),
+    ],
+)
 def test_known_mistakes_are_named(suite, wrong, message):
     with pytest.raises(GradingError, match=message):
         check_suite("conv2d", wrong, suite)
@@ -133,8 +178,11 @@ def test_invalid_arguments_must_raise_runtime_error():
     with pytest.raises(GradingError, match="raised ValueError, but torch raises RuntimeError"):
         check_suite("conv2d", variant(error=ValueError), "errors")
     same_with_stride = dict(input=randn(1, 2, 6, 6, seed=0), weight=randn(2, 2, 3, 3, seed=1), padding="same", stride=2)
-    with pytest.raises(GradingError, match="returned tensor of shape .* but these arguments are invalid: torch raises "
-                                           "RuntimeError .padding='same' is not supported for strided"):
+    with pytest.raises(
+        GradingError,
+        match="returned tensor of shape .* but these arguments are invalid: torch raises "
+        "RuntimeError .padding='same' is not supported for strided",
+    ):
         check("conv2d", variant(validate=False), **same_with_stride)
     with pytest.raises(GradingError, match="errors_hidden test cases of conv2d fail"):
         check_suite("conv2d", variant(validate=False), "errors_hidden")
@@ -172,6 +220,7 @@ def test_a_crash_in_one_part_does_not_hide_the_others():
 
 # ------------------------------------------------------------------ partial credit with real nbgrader
 
+
 def _with_conv2d(source: str):
     """The answer key with its conv2d cell replaced by ``source``."""
     import nbformat
@@ -183,7 +232,7 @@ def _with_conv2d(source: str):
 
 # The submission carries its own copy of the loop implementation: the sandboxed grading kernel sees the learner's
 # files, never the repository's tests/.
-WRAPPER = '''
+WRAPPER = """
 import itertools
 import torch
 import torch.nn.functional as F
@@ -192,7 +241,7 @@ import torch.nn.functional as F
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     {body}
-'''
+"""
 
 
 HELPERS = inspect.getsource(_pair) + "\n\n" + inspect.getsource(loop_conv2d)
@@ -204,7 +253,7 @@ def test_nbgrader_gives_partial_credit_part_by_part(course_factory, grading_pool
         # 'same' padding that forgets the dilation: the 'same'/'valid' part is lost, and the groups part, whose
         # hidden suite has a dilated 'same' case (2 + 2 points)
         "same_without_dilation": "return loop_conv2d(input, weight, bias, stride, padding, dilation, groups, "
-                                 "same_uses_dilation=False)",
+        "same_uses_dilation=False)",
         # never raises for invalid arguments: only the errors part (2 points) is lost
         "no_validation": "return loop_conv2d(input, weight, bias, stride, padding, dilation, groups, validate=False)",
         # forgets to drop the batch dimension again: only the unbatched part (1 point) is lost
@@ -218,9 +267,11 @@ def test_nbgrader_gives_partial_credit_part_by_part(course_factory, grading_pool
     assert {o.student: o.status for o in report.graded} == dict.fromkeys(learners, "ok")
 
     lost = {student: {k: v for k, v in course.scores(LESSON, student).items() if v == 0} for student in learners}
-    assert lost == {"same_without_dilation": {"test_conv2d_same_valid": 0, "test_conv2d_groups": 0},
-                    "no_validation": {"test_conv2d_errors": 0},
-                    "keeps_batch": {"test_conv2d_unbatched": 0}}
+    assert lost == {
+        "same_without_dilation": {"test_conv2d_same_valid": 0, "test_conv2d_groups": 0},
+        "no_validation": {"test_conv2d_errors": 0},
+        "keeps_batch": {"test_conv2d_unbatched": 0},
+    }
     assert course.max_score(LESSON) == 16  # 12 for conv2d, 4 for the questions (answered in the key)
     assert course.total(LESSON, "same_without_dilation") == 12 and course.total(LESSON, "keeps_batch") == 15
     failed = cell_by_id(course.autograded(LESSON, "same_without_dilation"), "test_conv2d_same_valid")
@@ -245,11 +296,15 @@ def test_model_shapes_taps_and_channels_match_torch(call):
     result = call.torch_result()
     assert tuple(result.shape[-2:]) == call.out_shape
     inputs = call.inputs()
-    for o, i, j in [(0, 0, 0), (call.out_channels - 1, call.out_shape[0] - 1, call.out_shape[1] - 1),
-                    (1, call.out_shape[0] // 2, call.out_shape[1] // 2)]:
+    for o, i, j in [
+        (0, 0, 0),
+        (call.out_channels - 1, call.out_shape[0] - 1, call.out_shape[1] - 1),
+        (1, call.out_shape[0] // 2, call.out_shape[1] // 2),
+    ]:
         x = inputs["input"].clone().requires_grad_()
-        F.conv2d(x, inputs["weight"], inputs["bias"], call.stride, call.padding, call.dilation,
-                 call.groups)[0, o, i, j].backward()
+        F.conv2d(x, inputs["weight"], inputs["bias"], call.stride, call.padding, call.dilation, call.groups)[
+            0, o, i, j
+        ].backward()
         touched = x.grad[0].abs().sum(0).nonzero().tolist()
         on_input = sorted([r, c] for r, c in call.taps(i, j) if 0 <= r < call.h and 0 <= c < call.w)
         assert sorted(touched) == on_input
@@ -257,8 +312,12 @@ def test_model_shapes_taps_and_channels_match_torch(call):
 
 
 def test_model_reports_torch_errors():
-    for call in [ConvCall(stride=(0, 1)), ConvCall(padding=-1), ConvCall(padding="same", stride=(2, 1)),
-                 ConvCall(h=2, w=8, kh=3)]:
+    for call in [
+        ConvCall(stride=(0, 1)),
+        ConvCall(padding=-1),
+        ConvCall(padding="same", stride=(2, 1)),
+        ConvCall(h=2, w=8, kh=3),
+    ]:
         assert isinstance(call.torch_result(), RuntimeError)
     assert ConvCall(padding="same", kh=2, kw=4, dilation=(1, 3)).pads() == (4, 5, 0, 1)
 
@@ -290,14 +349,14 @@ def test_draw_and_widget_headless():
         return correct(*args, **kwargs)
 
     view = conv2d_widget(counting)
-    assert view.controls["pixel"].max == 7 * 8 - 1          # padding 1, 3x3: 7x8 output
+    assert view.controls["pixel"].max == 7 * 8 - 1  # padding 1, 3x3: 7x8 output
     view.controls["sh"].value = 2
     assert view.controls["pixel"].max == 4 * 8 - 1
     before = len(calls)
     view.controls["pixel"].value = 5
     view.controls["o"].value = 2
-    assert len(calls) == before                             # the same call is graded once, not on every redraw
+    assert len(calls) == before  # the same call is graded once, not on every redraw
     assert "out[2, 0, 5]" in view.last_figure.axes[0].get_title()
-    view.controls["padding"].value = "same"                  # with stride 2: torch refuses
+    view.controls["padding"].value = "same"  # with stride 2: torch refuses
     assert "torch raises" in view.last_figure.axes[1].texts[0].get_text()
     plt.close("all")

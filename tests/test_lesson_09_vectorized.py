@@ -11,11 +11,19 @@ import torch.nn.functional as F
 
 from convcourse.checks import GradingError, check, check_suite, suite_cases
 from convcourse.checks.exercises.l09_vectorized import MIN_PIXELS, LoopMonitor
-from convcourse.widgets.vectorized import (Im2col, benchmark, draw, im2col_bytes, im2col_widget, memory_plot,
-                                           time_call, timing_plot)
-
+from convcourse.widgets.vectorized import (
+    Im2col,
+    benchmark,
+    draw,
+    im2col_bytes,
+    im2col_widget,
+    memory_plot,
+    time_call,
+    timing_plot,
+)
 
 # ------------------------------------------------------------------ implementations written for the tests
+
 
 def _pads(weight, stride, padding, dilation):
     pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
@@ -62,9 +70,9 @@ def unfold_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, gro
     out_h, out_w = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1, (w - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if out_h <= 0 or out_w <= 0:
         raise RuntimeError("kernel size can't be greater than the padded input")
-    cols = F.unfold(x, (kh, kw), dilation=dilation, stride=stride)                 # (n, c*kh*kw, L)
+    cols = F.unfold(x, (kh, kw), dilation=dilation, stride=stride)  # (n, c*kh*kw, L)
     cols = cols.reshape(n, groups, cg * kh * kw, -1)
-    out = weight.reshape(groups, o // groups, -1) @ cols                           # (n, g, o/g, L)
+    out = weight.reshape(groups, o // groups, -1) @ cols  # (n, g, o/g, L)
     out = out.reshape(n, o, out_h, out_w)
     if bias is not None:
         out = out + bias[:, None, None]
@@ -87,7 +95,7 @@ def pixel_loop_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1,
     wg = weight.reshape(groups, o // groups, cg, kh, kw)
     for i in range(out_h):
         for j in range(out_w):
-            patch = x[:, :, i * sh: i * sh + dh * (kh - 1) + 1: dh, j * sw: j * sw + dw * (kw - 1) + 1: dw]
+            patch = x[:, :, i * sh : i * sh + dh * (kh - 1) + 1 : dh, j * sw : j * sw + dw * (kw - 1) + 1 : dw]
             patch = patch.reshape(n, groups, cg, kh, kw)
             out[:, :, i, j] = torch.einsum("ngchw,gochw->ngo", patch, wg).reshape(n, o)
     if bias is not None:
@@ -109,14 +117,18 @@ def numpy_loop_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1,
     out = np.zeros((n, o, out_h, out_w))
     for i in range(out_h):
         for j in range(out_w):
-            out[:, :, i, j] = np.einsum("nchw,ochw->no", x[:, :, i * sh: i * sh + dh * (kh - 1) + 1: dh,
-                                                            j * sw: j * sw + dw * (kw - 1) + 1: dw], wt)
+            out[:, :, i, j] = np.einsum(
+                "nchw,ochw->no",
+                x[:, :, i * sh : i * sh + dh * (kh - 1) + 1 : dh, j * sw : j * sw + dw * (kw - 1) + 1 : dw],
+                wt,
+            )
     if bias is not None:
         out += bias.numpy()[:, None, None]
     return torch.from_numpy(out)
 
 
 # ------------------------------------------------------------------ correctness suites
+
 
 @pytest.mark.parametrize("suite", ["visible", "hidden"])
 def test_vectorized_reference_passes_every_suite(suite):
@@ -132,8 +144,9 @@ def test_hidden_suite_covers_the_parameter_space():
     assert any(c["input"].dim() == 3 for c in cases)
     assert any(c.get("padding") == "same" and c["weight"].shape[-1] % 2 == 0 for c in cases)
     assert any(c.get("groups", 1) == c["input"].shape[-3] for c in cases)
-    assert any(isinstance(c.get("stride"), tuple) for c in cases) and any(isinstance(c.get("dilation"), tuple)
-                                                                          for c in cases)
+    assert any(isinstance(c.get("stride"), tuple) for c in cases) and any(
+        isinstance(c.get("dilation"), tuple) for c in cases
+    )
     errors = 0
     for c in cases:
         try:
@@ -143,16 +156,32 @@ def test_hidden_suite_covers_the_parameter_space():
     assert errors >= 8
 
 
-@pytest.mark.parametrize("wrong, text", [
-    (lambda input, weight, bias=None, **kw: unfold_conv2d(input, weight.flip(-1, -2), bias, **kw), "flipped"),
-    (lambda input, weight, bias=None, **kw: unfold_conv2d(input, weight, None, **kw), "bias"),
-    (lambda input, weight, bias=None, stride=1, **kw: unfold_conv2d(input, weight, bias, 1, **kw), "stride"),
-    (lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1:
-        unfold_conv2d(input, weight, bias, stride, padding, (dilation[1], dilation[0]) if isinstance(dilation, tuple)
-                      else dilation, groups), "dilation"),
-    (lambda input, weight, bias=None, **kw: unfold_conv2d(input.float(), weight.float(),
-                                                          None if bias is None else bias.float(), **kw), "dtype"),
-])
+@pytest.mark.parametrize(
+    "wrong, text",
+    [
+        (lambda input, weight, bias=None, **kw: unfold_conv2d(input, weight.flip(-1, -2), bias, **kw), "flipped"),
+        (lambda input, weight, bias=None, **kw: unfold_conv2d(input, weight, None, **kw), "bias"),
+        (lambda input, weight, bias=None, stride=1, **kw: unfold_conv2d(input, weight, bias, 1, **kw), "stride"),
+        (
+            lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: unfold_conv2d(
+                input,
+                weight,
+                bias,
+                stride,
+                padding,
+                (dilation[1], dilation[0]) if isinstance(dilation, tuple) else dilation,
+                groups,
+            ),
+            "dilation",
+        ),
+        (
+            lambda input, weight, bias=None, **kw: unfold_conv2d(
+                input.float(), weight.float(), None if bias is None else bias.float(), **kw
+            ),
+            "dtype",
+        ),
+    ],
+)
 def test_wrong_implementations_fail_with_a_diagnosis(wrong, text):
     with pytest.raises(GradingError, match=text):
         check_suite("conv2d_fast", wrong)
@@ -194,6 +223,7 @@ def test_calling_torchs_convolution_is_caught():
 
 # ------------------------------------------------------------------ the loop detector
 
+
 def test_pixel_loop_is_correct_but_fails_the_vectorized_test_with_a_clear_message():
     assert check_suite("conv2d_fast", pixel_loop_conv2d, "visible")
     with pytest.raises(GradingError, match="is not vectorized") as info:
@@ -217,7 +247,7 @@ def test_loop_over_kernel_taps_is_allowed():
         out = 0
         for a in range(kh):
             for b in range(kw):
-                out = out + torch.einsum("nchw,oc->nohw", x[..., a:a + h, b:b + w], weight[:, :, a, b])
+                out = out + torch.einsum("nchw,oc->nohw", x[..., a : a + h, b : b + w], weight[:, :, a, b])
         return out + bias[:, None, None]
 
     assert check("conv2d_fast_vectorized", taps, **suite_cases("conv2d_fast_vectorized")[0])
@@ -251,6 +281,7 @@ def test_monitor_counts_and_restores_tracing():
 
 # ------------------------------------------------------------------ widget and plots
 
+
 def test_im2col_model_matches_unfold_and_conv():
     x = torch.arange(42, dtype=torch.float64).reshape(6, 7)
     for k, s, p, d in [(3, 1, 0, 1), (2, 2, 1, 1), (3, 1, 2, 2), (1, 3, 0, 1)]:
@@ -258,8 +289,9 @@ def test_im2col_model_matches_unfold_and_conv():
         unfolded = F.unfold(x[None, None], k, dilation=d, padding=p, stride=s)[0]
         assert torch.equal(m.columns(), unfolded)
         kernel = torch.randn(k, k, dtype=torch.float64)
-        assert torch.allclose(m.conv(kernel), F.conv2d(x[None, None], kernel[None, None], stride=s, padding=p,
-                                                       dilation=d)[0, 0])
+        assert torch.allclose(
+            m.conv(kernel), F.conv2d(x[None, None], kernel[None, None], stride=s, padding=p, dilation=d)[0, 0]
+        )
     m = Im2col(x, 3, 1, 1, 1)
     rows, cols = m.window(0)
     assert rows.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and cols.tolist() == [0, 1, 2] * 3
@@ -281,8 +313,13 @@ def test_draw_reports_the_learners_function():
     def broken(*args):
         raise IndexError("oops")
 
-    for learner, text in [(None, "kernel row @ matrix"), (not_done, "not implemented"), (broken, "IndexError"),
-                          (unfold_conv2d, "✓"), (lambda *a: unfold_conv2d(*a) + 1, "✗")]:
+    for learner, text in [
+        (None, "kernel row @ matrix"),
+        (not_done, "not implemented"),
+        (broken, "IndexError"),
+        (unfold_conv2d, "✓"),
+        (lambda *a: unfold_conv2d(*a) + 1, "✗"),
+    ]:
         fig = draw(m, kernel, 4, learner)
         assert text in fig.axes[2].get_title()
         plt.close(fig)
@@ -294,17 +331,18 @@ def test_widget_builds_redraws_and_survives_invalid_settings():
     view.controls["position"].value = 7
     assert view.last_figure is not first
     assert "(1, 2)" in view.last_figure._suptitle.get_text()  # 5 outputs per row with 3x3 on 6x7: 7 -> (1, 2)
-    view.controls["position"].value = 99                           # clamps to the last position
+    view.controls["position"].value = 99  # clamps to the last position
     view.controls["kernel_size"].value = 4
-    view.controls["dilation"].value = 2                            # 7 > 6 rows: does not fit
+    view.controls["dilation"].value = 2  # 7 > 6 rows: does not fit
     assert "does not fit" in view.last_figure.axes[0].texts[0].get_text()
     plt.close("all")
 
 
 def test_timing_and_memory_helpers():
     assert time_call(lambda: None, repeat=2) >= 0
-    results = benchmark({"unfold": unfold_conv2d, "loop": pixel_loop_conv2d, "none": None}, [6, 10], repeat=1,
-                        skip_above={"loop": 6})
+    results = benchmark(
+        {"unfold": unfold_conv2d, "loop": pixel_loop_conv2d, "none": None}, [6, 10], repeat=1, skip_above={"loop": 6}
+    )
     assert len(results["unfold"]) == 2 and all(t > 0 for t in results["unfold"])
     assert results["loop"][0] > 0 and math.isnan(results["loop"][1]) and all(map(math.isnan, results["none"]))
     fig = timing_plot([6, 10], results)
@@ -319,20 +357,31 @@ def test_timing_and_memory_helpers():
 
 # ------------------------------------------------------------------ the argument normaliser learners get
 
+
 def _normaliser_cases():
     from convcourse.checks.exercises.l09_vectorized import hidden_cases, visible_cases
+
     x, w = torch.randn(1, 4, 6, 6, dtype=torch.float64), torch.randn(6, 2, 3, 3, dtype=torch.float64)
-    extra = [dict(input=x, weight=w, groups=2, stride=(2,)), dict(input=x, weight=w, groups=2, padding=[1]),
-             dict(input=x, weight=w, groups=2, stride=(1, 2, 3)), dict(input=x, weight=w, groups=2, padding=(1, 1, 1)),
-             dict(input=x, weight=w, groups=2, stride=()), dict(input=x, weight=w, groups=2, padding=(0, -1)),
-             dict(input=x, weight=w, groups=2, stride=1.5), dict(input=x, weight=w, groups=2, stride=True),
-             dict(input=x, weight=w, groups=2.0), dict(input=x, weight=w, groups=0),
-             dict(input=x, weight=w.float(), groups=2), dict(input=x, weight=w, groups=2, bias=torch.zeros(6)),
-             dict(input=x, weight=w, groups=2, bias=torch.zeros(6, 1, dtype=torch.float64)),
-             dict(input=x, weight=w[..., 0], groups=2), dict(input=x, weight=w, groups=2, stride=torch.tensor(2)),
-             dict(input=x, weight=w, groups=2, padding="same", stride=[1]),
-             dict(input=x, weight=torch.randn(5, 2, 3, 3, dtype=torch.float64), groups=2),
-             dict(input=torch.randn(0, 4, 6, 6, dtype=torch.float64), weight=w, groups=2)]
+    extra = [
+        dict(input=x, weight=w, groups=2, stride=(2,)),
+        dict(input=x, weight=w, groups=2, padding=[1]),
+        dict(input=x, weight=w, groups=2, stride=(1, 2, 3)),
+        dict(input=x, weight=w, groups=2, padding=(1, 1, 1)),
+        dict(input=x, weight=w, groups=2, stride=()),
+        dict(input=x, weight=w, groups=2, padding=(0, -1)),
+        dict(input=x, weight=w, groups=2, stride=1.5),
+        dict(input=x, weight=w, groups=2, stride=True),
+        dict(input=x, weight=w, groups=2.0),
+        dict(input=x, weight=w, groups=0),
+        dict(input=x, weight=w.float(), groups=2),
+        dict(input=x, weight=w, groups=2, bias=torch.zeros(6)),
+        dict(input=x, weight=w, groups=2, bias=torch.zeros(6, 1, dtype=torch.float64)),
+        dict(input=x, weight=w[..., 0], groups=2),
+        dict(input=x, weight=w, groups=2, stride=torch.tensor(2)),
+        dict(input=x, weight=w, groups=2, padding="same", stride=[1]),
+        dict(input=x, weight=torch.randn(5, 2, 3, 3, dtype=torch.float64), groups=2),
+        dict(input=torch.randn(0, 4, 6, 6, dtype=torch.float64), weight=w, groups=2),
+    ]
     return visible_cases() + hidden_cases() + extra
 
 
@@ -346,15 +395,16 @@ def test_conv2d_arguments_validates_like_torch_and_its_numbers_reproduce_the_cal
         warnings.simplefilter("ignore")
         try:
             expected = F.conv2d(**inputs)
-        except Exception as error:  # torch refuses: so must the normaliser, with the same type
+        except Exception as error:  # torch refuses: so must the normaliser, with the same type  # noqa: BLE001
             with pytest.raises(type(error)):
                 conv2d_arguments(**inputs)
             return
     args = conv2d_arguments(**inputs)
     x = inputs["input"] if args.batched else inputs["input"][None]
     assert (args.batch, args.in_channels, args.height, args.width) == tuple(x.shape)
-    again = F.conv2d(F.pad(x, args.padding), inputs["weight"], inputs.get("bias"), args.stride, 0, args.dilation,
-                     args.groups)
+    again = F.conv2d(
+        F.pad(x, args.padding), inputs["weight"], inputs.get("bias"), args.stride, 0, args.dilation, args.groups
+    )
     assert torch.equal(again if args.batched else again[0], expected)
     assert args.out_size == tuple(expected.shape[-2:]) and args.out_channels == expected.shape[-3]
     assert args.kernel == tuple(inputs["weight"].shape[-2:])
@@ -366,9 +416,9 @@ def normalised_unfold_conv2d(input, weight, bias=None, stride=1, padding=0, dila
 
     a = conv2d_arguments(input, weight, bias, stride, padding, dilation, groups)
     x = F.pad(input if a.batched else input[None], a.padding)
-    cols = F.unfold(x, a.kernel, dilation=a.dilation, stride=a.stride)           # (N, C*kH*kW, L)
-    cols = cols.reshape(a.batch, a.groups, -1, cols.shape[-1])                    # (N, g, C/g*kH*kW, L)
-    rows = weight.reshape(a.groups, a.out_channels // a.groups, -1)               # (g, O/g, C/g*kH*kW)
+    cols = F.unfold(x, a.kernel, dilation=a.dilation, stride=a.stride)  # (N, C*kH*kW, L)
+    cols = cols.reshape(a.batch, a.groups, -1, cols.shape[-1])  # (N, g, C/g*kH*kW, L)
+    rows = weight.reshape(a.groups, a.out_channels // a.groups, -1)  # (g, O/g, C/g*kH*kW)
     out = (rows @ cols).reshape(a.batch, a.out_channels, *a.out_size)
     if bias is not None:
         out = out + bias[:, None, None]

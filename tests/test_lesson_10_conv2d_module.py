@@ -19,22 +19,41 @@ MODES = ("zeros", "reflect", "replicate", "circular")
 class Reference(nn.Module):
     """A correct Conv2d written for the tests (independent of the answer key)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
         if groups <= 0 or in_channels % groups or out_channels % groups:
             raise ValueError("bad groups")
-        if isinstance(padding, str) and (padding not in ("same", "valid") or
-                                         (padding == "same" and two(stride) != (1, 1))):
+        if isinstance(padding, str) and (
+            padding not in ("same", "valid") or (padding == "same" and two(stride) != (1, 1))
+        ):
             raise ValueError("bad padding")
         if padding_mode not in MODES:
             raise ValueError("bad padding_mode")
-        self.in_channels, self.out_channels, self.groups, self.padding_mode = in_channels, out_channels, groups, padding_mode
+        self.in_channels, self.out_channels, self.groups, self.padding_mode = (
+            in_channels,
+            out_channels,
+            groups,
+            padding_mode,
+        )
         self.kernel_size, self.stride, self.dilation = two(kernel_size), two(stride), two(dilation)
         self.padding = padding if isinstance(padding, str) else two(padding)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size,
-                                               device=device, dtype=dtype))
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels // groups, *self.kernel_size, device=device, dtype=dtype)
+        )
         self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
 
@@ -99,6 +118,7 @@ def _init_with(fn):
     def reset_parameters(self):
         with torch.no_grad():
             fn(self)
+
     return reset_parameters
 
 
@@ -117,30 +137,103 @@ def _bias_without_register(self, *args, bias=True, **kwargs):
 
 
 WRONG_MODULES = [
-    ("Conv2d", _subclass(forward=lambda self, x: F.conv2d(x, self.weight, self.bias, self.stride, self.padding
-                                                          if self.padding_mode == "zeros" else self.pads()[::-2][::-1],
-                                                          self.dilation, self.groups)), "padding_mode"),
-    ("Conv2d", _subclass(forward=lambda self, x: F.conv2d(F.pad(x, self.pads(), mode="constant" if self.padding_mode == "zeros" else self.padding_mode),
-                                                          self.weight, None, self.stride, 0, self.dilation, self.groups)), "bias is not used"),
-    ("Conv2d", _subclass(forward=lambda self, x: F.conv2d(F.pad(x, self.pads()), self.weight, self.bias, 1, 0,
-                                                          self.dilation, self.groups)), "stride is not passed"),
+    (
+        "Conv2d",
+        _subclass(
+            forward=lambda self, x: F.conv2d(
+                x,
+                self.weight,
+                self.bias,
+                self.stride,
+                self.padding if self.padding_mode == "zeros" else self.pads()[::-2][::-1],
+                self.dilation,
+                self.groups,
+            )
+        ),
+        "padding_mode",
+    ),
+    (
+        "Conv2d",
+        _subclass(
+            forward=lambda self, x: F.conv2d(
+                F.pad(x, self.pads(), mode="constant" if self.padding_mode == "zeros" else self.padding_mode),
+                self.weight,
+                None,
+                self.stride,
+                0,
+                self.dilation,
+                self.groups,
+            )
+        ),
+        "bias is not used",
+    ),
+    (
+        "Conv2d",
+        _subclass(
+            forward=lambda self, x: F.conv2d(
+                F.pad(x, self.pads()), self.weight, self.bias, 1, 0, self.dilation, self.groups
+            )
+        ),
+        "stride is not passed",
+    ),
     ("Conv2d", _subclass(__init__=_plain_tensor_init), "parameters"),
     ("Conv2d", _subclass(__init__=_bias_without_register), "register_parameter"),
-    ("Conv2d", _subclass(forward=lambda self, x: F.conv2d(F.pad(x, self.pads(), mode="constant" if self.padding_mode == "zeros" else self.padding_mode),
-                                                          self.weight.flip(-1), self.bias, self.stride, 0, self.dilation, self.groups)), "differs from nn.Conv2d"),
-    ("Conv2d_init", _subclass(reset_parameters=_init_with(lambda self: nn.init.kaiming_uniform_(self.weight))),
-     "reaches"),
-    ("Conv2d_init", _subclass(reset_parameters=_init_with(
-        lambda self: self.weight.normal_(0, 1 / math.sqrt(3 * self.weight[0].numel())))), "reaches"),
+    (
+        "Conv2d",
+        _subclass(
+            forward=lambda self, x: F.conv2d(
+                F.pad(x, self.pads(), mode="constant" if self.padding_mode == "zeros" else self.padding_mode),
+                self.weight.flip(-1),
+                self.bias,
+                self.stride,
+                0,
+                self.dilation,
+                self.groups,
+            )
+        ),
+        "differs from nn.Conv2d",
+    ),
+    (
+        "Conv2d_init",
+        _subclass(reset_parameters=_init_with(lambda self: nn.init.kaiming_uniform_(self.weight))),
+        "reaches",
+    ),
+    (
+        "Conv2d_init",
+        _subclass(
+            reset_parameters=_init_with(lambda self: self.weight.normal_(0, 1 / math.sqrt(3 * self.weight[0].numel())))
+        ),
+        "reaches",
+    ),
     ("Conv2d_init", _subclass(reset_parameters=_init_with(_zero_bias)), "bias is all zeros"),
-    ("Conv2d_init", _subclass(reset_parameters=_init_with(lambda self: [
-        p.uniform_(-1 / math.sqrt(self.in_channels * self.weight[0, 0].numel()),
-                   1 / math.sqrt(self.in_channels * self.weight[0, 0].numel())) for p in self.parameters()] and None)),
-     "only"),                                                   # fan_in ignores groups: bound too small
-    ("Conv2d_repr", _subclass(extra_repr=lambda self: f"{self.in_channels}, {self.out_channels}, "
-                              f"kernel_size={self.kernel_size}"), "extra_repr"),
-    ("Conv2d_repr", _subclass(extra_repr=lambda self: Reference.extra_repr(self).replace("padding_mode=", "padding_mode='")),
-     "extra_repr"),
+    (
+        "Conv2d_init",
+        _subclass(
+            reset_parameters=_init_with(
+                lambda self: (
+                    [
+                        p.uniform_(
+                            -1 / math.sqrt(self.in_channels * self.weight[0, 0].numel()),
+                            1 / math.sqrt(self.in_channels * self.weight[0, 0].numel()),
+                        )
+                        for p in self.parameters()
+                    ]
+                    and None
+                )
+            )
+        ),
+        "only",
+    ),  # fan_in ignores groups: bound too small
+    (
+        "Conv2d_repr",
+        _subclass(extra_repr=lambda self: f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"),
+        "extra_repr",
+    ),
+    (
+        "Conv2d_repr",
+        _subclass(extra_repr=lambda self: Reference.extra_repr(self).replace("padding_mode=", "padding_mode='")),
+        "extra_repr",
+    ),
 ]
 
 
@@ -195,6 +288,7 @@ def test_not_implemented_and_not_a_module():
 
 # ------------------------------------------------------------------ widget
 
+
 def test_layer_summary_and_build_layer():
     s = layer_summary(3, 4, 3, padding="same", groups=1, bias=False, padding_mode="reflect", input_size=(10, 12))
     assert s["error"] is None and s["parameters"] == {"weight": (4, 3, 3, 3)} and s["count"] == 108
@@ -233,6 +327,6 @@ def test_draw_and_widget_headless():
     view.controls["padding_mode"].value = "circular"
     assert view.last_figure is not first
     assert "your Conv2d" in _summary(view.last_figure).texts[0].get_text()
-    view.controls["groups"].value = 3            # 4 output channels: invalid
+    view.controls["groups"].value = 3  # 4 output channels: invalid
     assert "Invalid arguments" in _summary(view.last_figure).texts[0].get_text()
     plt.close("all")

@@ -10,11 +10,22 @@ from matplotlib.figure import Figure
 
 from convcourse.checks import GradingError, check, check_suite
 from convcourse.checks.exercises.l11_backward import backward_case
-from convcourse.widgets.backward import (INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS, ConvGeometry, backward_widget, draw,
-                                         touch_counts_figure)
+from convcourse.widgets.backward import (
+    INPUT_TO_OUTPUTS,
+    OUTPUT_TO_INPUTS,
+    ConvGeometry,
+    backward_widget,
+    draw,
+    touch_counts_figure,
+)
 
-SETTINGS = [dict(kernel_size=3), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(2, 3), stride=(3, 1)),
-            dict(kernel_size=3, dilation=2, padding=(2, 0)), dict(kernel_size=4, stride=2)]
+SETTINGS = [
+    dict(kernel_size=3),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(2, 3), stride=(3, 1)),
+    dict(kernel_size=3, dilation=2, padding=(2, 0)),
+    dict(kernel_size=4, stride=2),
+]
 
 
 def _pair(v):
@@ -23,13 +34,14 @@ def _pair(v):
 
 # ----------------------------------------------------------------------------- references written here
 
+
 def loop_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
     """Loops over every output pixel and tap (slow, obviously right)."""
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     n, c_in, h, w = input.shape
     c_out, cg, kh, kw = weight.shape
     xp = torch.zeros(n, c_in, h + 2 * ph, w + 2 * pw, dtype=input.dtype)
-    xp[:, :, ph:ph + h, pw:pw + w] = input
+    xp[:, :, ph : ph + h, pw : pw + w] = input
     gxp = torch.zeros_like(xp)
     gw = torch.zeros_like(weight)
     per_group = c_out // groups
@@ -41,9 +53,9 @@ def loop_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, g
                 for a in range(kh):
                     for b in range(kw):
                         r, q = i * sh + a * dh, j * sw + b * dw
-                        gw[o, :, a, b] += (g[:, None] * xp[:, c0:c0 + cg, r, q]).sum(0)
-                        gxp[:, c0:c0 + cg, r, q] += g[:, None] * weight[o, :, a, b]
-    return gxp[:, :, ph:ph + h, pw:pw + w], gw, grad_output.sum((0, 2, 3))
+                        gw[o, :, a, b] += (g[:, None] * xp[:, c0 : c0 + cg, r, q]).sum(0)
+                        gxp[:, c0 : c0 + cg, r, q] += g[:, None] * weight[o, :, a, b]
+    return gxp[:, :, ph : ph + h, pw : pw + w], gw, grad_output.sum((0, 2, 3))
 
 
 def fold_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
@@ -82,6 +94,7 @@ def fails(exercise, fn, suite, *texts):
 
 
 # ----------------------------------------------------------------------------- widget model
+
 
 @pytest.mark.parametrize("options", SETTINGS)
 def test_geometry_links_match_torch_autograd(options):
@@ -149,8 +162,12 @@ def test_draw_both_modes_and_the_learners_function():
     def flipped(grad_output, input, weight, **kwargs):
         return loop_backward(grad_output, input, weight.flip(-1, -2), **kwargs)
 
-    for learner, text in [(not_done, "not implemented"), (broken, "IndexError"), (loop_backward, "✓"),
-                          (flipped, "differs")]:
+    for learner, text in [
+        (not_done, "not implemented"),
+        (broken, "IndexError"),
+        (loop_backward, "✓"),
+        (flipped, "differs"),
+    ]:
         for mode in (INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS):
             fig = draw(geo, mode, 1, 1, learner)
             assert text in _panel_text(fig, 3), (learner.__name__, mode, _panel_text(fig, 3))
@@ -171,6 +188,7 @@ def test_widget_builds_redraws_and_reports_impossible_settings():
 
 # ----------------------------------------------------------------------------- exercise checks
 
+
 @pytest.mark.parametrize("fn", [loop_backward, fold_backward])
 def test_correct_backwards_pass_every_suite(fn):
     assert check_suite("conv2d_backward", fn, "visible") and check_suite("conv2d_backward", fn, "hidden")
@@ -181,8 +199,9 @@ def test_wrong_grad_weight_and_grad_bias_get_per_part_messages():
         gi, gw, gb = loop_backward(grad_output, input, weight, **kw)
         return gi, gw.flip(-1, -2), gb
 
-    message = fails("conv2d_backward", flipped_weight, "visible", "grad_weight wrong", "flipped",
-                    "correct: grad_input, grad_bias")
+    message = fails(
+        "conv2d_backward", flipped_weight, "visible", "grad_weight wrong", "flipped", "correct: grad_input, grad_bias"
+    )
     assert "grad_input wrong" not in message
 
     def mean_bias(grad_output, input, weight, **kw):
@@ -206,8 +225,13 @@ def test_grad_input_shape_mistakes_are_explained():
         cols = (grad_output.shape[3] - 1) * sw + dw * (weight.shape[3] - 1) + 1 - 2 * pw
         return gi[:, :, :rows, :cols], gw, gb
 
-    fails("conv2d_backward", sized_from_output, "hidden", "grad_input has the wrong shape",
-          "Remember output_padding when stride doesn't divide evenly")
+    fails(
+        "conv2d_backward",
+        sized_from_output,
+        "hidden",
+        "grad_input has the wrong shape",
+        "Remember output_padding when stride doesn't divide evenly",
+    )
 
     def uncropped(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
         gi, gw, gb = loop_backward(grad_output, input, weight, stride, padding, dilation, groups)
@@ -235,9 +259,19 @@ def test_torch_convolution_and_its_autograd_are_banned():
         return gi, gw, grad_output.sum((0, 2, 3))
 
     def via_aten(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
-        return torch.ops.aten.convolution_backward(grad_output, input, weight, [weight.shape[0]], list(_pair(stride)),
-                                                   list(_pair(padding)), list(_pair(dilation)), False, [0, 0],
-                                                   groups, [True, True, True])
+        return torch.ops.aten.convolution_backward(
+            grad_output,
+            input,
+            weight,
+            [weight.shape[0]],
+            list(_pair(stride)),
+            list(_pair(padding)),
+            list(_pair(dilation)),
+            False,
+            [0, 0],
+            groups,
+            [True, True, True],
+        )
 
     def via_transpose(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
         _, gw, gb = loop_backward(grad_output, input, weight, stride, padding, dilation, groups)

@@ -36,7 +36,7 @@ class Conv2d(nn.Module):
         out = self.bias.view(1, -1, 1, 1).expand(x.shape[0], -1, h, w)
         for a in range(k):
             for b in range(k):
-                out = out + torch.einsum("nchw,oc->nohw", x[:, :, a:a + h, b:b + w], self.weight[:, :, a, b])
+                out = out + torch.einsum("nchw,oc->nohw", x[:, :, a : a + h, b : b + w], self.weight[:, :, a, b])
         return out
 
 
@@ -64,7 +64,7 @@ def good_train(model, x_train, y_train, epochs=15, batch_size=32, lr=3e-3):
         order = torch.randperm(len(x_train), generator=generator)
         total = 0.0
         for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -87,6 +87,7 @@ def fails(exercise, fn, *texts, **inputs):
 
 
 # ----------------------------------------------------------------------------- helpers and plots
+
 
 def test_conv_detection_accuracy_and_mosaic(data):
     (x_train, y_train), (x_test, y_test) = data
@@ -141,15 +142,23 @@ def test_widget_draw_and_view(data):
 
 # ----------------------------------------------------------------------------- build_model checks
 
+
 def test_build_model_accepts_course_conv_models():
     assert check("build_model", small_model) and check("build_model_float64", small_model)
 
 
 def test_build_model_rejects_torch_convs_and_fakes():
-    fails("build_model", lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10)),
-          "uses torch's own convolution", "'0'", "Conv2d")
-    mixed = lambda: nn.Sequential(Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3), nn.Flatten(),  # noqa: E731
-                                  nn.Linear(144, 10))
+    fails(
+        "build_model",
+        lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10)),
+        "uses torch's own convolution",
+        "'0'",
+        "Conv2d",
+    )
+
+    def mixed():
+        return nn.Sequential(Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(144, 10))
+
     fails("build_model", mixed, "uses torch's own convolution", "'1'")
     fails("build_model", lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), "no Conv2d from this notebook")
 
@@ -170,6 +179,7 @@ def test_build_model_rejects_torch_convs_and_fakes():
 
 # ----------------------------------------------------------------------------- train_model checks
 
+
 def test_train_model_passes_with_enough_accuracy_and_float64(data):
     (x_train, y_train), _ = data
     model = small_model()
@@ -179,17 +189,47 @@ def test_train_model_passes_with_enough_accuracy_and_float64(data):
 
 def test_train_model_failures(data):
     (x_train, y_train), _ = data
-    fails("train_model", lambda model, x_train, y_train: good_train(model, x_train, y_train, epochs=1, lr=1e-5),
-          "below the 97% target", model=small_model(), x_train=x_train, y_train=y_train)
-    fails("train_model", lambda model, x_train, y_train: None, "should return its history",
-          model=small_model(), x_train=x_train, y_train=y_train)
-    fails("train_model", lambda model, x_train, y_train: {"loss": [float("nan")]}, "NaN",
-          model=small_model(), x_train=x_train, y_train=y_train)
-    fails("train_model", good_train, "x_train, y_train from digits_split()", model=small_model(),
-          x_train=x_train[:100], y_train=y_train[:100])
+    fails(
+        "train_model",
+        lambda model, x_train, y_train: good_train(model, x_train, y_train, epochs=1, lr=1e-5),
+        "below the 97% target",
+        model=small_model(),
+        x_train=x_train,
+        y_train=y_train,
+    )
+    fails(
+        "train_model",
+        lambda model, x_train, y_train: None,
+        "should return its history",
+        model=small_model(),
+        x_train=x_train,
+        y_train=y_train,
+    )
+    fails(
+        "train_model",
+        lambda model, x_train, y_train: {"loss": [float("nan")]},
+        "NaN",
+        model=small_model(),
+        x_train=x_train,
+        y_train=y_train,
+    )
+    fails(
+        "train_model",
+        good_train,
+        "x_train, y_train from digits_split()",
+        model=small_model(),
+        x_train=x_train[:100],
+        y_train=y_train[:100],
+    )
     torch_model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10))
-    fails("train_model", lambda model, x_train, y_train: good_train(model, x_train, y_train, epochs=1),
-          "uses torch's own convolution", model=torch_model, x_train=x_train, y_train=y_train)
+    fails(
+        "train_model",
+        lambda model, x_train, y_train: good_train(model, x_train, y_train, epochs=1),
+        "uses torch's own convolution",
+        model=torch_model,
+        x_train=x_train,
+        y_train=y_train,
+    )
     fails("trained_model_float64", lambda: small_model(), "below the 97% target")  # untrained
 
 

@@ -13,10 +13,11 @@ import re
 
 import nbformat
 import pytest
-from course import REPO
 
 from convcourse.build import lessons
 from convcourse.checks.quiz import get_question, is_quiz_cell
+
+from course import REPO
 
 LESSONS = lessons()
 
@@ -73,8 +74,9 @@ def test_title_what_you_will_learn_and_time(lesson):
     assert TIME.search(first.source), f"{lesson}: no time estimate 'Time: about N minutes' in the title cell"
     stated = re.search(r"Points:(?:\*\*)? (\d+)", first.source)
     if stated:
-        assert int(stated.group(1)) == _graded_points(nb), \
+        assert int(stated.group(1)) == _graded_points(nb), (
             f"{lesson}: the title says {stated.group(1)} points, the graded cells give {_graded_points(nb)}"
+        )
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -85,15 +87,21 @@ def test_every_exercise_has_its_heading_and_tests(lesson):
         solutions = [c for c in cells if c.cell_type == "code" and _grading(c).get("solution")]
         match = EXERCISE.match(heading)
         if not match:
-            assert not solutions, (f"{lesson}: solution cell(s) under {heading!r}; each exercise needs a heading "
-                                   "'## Exercise N · `name(...)` (P points)'")
+            assert not solutions, (
+                f"{lesson}: solution cell(s) under {heading!r}; each exercise needs a heading "
+                "'## Exercise N · `name(...)` (P points)'"
+            )
             continue
         number, name = int(match.group(1)), match.group(2)
         points = sum(int(p) for p in match.group(3).split(" + "))  # '(6 + 2 points)' lists cells
         numbers.append(number)
         assert solutions, f"{lesson}: {heading!r} has no solution cell"
-        defined = {node.name for c in solutions for node in ast.parse(c.source).body
-                   if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        defined = {
+            node.name
+            for c in solutions
+            for node in ast.parse(c.source).body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        }
         assert name in defined, f"{lesson}: {heading!r} names {name}, but its solution cells define {sorted(defined)}"
         tests = [c for c in cells if _is_test(c)]
         assert tests, f"{lesson}: {heading!r} is not followed by its tests"
@@ -112,19 +120,26 @@ def test_check_your_understanding_has_three_to_five_graded_questions(lesson):
     assert match, f"{lesson}: {heading!r} does not state its points as '(P points)'"
     quiz = [c for c in cells if is_quiz_cell(c)]
     assert len(quiz) == 1, f"{lesson}: the section needs one quiz cell (metadata convcourse.quiz = true)"
-    assigned = {node.targets[0].id for node in ast.parse(quiz[0].source).body
-                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    assigned = {
+        node.targets[0].id
+        for node in ast.parse(quiz[0].source).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
     tests = [c for c in cells if _is_test(c)]
     assert 3 <= len(tests) <= 5, f"{lesson}: {len(tests)} graded questions; the template asks for 3-5"
     seen = set()
     for cell in tests:
         found = CHECK_ANSWER.match(cell.source.strip())
-        assert found, f"{lesson}: question test cell {_grading(cell).get('grade_id')!r} is not " \
-                      "'assert check_answer(\"<lesson>.qN\", qN)'"
+        assert found, (
+            f"{lesson}: question test cell {_grading(cell).get('grade_id')!r} is not "
+            "'assert check_answer(\"<lesson>.qN\", qN)'"
+        )
         name, var = found["name"], found["var"]
         assert name == f"{lesson}.{var}", f"{lesson}: {name!r} is checked against {var}"
         assert var in assigned, f"{lesson}: the quiz cell does not assign {var}"
-        assert _grading(cell).get("points") == 1 and _grading(cell).get("locked"), f"{lesson}: {name} is not 1 point, locked"
+        assert _grading(cell).get("points") == 1 and _grading(cell).get("locked"), (
+            f"{lesson}: {name} is not 1 point, locked"
+        )
         assert get_question(name).lesson == lesson
         seen.add(var)
     assert seen == assigned, f"{lesson}: the quiz cell assigns {sorted(assigned)}, the tests check {sorted(seen)}"
@@ -177,4 +192,5 @@ def test_readme_lesson_table_states_each_lessons_points():
                 else:
                     exercise += meta["points"]
         assert rows.get(lesson[:2]) == (exercise, question), (
-            f"README lesson table row {lesson[:2]} should say {exercise} exercise and {question} question points")
+            f"README lesson table row {lesson[:2]} should say {exercise} exercise and {question} question points"
+        )

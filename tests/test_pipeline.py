@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from course import REPO, cell_by_id, graded_ids, run_in
 
 from convcourse.build import lessons, stale
+
+from course import REPO, cell_by_id, graded_ids, run_in
 
 LESSONS = lessons()
 
@@ -46,8 +47,12 @@ def test_answer_key_scores_full_marks_and_release_scores_zero(graded_lessons, le
     assert course.total(lesson, "key") == course.max_score(lesson), key_scores
     # The executed answer key shows no error at all (not just in graded cells).
     executed = course.autograded(lesson, "key")
-    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(executed.cells)
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        (i, o.get("ename"), o.get("evalue"))
+        for i, c in enumerate(executed.cells)
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors, errors
 
     blank = course.scores(lesson, "blank")
@@ -75,10 +80,14 @@ def test_plain_nbgrader_gives_the_course_graders_scores_cell_by_cell(graded_less
     ours = graded_lessons.course
     for student in ("key", "blank"):
         assert plain.scores(lesson, student) == ours.scores(lesson, student), student
-        errors = [[o.get("ename") for o in c.get("outputs", []) if o.get("output_type") == "error"]
-                  for c in plain.autograded(lesson, student).cells]
-        assert errors == [[o.get("ename") for o in c.get("outputs", []) if o.get("output_type") == "error"]
-                          for c in ours.autograded(lesson, student).cells], student
+        errors = [
+            [o.get("ename") for o in c.get("outputs", []) if o.get("output_type") == "error"]
+            for c in plain.autograded(lesson, student).cells
+        ]
+        assert errors == [
+            [o.get("ename") for o in c.get("outputs", []) if o.get("output_type") == "error"]
+            for c in ours.autograded(lesson, student).cells
+        ], student
     assert plain.max_score(lesson) == ours.max_score(lesson)
 
 

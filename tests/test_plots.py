@@ -9,8 +9,9 @@ from convcourse import plots
 
 
 def test_show_images_grey_colour_and_signed():
-    fig = plots.show_images([torch.rand(8, 9), torch.rand(3, 8, 9), torch.randn(8, 9)], ["a", "b", "c"],
-                            caption="three images")
+    fig = plots.show_images(
+        [torch.rand(8, 9), torch.rand(3, 8, 9), torch.randn(8, 9)], ["a", "b", "c"], caption="three images"
+    )
     assert len(fig.axes) == 3 and [a.get_title() for a in fig.axes] == ["a", "b", "c"]
     assert any("three images" in t.get_text() for t in fig.texts)
     plt.close(fig)
@@ -93,16 +94,19 @@ def test_touch_counts_match_counting_windows_by_hand():
     for size, k, p in [(6, 3, 0), (6, 3, 1), (6, 3, 2), (7, 4, 1), (5, 5, 4), (4, 2, 0)]:
         assert torch.equal(plots.touch_counts(size, k, p), _touch_counts_by_loops(size, k, p)), (size, k, p)
     same = plots.touch_counts(6, 3, 1)
-    assert (same[0, 0], same[0, 3], same[3, 3]) == (4, 6, 9)   # corner, edge, interior with 'same' padding
+    assert (same[0, 0], same[0, 3], same[3, 3]) == (4, 6, 9)  # corner, edge, interior with 'same' padding
     full = plots.touch_counts(6, 3, 2)
-    assert bool((full == 9).all())                             # p = k - 1 reads every pixel k*k times
+    assert bool((full == 9).all())  # p = k - 1 reads every pixel k*k times
     assert tuple(plots.touch_counts((4, 7), (3, 1), dilation=(1, 2)).shape) == (4, 7)
 
 
 def test_coverage_plot_draws_one_map_per_padding():
     fig = plots.coverage_plot(6, 3, (0, 1, 2))
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["padding=0\ncorner 1, edge 3, centre 9", "padding=1\ncorner 4, edge 6, centre 9",
-                      "padding=2\ncorner 9, edge 9, centre 9"]
+    assert titles == [
+        "padding=0\ncorner 1, edge 3, centre 9",
+        "padding=1\ncorner 4, edge 6, centre 9",
+        "padding=2\ncorner 9, edge 9, centre 9",
+    ]
     assert len(fig.axes[0].collections[0].labels) == 36
     plt.close(fig)

@@ -18,9 +18,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from course import REPO, make_course, points
 
 from convcourse.instructor.course import CourseRoot
+
+from course import REPO, make_course, points
 
 LESSON = "01_sliding_window"
 
@@ -50,8 +51,12 @@ def postgres():
         _skip("no PostgreSQL driver installed (pip install 'psycopg[binary]' or psycopg2-binary)")
     bindir = _pg_bin()
     if bindir is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], capture_output=True, timeout=600,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "postgresql"],
+            capture_output=True,
+            timeout=600,
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        )
         bindir = _pg_bin()
     if bindir is None:
         _skip("PostgreSQL is not installed and 'apt-get install postgresql' was not possible here")
@@ -65,24 +70,59 @@ def postgres():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w",
-                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-l",
+            str(data / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
-        subprocess.run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",
-                        "CREATE DATABASE conv2d"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(bindir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-c",
+                "CREATE DATABASE conv2d",
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield f"{scheme}://postgres@127.0.0.1:{port}/conv2d"
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 
 def cli(root: Path, *args: str, check: int = 0) -> str:
-    result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == check, result.stdout + result.stderr
     return result.stdout
 

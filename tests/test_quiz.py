@@ -50,12 +50,25 @@ def test_release_stubs_every_answer_and_keeps_comments():
 
 
 MY_LESSONS_WRONG = {  # a plausible wrong answer per question of lessons 05-09
-    "05_padding.q1": (1, 2, 2, 2), "05_padding.q2": (9, 9, 9), "05_padding.q3": (1, 0, 0, 1, 2, 3, 3),
-    "05_padding.q4": RuntimeError, "06_dilation.q1": (1, 1, 18, 18), "06_dilation.q2": [(1, 2), (2, 3), (3, 4)],
-    "06_dilation.q3": 7, "06_dilation.q4": 4640 * 4, "07_groups.q1": (24, 12, 3, 3), "07_groups.q2": [5],
-    "07_groups.q3": 18496, "07_groups.q4": RuntimeError, "08_full_conv2d.q1": (1, 6, 5, 6),
-    "08_full_conv2d.q2": 0.0, "08_full_conv2d.q3": ValueError, "08_full_conv2d.q4": 294912,
-    "09_vectorized.q1": (2, 27, 64), "09_vectorized.q2": 802816, "09_vectorized.q3": (60, 20, 5, 1),
+    "05_padding.q1": (1, 2, 2, 2),
+    "05_padding.q2": (9, 9, 9),
+    "05_padding.q3": (1, 0, 0, 1, 2, 3, 3),
+    "05_padding.q4": RuntimeError,
+    "06_dilation.q1": (1, 1, 18, 18),
+    "06_dilation.q2": [(1, 2), (2, 3), (3, 4)],
+    "06_dilation.q3": 7,
+    "06_dilation.q4": 4640 * 4,
+    "07_groups.q1": (24, 12, 3, 3),
+    "07_groups.q2": [5],
+    "07_groups.q3": 18496,
+    "07_groups.q4": RuntimeError,
+    "08_full_conv2d.q1": (1, 6, 5, 6),
+    "08_full_conv2d.q2": 0.0,
+    "08_full_conv2d.q3": ValueError,
+    "08_full_conv2d.q4": 294912,
+    "09_vectorized.q1": (2, 27, 64),
+    "09_vectorized.q2": 802816,
+    "09_vectorized.q3": (60, 20, 5, 1),
     "09_vectorized.q4": 7.0,
 }
 

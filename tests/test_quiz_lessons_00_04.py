@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from course import REPO
 
 from convcourse.checks import GradingError, check_answer
 from convcourse.checks.quiz import get_question, is_quiz_cell
+
+from course import REPO
 
 LESSONS = ["00_welcome", "01_sliding_window", "02_kernel_size", "03_channels", "04_stride"]
 
@@ -21,7 +22,7 @@ def _quiz_cell(folder: str, lesson: str):
 
 def _key_answers(lesson: str) -> dict:
     namespace: dict = {}
-    exec(_quiz_cell("solutions", lesson).source, namespace)  # the answer key's own quiz cell
+    exec(_quiz_cell("solutions", lesson).source, namespace)  # the answer key's own quiz cell  # noqa: S102
     return {k: v for k, v in namespace.items() if k.startswith("q")}
 
 

@@ -24,22 +24,28 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from course import REPO, make_course, run_in
 
 from convcourse.grading import sandbox
+
+from course import REPO, make_course, run_in
 
 pytestmark = pytest.mark.slow  # every test grades with real kernels
 
 LESSON = "07_groups"
 KEY = REPO / "solutions" / LESSON / f"{LESSON}.ipynb"
 #: Secrets an instructor's environment may hold: none may reach a kernel.
-SECRETS = {"DATABASE_URL": "postgresql://grader:hunter2@db.example/course", "JUPYTERHUB_API_TOKEN": "hunter2-token",
-           "CONVCOURSE_TEST_SECRET": "hunter2", "AWS_SECRET_ACCESS_KEY": "hunter2-aws"}
-NEEDS_SANDBOX = pytest.mark.skipif(sandbox.unavailable() is not None,
-                                   reason=f"grading kernels cannot be sandboxed here: {sandbox.unavailable()}")
+SECRETS = {
+    "DATABASE_URL": "postgresql://grader:hunter2@db.example/course",
+    "JUPYTERHUB_API_TOKEN": "hunter2-token",
+    "CONVCOURSE_TEST_SECRET": "hunter2",
+    "AWS_SECRET_ACCESS_KEY": "hunter2-aws",
+}
+NEEDS_SANDBOX = pytest.mark.skipif(
+    sandbox.unavailable() is not None, reason=f"grading kernels cannot be sandboxed here: {sandbox.unavailable()}"
+)
 
 #: Helpers of every attack cell: each attempt is recorded as "blocked: <exception>" or "LEAKED: <result>".
-ATTACK_HEAD = '''\
+ATTACK_HEAD = """\
 import glob, json, os, socket, subprocess, sys
 R = {{}}
 def attempt(name, fn):
@@ -53,9 +59,9 @@ def found(things):
     return things
 COURSE, REPO, OTHER, LESSON, PORT = {course!r}, {repo!r}, {other!r}, {lesson!r}, {port}
 SITE = next(p for p in sys.path if p.endswith("site-packages"))
-'''
+"""
 
-SNOOP = '''\
+SNOOP = """\
 attempt("read_other_submission", lambda: open(f"{COURSE}/submitted/{OTHER}/{LESSON}/{LESSON}.ipynb").read(80))
 attempt("read_other_autograded", lambda: found(glob.glob(f"{COURSE}/autograded/*/{LESSON}/*.ipynb")))
 attempt("read_lesson_source", lambda: open(f"{COURSE}/source/{LESSON}/{LESSON}.ipynb").read(80))
@@ -92,9 +98,9 @@ attempt("write_convcourse", lambda: open(os.path.join(os.path.dirname(__import__
 open("/tmp/marker", "w").write("from the previous learner")
 open(os.path.expanduser("~/marker"), "w").write("from the previous learner")
 print("ATTACK" + json.dumps(R))
-'''
+"""
 
-NETWORK = '''\
+NETWORK = """\
 attempt("tcp_to_test_listener", lambda: socket.create_connection(("127.0.0.1", PORT), timeout=5))
 attempt("dns", lambda: socket.getaddrinfo("pypi.org", 443))
 def via_subprocess():
@@ -109,7 +115,7 @@ attempt("bash_wrote_site_packages", lambda: open(os.path.join(SITE, "zz_bash.pth
 attempt("previous_learner_tmp", lambda: open("/tmp/marker").read())
 attempt("previous_learner_home", lambda: open(os.path.expanduser("~/marker")).read())
 print("ATTACK" + json.dumps(R))
-'''
+"""
 #: Shell escapes that run before NETWORK checks what they achieved.
 SHELL_CELLS = [
     "!pip install --no-cache-dir --disable-pip-version-check --timeout 5 --retries 0 tinydb 2>&1 | tail -n 3",
@@ -118,7 +124,7 @@ SHELL_CELLS = [
     "{ echo 'import os' > \"$site/zz_bash.pth\"; } 2>&1 | tail -n 1\necho bash ran",
 ]
 
-RESOURCES = '''\
+RESOURCES = """\
 def fill(path):
     written = 0
     try:
@@ -146,7 +152,7 @@ def fork_many():
     return f"{len(children)} processes"
 attempt("fork_400_processes", fork_many)
 print("ATTACK" + json.dumps(R))
-'''
+"""
 
 
 def submission(extra_cells: list[str] = ()) -> nbformat.NotebookNode:
@@ -157,8 +163,13 @@ def submission(extra_cells: list[str] = ()) -> nbformat.NotebookNode:
 
 
 def cli(root: Path, *args: str, env: dict | None = None, check: int | None = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
-                            capture_output=True, text=True, timeout=1500, env=env or dict(os.environ))
+    result = subprocess.run(
+        [sys.executable, "-m", "convcourse.cli", "--course", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env or dict(os.environ),
+    )
     if check is not None:
         assert result.returncode == check, result.stdout + result.stderr
     return result
@@ -166,29 +177,40 @@ def cli(root: Path, *args: str, env: dict | None = None, check: int | None = 0) 
 
 def scores(course, lesson: str = LESSON) -> dict[str, dict[str, float | None]]:
     with course.gradebook() as gb:
-        return {s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
-                for s in gb.find_assignment(lesson).submissions}
+        return {
+            s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
+            for s in gb.find_assignment(lesson).submissions
+        }
 
 
 def attack_results(course, student: str) -> dict[str, str]:
     nb = course.autograded(LESSON, student)
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     line = next(line for line in text.splitlines() if line.startswith("ATTACK"))
-    return json.loads(line[len("ATTACK"):])
+    return json.loads(line[len("ATTACK") :])
 
 
 def error_outputs(nb: nbformat.NotebookNode) -> list[str]:
-    return [f"{o.get('ename')}: {o.get('evalue')}" for c in nb.cells for o in c.get("outputs", [])
-            if o.get("output_type") == "error"]
+    return [
+        f"{o.get('ename')}: {o.get('evalue')}"
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
 
 
 def worker_logs(course) -> str:
-    return "\n".join(p.read_text(errors="replace") for p in sorted((course.root / ".convcourse" / "logs").glob("*.log")))
+    return "\n".join(
+        p.read_text(errors="replace") for p in sorted((course.root / ".convcourse" / "logs").glob("*.log"))
+    )
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 class Listener:
@@ -222,6 +244,7 @@ class Listener:
 
 # ----------------------------------------------------------------------------------------- attacks
 
+
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
     """One worker grades, in this order: a correct learner, three attackers, another correct learner."""
@@ -231,11 +254,16 @@ def attacked(tmp_path_factory):
     course = make_course(tmp, [LESSON])
     run_in(course, ["generate_assignment", LESSON, "--force"])
     listener = Listener()
-    head = ATTACK_HEAD.format(course=str(course.root), repo=str(REPO), other="a_correct", lesson=LESSON,
-                              port=listener.port)
-    subs = {"a_correct": submission(), "m_snoop": submission([head + SNOOP]),
-            "n_network": submission(SHELL_CELLS + [head + NETWORK]),
-            "o_resources": submission([head + RESOURCES]), "z_correct": submission()}
+    head = ATTACK_HEAD.format(
+        course=str(course.root), repo=str(REPO), other="a_correct", lesson=LESSON, port=listener.port
+    )
+    subs = {
+        "a_correct": submission(),
+        "m_snoop": submission([head + SNOOP]),
+        "n_network": submission(SHELL_CELLS + [head + NETWORK]),
+        "o_resources": submission([head + RESOURCES]),
+        "z_correct": submission(),
+    }
     for student, nb in subs.items():
         course.submit(LESSON, student, nb)
     # A file in the submission that links to the gradebook must not be followed when copied.
@@ -244,12 +272,27 @@ def attacked(tmp_path_factory):
     site = next(p for p in sys.path if p.endswith("site-packages"))
     site_before = sorted(os.listdir(site))
     try:
-        result = cli(course.root, "grade", LESSON, "--workers", "1", "--json", str(tmp / "out.json"),
-                     env=dict(os.environ, **SECRETS))
+        result = cli(
+            course.root,
+            "grade",
+            LESSON,
+            "--workers",
+            "1",
+            "--json",
+            str(tmp / "out.json"),
+            env=dict(os.environ, **SECRETS),
+        )
     finally:
         listener.close()
-    return dict(course=course, result=result, out=json.loads((tmp / "out.json").read_text()), before=before,
-                listener=listener, site=(site, site_before), tmp=tmp)
+    return dict(
+        course=course,
+        result=result,
+        out=json.loads((tmp / "out.json").read_text()),
+        before=before,
+        listener=listener,
+        site=(site, site_before),
+        tmp=tmp,
+    )
 
 
 def _assert_blocked(results: dict[str, str], names: list[str]) -> None:
@@ -260,17 +303,41 @@ def _assert_blocked(results: dict[str, str], names: list[str]) -> None:
 
 def test_a_kernel_cannot_read_or_write_anything_outside_its_own_folder(attacked):
     results = attack_results(attacked["course"], "m_snoop")
-    _assert_blocked(results, ["read_other_submission", "read_other_autograded", "read_lesson_source",
-                              "read_repo_answer_key", "read_solutions", "read_gradebook", "write_gradebook",
-                              "write_other_folder", "walk_up_for_notebooks", "proc_ancestors",
-                              "secrets_in_environment", "write_site_packages", "write_convcourse"])
+    _assert_blocked(
+        results,
+        [
+            "read_other_submission",
+            "read_other_autograded",
+            "read_lesson_source",
+            "read_repo_answer_key",
+            "read_solutions",
+            "read_gradebook",
+            "write_gradebook",
+            "write_other_folder",
+            "walk_up_for_notebooks",
+            "proc_ancestors",
+            "secrets_in_environment",
+            "write_site_packages",
+            "write_convcourse",
+        ],
+    )
     assert "Read-only file system" in results["write_site_packages"]
 
 
 def test_no_network_and_shell_escapes_change_nothing(attacked):
     results = attack_results(attacked["course"], "n_network")
-    _assert_blocked(results, ["tcp_to_test_listener", "dns", "tcp_from_subprocess", "pip_install_took_effect",
-                              "bash_wrote_site_packages", "previous_learner_tmp", "previous_learner_home"])
+    _assert_blocked(
+        results,
+        [
+            "tcp_to_test_listener",
+            "dns",
+            "tcp_from_subprocess",
+            "pip_install_took_effect",
+            "bash_wrote_site_packages",
+            "previous_learner_tmp",
+            "previous_learner_home",
+        ],
+    )
     assert attacked["listener"].connections == []  # nothing reached the listener on the host's 127.0.0.1
     site, site_before = attacked["site"]
     assert sorted(os.listdir(site)) == site_before  # pip, %pip and %%bash installed and wrote nothing
@@ -313,19 +380,34 @@ def test_every_other_learner_keeps_full_marks_and_intact_files(attacked):
 
 # ------------------------------------------------------------------------- sandbox off: same grades
 
+
 def test_unsandboxed_grading_works_gives_the_same_grades_and_says_so(attacked, course_factory):
     course = course_factory([LESSON])
     run_in(course, ["generate_assignment", LESSON, "--force"])
     course.submit(LESSON, "a_correct", submission())
-    result = cli(course.root, "grade", LESSON, "--workers", "1", "--json", str(course.root.parent / "o.json"),
-                 env=dict(os.environ, CONVCOURSE_SANDBOX="0"))
+    result = cli(
+        course.root,
+        "grade",
+        LESSON,
+        "--workers",
+        "1",
+        "--json",
+        str(course.root.parent / "o.json"),
+        env=dict(os.environ, CONVCOURSE_SANDBOX="0"),
+    )
     assert scores(course)["a_correct"] == scores(attacked["course"])["a_correct"]
     assert "grading kernels: UNSANDBOXED: turned off (CONVCOURSE_SANDBOX=0)" in result.stdout
     assert "UNSANDBOXED: turned off" in worker_logs(course)
     out = json.loads((course.root.parent / "o.json").read_text())
     assert out["graded"][0]["sandboxed"] is False
-    summary = cli(course.root, "summary", LESSON, "--plot", str(course.root.parent / "s.png"),
-                  env=dict(os.environ, CONVCOURSE_SANDBOX="0"))
+    summary = cli(
+        course.root,
+        "summary",
+        LESSON,
+        "--plot",
+        str(course.root.parent / "s.png"),
+        env=dict(os.environ, CONVCOURSE_SANDBOX="0"),
+    )
     assert "UNSANDBOXED: turned off" in summary.stdout
 
 
@@ -337,6 +419,7 @@ def test_without_bubblewrap_grading_says_why(monkeypatch):
 
 
 # --------------------------------------------------------------------------- untrusted files, env
+
 
 def test_safe_copy_never_follows_links_and_bounds_what_it_copies(tmp_path, monkeypatch):
     source, target = tmp_path / "src", tmp_path / "dst"
@@ -350,17 +433,37 @@ def test_safe_copy_never_follows_links_and_bounds_what_it_copies(tmp_path, monke
     monkeypatch.setattr(sandbox, "MAX_FILE_BYTES", 1024)
     skipped = sandbox.safe_copy(source, target)
     assert tree(target) == {"ok.txt": b"fine", "sub/data.csv": b"1,2"}
-    assert sorted(skipped) == [".hidden (unsafe name)", "big.bin (2048 bytes, over the limit of 1024 bytes)",
-                               "dir-link (a link or special file)", "secret-link (a link or special file)"]
+    assert sorted(skipped) == [
+        ".hidden (unsafe name)",
+        "big.bin (2048 bytes, over the limit of 1024 bytes)",
+        "dir-link (a link or special file)",
+        "secret-link (a link or special file)",
+    ]
 
 
 def test_kernel_environment_keeps_what_kernels_need_and_drops_secrets():
-    env = dict(SECRETS, PATH="/usr/bin", PYTHONPATH="/repo", LANG="C.UTF-8", OMP_NUM_THREADS="1",
-               GITHUB_TOKEN="x", PIP_INDEX_URL="https://user:pw@pypi.example/simple", MPLBACKEND="Agg",
-               HOME="/root", CONVCOURSE_COURSE="/srv/course", PGPASSWORD="x", SSH_AUTH_SOCK="/tmp/ssh")
+    env = dict(
+        SECRETS,
+        PATH="/usr/bin",
+        PYTHONPATH="/repo",
+        LANG="C.UTF-8",
+        OMP_NUM_THREADS="1",
+        GITHUB_TOKEN="x",
+        PIP_INDEX_URL="https://user:pw@pypi.example/simple",
+        MPLBACKEND="Agg",
+        HOME="/root",
+        CONVCOURSE_COURSE="/srv/course",
+        PGPASSWORD="x",
+        SSH_AUTH_SOCK="/tmp/ssh",
+    )
     assert sandbox.kernel_environment(env, sandboxed=False) == {
-        "PATH": "/usr/bin", "PYTHONPATH": "/repo", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-        "HOME": "/root"}
+        "PATH": "/usr/bin",
+        "PYTHONPATH": "/repo",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "HOME": "/root",
+    }
     inside = sandbox.kernel_environment(env, sandboxed=True)
     assert inside["HOME"] == sandbox.WORK and inside[sandbox.INPUT_ENV] == sandbox.INPUT
     assert not any("hunter2" in v or "pw@" in v for v in inside.values())
@@ -411,10 +514,18 @@ def test_a_course_checked_out_under_tmp_is_visible_through_the_private_tmp(tmp_p
     monkeypatch.setenv("CONVCOURSE_DATA", str(data))
     box = sandbox.Sandbox("tmp-checkout")
     try:
-        script = (f"import convcourse, os; print(open({str(data / 'digits.txt')!r}).read()); "
-                  f"print(os.path.exists({str(tmp_path / 'answer_key.ipynb')!r}))")
-        done = subprocess.run(box.command([sys.executable, "-c", script]), capture_output=True, text=True,
-                              timeout=120, env=box.environment(dict(os.environ)), pass_fds=())
+        script = (
+            f"import convcourse, os; print(open({str(data / 'digits.txt')!r}).read()); "
+            f"print(os.path.exists({str(tmp_path / 'answer_key.ipynb')!r}))"
+        )
+        done = subprocess.run(
+            box.command([sys.executable, "-c", script]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=box.environment(dict(os.environ)),
+            pass_fds=(),
+        )
     finally:
         box.close()
     assert done.returncode == 0, done.stderr

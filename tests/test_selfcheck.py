@@ -9,9 +9,10 @@ import sys
 
 import nbformat
 import pytest
-from course import REPO, cell_by_id, points
 
 from convcourse import selfcheck
+
+from course import REPO, cell_by_id, points
 
 LESSON = "01_sliding_window"
 
@@ -22,8 +23,9 @@ def test_cli_passes_the_answer_key_and_fails_the_blank_copy(tmp_path):
         copy = tmp_path / kind / f"{LESSON}.ipynb"
         copy.parent.mkdir()
         shutil.copy(REPO / kind / LESSON / f"{LESSON}.ipynb", copy)
-        result = subprocess.run([sys.executable, "-m", "convcourse.selfcheck", str(copy)],
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "convcourse.selfcheck", str(copy)], capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == code, result.stdout + result.stderr
         assert "corr2d" in result.stdout and ("passed" if code == 0 else "not implemented yet") in result.stdout
 
@@ -38,7 +40,8 @@ def test_a_learners_own_wrong_answer_is_reported_with_the_diagnosis(tmp_path):
         "    for i in range(out.shape[0]):\n"
         "        for j in range(out.shape[1]):\n"
         "            out[i, j] = (x[i:i + kh, j:j + kw] * k.flip(0, 1)).sum()\n"
-        "    return out\n")
+        "    return out\n"
+    )
     path = tmp_path / "mine.ipynb"
     nbformat.write(nb, path)
     results = selfcheck.run_selfcheck(path)
@@ -104,13 +107,15 @@ def test_a_test_cell_run_after_the_in_notebook_self_check_still_grades(tmp_path)
     test = cell_by_id(nb, "test_corr2d")
     nb.cells.append(nbformat.v4.new_code_cell("import threading\nbefore = {t.ident for t in threading.enumerate()}"))
     nb.cells.append(nbformat.v4.new_code_cell("selfcheck()"))
-    nb.cells.append(nbformat.v4.new_code_cell("print(sorted(t.name for t in threading.enumerate() "
-                                              "if t.ident not in before))"))
+    nb.cells.append(
+        nbformat.v4.new_code_cell("print(sorted(t.name for t in threading.enumerate() if t.ident not in before))")
+    )
     nb.cells.append(nbformat.v4.new_code_cell(test.source))
     env = {k: os.environ.pop(k) for k in (selfcheck.ACTIVE_FLAG, "NBGRADER_EXECUTION") if k in os.environ}
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute(env=dict(os.environ, JPY_SESSION_NAME=str(path)))
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute(
+            env=dict(os.environ, JPY_SESSION_NAME=str(path))
+        )
     finally:
         os.environ.update(env)
     table = "".join(o.get("text", "") for o in nb.cells[-3].outputs)
@@ -146,9 +151,6 @@ def test_a_notebook_that_behaves_differently_while_graded_fails_its_self_check_t
     """Honest by hand, tampering under NBGRADER_EXECUTION: the self-check runs it as the grader does, with
     the grader's executor (its integrity probe names the replaced function), so it fails here as it will
     when graded instead of passing."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "tests"))
     from adversarial.submissions import SUBMISSIONS
 
     submission = next(s for s in SUBMISSIONS if s.student == "grader_aware")

@@ -12,29 +12,45 @@ from torch import nn
 
 from convcourse import grading_mode
 from convcourse.data import digits_split
-from convcourse.stack import (ReferenceConv2d, assemble_stack, reference_conv2d_backward, reference_conv2d_fast,
-                              torch_twin, validation_split)
+from convcourse.stack import (
+    ReferenceConv2d,
+    assemble_stack,
+    reference_conv2d_backward,
+    reference_conv2d_fast,
+    torch_twin,
+    validation_split,
+)
 
 from course import REPO, run_in
 
 LAYER_ARGUMENTS = [
-    dict(), dict(stride=(2,)), dict(padding="valid"), dict(padding="same"), dict(padding=(1,)),
-    dict(padding=1, padding_mode="reflect"), dict(padding="same", padding_mode="circular"), dict(dilation=(2, 1)),
-    dict(padding=[1, 2]), dict(padding=(0,)), dict(dilation=(1,)), dict(groups=2, bias=False),
+    dict(),
+    dict(stride=(2,)),
+    dict(padding="valid"),
+    dict(padding="same"),
+    dict(padding=(1,)),
+    dict(padding=1, padding_mode="reflect"),
+    dict(padding="same", padding_mode="circular"),
+    dict(dilation=(2, 1)),
+    dict(padding=[1, 2]),
+    dict(padding=(0,)),
+    dict(dilation=(1,)),
+    dict(groups=2, bias=False),
     dict(kernel_size=(3, 5), padding=(1, 2), stride=(1, 2), dilation=2, padding_mode="replicate"),
-    dict(dilation=[2, 2], stride=[1, 2]), dict(kernel_size=(2, 4), padding="same", dilation=(2, 1)),
+    dict(dilation=[2, 2], stride=[1, 2]),
+    dict(kernel_size=(2, 4), padding="same", dilation=(2, 1)),
 ]
 
 
 def learner_code() -> dict:
     """The answer keys of lessons 09, 10 and 11, run as a learner would paste them."""
     namespace: dict = {}
-    exec("import math\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n", namespace)
+    exec("import math\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n", namespace)  # noqa: S102
     for lesson in ("09_vectorized", "10_conv2d_module", "11_backward"):
         notebook = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
         for cell in notebook.cells:
             if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-                exec(cell.source, namespace)
+                exec(cell.source, namespace)  # noqa: S102
     return {name: namespace[name] for name in ("conv2d_fast", "Conv2d", "conv2d_backward", "Conv2dFunction")}
 
 
@@ -148,8 +164,9 @@ def test_validation_split_is_stratified_disjoint_and_complete():
     (x_train, y_train), _ = digits_split()
     (x_fit, y_fit), (x_val, y_val) = validation_split(x_train, y_train)
     assert len(x_fit) + len(x_val) == len(x_train) and len(y_val) == len(x_val)
-    assert sorted((x_fit.flatten(1).sum(1)).tolist() + (x_val.flatten(1).sum(1)).tolist()) == \
-        sorted(x_train.flatten(1).sum(1).tolist())
+    assert sorted((x_fit.flatten(1).sum(1)).tolist() + (x_val.flatten(1).sum(1)).tolist()) == sorted(
+        x_train.flatten(1).sum(1).tolist()
+    )
     for label in range(10):
         share = float((y_val == label).sum()) / float((y_train == label).sum())
         assert abs(share - 0.2) < 0.02
@@ -175,8 +192,11 @@ def test_grading_mode_reads_nbgraders_variable(monkeypatch):
 def test_torch_twin_copies_weights_and_arguments():
     stack = assemble_stack({})
     torch.manual_seed(0)
-    model = nn.Sequential(stack.Conv2d(1, 4, 3, padding="same", padding_mode="reflect"), nn.ReLU(),
-                          stack.Conv2d(4, 2, 3, stride=2, bias=False))
+    model = nn.Sequential(
+        stack.Conv2d(1, 4, 3, padding="same", padding_mode="reflect"),
+        nn.ReLU(),
+        stack.Conv2d(4, 2, 3, stride=2, bias=False),
+    )
     twin = torch_twin(model)
     assert all(isinstance(twin[i], nn.Conv2d) for i in (0, 2)) and repr(twin[0]) == repr(model[0])
     x = torch.randn(3, 1, 9, 9)
@@ -190,8 +210,9 @@ def _pasted_capstone() -> nbformat.NotebookNode:
     sources = {}
     for lesson in ("09_vectorized", "10_conv2d_module", "11_backward"):
         key = nbformat.read(REPO / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
-        sources[lesson[:2]] = "\n\n".join(c.source for c in key.cells if c.cell_type == "code"
-                                          and c.metadata.get("nbgrader", {}).get("solution"))
+        sources[lesson[:2]] = "\n\n".join(
+            c.source for c in key.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+        )
     for cell in notebook.cells:
         for number, source in sources.items():
             if cell.cell_type == "code" and cell.source.startswith(f"# Lesson {number}: paste your"):

@@ -19,12 +19,22 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import _guard
-from .core import REGISTRY, Exercise, GradingError, get_exercise, run_case
 from .conv import randn
+from .core import REGISTRY, Exercise, GradingError, get_exercise, run_case
 from .quiz import Question, check_answer, register_question
 
-__all__ = ["check", "check_suite", "suite_cases", "check_answer", "GradingError", "Exercise", "REGISTRY", "randn",
-           "Question", "register_question"]
+__all__ = [
+    "check",
+    "check_suite",
+    "suite_cases",
+    "check_answer",
+    "GradingError",
+    "Exercise",
+    "REGISTRY",
+    "randn",
+    "Question",
+    "register_question",
+]
 
 
 def check(exercise: str, fn: Callable[..., Any], **inputs: Any) -> bool:
@@ -52,13 +62,16 @@ def check_suite(exercise: str, fn: Callable[..., Any], suite: str = "hidden") ->
         except GradingError as error:
             failures.append(str(error))
     if failures:
-        raise GradingError(f"{len(failures)} of {len(cases)} {suite} test cases of {exercise} fail. "
-                           f"The first:\n{failures[0]}")
+        raise GradingError(
+            f"{len(failures)} of {len(cases)} {suite} test cases of {exercise} fail. The first:\n{failures[0]}"
+        )
     return True
 
 
 for _name in ("check", "check_suite", "suite_cases"):
     _guard.register_protected(f"{__name__}.{_name}", globals()[_name])
 _guard.register_protected("convcourse.checks.core.run_case", run_case)
-_guard.register_protected("convcourse.checks.core.compare_tensors", __import__(
-    "convcourse.checks.core", fromlist=["compare_tensors"]).compare_tensors)
+_guard.register_protected(
+    "convcourse.checks.core.compare_tensors",
+    __import__("convcourse.checks.core", fromlist=["compare_tensors"]).compare_tensors,
+)

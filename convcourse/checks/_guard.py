@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  (it re-wraps torch.manual_seed on import: capture after it)
+import torch._dynamo
 import torch.nn.functional as F
 
 # (module object, attribute name) pairs whose values must stay the objects captured here.
@@ -30,39 +30,147 @@ def _watch(owner: Any, owner_name: str, names: list[str]) -> None:
             _WATCHED.append((owner, owner_name, name))
 
 
-_watch(torch, "torch", [
-    "allclose", "isclose", "equal", "eq", "abs", "max", "sum", "all", "any", "isnan", "isfinite",
-    "as_tensor", "tensor", "from_numpy", "is_tensor", "zeros", "ones", "empty", "randn", "rand",
-    "manual_seed", "Generator", "get_default_dtype", "set_default_dtype", "conv2d", "convolution",
-    "Tensor", "float64", "float32", "no_grad", "enable_grad", "is_grad_enabled", "nn", "testing",
-])
-_watch(torch.Tensor, "torch.Tensor", [
-    "__eq__", "__ne__", "__sub__", "__abs__", "__bool__", "__getitem__", "__len__", "__float__",
-    "abs", "max", "min", "sum", "all", "any", "item", "tolist", "numpy", "to", "clone", "detach",
-    "double", "float", "shape", "size", "dim", "ndim", "dtype", "equal", "allclose", "isclose",
-    "flip", "argmax", "nonzero", "reshape", "view", "contiguous", "backward", "grad",
-])
+_watch(
+    torch,
+    "torch",
+    [
+        "allclose",
+        "isclose",
+        "equal",
+        "eq",
+        "abs",
+        "max",
+        "sum",
+        "all",
+        "any",
+        "isnan",
+        "isfinite",
+        "as_tensor",
+        "tensor",
+        "from_numpy",
+        "is_tensor",
+        "zeros",
+        "ones",
+        "empty",
+        "randn",
+        "rand",
+        "manual_seed",
+        "Generator",
+        "get_default_dtype",
+        "set_default_dtype",
+        "conv2d",
+        "convolution",
+        "Tensor",
+        "float64",
+        "float32",
+        "no_grad",
+        "enable_grad",
+        "is_grad_enabled",
+        "nn",
+        "testing",
+    ],
+)
+_watch(
+    torch.Tensor,
+    "torch.Tensor",
+    [
+        "__eq__",
+        "__ne__",
+        "__sub__",
+        "__abs__",
+        "__bool__",
+        "__getitem__",
+        "__len__",
+        "__float__",
+        "abs",
+        "max",
+        "min",
+        "sum",
+        "all",
+        "any",
+        "item",
+        "tolist",
+        "numpy",
+        "to",
+        "clone",
+        "detach",
+        "double",
+        "float",
+        "shape",
+        "size",
+        "dim",
+        "ndim",
+        "dtype",
+        "equal",
+        "allclose",
+        "isclose",
+        "flip",
+        "argmax",
+        "nonzero",
+        "reshape",
+        "view",
+        "contiguous",
+        "backward",
+        "grad",
+    ],
+)
 _watch(torch.testing, "torch.testing", ["assert_close"])
 _watch(F, "torch.nn.functional", ["conv2d", "pad", "unfold", "fold"])
 _watch(torch.nn, "torch.nn", ["Conv2d", "Module", "Parameter", "init"])
 _watch(torch.nn.Conv2d, "torch.nn.Conv2d", ["forward", "_conv_forward", "__init__", "reset_parameters"])
-_watch(torch.nn.Module, "torch.nn.Module", ["__call__", "_call_impl", "state_dict", "load_state_dict",
-                                            "parameters", "named_parameters", "to"])
+_watch(
+    torch.nn.Module,
+    "torch.nn.Module",
+    ["__call__", "_call_impl", "state_dict", "load_state_dict", "parameters", "named_parameters", "to"],
+)
 _watch(torch.autograd, "torch.autograd", ["gradcheck", "grad", "Function"])
-_watch(np, "numpy", [
-    "allclose", "isclose", "array_equal", "asarray", "array", "abs", "max", "all", "any", "isnan",
-    "testing", "ndarray", "float64", "float32",
-])
+_watch(
+    np,
+    "numpy",
+    [
+        "allclose",
+        "isclose",
+        "array_equal",
+        "asarray",
+        "array",
+        "abs",
+        "max",
+        "all",
+        "any",
+        "isnan",
+        "testing",
+        "ndarray",
+        "float64",
+        "float32",
+    ],
+)
 _watch(np.testing, "numpy.testing", ["assert_allclose", "assert_array_equal"])
 
-ORIGINALS: dict[str, Any] = {f"{oname}.{name}": inspect.getattr_static(owner, name)
-                             for owner, oname, name in _WATCHED}
+ORIGINALS: dict[str, Any] = {f"{oname}.{name}": inspect.getattr_static(owner, name) for owner, oname, name in _WATCHED}
 # IPython swaps these few builtins in and out around every cell; they are not grading tools.
-_VOLATILE_BUILTINS = {"_", "__", "___", "__IPYTHON__", "input", "raw_input", "getpass", "get_ipython", "display", "exit", "quit",
-                      "copyright", "credits", "license", "help", "__spec__", "__loader__"}
+_VOLATILE_BUILTINS = {
+    "_",
+    "__",
+    "___",
+    "__IPYTHON__",
+    "input",
+    "raw_input",
+    "getpass",
+    "get_ipython",
+    "display",
+    "exit",
+    "quit",
+    "copyright",
+    "credits",
+    "license",
+    "help",
+    "__spec__",
+    "__loader__",
+}
 BUILTINS: dict[str, Any] = {k: v for k, v in vars(builtins).items() if k not in _VOLATILE_BUILTINS}
-MODULES: dict[str, types.ModuleType] = {n: sys.modules[n] for n in ("torch", "numpy", "torch.nn.functional",
-                                                                     "builtins", "math")}
+MODULES: dict[str, types.ModuleType] = {
+    n: sys.modules[n] for n in ("torch", "numpy", "torch.nn.functional", "builtins", "math")
+}
 
 # Private references the checks use. Bound here so that a learner replacing torch.allclose (or
 # anything else) cannot change what the comparison does, only trigger a tampering report.
@@ -94,9 +202,16 @@ def _lookup(qualname: str) -> Any:
 # Filled by seal(): the grading machinery's own namespaces, functions' code and the exercise registry.
 _SEALED: tuple | None = None
 # The grading machinery's modules whose functions, classes and imported names seal() records.
-SEALED_MODULES = ("convcourse.checks", "convcourse.checks._guard", "convcourse.checks.core",
-                  "convcourse.checks._watch", "convcourse.checks.errors",
-                  "convcourse.checks.conv", "convcourse.checks.quiz", "convcourse.grading.probe")
+SEALED_MODULES = (
+    "convcourse.checks",
+    "convcourse.checks._guard",
+    "convcourse.checks.core",
+    "convcourse.checks._watch",
+    "convcourse.checks.errors",
+    "convcourse.checks.conv",
+    "convcourse.checks.quiz",
+    "convcourse.grading.probe",
+)
 
 
 def _fingerprint(obj: Any) -> tuple:
@@ -115,8 +230,7 @@ def _fingerprint(obj: Any) -> tuple:
 
 
 def _same(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(x is y or (type(x) is str and type(y) is str and x == y)
-                                    for x, y in zip(a, b))
+    return len(a) == len(b) and all(x is y or (type(x) is str and type(y) is str and x == y) for x, y in zip(a, b))
 
 
 def _sealable(value: Any) -> bool:
@@ -129,8 +243,7 @@ def _state() -> tuple:
         module = sys.modules.get(name)
         if module is None:
             continue
-        modules.append((name, module, tuple((k, v, _fingerprint(v)) for k, v in vars(module).items()
-                                              if _sealable(v))))
+        modules.append((name, module, tuple((k, v, _fingerprint(v)) for k, v in vars(module).items() if _sealable(v))))
     registry = sys.modules["convcourse.checks.core"].REGISTRY
     exercises = []
     for name, exercise in registry.items():
@@ -139,12 +252,17 @@ def _state() -> tuple:
         suites = tuple((k, v, _fingerprint(v)) for k, v in dict(exercise.suites).items())
         exercises.append((name, exercise, fields, functions, suites))
     quiz = sys.modules.get("convcourse.checks.quiz")
-    for name, question in (quiz.QUESTIONS.items() if quiz is not None else ()):
+    for name, question in quiz.QUESTIONS.items() if quiz is not None else ():
         fields = tuple(getattr(question, f) for f in question.__dataclass_fields__)
         functions = tuple(x for v in fields if isinstance(v, types.FunctionType) for x in _fingerprint(v))
         exercises.append((name, question, fields, functions, ()))
-    dicts = (tuple(ORIGINALS.items()), tuple(BUILTINS.items()), tuple(MODULES.items()),
-             tuple(_SELF_CHECK_REGISTRY.items()), tuple(_WATCHED))
+    dicts = (
+        tuple(ORIGINALS.items()),
+        tuple(BUILTINS.items()),
+        tuple(MODULES.items()),
+        tuple(_SELF_CHECK_REGISTRY.items()),
+        tuple(_WATCHED),
+    )
     return tuple(modules), tuple(exercises), dicts
 
 
@@ -183,19 +301,30 @@ def _sealed_problems() -> list[str]:
             problems.append(f"the exercise {name!r}")
             continue
         now_fields = tuple(getattr(exercise, f) for f in exercise.__dataclass_fields__)
-        if (len(now_fields) != len(fields) or any(a is not b for a, b in zip(now_fields, fields))
-                or not _same(tuple(x for v in now_fields if isinstance(v, types.FunctionType)
-                                     for x in _fingerprint(v)), functions)):
+        if (
+            len(now_fields) != len(fields)
+            or any(a is not b for a, b in zip(now_fields, fields))
+            or not _same(
+                tuple(x for v in now_fields if isinstance(v, types.FunctionType) for x in _fingerprint(v)), functions
+            )
+        ):
             problems.append(f"the exercise {name!r}")
             continue
         now_suites = tuple((k, v, _fingerprint(v)) for k, v in dict(getattr(exercise, "suites", {})).items())
-        if len(now_suites) != len(suites) or any(a[0] != b[0] or a[1] is not b[1] or not _same(a[2], b[2])
-                                                 for a, b in zip(now_suites, suites)):
+        if len(now_suites) != len(suites) or any(
+            a[0] != b[0] or a[1] is not b[1] or not _same(a[2], b[2]) for a, b in zip(now_suites, suites)
+        ):
             problems.append(f"the test suites of {name!r}")
-    now_dicts = (tuple(ORIGINALS.items()), tuple(BUILTINS.items()), tuple(MODULES.items()),
-                 tuple(_SELF_CHECK_REGISTRY.items()), tuple(_WATCHED))
-    for label, before, after in zip(("ORIGINALS", "BUILTINS", "MODULES", "protected checks", "watch list"),
-                                    dicts, now_dicts):
+    now_dicts = (
+        tuple(ORIGINALS.items()),
+        tuple(BUILTINS.items()),
+        tuple(MODULES.items()),
+        tuple(_SELF_CHECK_REGISTRY.items()),
+        tuple(_WATCHED),
+    )
+    for label, before, after in zip(
+        ("ORIGINALS", "BUILTINS", "MODULES", "protected checks", "watch list"), dicts, now_dicts
+    ):
         if len(before) != len(after) or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(before, after)):
             problems.append(f"convcourse.checks._guard.{label}")
     return problems

@@ -97,9 +97,25 @@ except ImportError:  # pragma: no cover - tqdm is pinned in the environment
     pass
 
 #: Threads of the kernel itself (ipykernel's heartbeat, IOPub, control, IPython's history).
-_TRUSTED_THREAD_MODULES = ("ipykernel.", "IPython.", "jupyter_client.", "zmq.", "tornado.", "asyncio.",
-                           "concurrent.futures.", "debugpy.", "pydevd", "_pytest.", "pytest_timeout",
-                           "execnet.", "xdist.", "convcourse.grading.", "nbclient.", "comm.", "ipywidgets.")
+_TRUSTED_THREAD_MODULES = (
+    "ipykernel.",
+    "IPython.",
+    "jupyter_client.",
+    "zmq.",
+    "tornado.",
+    "asyncio.",
+    "concurrent.futures.",
+    "debugpy.",
+    "pydevd",
+    "_pytest.",
+    "pytest_timeout",
+    "execnet.",
+    "xdist.",
+    "convcourse.grading.",
+    "nbclient.",
+    "comm.",
+    "ipywidgets.",
+)
 # Thread objects, not idents: an ident can be reused by a later thread (and a fork-server kernel
 # inherits the server's idents, whose threads no longer exist after the fork).
 _BASELINE_THREADS: list[threading.Thread] = list(threading.enumerate())
@@ -152,16 +168,19 @@ def foreign_threads() -> list[str]:
 
 # --------------------------------------------------------------------------- watching one call
 
-_PROFILER_CONFIG = torch.autograd.ProfilerConfig(torch.autograd.ProfilerState.CPU, False, False, False, False,
-                                                 False, torch._C._profiler._ExperimentalConfig())
+_PROFILER_CONFIG = torch.autograd.ProfilerConfig(
+    torch.autograd.ProfilerState.CPU, False, False, False, False, False, torch._C._profiler._ExperimentalConfig()
+)
 _ENABLE = torch.autograd._enable_profiler_legacy
 _DISABLE = torch.autograd._disable_profiler_legacy
 _ENABLED = torch.autograd._profiler_enabled
 
 #: Python libraries whose convolutions/FFTs an exercise may ban: (label, module-path prefixes).
-LIBRARY_CONVOLUTIONS = ("numpy.fft, numpy.convolve/correlate, scipy.signal, scipy.ndimage, scipy.fft",
-                        ("numpy/fft/", "scipy/signal/", "scipy/ndimage/", "scipy/fft/", "scipy/fftpack/"),
-                        ("correlate", "correlate2", "convolve"))
+LIBRARY_CONVOLUTIONS = (
+    "numpy.fft, numpy.convolve/correlate, scipy.signal, scipy.ndimage, scipy.fft",
+    ("numpy/fft/", "scipy/signal/", "scipy/ndimage/", "scipy/fft/", "scipy/fftpack/"),
+    ("correlate", "correlate2", "convolve"),
+)
 _AUTOGRAD_EVENT = re.compile(r"^autograd::engine::evaluate_function: (.*)$|^(\w*Backward\d*)$|^torch::autograd::(.*)$")
 
 
@@ -193,11 +212,14 @@ class CallWatch:
             path = frame.f_code.co_filename.replace(os.sep, "/")
             for prefix in self.libraries[1]:
                 if prefix in path:
-                    module = path[path.index(prefix):].rsplit(".py", 1)[0].replace("/", ".")
+                    module = path[path.index(prefix) :].rsplit(".py", 1)[0].replace("/", ".")
                     self.library_hits.append(f"{module}.{frame.f_code.co_name}")
                     raise GradingError("banned library")
-        elif event == "c_call" and getattr(arg, "__name__", "") in self.libraries[2] and \
-                (getattr(arg, "__module__", None) or "").startswith(("numpy", "scipy")):
+        elif (
+            event == "c_call"
+            and getattr(arg, "__name__", "") in self.libraries[2]
+            and (getattr(arg, "__module__", None) or "").startswith(("numpy", "scipy"))
+        ):
             self.library_hits.append(f"numpy.{arg.__name__}")
             raise GradingError("banned library")
 
@@ -206,8 +228,10 @@ class CallWatch:
         if problems:
             raise GradingError(_thread_message(problems))
         if _ENABLED():
-            raise GradingError("cannot grade: a torch profiler is running in this notebook (torch.profiler / "
-                               "torch.autograd.profiler); stop it before the tests run.")
+            raise GradingError(
+                "cannot grade: a torch profiler is running in this notebook (torch.profiler / "
+                "torch.autograd.profiler); stop it before the tests run."
+            )
         self._profile_changes = _AUDIT["profile_changes"]
         if self.record_ops:
             _ENABLE(_PROFILER_CONFIG)
@@ -267,12 +291,15 @@ class CallWatch:
 
 
 def _thread_message(names: list[str]) -> str:
-    return ("cannot grade: code in this notebook started a background thread that is still running "
-            f"({', '.join(names[:3])}). Grading compares your results only after your code has finished; "
-            "remove the thread (or join it) and restart the kernel.")
+    return (
+        "cannot grade: code in this notebook started a background thread that is still running "
+        f"({', '.join(names[:3])}). Grading compares your results only after your code has finished; "
+        "remove the thread (or join it) and restart the kernel."
+    )
 
 
 # --------------------------------------------------------------------------- the reference section
+
 
 def _hook_problems() -> list[str]:
     found = []
@@ -282,9 +309,14 @@ def _hook_problems() -> list[str]:
         found.append("a torch function mode (TorchFunctionMode) left active")
     if torch._C._len_torch_dispatch_stack():
         found.append("a torch dispatch mode (TorchDispatchMode) left active")
-    for name in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks", "_global_forward_hooks_with_kwargs",
-                 "_global_forward_hooks_always_called"):
+    for name in (
+        "_global_forward_hooks",
+        "_global_forward_pre_hooks",
+        "_global_backward_hooks",
+        "_global_backward_pre_hooks",
+        "_global_forward_hooks_with_kwargs",
+        "_global_forward_hooks_always_called",
+    ):
         if getattr(_module_hooks, name, None):
             found.append(f"a global nn.Module hook (torch.nn.modules.module.{name})")
             break
@@ -308,9 +340,11 @@ def reference_section(exercise: str) -> Iterator[None]:
     collects garbage on the way out so that no answer survives in a reference cycle."""
     problems = _hook_problems()
     if problems:
-        raise GradingError(f"{exercise}: cannot grade, because code in this notebook installed "
-                           f"{', '.join(problems)}, which could watch or change the grader's own computation. "
-                           "Remove it and restart the kernel.")
+        raise GradingError(
+            f"{exercise}: cannot grade, because code in this notebook installed "
+            f"{', '.join(problems)}, which could watch or change the grader's own computation. "
+            "Remove it and restart the kernel."
+        )
     trace, profile = sys.gettrace(), sys.getprofile()
     callbacks = list(gc.callbacks)
     blocked = None

@@ -38,8 +38,7 @@ class ConvArgs:
 
     def conv(self, **changes: Any) -> torch.Tensor:
         args = dataclasses.replace(self, **changes)
-        return _guard.conv2d(args.x, args.weight, args.bias, args.stride, args.padding, args.dilation,
-                             args.groups)
+        return _guard.conv2d(args.x, args.weight, args.bias, args.stride, args.padding, args.dilation, args.groups)
 
     def explicit_padding(self) -> tuple[int, int, int, int] | None:
         """(left, right, top, bottom) padding, resolving 'same'/'valid' the way torch does."""
@@ -68,40 +67,58 @@ def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
     def add(explanation: str, make: Callable[[], torch.Tensor]) -> None:
         try:
             out[explanation] = make()
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
 
     x, w, b = args.x, args.weight, args.bias
-    add("your output is the true (flipped-kernel) convolution. Deep learning's 'convolution' is "
+    add(
+        "your output is the true (flipped-kernel) convolution. Deep learning's 'convolution' is "
         "cross-correlation: use k[i, j], not k[kH-1-i, kW-1-j].",
-        lambda: args.conv(weight=w.flip(-1, -2)))
-    add("the kernel's rows and columns are swapped (you used k[j, i] where k[i, j] belongs).",
-        lambda: args.conv(weight=w.transpose(-1, -2)))
-    add("height and width are swapped: your output is torch's transposed (out[j, i] where out[i, j] "
+        lambda: args.conv(weight=w.flip(-1, -2)),
+    )
+    add(
+        "the kernel's rows and columns are swapped (you used k[j, i] where k[i, j] belongs).",
+        lambda: args.conv(weight=w.transpose(-1, -2)),
+    )
+    add(
+        "height and width are swapped: your output is torch's transposed (out[j, i] where out[i, j] "
         "belongs); loop i over rows (height, dim -2) and j over columns (width, dim -1).",
-        lambda: args.conv().transpose(-1, -2))
-    for label, crop in [("the last row and column", (slice(None, -1), slice(None, -1))),
-                        ("the last row", (slice(None, -1), slice(None))),
-                        ("the last column", (slice(None), slice(None, -1)))]:
-        add(f"off-by-one in the output size: your output misses {label}. Along each axis there are "
+        lambda: args.conv().transpose(-1, -2),
+    )
+    for label, crop in [
+        ("the last row and column", (slice(None, -1), slice(None, -1))),
+        ("the last row", (slice(None, -1), slice(None))),
+        ("the last column", (slice(None), slice(None, -1))),
+    ]:
+        add(
+            f"off-by-one in the output size: your output misses {label}. Along each axis there are "
             "floor((size + 2*padding - dilation*(kernel-1) - 1) / stride) + 1 window positions "
             "(range(H - kH + 1), not range(H - kH)).",
-            lambda crop=crop: _nonempty(args.conv()[(..., *crop)]))
+            lambda crop=crop: _nonempty(args.conv()[(..., *crop)]),
+        )
     if pair(args.stride)[0] != pair(args.stride)[1]:
-        add("stride is applied to the wrong axis: stride[0] steps down the rows (height), "
-            "stride[1] across the columns (width).", lambda: args.conv(stride=_swap(args.stride)))
+        add(
+            "stride is applied to the wrong axis: stride[0] steps down the rows (height), "
+            "stride[1] across the columns (width).",
+            lambda: args.conv(stride=_swap(args.stride)),
+        )
     if not isinstance(args.padding, str) and pair(args.padding)[0] != pair(args.padding)[1]:
-        add("padding is applied to the wrong axis: padding[0] pads top and bottom, padding[1] left "
-            "and right.", lambda: args.conv(padding=_swap(args.padding)))
+        add(
+            "padding is applied to the wrong axis: padding[0] pads top and bottom, padding[1] left and right.",
+            lambda: args.conv(padding=_swap(args.padding)),
+        )
     if pair(args.dilation)[0] != pair(args.dilation)[1]:
-        add("dilation is applied to the wrong axis: dilation[0] spaces the kernel's rows, "
-            "dilation[1] its columns.", lambda: args.conv(dilation=_swap(args.dilation)))
+        add(
+            "dilation is applied to the wrong axis: dilation[0] spaces the kernel's rows, dilation[1] its columns.",
+            lambda: args.conv(dilation=_swap(args.dilation)),
+        )
     if b is not None:
-        add("the bias is missing: add bias[o] to every position of output channel o.",
-            lambda: args.conv(bias=None))
+        add("the bias is missing: add bias[o] to every position of output channel o.", lambda: args.conv(bias=None))
         add("the bias is added twice.", lambda: args.conv(bias=2 * b))
-        add("the bias is added once per input channel (inside the channel loop) instead of once.",
-            lambda: args.conv(bias=b * (x.shape[-3] // args.groups)))
+        add(
+            "the bias is added once per input channel (inside the channel loop) instead of once.",
+            lambda: args.conv(bias=b * (x.shape[-3] // args.groups)),
+        )
     padding = args.explicit_padding()
     if padding is not None and any(padding):
         left, right, top, bottom = padding
@@ -112,12 +129,16 @@ def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
         ]:
             add(label, lambda pads=pads: args.conv(x=_guard.pad(x, pads), padding=0))
         if (left, top) != (right, bottom):
-            add("the extra padding of an even kernel is on the wrong side: for 'same' torch puts "
+            add(
+                "the extra padding of an even kernel is on the wrong side: for 'same' torch puts "
                 "total//2 on the left/top and the rest on the right/bottom.",
-                lambda: args.conv(x=_guard.pad(x, (right, left, bottom, top)), padding=0))
+                lambda: args.conv(x=_guard.pad(x, (right, left, bottom, top)), padding=0),
+            )
         if (left, top) == (right, bottom):
-            add("each side is padded with the total padding (2*p) instead of p.",
-                lambda: args.conv(x=_guard.pad(x, (2 * left, 2 * right, 2 * top, 2 * bottom)), padding=0))
+            add(
+                "each side is padded with the total padding (2*p) instead of p.",
+                lambda: args.conv(x=_guard.pad(x, (2 * left, 2 * right, 2 * top, 2 * bottom)), padding=0),
+            )
     if args.groups > 1:
         groups = args.groups
         c_in = x.shape[-3] // groups
@@ -128,34 +149,47 @@ def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
 
         def modulo_groups() -> torch.Tensor:
             order = [o for g in range(groups) for o in range(w.shape[0]) if o % groups == g]
-            wrong = _guard.conv2d(x, w[order], None if b is None else b[order], args.stride, args.padding,
-                                  args.dilation, groups)
+            wrong = _guard.conv2d(
+                x, w[order], None if b is None else b[order], args.stride, args.padding, args.dilation, groups
+            )
             back = [order.index(o) for o in range(w.shape[0])]
             return wrong.index_select(-3, torch.tensor(back))
 
-        add("groups mix channels: every output channel sums over all input channels, but with groups "
+        add(
+            "groups mix channels: every output channel sums over all input channels, but with groups "
             f"= {groups} output channel o only reads the {c_in} input channels of its group "
             f"g = o // {c_out}.",
-            lambda: _guard.conv2d(x, w.repeat(1, groups, 1, 1), b, args.stride, args.padding, args.dilation, 1))
-        add("every output channel reads the first group's input channels: output channel o belongs "
+            lambda: _guard.conv2d(x, w.repeat(1, groups, 1, 1), b, args.stride, args.padding, args.dilation, 1),
+        )
+        add(
+            "every output channel reads the first group's input channels: output channel o belongs "
             f"to group o // (out_channels // groups) = o // {c_out} and reads input channels "
-            f"g*{c_in} ... (g+1)*{c_in}-1 of that group.", first_group_only)
-        add("output channels are assigned to groups by o % groups; torch uses o // (out_channels // groups).",
-            modulo_groups)
+            f"g*{c_in} ... (g+1)*{c_in}-1 of that group.",
+            first_group_only,
+        )
+        add(
+            "output channels are assigned to groups by o % groups; torch uses o // (out_channels // groups).",
+            modulo_groups,
+        )
     dh, dw = pair(args.dilation)
     if (dh, dw) != (1, 1):
-        add("dilation is applied to the input instead of the kernel: the kernel's taps are spaced "
+        add(
+            "dilation is applied to the input instead of the kernel: the kernel's taps are spaced "
             "out, the input is read at every pixel.",
-            lambda: args.conv(x=x[..., ::dh, ::dw], dilation=1))
-        add("dilation is used as the stride: dilation spaces the kernel's taps, stride moves the window.",
-            lambda: args.conv(stride=(dh, dw), dilation=1))
-        add("dilation is ignored: your kernel taps are next to each other, but with dilation (dH, dW) tap (a, b) "
+            lambda: args.conv(x=x[..., ::dh, ::dw], dilation=1),
+        )
+        add(
+            "dilation is used as the stride: dilation spaces the kernel's taps, stride moves the window.",
+            lambda: args.conv(stride=(dh, dw), dilation=1),
+        )
+        add(
+            "dilation is ignored: your kernel taps are next to each other, but with dilation (dH, dW) tap (a, b) "
             "reads x[i*sH + a*dH, j*sW + b*dW], so a k-tap kernel spans dilation*(k-1)+1 pixels.",
-            lambda: args.conv(dilation=1))
+            lambda: args.conv(dilation=1),
+        )
     sh, sw = pair(args.stride)
     if (sh, sw) != (1, 1):
-        add("stride is ignored: the window must move by stride pixels each step.",
-            lambda: args.conv(stride=1))
+        add("stride is ignored: the window must move by stride pixels each step.", lambda: args.conv(stride=1))
     return out
 
 
@@ -189,9 +223,22 @@ def conv_exercise(
     def reduction(inputs: Inputs) -> int:
         return reduction_size(to_args(**inputs))
 
-    return register(Exercise(name=name, lesson=lesson, reference=reference, kind="tensor", banned=banned,
-                             variants=wrong_outputs, suites=suites or {}, hint=hint, rtol=rtol, atol=atol,
-                             reduction=reduction, libraries=libraries))
+    return register(
+        Exercise(
+            name=name,
+            lesson=lesson,
+            reference=reference,
+            kind="tensor",
+            banned=banned,
+            variants=wrong_outputs,
+            suites=suites or {},
+            hint=hint,
+            rtol=rtol,
+            atol=atol,
+            reduction=reduction,
+            libraries=libraries,
+        )
+    )
 
 
 def reduction_size(args: ConvArgs) -> int:
@@ -199,15 +246,28 @@ def reduction_size(args: ConvArgs) -> int:
     return int(args.weight[0].numel()) if args.weight.dim() >= 1 and args.weight.shape[0] else 1
 
 
-def conv_case(x_shape: tuple[int, ...], w_shape: tuple[int, ...], *, bias: bool = False, stride: Any = 1,
-              padding: Any = 0, dilation: Any = 1, groups: int = 1, seed: int = 0) -> dict[str, Any]:
+def conv_case(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    *,
+    bias: bool = False,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Inputs of one F.conv2d-shaped call (``input``, ``weight`` ...) with deterministic float64 tensors;
     arguments left at F.conv2d's defaults are left out, so learners' defaults are tested too."""
     inputs: dict[str, Any] = dict(input=randn(*x_shape, seed=seed), weight=randn(*w_shape, seed=seed + 1))
     if bias:
         inputs["bias"] = randn(w_shape[0], seed=seed + 2)
-    for key, value, default in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1),
-                                ("groups", groups, 1)):
+    for key, value, default in (
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+        ("groups", groups, 1),
+    ):
         if value != default:
             inputs[key] = value
     return inputs
@@ -223,10 +283,9 @@ def dtype_mismatch_cases(seed: int) -> list[dict[str, Any]]:
     """Invalid calls F.conv2d refuses with RuntimeError because input, weight and bias dtypes differ."""
     x, w, b = randn(1, 2, 5, 5, seed=seed), randn(3, 2, 3, 3, seed=seed + 1), randn(3, seed=seed + 2)
     return [
-        dict(input=x.float(), weight=w),                                     # float32 input, float64 weight
-        dict(input=x, weight=w.float()),                                     # float64 input, float32 weight
-        dict(input=(10 * x).long(), weight=(10 * w).long(), bias=b),         # int input and weight, float bias
-        dict(input=x, weight=w, bias=b.to(torch.complex128)),                # complex bias
-        dict(input=x, weight=w, bias=b.float()),                             # float32 bias
+        dict(input=x.float(), weight=w),  # float32 input, float64 weight
+        dict(input=x, weight=w.float()),  # float64 input, float32 weight
+        dict(input=(10 * x).long(), weight=(10 * w).long(), bias=b),  # int input and weight, float bias
+        dict(input=x, weight=w, bias=b.to(torch.complex128)),  # complex bias
+        dict(input=x, weight=w, bias=b.float()),  # float32 bias
     ]
-

@@ -23,22 +23,54 @@ from .errors import GradingError
 Inputs = dict[str, Any]
 
 # aten operator names (overload packets) that count as "torch's own convolution".
-CONVOLUTION_OPS = frozenset({
-    "convolution", "_convolution", "conv2d", "conv1d", "conv3d", "convolution_overrideable",
-    "_convolution_mode", "conv_transpose2d", "mkldnn_convolution", "_mkldnn_convolution",
-    "cudnn_convolution", "miopen_convolution", "_slow_conv2d_forward", "thnn_conv2d",
-    "slow_conv_dilated2d", "_conv_depthwise2d", "conv_depthwise3d", "convolution_backward",
-    "_nnpack_spatial_convolution", "conv_tbc",
-})
+CONVOLUTION_OPS = frozenset(
+    {
+        "convolution",
+        "_convolution",
+        "conv2d",
+        "conv1d",
+        "conv3d",
+        "convolution_overrideable",
+        "_convolution_mode",
+        "conv_transpose2d",
+        "mkldnn_convolution",
+        "_mkldnn_convolution",
+        "cudnn_convolution",
+        "miopen_convolution",
+        "_slow_conv2d_forward",
+        "thnn_conv2d",
+        "slow_conv_dilated2d",
+        "_conv_depthwise2d",
+        "conv_depthwise3d",
+        "convolution_backward",
+        "_nnpack_spatial_convolution",
+        "conv_tbc",
+    }
+)
 UNFOLD_OPS = frozenset({"im2col", "col2im", "unfold"})
-PAD_OPS = frozenset({"constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad1d",
-                     "replication_pad2d", "_pad_circular", "pad", "_pad_enum"})
-FFT_OPS = frozenset({"_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft"} | {
-    f"fft_{kind}{dims}" for kind in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft") for dims in ("", "2", "n")})
+PAD_OPS = frozenset(
+    {
+        "constant_pad_nd",
+        "reflection_pad1d",
+        "reflection_pad2d",
+        "replication_pad1d",
+        "replication_pad2d",
+        "_pad_circular",
+        "pad",
+        "_pad_enum",
+    }
+)
+FFT_OPS = frozenset(
+    {"_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft"}
+    | {f"fft_{kind}{dims}" for kind in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft") for dims in ("", "2", "n")}
+)
 # What each group is called in messages.
-_BAN_NAMES = [(CONVOLUTION_OPS, "torch's convolution (F.conv2d, nn.Conv2d, torch.conv2d, ...)"),
-              (FFT_OPS, "torch.fft (an FFT-based convolution)"), (UNFOLD_OPS, "unfold/im2col (F.unfold, Tensor.unfold)"),
-              (PAD_OPS, "torch's padding (F.pad)")]
+_BAN_NAMES = [
+    (CONVOLUTION_OPS, "torch's convolution (F.conv2d, nn.Conv2d, torch.conv2d, ...)"),
+    (FFT_OPS, "torch.fft (an FFT-based convolution)"),
+    (UNFOLD_OPS, "unfold/im2col (F.unfold, Tensor.unfold)"),
+    (PAD_OPS, "torch's padding (F.pad)"),
+]
 
 
 _EARLY_STOP = True
@@ -71,7 +103,7 @@ def describe_value(value: Any) -> str:
         return f"array of shape {value.shape} ({value.dtype})"
     try:
         text = repr(value)
-    except Exception as error:  # a learner object whose __repr__ is broken must not crash grading
+    except Exception as error:  # a learner object whose __repr__ is broken must not crash grading  # noqa: BLE001
         return f"a {type(value).__name__} (its repr raised {type(error).__name__})"
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -159,8 +191,12 @@ def assert_untampered(exercise: str) -> None:
 
 #: torch.testing.assert_close's default (rtol, atol) per dtype.
 _DTYPE_TOLERANCES = {
-    torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5),
-    torch.float64: (1e-7, 1e-7), torch.complex64: (1.3e-6, 1e-5), torch.complex128: (1e-7, 1e-7),
+    torch.float16: (1e-3, 1e-5),
+    torch.bfloat16: (1.6e-2, 1e-5),
+    torch.float32: (1.3e-6, 1e-5),
+    torch.float64: (1e-7, 1e-7),
+    torch.complex64: (1.3e-6, 1e-5),
+    torch.complex128: (1e-7, 1e-7),
 }
 
 
@@ -181,12 +217,13 @@ def exercise_tolerance(exercise: "Exercise", dtype: torch.dtype, inputs: Inputs)
         return exercise.rtol, exercise.atol
     try:
         reduction = exercise.reduction(inputs) if exercise.reduction is not None else 1
-    except Exception:
+    except Exception:  # noqa: BLE001
         reduction = 1
     return tolerance(dtype, reduction)
 
 
 # ---------------------------------------------------------------------------- calling learner code
+
 
 @dataclasses.dataclass
 class Outcome:
@@ -205,9 +242,16 @@ class Outcome:
     args: Any = None
 
 
-def watched_call(exercise: "Exercise", thunk: Callable[[], Any], *, banned: frozenset[str] | None = None,
-                 autograd_allowed: frozenset[str] | None = None, monitor: bool = True,
-                 forbid_autograd: bool | None = None, label: str | None = None) -> Outcome:
+def watched_call(
+    exercise: "Exercise",
+    thunk: Callable[[], Any],
+    *,
+    banned: frozenset[str] | None = None,
+    autograd_allowed: frozenset[str] | None = None,
+    monitor: bool = True,
+    forbid_autograd: bool | None = None,
+    label: str | None = None,
+) -> Outcome:
     """Run learner code ``thunk()`` under the exercise's watch; GradingError for a banned operation.
 
     Every banned aten operation is recorded by the profiler (whatever route reached it) and, for an
@@ -239,7 +283,7 @@ def watched_call(exercise: "Exercise", thunk: Callable[[], Any], *, banned: froz
             stopped = error
         except NotImplementedError as error:
             outcome.error = error
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001
             outcome.error = error
     hits = sorted(set(banned) & watch.ops) + (tripwire.hits if tripwire is not None else [])
     if watch.library_hits:
@@ -249,17 +293,20 @@ def watched_call(exercise: "Exercise", thunk: Callable[[], Any], *, banned: froz
     if forbid_autograd:
         used = sorted(watch.autograd - (autograd_allowed or frozenset()) - {"AccumulateGrad"})
         if used:
-            raise GradingError(f"{label} used torch's autograd (it ran {', '.join(used[:3])}). This "
-                               "exercise asks you to compute the gradients yourself, without autograd: no "
-                               ".backward(), torch.autograd.grad or torch.func on your own forward.")
+            raise GradingError(
+                f"{label} used torch's autograd (it ran {', '.join(used[:3])}). This "
+                "exercise asks you to compute the gradients yourself, without autograd: no "
+                ".backward(), torch.autograd.grad or torch.func on your own forward."
+            )
     if stopped is not None:  # a monitor's own verdict (a trace function that raised is unset by Python)
         raise stopped
     if watch.removed:
-        raise GradingError(f"{label}: the grader's call monitor ({watch.removed[0]}) was removed during "
-                           "the call.")
+        raise GradingError(f"{label}: the grader's call monitor ({watch.removed[0]}) was removed during the call.")
     if watch.threads_started:
-        raise GradingError(f"{label} started a thread. The grader watches what your code computes "
-                           "in the notebook's own thread; compute the answer there (no threading).")
+        raise GradingError(
+            f"{label} started a thread. The grader watches what your code computes "
+            "in the notebook's own thread; compute the answer there (no threading)."
+        )
     if stopped is not None:
         raise stopped
     if isinstance(outcome.error, NotImplementedError):
@@ -268,7 +315,7 @@ def watched_call(exercise: "Exercise", thunk: Callable[[], Any], *, banned: froz
         outcome.error_type = type(outcome.error)
         try:
             outcome.error_text = str(outcome.error)
-        except Exception:
+        except Exception:  # noqa: BLE001
             outcome.error_text = "(its message could not be read)"
     return outcome
 
@@ -282,8 +329,9 @@ def call_learner(exercise: "Exercise", fn: Callable[..., Any], inputs: Inputs) -
     outcome = watched_call(exercise, lambda: fn(**args))
     for key, value in inputs.items():
         if _guard.is_tensor(value) and not _same_tensor(args[key], value):
-            raise GradingError(f"{exercise.name} changed its input {key!r} in place; "
-                               "work on a copy instead (e.g. x.clone()).")
+            raise GradingError(
+                f"{exercise.name} changed its input {key!r} in place; work on a copy instead (e.g. x.clone())."
+            )
     if outcome.error is None:
         outcome.description = describe_value(outcome.raw)
         if exercise.kind == "tensor":
@@ -310,7 +358,7 @@ def private_tensor(value: Any, what: str) -> Any:
             return _Unreadable(f"a numpy array torch cannot read ({error})")
     try:
         return _guard.as_tensor(value, dtype=torch.float64)
-    except Exception:
+    except Exception:  # noqa: BLE001
         return _Unreadable(type(value).__name__)
 
 
@@ -319,6 +367,7 @@ class _Unreadable:
 
     def __init__(self, why: str):
         self.why = why
+
 
 def _banned_error(exercise: Exercise, hits: list[str], label: str | None = None) -> GradingError:
     if exercise.kind == "value":
@@ -334,8 +383,10 @@ def _library_error(exercise: Exercise, hits: list[str], label: str | None = None
         return GradingError(exercise.libraries[3].format(name=label or exercise.name, hit=hits[0]))
     label_name = label or exercise.name
     label = exercise.libraries[0] if exercise.libraries else "a banned library"
-    return GradingError(f"{label_name} called {hits[0]} ({label} are not allowed here). This exercise asks "
-                        "you to compute it yourself with loops; the point is to see every multiply-add happen.")
+    return GradingError(
+        f"{label_name} called {hits[0]} ({label} are not allowed here). This exercise asks "
+        "you to compute it yourself with loops; the point is to see every multiply-add happen."
+    )
 
 
 def _clone(value: Any) -> Any:
@@ -358,8 +409,10 @@ def plain_tensor(value: Any, what: str) -> torch.Tensor:
     """``value`` detached, as a plain ``torch.Tensor``; a Tensor subclass (which could redefine how
     comparisons behave through ``__torch_function__``) is refused with a message."""
     if type(value) not in (_guard.ORIGINALS["torch.Tensor"], _guard.ORIGINALS["torch.nn.Parameter"]):
-        raise GradingError(f"{what} returned a {type(value).__name__}, a subclass of torch.Tensor; return a "
-                           "plain torch.Tensor (for example one made with torch.zeros).")
+        raise GradingError(
+            f"{what} returned a {type(value).__name__}, a subclass of torch.Tensor; return a "
+            "plain torch.Tensor (for example one made with torch.zeros)."
+        )
     with torch._C.DisableTorchFunctionSubclass():
         return value.detach()
 
@@ -368,8 +421,10 @@ def to_tensor(outcome: Outcome, like: torch.Tensor, what: str) -> torch.Tensor:
     """The learner's private result as a tensor comparable with ``like``, or GradingError saying why not."""
     value = outcome.value
     if isinstance(value, _Unreadable):
-        raise GradingError(f"{what} should return a tensor (or numpy array) like torch's "
-                           f"{describe_value(like)}, but it returned {value.why}")
+        raise GradingError(
+            f"{what} should return a tensor (or numpy array) like torch's "
+            f"{describe_value(like)}, but it returned {value.why}"
+        )
     if outcome.description.startswith(("tensor of shape", "array of shape")):
         return value
     return value.to(like.dtype) if value.dtype != like.dtype and not like.dtype.is_complex else value
@@ -384,28 +439,36 @@ def first_difference(got: torch.Tensor, expected: torch.Tensor, rtol: float, ato
     if not n_bad:  # e.g. a 0-d result: no index to show
         return f"yours and torch's differ, largest error {worst:.3g}"
     yours, theirs = got[index], expected[index]
-    show = (lambda v: f"{complex(v):.6g}") if yours.dtype.is_complex or theirs.dtype.is_complex else \
-        (lambda v: f"{float(v):.6g}")
-    return (f"first difference at index {index}: yours {show(yours)}, torch {show(theirs)}; "
-            f"{n_bad} of {bad.numel()} entries differ, largest error {worst:.3g}")
+    show = (
+        (lambda v: f"{complex(v):.6g}")
+        if yours.dtype.is_complex or theirs.dtype.is_complex
+        else (lambda v: f"{float(v):.6g}")
+    )
+    return (
+        f"first difference at index {index}: yours {show(yours)}, torch {show(theirs)}; "
+        f"{n_bad} of {bad.numel()} entries differ, largest error {worst:.3g}"
+    )
 
 
-def compare_tensors(exercise: Exercise, outcome: Outcome, expected: torch.Tensor, inputs: Inputs,
-                    shown: Inputs | None = None) -> str | None:
+def compare_tensors(
+    exercise: Exercise, outcome: Outcome, expected: torch.Tensor, inputs: Inputs, shown: Inputs | None = None
+) -> str | None:
     """Return None when the learner's result matches ``expected``, else a diagnostic message."""
     what = f"{exercise.name}({describe_inputs(inputs if shown is None else shown)})"
     got = to_tensor(outcome, expected, exercise.name)
     rtol, atol = exercise_tolerance(exercise, expected.dtype, inputs)
     mistake = _diagnose(exercise, got, inputs, rtol, atol)
     if tuple(got.shape) != tuple(expected.shape):
-        message = (f"{what} returned shape {tuple(got.shape)}, but torch gives {tuple(expected.shape)}.")
+        message = f"{what} returned shape {tuple(got.shape)}, but torch gives {tuple(expected.shape)}."
         if mistake:
             return f"{message}\nLikely mistake: {mistake}"
         return message + _shape_hint(got.shape, expected.shape)
     if got.dtype != expected.dtype:
-        return (f"{what} returned dtype {str(got.dtype).replace('torch.', '')}, but torch keeps the input's "
-                f"{str(expected.dtype).replace('torch.', '')}. Create your output with dtype=x.dtype "
-                "(torch.zeros defaults to float32, which loses precision).")
+        return (
+            f"{what} returned dtype {str(got.dtype).replace('torch.', '')}, but torch keeps the input's "
+            f"{str(expected.dtype).replace('torch.', '')}. Create your output with dtype=x.dtype "
+            "(torch.zeros defaults to float32, which loses precision)."
+        )
     if not _close(got, expected, rtol, atol):
         message = f"{what} is wrong: {first_difference(got, expected, rtol, atol)}."
         if mistake:
@@ -418,8 +481,11 @@ def compare_tensors(exercise: Exercise, outcome: Outcome, expected: torch.Tensor
 
 def _close(got: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> bool:
     if got.dtype.is_complex or expected.dtype.is_complex:
-        return bool(_guard.allclose(got.to(torch.complex128), expected.to(torch.complex128), rtol=rtol, atol=atol,
-                                    equal_nan=True))
+        return bool(
+            _guard.allclose(
+                got.to(torch.complex128), expected.to(torch.complex128), rtol=rtol, atol=atol, equal_nan=True
+            )
+        )
     return bool(_guard.allclose(got.double(), expected.double(), rtol=rtol, atol=atol, equal_nan=True))
 
 
@@ -429,8 +495,10 @@ def _shape_hint(got: torch.Size, expected: torch.Size) -> str:
             return "\nLikely mistake: height and width are swapped in your output."
         deltas = [g - e for g, e in zip(got[-2:], expected[-2:])]
         if all(abs(d) <= 1 for d in deltas) and any(deltas):
-            return ("\nLikely mistake: off-by-one in the output size; the number of window positions "
-                    "along an axis is floor((size + 2*padding - dilation*(kernel-1) - 1) / stride) + 1.")
+            return (
+                "\nLikely mistake: off-by-one in the output size; the number of window positions "
+                "along an axis is floor((size + 2*padding - dilation*(kernel-1) - 1) / stride) + 1."
+            )
     if len(got) != len(expected):
         return f"\nYour output has {len(got)} dimensions, torch's has {len(expected)}."
     return ""
@@ -441,7 +509,7 @@ def _diagnose(exercise: Exercise, got: torch.Tensor, inputs: Inputs, rtol: float
         return None
     try:
         variants = exercise.variants(inputs)
-    except Exception:  # a variant that does not apply to these inputs is simply skipped
+    except Exception:  # a variant that does not apply to these inputs is simply skipped  # noqa: BLE001
         return None
     for explanation, wrong in variants.items():
         if wrong is None or tuple(wrong.shape) != tuple(got.shape):
@@ -451,13 +519,16 @@ def _diagnose(exercise: Exercise, got: torch.Tensor, inputs: Inputs, rtol: float
     return None
 
 
-def compare_values(exercise: Exercise, mine: Any, expected: Any, inputs: Inputs,
-                   shown: Inputs | None = None) -> str | None:
+def compare_values(
+    exercise: Exercise, mine: Any, expected: Any, inputs: Inputs, shown: Inputs | None = None
+) -> str | None:
     """Exact comparison of a normalised learner value (see :func:`_normalise`) with torch's answer."""
     what = f"{exercise.name}({describe_inputs(inputs if shown is None else shown)})"
     if _contains_unsupported(mine):
-        return (f"{what} returned {mine!r}; return plain numbers (int/float), tuples or tensors, like "
-                f"torch's answer {expected!r}.")
+        return (
+            f"{what} returned {mine!r}; return plain numbers (int/float), tuples or tensors, like "
+            f"torch's answer {expected!r}."
+        )
     if mine == _normalise(expected):
         return None
     message = f"{what} returned {mine!r}, but the answer (from torch) is {expected!r}."
@@ -491,8 +562,9 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, _guard.ndarray):
         return _normalise(_guard.np_array(value, subok=False).tolist())
     if isinstance(value, (list, tuple)):
-        return tuple(_normalise(v) for v in (list.__iter__(value) if isinstance(value, list)
-                                              else tuple.__iter__(value)))
+        return tuple(
+            _normalise(v) for v in (list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value))
+        )
     if value is None or type(value) is bool:
         return value
     if isinstance(value, float):
@@ -527,14 +599,19 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], inputs: Inputs) -> None
         exercise.prepare(inputs)
     outcome = call_learner(exercise, fn, inputs)
     if not _matches(inputs, frozen):
-        raise GradingError(f"{exercise.name}: cannot grade, because code in this notebook changed the test's "
-                           "own input tensors during the call; work on copies of your arguments.")
+        raise GradingError(
+            f"{exercise.name}: cannot grade, because code in this notebook changed the test's "
+            "own input tensors during the call; work on copies of your arguments."
+        )
     with _watch.reference_section(exercise.name):
         problem = _judge(exercise, outcome, frozen, inputs)
     assert_untampered(exercise.name)
     if problem:
-        raise GradingError(problem) from (outcome.error if outcome.error is not None and problem.startswith(
-            f"{exercise.name}(") and " raised " in problem else None)
+        raise GradingError(problem) from (
+            outcome.error
+            if outcome.error is not None and problem.startswith(f"{exercise.name}(") and " raised " in problem
+            else None
+        )
 
 
 def _judge(exercise: Exercise, outcome: Outcome, frozen: Any, shown: Inputs) -> str | None:
@@ -543,7 +620,7 @@ def _judge(exercise: Exercise, outcome: Outcome, frozen: Any, shown: Inputs) -> 
     what = f"{exercise.name}({describe_inputs(shown)})"
     try:
         expected = exercise.reference(**{k: _clone(v) for k, v in inputs.items()})
-    except Exception as torch_error:
+    except Exception as torch_error:  # noqa: BLE001
         return _error_problem(exercise, outcome, what, torch_error)
     if outcome.error is not None:
         message = f"{what} raised {outcome.error_type.__name__}: {outcome.error_text}"
@@ -563,17 +640,29 @@ def _error_problem(exercise: Exercise, outcome: Outcome, what: str, torch_error:
     if outcome.error is not None:
         if issubclass(outcome.error_type, expected_type):
             return None
-        return (f"{what} raised {outcome.error_type.__name__}, but torch raises {expected_type.__name__} for "
-                f"these arguments ({_first_line(torch_error)}). Raise {expected_type.__name__} with a message "
-                "that says what is wrong.")
-    return (f"{what} returned {outcome.description}, but these arguments are invalid: torch raises "
-            f"{expected_type.__name__} ({_first_line(torch_error)}). Check the arguments and raise "
-            f"{expected_type.__name__}.")
+        return (
+            f"{what} raised {outcome.error_type.__name__}, but torch raises {expected_type.__name__} for "
+            f"these arguments ({_first_line(torch_error)}). Raise {expected_type.__name__} with a message "
+            "that says what is wrong."
+        )
+    return (
+        f"{what} returned {outcome.description}, but these arguments are invalid: torch raises "
+        f"{expected_type.__name__} ({_first_line(torch_error)}). Check the arguments and raise "
+        f"{expected_type.__name__}."
+    )
 
 
-_RAW_SHAPE_ERROR = ("must match the size of tensor", "The size of tensor", "shapes cannot be multiplied",
-                    "size mismatch", "Expected size", "invalid for input of size", "cannot be broadcast",
-                    "doesn't match the broadcast shape", "must match the existing size")
+_RAW_SHAPE_ERROR = (
+    "must match the size of tensor",
+    "The size of tensor",
+    "shapes cannot be multiplied",
+    "size mismatch",
+    "Expected size",
+    "invalid for input of size",
+    "cannot be broadcast",
+    "doesn't match the broadcast shape",
+    "must match the existing size",
+)
 
 
 def _raw_error_hint(exercise: Exercise, text: str, inputs: Inputs) -> str:
@@ -584,14 +673,19 @@ def _raw_error_hint(exercise: Exercise, text: str, inputs: Inputs) -> str:
     if isinstance(groups, int) and groups > 1:
         weight = inputs.get("weight")
         per_group = f" ({weight.shape[1]} here)" if _guard.is_tensor(weight) and weight.dim() == 4 else ""
-        return (f"\nHint: with groups={groups} the weight has in_channels // groups input channels{per_group}: "
-                "output channel o reads only the input channels of its group g = o // (out_channels // groups), "
-                "input[:, g*C_g:(g+1)*C_g] with C_g = in_channels // groups.")
-    return ("\nHint: this is torch's own shape error from inside your code: print the shapes of the tensors "
-            "you combine on that line and compare them with the formula.")
+        return (
+            f"\nHint: with groups={groups} the weight has in_channels // groups input channels{per_group}: "
+            "output channel o reads only the input channels of its group g = o // (out_channels // groups), "
+            "input[:, g*C_g:(g+1)*C_g] with C_g = in_channels // groups."
+        )
+    return (
+        "\nHint: this is torch's own shape error from inside your code: print the shapes of the tensors "
+        "you combine on that line and compare them with the formula."
+    )
 
 
 # ---------------------------------------------------------------------------- input snapshots
+
 
 @dataclasses.dataclass(frozen=True)
 class _FrozenTensor:
@@ -605,8 +699,12 @@ def _freeze(value: Any) -> Any:
     """An immutable snapshot of test inputs (tensors as bytes), taken before learner code runs."""
     if _guard.is_tensor(value):
         t = value.detach().cpu().contiguous()
-        return _FrozenTensor(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"",
-                             tuple(t.shape), t.dtype, bool(value.requires_grad))
+        return _FrozenTensor(
+            t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"",
+            tuple(t.shape),
+            t.dtype,
+            bool(value.requires_grad),
+        )
     if isinstance(value, dict):
         return ("dict", tuple((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, list):
@@ -637,9 +735,8 @@ def _matches(value: Any, frozen: Any) -> bool:
     """True when ``value`` still equals its snapshot (compared without learner code)."""
     try:
         return _freeze(value) == frozen
-    except Exception:
+    except Exception:  # noqa: BLE001
         return False
-
 
 
 def _first_line(error: Exception) -> str:

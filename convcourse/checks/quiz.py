@@ -106,8 +106,10 @@ def check_answer(name: str, answer: Any) -> bool:
     if problems:
         raise GradingError(f"{name}: cannot grade, because code in this notebook replaced {', '.join(problems)}.")
     if answer is Ellipsis:
-        raise GradingError(f"{name} is not answered yet: replace the ... with your answer"
-                           f"{' (' + question.form + ')' if question.form else ''}.")
+        raise GradingError(
+            f"{name} is not answered yet: replace the ... with your answer"
+            f"{' (' + question.form + ')' if question.form else ''}."
+        )
     mine = _normalise_answer(question, answer)
     if _contains_unsupported(mine) or (question.kind == "set" and type(mine) is not tuple):
         form = question.form or "plain numbers, strings or tuples"
@@ -127,7 +129,7 @@ def error_name(call: Callable[[], Any]) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             call()
-    except Exception as error:  # the type torch raises is the answer
+    except Exception as error:  # the type torch raises is the answer  # noqa: BLE001
         return type(error).__name__
     return "no error"
 

@@ -18,9 +18,19 @@ STDERR_PATTERN = r"[\s\S]*"
 def apply(c: Config, root: str | Path | None = None) -> Config:
     """Apply the course's settings to an nbgrader config ``c`` (and set the course root if given)."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
-                                        ClearOutput, GetGrades, IgnorePattern, IncludeHeaderFooter, LimitOutput,
-                                        LockCells, SaveAutoGrades)
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        ClearHiddenTests,
+        ClearMarkScheme,
+        ClearOutput,
+        GetGrades,
+        IgnorePattern,
+        IncludeHeaderFooter,
+        LimitOutput,
+        LockCells,
+        SaveAutoGrades,
+    )
 
     from .execute import GuardedExecute
     from .feedback import HideHiddenTests
@@ -30,8 +40,13 @@ def apply(c: Config, root: str | Path | None = None) -> Config:
         c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = COURSE_ID
     c.Autograde.autograde_preprocessors = [
-        GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-        AssignLatePenalties, CheckCellMetadata,
+        GuardedExecute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
     ]
     c.IgnorePattern.enabled = True
     c.IgnorePattern.pattern = STDERR_PATTERN
@@ -43,8 +58,14 @@ def apply(c: Config, root: str | Path | None = None) -> Config:
         "--IPKernelApp.exec_lines=import convcourse.grading.kernel",
     ]
     # The answer key: solutions in place, hidden tests removed, never executed (no outputs committed).
-    c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme,
-                                        ClearHiddenTests, StripSolutionDelimiters]
+    c.GenerateSolution.preprocessors = [
+        IncludeHeaderFooter,
+        LockCells,
+        ClearOutput,
+        ClearMarkScheme,
+        ClearHiddenTests,
+        StripSolutionDelimiters,
+    ]
     c.ClearHiddenTests.enforce_metadata = True
     # The learner copy: check-your-understanding answers become ``...`` before nbgrader's own steps.
     from nbgrader.converters import GenerateAssignment

@@ -31,9 +31,9 @@ from pathlib import Path
 from queue import Empty
 from time import monotonic
 
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.client import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
@@ -47,8 +47,9 @@ WALL_EXTRA_SECONDS = 60
 #: How often (seconds) the kernel's CPU time is read while a cell runs.
 CPU_POLL_SECONDS = 0.25
 
-PROBE_SOURCE = ("import convcourse.grading.probe as _convcourse_probe\n_convcourse_probe.report({nonce!r})\n"
-                "del _convcourse_probe")
+PROBE_SOURCE = (
+    "import convcourse.grading.probe as _convcourse_probe\n_convcourse_probe.report({nonce!r})\ndel _convcourse_probe"
+)
 
 
 def _error(ename: str, message: str) -> NotebookNode:
@@ -177,7 +178,8 @@ class GuardedExecute(Execute):
                         if self.raise_on_iopub_timeout:
                             task_poll_kernel_alive.cancel()
                             raise CellTimeoutError.error_from_timeout_and_cell(
-                                "Timeout waiting for IOPub output", self.iopub_timeout, cell) from None
+                                "Timeout waiting for IOPub output", self.iopub_timeout, cell
+                            ) from None
                         self.log.warning("Timeout waiting for IOPub output")
                     task_poll_kernel_alive.cancel()
                     return msg
@@ -185,16 +187,23 @@ class GuardedExecute(Execute):
                 used = _process_cpu(process) - cpu_start if process is not None else 0.0
                 why = None
                 if cpu_limit and used > cpu_limit:
-                    why = (f"this cell used more than its {cpu_limit} s of CPU time (the kernel was "
-                           "interrupted; an endless loop?)")
+                    why = (
+                        f"this cell used more than its {cpu_limit} s of CPU time (the kernel was "
+                        "interrupted; an endless loop?)"
+                    )
                 elif deadline is not None and monotonic() > deadline:
-                    why = (f"this cell ran for more than {timeout} s without finishing (it used {used:.0f} s "
-                           "of CPU; waiting or sleeping?)")
+                    why = (
+                        f"this cell ran for more than {timeout} s without finishing (it used {used:.0f} s "
+                        "of CPU; waiting or sleeping?)"
+                    )
                 if why:
                     task_poll_kernel_alive.cancel()
                     await self._async_check_alive()
-                    self.error_on_timeout = {"ename": "CellTimeoutError", "evalue": why,
-                                             "traceback": [f"CellTimeoutError: {why}"]}
+                    self.error_on_timeout = {
+                        "ename": "CellTimeoutError",
+                        "evalue": why,
+                        "traceback": [f"CellTimeoutError: {why}"],
+                    }
                     timed_out_reply = await self._async_handle_timeout(cpu_limit or timeout or 0, cell)
 
     def preprocess(self, nb: NotebookNode, resources=None, km=None):
@@ -231,16 +240,24 @@ class GuardedExecute(Execute):
                             self._probe()
                     except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as error:
                         stopped_at, reason = index, f"{type(error).__name__}: {error}"
-                        cell.outputs.append(_error(
-                            "KernelDied", "The Python kernel died or stopped answering while running this "
-                            "cell (os._exit, a crash, or the memory/CPU cap). Cells after it were not run."))
+                        cell.outputs.append(
+                            _error(
+                                "KernelDied",
+                                "The Python kernel died or stopped answering while running this "
+                                "cell (os._exit, a crash, or the memory/CPU cap). Cells after it were not run.",
+                            )
+                        )
                         break
                     if self._timed_out(cell) and not self._responsive(seconds=15):
                         stopped_at, reason = index, "kernel unresponsive after a timeout"
-                        cell.outputs.append(_error(
-                            "KernelUnresponsive", "This cell ran past its time limit and the kernel could not "
-                            "be interrupted (does your code catch KeyboardInterrupt?). Cells after it were "
-                            "not run."))
+                        cell.outputs.append(
+                            _error(
+                                "KernelUnresponsive",
+                                "This cell ran past its time limit and the kernel could not "
+                                "be interrupted (does your code catch KeyboardInterrupt?). Cells after it were "
+                                "not run.",
+                            )
+                        )
                         break
                 if stopped_at is None:
                     self._probe()
@@ -250,17 +267,23 @@ class GuardedExecute(Execute):
                 stopped_at, reason = len(self.nb.cells), f"{type(error).__name__}: {error}"
         if stopped_at is not None:
             self.log.warning("Kernel stopped at cell %s (%s); later graded cells score 0", stopped_at, reason)
-            for cell in self.nb.cells[stopped_at + 1:]:
+            for cell in self.nb.cells[stopped_at + 1 :]:
                 if cell.cell_type == "code" and utils.is_grade(cell):
-                    cell.outputs = [_error("NotRun", f"Not run: the kernel died in an earlier cell "
-                                           f"(cell {stopped_at + 1}), so this test could not run.")]
+                    cell.outputs = [
+                        _error(
+                            "NotRun",
+                            f"Not run: the kernel died in an earlier cell "
+                            f"(cell {stopped_at + 1}), so this test could not run.",
+                        )
+                    ]
         self.set_widgets_metadata()
         return self.nb, self.resources
 
     @staticmethod
     def _timed_out(cell: NotebookNode) -> bool:
-        return any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError"
-                   for o in cell.get("outputs", []))
+        return any(
+            o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])
+        )
 
     async def _async_responsive(self, seconds: float) -> bool:
         msg_id = await ensure_async(self.kc.kernel_info())
@@ -278,8 +301,13 @@ class GuardedExecute(Execute):
 
     def _probe(self) -> None:
         """Run the integrity probe in the kernel; remember what it reports."""
-        probe_cell = NotebookNode(cell_type="code", source=PROBE_SOURCE.format(nonce=self._nonce), metadata={},
-                                  outputs=[], execution_count=None)
+        probe_cell = NotebookNode(
+            cell_type="code",
+            source=PROBE_SOURCE.format(nonce=self._nonce),
+            metadata={},
+            outputs=[],
+            execution_count=None,
+        )
         self.nb.cells.append(probe_cell)
         try:
             self.execute_cell(probe_cell, len(self.nb.cells) - 1, store_history=False)
@@ -306,9 +334,11 @@ class GuardedExecute(Execute):
             return
         problems = self._integrity
         self.log.warning("Integrity problems: %s", problems)
-        message = ("Grading integrity check failed: code in this notebook changed what the tests "
-                   "rely on (" + "; ".join(problems)[:600] + "). Every test scores 0; remove that code "
-                   "and resubmit.")
+        message = (
+            "Grading integrity check failed: code in this notebook changed what the tests "
+            "rely on (" + "; ".join(problems)[:600] + "). Every test scores 0; remove that code "
+            "and resubmit."
+        )
         for cell in self.nb.cells:
             if cell.cell_type == "code" and utils.is_grade(cell):
                 cell.outputs.append(_error("IntegrityError", message))

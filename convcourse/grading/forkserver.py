@@ -50,17 +50,46 @@ from typing import Any
 #: kernel app import, and what every lesson's first cell imports. No learner code runs before any of them
 #: in a kernel started from scratch either.
 PRELOAD = (
-    "numpy", "torch", "torch.nn", "torch.nn.functional", "torch._dynamo", "matplotlib", "matplotlib.pyplot",
-    "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.iostream",
-    "ipykernel.comm", "convcourse.checks", "convcourse.checks._guard", "convcourse.checks.exercises",
-    "convcourse.grading.probe", "convcourse.grading.limits", "convcourse.plots", "convcourse.data",
+    "numpy",
+    "torch",
+    "torch.nn",
+    "torch.nn.functional",
+    "torch._dynamo",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "IPython",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.iostream",
+    "ipykernel.comm",
+    "convcourse.checks",
+    "convcourse.checks._guard",
+    "convcourse.checks.exercises",
+    "convcourse.grading.probe",
+    "convcourse.grading.limits",
+    "convcourse.plots",
+    "convcourse.data",
     "convcourse.selfcheck",
 )
 ENV_SWITCH = "CONVCOURSE_FORK_KERNELS"
 #: Variables read when the interpreter starts or a library loads (thread pools, paths, config dirs): a
 #: kernel whose environment differs from the server's in one of them is not forked but started anew.
-STARTUP_ENV = ("PYTHON", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "LD_", "TORCH", "CUDA",
-               "MPLCONFIGDIR", "HOME", "XDG_")
+STARTUP_ENV = (
+    "PYTHON",
+    "OMP_",
+    "GOMP_",
+    "KMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "NUMEXPR_",
+    "LD_",
+    "TORCH",
+    "CUDA",
+    "MPLCONFIGDIR",
+    "HOME",
+    "XDG_",
+)
 _MAX_MESSAGE = 1 << 20
 _LAUNCHER = ("-m", "ipykernel_launcher")
 
@@ -75,8 +104,10 @@ def unsupported() -> str | None:
         return f"turned off ({ENV_SWITCH}={os.environ[ENV_SWITCH]})"
     if not sys.platform.startswith("linux"):
         return f"needs Linux (this is {sys.platform})"
-    if not all(hasattr(m, n) for m, n in ((os, "fork"), (os, "pidfd_open"), (signal, "pidfd_send_signal"),
-                                          (socket, "send_fds"))):
+    if not all(
+        hasattr(m, n)
+        for m, n in ((os, "fork"), (os, "pidfd_open"), (signal, "pidfd_send_signal"), (socket, "send_fds"))
+    ):
         return "this Python has no fork/pidfd/send_fds"
     try:
         os.close(os.pidfd_open(os.getpid()))
@@ -93,6 +124,7 @@ def _threads() -> int:
 
 
 # ===================================================================================== server process
+
 
 class _Server:
     def __init__(self, sock: socket.socket, env_before: dict[str, str]) -> None:
@@ -192,11 +224,18 @@ class _Server:
             self.send({"error": f"the fork server is not single-threaded ({threads} threads); not forking"})
             return
         env = request["env"]
-        differ = sorted(k for k in set(env) | set(self.env_before) if k.startswith(STARTUP_ENV)
-                        and env.get(k) != self.env_before.get(k))
+        differ = sorted(
+            k
+            for k in set(env) | set(self.env_before)
+            if k.startswith(STARTUP_ENV) and env.get(k) != self.env_before.get(k)
+        )
         if differ:
-            self.send({"error": f"the kernel's environment differs from the fork server's in {', '.join(differ)} "
-                                "(read when Python or a library starts); not forking"})
+            self.send(
+                {
+                    "error": f"the kernel's environment differs from the fork server's in {', '.join(differ)} "
+                    "(read when Python or a library starts); not forking"
+                }
+            )
             return
         ready_r, ready_w = os.pipe()
         sys.stdout.flush()
@@ -276,8 +315,7 @@ def _child(request: dict, server: _Server, ready_w: int) -> None:
         for fd in (server.wake_r, server.wake_w):
             os.close(fd)
         server.sock.close()
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                       signal.SIGUSR2):
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.write(ready_w, b"1")
@@ -380,8 +418,16 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as error:  # noqa: BLE001 - reported to the worker, which falls back
         sock.send(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode())
         return 1
-    sock.send(json.dumps({"ready": True, "pid": os.getpid(), "cpu_seconds": round(time.process_time() - started, 2),
-                          "modules": len(sys.modules)}).encode())
+    sock.send(
+        json.dumps(
+            {
+                "ready": True,
+                "pid": os.getpid(),
+                "cpu_seconds": round(time.process_time() - started, 2),
+                "modules": len(sys.modules),
+            }
+        ).encode()
+    )
     try:
         server.serve()
     finally:
@@ -392,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ====================================================================================== client side
+
 
 def _pidfd_pid(pidfd: int) -> int | None:
     """The pid (in this process's PID namespace) of the process a pidfd refers to."""
@@ -488,8 +535,7 @@ class ForkServer:
                 self.sandbox = sandbox.Sandbox(f"server{os.getpid()}")
                 cmd = self.sandbox.command(cmd, fd=8 if theirs.fileno() == 9 else 9)
                 env = self.sandbox.environment(dict(os.environ))
-            self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                         stdout=2, env=env)
+            self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=2, env=env)
         finally:
             theirs.close()
         self.sock = ours
@@ -519,9 +565,9 @@ class ForkServer:
         """The kernel's own arguments if ``cmd`` starts an IPython kernel the way this server can, else None."""
         cmd = [os.path.expanduser(part) for part in cmd]
         n = len(self.prefix)
-        if cmd[:n] != self.prefix or tuple(cmd[n:n + 2]) != _LAUNCHER:
+        if cmd[:n] != self.prefix or tuple(cmd[n : n + 2]) != _LAUNCHER:
             return None
-        return cmd[n + 2:]
+        return cmd[n + 2 :]
 
     def _receive(self) -> tuple[dict, list[int]]:
         assert self.sock is not None
@@ -551,8 +597,9 @@ class ForkServer:
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None) -> ForkedKernel:
         """Fork a kernel running ``ipykernel_launcher argv`` in ``cwd`` with environment ``env``."""
-        answer, fds = self._request({"op": "spawn", "argv": list(argv), "env": dict(env),
-                                     "cwd": str(cwd) if cwd else None})
+        answer, fds = self._request(
+            {"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": str(cwd) if cwd else None}
+        )
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
@@ -601,7 +648,7 @@ def kernel_prefix(kernel_name: str = "python3") -> list[str]:
         from jupyter_client.kernelspec import KernelSpecManager
 
         argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
-        index = next(i for i in range(len(argv) - 1) if tuple(argv[i:i + 2]) == _LAUNCHER)
+        index = next(i for i in range(len(argv) - 1) if tuple(argv[i : i + 2]) == _LAUNCHER)
         return [os.path.expanduser(a) for a in argv[:index]]
     except Exception:  # noqa: BLE001 - no such spec or another launcher: the current interpreter
         return [sys.executable]
@@ -631,8 +678,9 @@ def active() -> ForkServer | None:
         return None
     try:
         if not server.alive():
-            raise ForkServerError(f"the fork server process ended (exit code "
-                                  f"{server.proc.poll() if server.proc else None})")
+            raise ForkServerError(
+                f"the fork server process ended (exit code {server.proc.poll() if server.proc else None})"
+            )
         server.wait_ready()
         return server
     except ForkServerError as error:

@@ -39,11 +39,11 @@ def _work_folder() -> None:
 _work_folder()
 del _work_folder
 
+import torch  # noqa: E402
+
 import convcourse.checks  # noqa: E402,F401  (records the originals now)
 from convcourse.checks import _guard  # noqa: E402
 from convcourse.grading import probe  # noqa: E402
-
-import torch  # noqa: E402
 
 torch.set_num_threads(limits.threads())
 

@@ -13,8 +13,17 @@ from typing import Any
 MARKER = "CONVCOURSE-INTEGRITY"
 _SNAPSHOT: dict[str, Any] = {}
 # Modules whose IPython hooks are part of a normal kernel.
-_TRUSTED_PREFIXES = ("IPython", "ipykernel", "matplotlib", "matplotlib_inline", "convcourse", "ipywidgets",
-                     "comm", "traitlets", "jupyter")
+_TRUSTED_PREFIXES = (
+    "IPython",
+    "ipykernel",
+    "matplotlib",
+    "matplotlib_inline",
+    "convcourse",
+    "ipywidgets",
+    "comm",
+    "traitlets",
+    "jupyter",
+)
 
 
 def _shell():
@@ -36,8 +45,11 @@ def _foreign(objects) -> list[str]:
 
 # Names the test cells look up in the notebook's namespace: rebinding one (``def check(*a): return
 # True``) would replace the test itself, so each must still be the object the setup cell imported.
-_TEST_NAMES = {"check": "convcourse.checks.check", "check_suite": "convcourse.checks.check_suite",
-               "suite_cases": "convcourse.checks.suite_cases"}
+_TEST_NAMES = {
+    "check": "convcourse.checks.check",
+    "check_suite": "convcourse.checks.check_suite",
+    "suite_cases": "convcourse.checks.suite_cases",
+}
 
 
 def snapshot() -> None:
@@ -67,8 +79,9 @@ def problems() -> list[str]:
     from convcourse.checks import _guard
 
     found = []
-    if "tampering" in _SNAPSHOT and (_guard.tampering is not _SNAPSHOT["tampering"][0]
-                                     or _guard.tampering.__code__ is not _SNAPSHOT["tampering"][1]):
+    if "tampering" in _SNAPSHOT and (
+        _guard.tampering is not _SNAPSHOT["tampering"][0] or _guard.tampering.__code__ is not _SNAPSHOT["tampering"][1]
+    ):
         found.append("replaced the integrity check convcourse.checks._guard.tampering")
     found += [f"replaced {name}" for name in _guard.tampering()]
     shell = _shell()

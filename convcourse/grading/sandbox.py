@@ -45,18 +45,61 @@ INPUT_ENV = "CONVCOURSE_KERNEL_INPUT"
 SANDBOXED_ENV = "CONVCOURSE_SANDBOXED"
 
 #: Environment variables a grading kernel keeps (names, or prefixes ending in "_"); all others are dropped.
-KEEP_ENV = ("PATH", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
-            "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONWARNINGS", "LANG", "LANGUAGE", "LC_", "TZ", "TERM",
-            "COLUMNS", "MPLBACKEND", "MPLCONFIGDIR", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_",
-            "TORCHINDUCTOR_", "TORCH_HOME", "HOME", "TMPDIR", "VIRTUAL_ENV", "JPY_PARENT_PID", "JPY_SESSION_NAME",
-            "CONVCOURSE_KERNEL_", "CONVCOURSE_DATA", "CONVCOURSE_SELFCHECK", "CONVCOURSE_FORK_KERNELS",
-            "CONVCOURSE_SANDBOX", "NBGRADER_EXECUTION", "PYDEVD_DISABLE_FILE_VALIDATION")
+KEEP_ENV = (
+    "PATH",
+    "PYTHONPATH",
+    "PYTHONHASHSEED",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PYTHONIOENCODING",
+    "PYTHONUTF8",
+    "PYTHONWARNINGS",
+    "LANG",
+    "LANGUAGE",
+    "LC_",
+    "TZ",
+    "TERM",
+    "COLUMNS",
+    "MPLBACKEND",
+    "MPLCONFIGDIR",
+    "OMP_",
+    "GOMP_",
+    "KMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "NUMEXPR_",
+    "TORCHINDUCTOR_",
+    "TORCH_HOME",
+    "HOME",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "JPY_PARENT_PID",
+    "JPY_SESSION_NAME",
+    "CONVCOURSE_KERNEL_",
+    "CONVCOURSE_DATA",
+    "CONVCOURSE_SELFCHECK",
+    "CONVCOURSE_FORK_KERNELS",
+    "CONVCOURSE_SANDBOX",
+    "NBGRADER_EXECUTION",
+    "PYDEVD_DISABLE_FILE_VALIDATION",
+)
 #: Even among kept variables: names that look like secrets are dropped.
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "API_KEY", "PRIVATE")
 #: Files of /etc a kernel needs (dynamic loader, users, time zone, locale); the rest of /etc stays hidden.
-ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group",
-       "/etc/nsswitch.conf", "/etc/localtime", "/etc/timezone", "/etc/locale.alias", "/etc/alternatives",
-       "/etc/fonts", "/etc/mime.types")
+ETC = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/locale.alias",
+    "/etc/alternatives",
+    "/etc/fonts",
+    "/etc/mime.types",
+)
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 
 
@@ -86,8 +129,12 @@ def switched_off() -> bool:
 @functools.lru_cache(maxsize=None)
 def _probe(bwrap: str) -> str | None:
     try:
-        done = subprocess.run([bwrap, *_namespace_args(), "--ro-bind", "/", "/", "--proc", "/proc", "true"],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [bwrap, *_namespace_args(), "--ro-bind", "/", "/", "--proc", "/proc", "true"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"bubblewrap could not run ({error})"
     if done.returncode != 0:
@@ -116,15 +163,20 @@ def describe() -> str:
     """One line for reports and logs: sandboxed (and how), or UNSANDBOXED and why."""
     reason = unavailable()
     if reason is not None:
-        return (f"UNSANDBOXED: {reason}; learner code ran with this user's files, processes and network "
-                "(memory/CPU caps and per-cell limits still applied)")
+        return (
+            f"UNSANDBOXED: {reason}; learner code ran with this user's files, processes and network "
+            "(memory/CPU caps and per-cell limits still applied)"
+        )
     cap = ProcessCap.kind()
-    return (f"sandboxed (bubblewrap): each kernel in its own namespaces, no network, only its own work folder "
-            f"({work_mb()} MiB) and /tmp ({tmp_mb()} MiB), environment read-only, at most {max_processes()} "
-            f"processes ({cap})")
+    return (
+        f"sandboxed (bubblewrap): each kernel in its own namespaces, no network, only its own work folder "
+        f"({work_mb()} MiB) and /tmp ({tmp_mb()} MiB), environment read-only, at most {max_processes()} "
+        f"processes ({cap})"
+    )
 
 
 # ------------------------------------------------------------------------------------------ environment
+
 
 def kernel_environment(env: dict[str, str], sandboxed: bool | None = None) -> dict[str, str]:
     """The environment a grading kernel gets from ``env``: allow-listed names only, no secrets; in the
@@ -138,13 +190,15 @@ def kernel_environment(env: dict[str, str], sandboxed: bool | None = None) -> di
             continue
         kept[name] = value
     if sandboxed:
-        kept.update({"HOME": WORK, "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", INPUT_ENV: INPUT,
-                     SANDBOXED_ENV: "1"})
+        kept.update(
+            {"HOME": WORK, "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", INPUT_ENV: INPUT, SANDBOXED_ENV: "1"}
+        )
         kept.pop("VIRTUAL_ENV", None)
     return kept
 
 
 # ------------------------------------------------------------------------------------ process-count cap
+
 
 class ProcessCap:
     """A pids cgroup holding one sandbox (root, cgroup v1 ``pids`` or v2 with the pids controller)."""
@@ -239,6 +293,7 @@ def nproc_limit() -> int | None:
 
 # ------------------------------------------------------------------------------------------ the sandbox
 
+
 def _namespace_args() -> list[str]:
     return ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--cap-drop", "ALL"]
 
@@ -274,13 +329,22 @@ def mount_args(ipc_dir: Path, input_dir: Path) -> list[str]:
     args += _ro(package)
     if data.is_dir():
         args += _ro(data)
-    args += ["--size", str(work_mb() * 2**20), "--tmpfs", WORK,
-             "--bind", str(ipc_dir), str(ipc_dir), *_ro(input_dir, INPUT), "--chdir", WORK]
+    args += [
+        "--size",
+        str(work_mb() * 2**20),
+        "--tmpfs",
+        WORK,
+        "--bind",
+        str(ipc_dir),
+        str(ipc_dir),
+        *_ro(input_dir, INPUT),
+        "--chdir",
+        WORK,
+    ]
     return args
 
 
-_WRAPPER = ('cg=$1; a=$2; fd=$3; shift 3; if [ -n "$cg" ]; then echo $$ > "$cg" || exit 97; fi; '
-            'exec "$@" {fd}<"$a"')
+_WRAPPER = 'cg=$1; a=$2; fd=$3; shift 3; if [ -n "$cg" ]; then echo $$ > "$cg" || exit 97; fi; exec "$@" {fd}<"$a"'
 
 
 class Sandbox:
@@ -310,8 +374,20 @@ class Sandbox:
             args += ["--setenv", name, value]
         options.write_bytes(b"\0".join(a.encode() for a in args) + b"\0")
         wrapper = _WRAPPER.replace("{fd}", str(fd))
-        return ["/bin/sh", "-c", wrapper, "sh", str(self.cap.procs) if self.cap else "", str(options), str(fd),
-                shutil.which("bwrap") or "bwrap", "--args", str(fd), "--", *argv]
+        return [
+            "/bin/sh",
+            "-c",
+            wrapper,
+            "sh",
+            str(self.cap.procs) if self.cap else "",
+            str(options),
+            str(fd),
+            shutil.which("bwrap") or "bwrap",
+            "--args",
+            str(fd),
+            "--",
+            *argv,
+        ]
 
     def environment(self, env: dict[str, str]) -> dict[str, str]:
         env = kernel_environment(env, sandboxed=True)
@@ -379,8 +455,14 @@ MAX_DEPTH = 6
 
 def safe_name(name: str) -> bool:
     """A file name the trusted side will copy: printable, no separators, not hidden, not too long."""
-    return (0 < len(name) <= 200 and name not in (".", "..") and not name.startswith(".")
-            and "/" not in name and "\\" not in name and name.isprintable())
+    return (
+        0 < len(name) <= 200
+        and name not in (".", "..")
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and name.isprintable()
+    )
 
 
 def safe_copy(source: Path, target: Path, skip_notebooks: bool = False) -> list[str]:

@@ -81,6 +81,7 @@ class GradeReport:
 
 # ---------------------------------------------------------------------------------------------- hashing
 
+
 def submission_hash(folder: Path) -> str:
     """sha256 over the relative paths and bytes of every file under ``folder`` (sorted)."""
     digest = hashlib.sha256()
@@ -104,6 +105,7 @@ def _assignment_fingerprint(gb, lesson: str) -> str:
 
 
 # ------------------------------------------------------------------------------------- state manifest
+
 
 class State:
     """``.convcourse/state.json``: per lesson and learner, the hash graded and the outcome."""
@@ -135,6 +137,7 @@ class State:
 
 # ------------------------------------------------------------------------------------------- workers
 
+
 class Worker:
     """One :mod:`.worker` process; ``run`` sends a job and waits for its answer up to ``timeout``."""
 
@@ -148,8 +151,13 @@ class Worker:
 
         ensure_tools_on_path()
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "convcourse.instructor.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, env=dict(os.environ))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "convcourse.instructor.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=dict(os.environ),
+        )
         self.jobs = 0
 
     def run(self, job: dict, timeout: float) -> dict:
@@ -167,8 +175,11 @@ class Worker:
             selector.register(self.proc.stdout, selectors.EVENT_READ)
             if not selector.select(timeout):
                 self.kill()
-                return {"status": "timeout", "reason": f"grading took longer than {timeout:g} s; the kernel was "
-                                                        "killed (raise --timeout if the lesson needs it)"}
+                return {
+                    "status": "timeout",
+                    "reason": f"grading took longer than {timeout:g} s; the kernel was "
+                    "killed (raise --timeout if the lesson needs it)",
+                }
         line = self.proc.stdout.readline()
         if not line:
             return self._died()
@@ -177,8 +188,7 @@ class Worker:
     def _died(self) -> dict:
         code = self.proc.wait() if self.proc else None
         self.proc = None
-        return {"status": "error", "reason": f"the grading worker process died (exit code {code}); "
-                                             f"see {self.log_path}"}
+        return {"status": "error", "reason": f"the grading worker process died (exit code {code}); see {self.log_path}"}
 
     def kill(self) -> None:
         """Kill the worker and every process it started (its Jupyter kernel runs in its own session)."""
@@ -212,6 +222,7 @@ class Worker:
 
 # ---------------------------------------------------------------------------------- gradebook copies
 
+
 def build_template(course: CourseRoot, lesson: str, path: Path) -> None:
     """A private sqlite gradebook holding only ``lesson``'s assignment, copied from the course gradebook."""
     from nbgrader.api import Gradebook
@@ -230,8 +241,15 @@ def build_template(course: CourseRoot, lesson: str, path: Path) -> None:
             for c in nb.task_cells:
                 t.update_or_create_task_cell(c.name, nb.name, lesson, max_score=c.max_score, cell_type=c.cell_type)
             for c in nb.source_cells:
-                t.update_or_create_source_cell(c.name, nb.name, lesson, cell_type=c.cell_type, locked=c.locked,
-                                               source=c.source, checksum=c.checksum)
+                t.update_or_create_source_cell(
+                    c.name,
+                    nb.name,
+                    lesson,
+                    cell_type=c.cell_type,
+                    locked=c.locked,
+                    source=c.source,
+                    checksum=c.checksum,
+                )
 
 
 def merge(gb, private: Path, course_id: str, lesson: str, student: str, timestamped: bool) -> tuple[float, float]:
@@ -242,9 +260,15 @@ def merge(gb, private: Path, course_id: str, lesson: str, student: str, timestam
     with Gradebook(f"sqlite:///{private}", course_id) as src:
         sub = src.find_submission(lesson, student)
         timestamp = sub.timestamp
-        notebooks = [(nb.name, nb.late_submission_penalty,
-                      [(g.name, g.auto_score, g.needs_manual_grade) for g in nb.grades],
-                      [(c.name, c.auto_comment) for c in nb.comments]) for nb in sub.notebooks]
+        notebooks = [
+            (
+                nb.name,
+                nb.late_submission_penalty,
+                [(g.name, g.auto_score, g.needs_manual_grade) for g in nb.grades],
+                [(c.name, c.auto_comment) for c in nb.comments],
+            )
+            for nb in sub.notebooks
+        ]
     gb.update_or_create_student(student)
     kwargs = {"timestamp": timestamp} if timestamped and timestamp is not None else {}
     gb.update_or_create_submission(lesson, student, **kwargs)
@@ -286,8 +310,11 @@ def _recover(autograded: Path, lesson: str) -> None:
     if not autograded.exists():
         return
     for student_dir in autograded.iterdir():
-        incoming, old, target = (student_dir / f".{lesson}.incoming", student_dir / f".{lesson}.old",
-                                 student_dir / lesson)
+        incoming, old, target = (
+            student_dir / f".{lesson}.incoming",
+            student_dir / f".{lesson}.old",
+            student_dir / lesson,
+        )
         if old.exists() and not target.exists():
             os.replace(old, target)
         for leftover in (incoming, old):
@@ -296,6 +323,7 @@ def _recover(autograded: Path, lesson: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ grading
+
 
 def default_workers() -> int:
     try:
@@ -311,9 +339,16 @@ def submissions(course: CourseRoot, lesson: str) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if (p / lesson).is_dir())
 
 
-def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None, workers: int | None = None,
-              timeout: float = DEFAULT_TIMEOUT, force: bool = False, progress: bool = True,
-              pool: list[Worker] | None = None) -> GradeReport:
+def autograde(
+    course: CourseRoot,
+    lesson: str,
+    students: list[str] | None = None,
+    workers: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    force: bool = False,
+    progress: bool = True,
+    pool: list[Worker] | None = None,
+) -> GradeReport:
     """Autograde ``lesson`` for every learner with a submission (or only ``students``), in parallel.
 
     ``pool``: running :class:`Worker` objects to grade with instead of starting ``workers`` new ones; they
@@ -338,15 +373,18 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
     if students:
         missing = sorted(set(students) - set(available))
         if missing:
-            raise CourseError(f"no submission of {lesson} for: {', '.join(missing)} "
-                              f"(expected {course.root / 'submitted' / missing[0] / lesson})")
+            raise CourseError(
+                f"no submission of {lesson} for: {', '.join(missing)} "
+                f"(expected {course.root / 'submitted' / missing[0] / lesson})"
+            )
         available = [s for s in available if s in set(students)]
     report = GradeReport(lesson)
 
     config_hash = hashlib.sha256((course.root / "nbgrader_config.py").read_bytes()).hexdigest()
     with course.gradebook() as gb:
-        base = "|".join([_assignment_fingerprint(gb, lesson), submission_hash(course.root / "source" / lesson),
-                         config_hash])
+        base = "|".join(
+            [_assignment_fingerprint(gb, lesson), submission_hash(course.root / "source" / lesson), config_hash]
+        )
         extensions, timestamps = {}, {}
         for student in available:
             try:
@@ -395,8 +433,11 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
         from ..grading.sandbox import safe_copy
 
         job = work / student
-        shutil.copytree(course.root / "source" / lesson, job / "source" / lesson,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        shutil.copytree(
+            course.root / "source" / lesson,
+            job / "source" / lesson,
+            ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
+        )
         skipped[student] = safe_copy(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson)
         shutil.copy(template, job / "gradebook.db")
         if extensions[student] is not None:
@@ -415,8 +456,9 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
                     return
                 try:
                     job = prepare(student)
-                    answer = worker.run({"course": str(course.root), "work": str(job), "lesson": lesson,
-                                         "student": student}, timeout)
+                    answer = worker.run(
+                        {"course": str(course.root), "work": str(job), "lesson": lesson, "student": student}, timeout
+                    )
                 except Exception as error:  # noqa: BLE001 - reported, never silently skipped
                     job, answer = work / student, {"status": "error", "reason": f"{type(error).__name__}: {error}"}
                 results.put((student, job, answer))
@@ -427,29 +469,51 @@ def autograde(course: CourseRoot, lesson: str, students: list[str] | None = None
     threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
-    bar = tqdm(total=len(todo), desc=f"autograde {lesson} ({count} workers)", unit="nb", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(todo),
+        desc=f"autograde {lesson} ({count} workers)",
+        unit="nb",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     finished = False
     try:
         with course.gradebook() as gb:
             for _ in range(len(todo)):
                 student, job, answer = results.get()
-                outcome = Outcome(student, answer.get("status", "error"), answer.get("reason", ""),
-                                  answer.get("seconds", 0.0), sandboxed=answer.get("sandboxed"))
+                outcome = Outcome(
+                    student,
+                    answer.get("status", "error"),
+                    answer.get("reason", ""),
+                    answer.get("seconds", 0.0),
+                    sandboxed=answer.get("sandboxed"),
+                )
                 if skipped.get(student):
-                    outcome.reason = "; ".join(filter(None, [outcome.reason, "files not graded: "
-                                                             + ", ".join(skipped[student])[:400]]))
+                    outcome.reason = "; ".join(
+                        filter(None, [outcome.reason, "files not graded: " + ", ".join(skipped[student])[:400]])
+                    )
                 if outcome.status in ("ok", "kernel-died"):
                     try:
-                        outcome.score, outcome.max_score = merge(gb, job / "gradebook.db", course.course_id, lesson,
-                                                                 student, timestamps[student])
+                        outcome.score, outcome.max_score = merge(
+                            gb, job / "gradebook.db", course.course_id, lesson, student, timestamps[student]
+                        )
                         install(job / "autograded" / student / lesson, course.root / "autograded" / student / lesson)
                     except Exception as error:  # noqa: BLE001
                         gb.db.rollback()
                         outcome.status, outcome.reason = "error", f"could not record the grades: {error}"
-                state.put(lesson, student, {"key": keys[student], "status": outcome.status, "reason": outcome.reason,
-                                            "score": outcome.score, "max_score": outcome.max_score,
-                                            "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                state.put(
+                    lesson,
+                    student,
+                    {
+                        "key": keys[student],
+                        "status": outcome.status,
+                        "reason": outcome.reason,
+                        "score": outcome.score,
+                        "max_score": outcome.max_score,
+                        "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    },
+                )
                 shutil.rmtree(job, ignore_errors=True)
                 report.graded.append(outcome)
                 if outcome.status != "ok":
@@ -477,16 +541,19 @@ def sandbox_note(course: CourseRoot, lesson: str) -> str:
 
 def format_report(report: GradeReport) -> str:
     graded = len(report.graded)
-    lines = [f"{report.lesson}: graded {graded} submission(s) in {report.seconds:.1f} s"
-             + (f" ({60 * graded / report.seconds:.1f} notebooks/minute)" if graded and report.seconds else "")
-             + (f"; {len(report.up_to_date)} unchanged since the last run" if report.up_to_date else "")]
+    lines = [
+        f"{report.lesson}: graded {graded} submission(s) in {report.seconds:.1f} s"
+        + (f" ({60 * graded / report.seconds:.1f} notebooks/minute)" if graded and report.seconds else "")
+        + (f"; {len(report.up_to_date)} unchanged since the last run" if report.up_to_date else "")
+    ]
     if report.sandbox:
         lines.append(f"grading kernels: {report.sandbox}")
     if report.problems:
         lines.append("learners needing attention:")
         for o in sorted(report.problems, key=lambda o: o.student):
-            what = {"error": "NOT graded", "timeout": "NOT graded (timeout)",
-                    "kernel-died": "graded, kernel died"}.get(o.status, o.status)
+            what = {"error": "NOT graded", "timeout": "NOT graded (timeout)", "kernel-died": "graded, kernel died"}.get(
+                o.status, o.status
+            )
             lines.append(f"  {o.student}: {what}: {o.reason}")
         if report.failed:
             lines.append("fix or leave these, then rerun the same command: only they are graded again.")
@@ -494,6 +561,13 @@ def format_report(report: GradeReport) -> str:
 
 
 def report_json(report: GradeReport) -> str:
-    return json.dumps({"lesson": report.lesson, "seconds": report.seconds, "up_to_date": report.up_to_date,
-                       "sandbox": report.sandbox,
-                       "graded": [asdict(o) for o in report.graded]}, indent=1)
+    return json.dumps(
+        {
+            "lesson": report.lesson,
+            "seconds": report.seconds,
+            "up_to_date": report.up_to_date,
+            "sandbox": report.sandbox,
+            "graded": [asdict(o) for o in report.graded],
+        },
+        indent=1,
+    )

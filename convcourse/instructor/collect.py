@@ -43,16 +43,24 @@ def collect_zip(course: CourseRoot, lesson: str, archive: Path, pattern: str | N
     shutil.copy(archive, work / "archive" / archive.name)
     regexp = pattern or default_pattern(lesson)
     before = _snapshot(course, lesson)
-    course.nbgrader("zip_collect", lesson, "--force", "--strict",
-                    f"--ZipCollectApp.downloaded_directory={downloaded.relative_to(course.root)}",
-                    f"--FileNameCollectorPlugin.named_regexp={regexp}", quiet=True)
+    course.nbgrader(
+        "zip_collect",
+        lesson,
+        "--force",
+        "--strict",
+        f"--ZipCollectApp.downloaded_directory={downloaded.relative_to(course.root)}",
+        f"--FileNameCollectorPlugin.named_regexp={regexp}",
+        quiet=True,
+    )
     after = _snapshot(course, lesson)
     imported = sorted(s for s, digest in after.items() if before.get(s) != digest)
     names = [n for n in zipfile.ZipFile(archive).namelist() if n.endswith(".ipynb")]
     unmatched = [n for n in names if not re.match(regexp, "/" + n)]
     if unmatched:
-        print(f"warning: {len(unmatched)} notebook(s) in the zip did not match the file-name pattern and were "
-              f"skipped: {', '.join(unmatched[:10])}{' ...' if len(unmatched) > 10 else ''}")
+        print(
+            f"warning: {len(unmatched)} notebook(s) in the zip did not match the file-name pattern and were "
+            f"skipped: {', '.join(unmatched[:10])}{' ...' if len(unmatched) > 10 else ''}"
+        )
     return imported
 
 

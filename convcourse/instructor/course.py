@@ -74,8 +74,9 @@ class CourseRoot:
 
     def check_lesson(self, lesson: str) -> str:
         if lesson not in self.lessons():
-            raise CourseError(f"no lesson {lesson!r} under {self.root / 'source'} "
-                              f"(have: {', '.join(self.lessons()) or 'none'})")
+            raise CourseError(
+                f"no lesson {lesson!r} under {self.root / 'source'} (have: {', '.join(self.lessons()) or 'none'})"
+            )
         return lesson
 
     def has_assignment(self, lesson: str) -> bool:
@@ -91,8 +92,13 @@ class CourseRoot:
     def nbgrader(self, *args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
         """Run ``nbgrader ARGS`` in the course root, as an instructor would type it."""
         ensure_tools_on_path()
-        result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=self.root, text=True,
-                                capture_output=quiet, env=dict(os.environ))
+        result = subprocess.run(
+            [sys.executable, "-m", "nbgrader", *args],
+            cwd=self.root,
+            text=True,
+            capture_output=quiet,
+            env=dict(os.environ),
+        )
         if check and result.returncode != 0:
             tail = ((result.stdout or "") + (result.stderr or ""))[-4000:] if quiet else ""
             raise CourseError(f"nbgrader {' '.join(args)} failed (exit {result.returncode})\n{tail}".rstrip())

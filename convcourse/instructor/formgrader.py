@@ -29,11 +29,20 @@ from ..grading import ensure_tools_on_path
 from .course import CourseRoot
 
 #: nbgrader's JupyterLab plugins and server extensions (all of them: the instructor wants every tool).
-LAB_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
-               "@jupyter/nbgrader:menu", "@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:course-list",
-               "@jupyter/nbgrader:validate-assignment")
-SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.assignment_list",
-                     "nbgrader.server_extensions.course_list", "nbgrader.server_extensions.validate_assignment")
+LAB_PLUGINS = (
+    "@jupyter/nbgrader:formgrader",
+    "@jupyter/nbgrader:create-assignment",
+    "@jupyter/nbgrader:menu",
+    "@jupyter/nbgrader:assignment-list",
+    "@jupyter/nbgrader:course-list",
+    "@jupyter/nbgrader:validate-assignment",
+)
+SERVER_EXTENSIONS = (
+    "nbgrader.server_extensions.formgrader",
+    "nbgrader.server_extensions.assignment_list",
+    "nbgrader.server_extensions.course_list",
+    "nbgrader.server_extensions.validate_assignment",
+)
 CONFIG_DIR = "formgrader"  # under the course's .convcourse/
 EXCHANGE_DIR = "exchange"  # under the course root
 
@@ -65,17 +74,21 @@ def prepare_config(course: CourseRoot) -> tuple[Path, str]:
     folder = course.state_dir / CONFIG_DIR
     (folder / "labconfig").mkdir(parents=True, exist_ok=True)
     (folder / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {plugin: False for plugin in LAB_PLUGINS}}, indent=1) + "\n")
+        json.dumps({"disabledExtensions": {plugin: False for plugin in LAB_PLUGINS}}, indent=1) + "\n"
+    )
     (folder / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {name: True for name in SERVER_EXTENSIONS}}}, indent=1) + "\n")
+        json.dumps({"ServerApp": {"jpserver_extensions": {name: True for name in SERVER_EXTENSIONS}}}, indent=1) + "\n"
+    )
     exchange = configured_exchange(course)
     config_file = folder / "nbgrader_config.py"
     if exchange is None:
         exchange = str(course.root / EXCHANGE_DIR)
         Path(exchange).mkdir(parents=True, exist_ok=True)
-        config_file.write_text("# Written by `convcourse formgrader`: no Exchange.root is configured, so the course's own\n"
-                               "# exchange. Configure c.Exchange.root in autograder/nbgrader_config.py to change it.\n"
-                               f"c.Exchange.root = {exchange!r}\n")
+        config_file.write_text(
+            "# Written by `convcourse formgrader`: no Exchange.root is configured, so the course's own\n"
+            "# exchange. Configure c.Exchange.root in autograder/nbgrader_config.py to change it.\n"
+            f"c.Exchange.root = {exchange!r}\n"
+        )
     elif config_file.exists():
         config_file.unlink()
     return folder, exchange
@@ -93,12 +106,24 @@ def server_environment(course: CourseRoot, base: dict[str, str] | None = None) -
     return env, exchange
 
 
-def lab_command(course: CourseRoot, port: int = 8888, ip: str = "127.0.0.1", open_browser: bool = True,
-                extra: list[str] | None = None) -> list[str]:
+def lab_command(
+    course: CourseRoot,
+    port: int = 8888,
+    ip: str = "127.0.0.1",
+    open_browser: bool = True,
+    extra: list[str] | None = None,
+) -> list[str]:
     """``jupyter lab`` on the course root (run with the course root as working directory: the formgrader
     reads ``nbgrader_config.py`` from there)."""
-    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={course.root}",
-               f"--ServerApp.ip={ip}", f"--ServerApp.port={port}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        f"--ServerApp.root_dir={course.root}",
+        f"--ServerApp.ip={ip}",
+        f"--ServerApp.port={port}",
+    ]
     if not open_browser:
         command.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -106,15 +131,22 @@ def lab_command(course: CourseRoot, port: int = 8888, ip: str = "127.0.0.1", ope
     return command + list(extra or [])
 
 
-def run(course: CourseRoot, port: int = 8888, ip: str = "127.0.0.1", open_browser: bool = True,
-        extra: list[str] | None = None) -> int:
+def run(
+    course: CourseRoot,
+    port: int = 8888,
+    ip: str = "127.0.0.1",
+    open_browser: bool = True,
+    extra: list[str] | None = None,
+) -> int:
     """Become the server (this process is replaced by JupyterLab, so Ctrl-C and signals reach it and no
     server outlives its command); returns only where exec is unavailable, with the server's exit status."""
     ensure_tools_on_path()
     env, exchange = server_environment(course)
-    print(f"formgrader: JupyterLab on {course.root}; nbgrader exchange: {exchange}\n"
-          f"formgrader: open the Nbgrader menu > Formgrader (or http://{ip}:{port}/formgrader after logging in)",
-          flush=True)
+    print(
+        f"formgrader: JupyterLab on {course.root}; nbgrader exchange: {exchange}\n"
+        f"formgrader: open the Nbgrader menu > Formgrader (or http://{ip}:{port}/formgrader after logging in)",
+        flush=True,
+    )
     command = lab_command(course, port, ip, open_browser, extra)
     if hasattr(os, "execve"):
         os.chdir(course.root)

@@ -82,44 +82,148 @@ RULES: dict[str, str] = {
 # ------------------------------------------------------------------------ what each rule matches
 
 _INTROSPECTION_NAMES = {
-    "sys._getframe", "sys._current_frames", "sys._getframemodulename", "sys.settrace", "sys.setprofile",
-    "sys.addaudithook", "sys.exc_info", "sys.last_traceback", "sys.last_exc",
-    "inspect.stack", "inspect.currentframe", "inspect.getouterframes", "inspect.getinnerframes", "inspect.trace",
-    "inspect.getframeinfo", "inspect.getclosurevars", "traceback.walk_stack", "traceback.walk_tb",
-    "threading.settrace", "threading.setprofile",
+    "sys._getframe",
+    "sys._current_frames",
+    "sys._getframemodulename",
+    "sys.settrace",
+    "sys.setprofile",
+    "sys.addaudithook",
+    "sys.exc_info",
+    "sys.last_traceback",
+    "sys.last_exc",
+    "inspect.stack",
+    "inspect.currentframe",
+    "inspect.getouterframes",
+    "inspect.getinnerframes",
+    "inspect.trace",
+    "inspect.getframeinfo",
+    "inspect.getclosurevars",
+    "traceback.walk_stack",
+    "traceback.walk_tb",
+    "threading.settrace",
+    "threading.setprofile",
 }
 _INTROSPECTION_PREFIXES = ("gc.",)
-_INTROSPECTION_ATTRS = {"f_back", "f_locals", "f_globals", "f_builtins", "tb_frame", "gi_frame", "cr_frame",
-                        "ag_frame", "__globals__", "__closure__", "__subclasses__", "__code__", "__traceback__"}
+_INTROSPECTION_ATTRS = {
+    "f_back",
+    "f_locals",
+    "f_globals",
+    "f_builtins",
+    "tb_frame",
+    "gi_frame",
+    "cr_frame",
+    "ag_frame",
+    "__globals__",
+    "__closure__",
+    "__subclasses__",
+    "__code__",
+    "__traceback__",
+}
 
-_DISPATCH_PREFIXES = ("torch.utils._python_dispatch", "torch._C", "torch._ops", "torch.overrides", "torch.library",
-                      "torch._dispatch", "torch._decomp", "torch._refs", "torch._prims", "torch._subclasses",
-                      "torch._higher_order_ops", "torch.ops",
-                      # the grader records the learner's ops with torch's profiler: starting or stopping one
-                      "torch.autograd.profiler", "torch.profiler", "torch.autograd._enable_profiler",
-                      "torch.autograd._disable_profiler", "torch.autograd._profiler")
-_DISPATCH_ATTRS = {"_disable_current_modes", "_pop_mode", "_push_mode", "_get_current_dispatch_mode",
-                   "_pop_mode_temporarily", "TorchDispatchMode", "TorchFunctionMode", "__torch_dispatch__",
-                   "__torch_function__", "_DisableTorchDispatch", "_DisableFuncTorch", "_ExcludeDispatchKeyGuard",
-                   "_set_torch_function_mode", "_python_dispatch", "_DisableAutocast", "DisableTorchFunction",
-                   "DisableTorchFunctionSubclass", "_disabled_torch_function_impl"}
+_DISPATCH_PREFIXES = (
+    "torch.utils._python_dispatch",
+    "torch._C",
+    "torch._ops",
+    "torch.overrides",
+    "torch.library",
+    "torch._dispatch",
+    "torch._decomp",
+    "torch._refs",
+    "torch._prims",
+    "torch._subclasses",
+    "torch._higher_order_ops",
+    "torch.ops",
+    # the grader records the learner's ops with torch's profiler: starting or stopping one
+    "torch.autograd.profiler",
+    "torch.profiler",
+    "torch.autograd._enable_profiler",
+    "torch.autograd._disable_profiler",
+    "torch.autograd._profiler",
+)
+_DISPATCH_ATTRS = {
+    "_disable_current_modes",
+    "_pop_mode",
+    "_push_mode",
+    "_get_current_dispatch_mode",
+    "_pop_mode_temporarily",
+    "TorchDispatchMode",
+    "TorchFunctionMode",
+    "__torch_dispatch__",
+    "__torch_function__",
+    "_DisableTorchDispatch",
+    "_DisableFuncTorch",
+    "_ExcludeDispatchKeyGuard",
+    "_set_torch_function_mode",
+    "_python_dispatch",
+    "_DisableAutocast",
+    "DisableTorchFunction",
+    "DisableTorchFunctionSubclass",
+    "_disabled_torch_function_impl",
+}
 
-_CONV_NAMES = {f"torch.nn.functional.{n}" for n in ("conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                                                     "conv_transpose2d", "conv_transpose3d", "conv_tbc")}
-_CONV_NAMES |= {f"torch.{n}" for n in ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                                       "conv_transpose3d", "convolution", "_convolution", "conv_tbc",
-                                       "mkldnn_convolution", "cudnn_convolution", "miopen_convolution",
-                                       "_convolution_mode")}
+_CONV_NAMES = {
+    f"torch.nn.functional.{n}"
+    for n in ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "conv_tbc")
+}
+_CONV_NAMES |= {
+    f"torch.{n}"
+    for n in (
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "convolution",
+        "_convolution",
+        "conv_tbc",
+        "mkldnn_convolution",
+        "cudnn_convolution",
+        "miopen_convolution",
+        "_convolution_mode",
+    )
+}
 _CONV_NAMES |= {"numpy.convolve", "numpy.correlate"}
-_CONV_PREFIXES = ("torch.nn.grad", "torch.nn.modules.conv", "numpy.fft", "torch.fft", "scipy.signal", "scipy.ndimage",
-                  "scipy.fft", "scipy.fftpack")
+_CONV_PREFIXES = (
+    "torch.nn.grad",
+    "torch.nn.modules.conv",
+    "numpy.fft",
+    "torch.fft",
+    "scipy.signal",
+    "scipy.ndimage",
+    "scipy.fft",
+    "scipy.fftpack",
+)
 _CONV_LAYER = re.compile(r"^torch\.nn\.(Lazy)?Conv(Transpose)?[123]d$")
-_CONV_ATTRS = {"conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose2d", "_conv_forward",
-               "Conv2d", "Conv1d", "Conv3d", "ConvTranspose2d", "LazyConv2d", "fftconvolve", "convolve2d",
-               "correlate2d", "rfft2", "fft2", "irfft2", "ifft2"}
+_CONV_ATTRS = {
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "convolution",
+    "_convolution",
+    "conv_transpose2d",
+    "_conv_forward",
+    "Conv2d",
+    "Conv1d",
+    "Conv3d",
+    "ConvTranspose2d",
+    "LazyConv2d",
+    "fftconvolve",
+    "convolve2d",
+    "correlate2d",
+    "rfft2",
+    "fft2",
+    "irfft2",
+    "ifft2",
+}
 
-_UNFOLD_NAMES = {"torch.nn.functional.unfold", "torch.nn.functional.fold", "torch.nn.Unfold", "torch.nn.Fold",
-                 "torch.as_strided"}
+_UNFOLD_NAMES = {
+    "torch.nn.functional.unfold",
+    "torch.nn.functional.fold",
+    "torch.nn.Unfold",
+    "torch.nn.Fold",
+    "torch.as_strided",
+}
 _UNFOLD_PREFIXES = ("numpy.lib.stride_tricks",)
 _UNFOLD_ATTRS = {"unfold", "as_strided", "sliding_window_view", "im2col"}
 
@@ -128,50 +232,174 @@ _PAD_PREFIXES = ("torch.nn.modules.padding",)
 _PAD_LAYER = re.compile(r"^torch\.nn\.(Zero|Constant|Reflection|Replication|Circular)Pad[123]d$")
 
 _AUTOGRAD_NAMES = {"torch.autograd.grad", "torch.autograd.backward"}
-_AUTOGRAD_PREFIXES = ("torch.autograd.functional", "torch.autograd.forward_ad", "torch.func", "functorch",
-                      "torch.nn.grad")
+_AUTOGRAD_PREFIXES = (
+    "torch.autograd.functional",
+    "torch.autograd.forward_ad",
+    "torch.func",
+    "functorch",
+    "torch.nn.grad",
+)
 _AUTOGRAD_ATTRS = {"backward", "vjp", "jvp", "jacrev", "jacfwd", "vmap"}
 
 _GRADER_PREFIXES = ("convcourse.checks", "convcourse.grading", "nbgrader")
 #: What the test cells call: using them is fine, rebinding them is not.
-_TEST_HELPERS = {"convcourse.checks.check", "convcourse.checks.check_suite", "convcourse.checks.suite_cases",
-                 "convcourse.checks.check_answer", "convcourse.checks.quiz.check_answer"}
+_TEST_HELPERS = {
+    "convcourse.checks.check",
+    "convcourse.checks.check_suite",
+    "convcourse.checks.suite_cases",
+    "convcourse.checks.check_answer",
+    "convcourse.checks.quiz.check_answer",
+}
 
-_FILE_NAMES = {"open", "builtins.open", "io.open", "io.FileIO", "os.open", "codecs.open", "os.listdir",
-               "os.scandir", "os.walk", "os.fwalk", "os.chdir", "os.readlink", "os.stat", "os.lstat",
-               "numpy.load", "numpy.loadtxt", "numpy.genfromtxt", "numpy.fromfile", "numpy.memmap", "torch.load",
-               "fileinput.input", "linecache.getline", "linecache.getlines"}
-_FILE_PREFIXES = ("glob.", "shutil.", "pickle.", "tarfile.", "zipfile.", "sqlite3.", "socket.", "urllib.",
-                  "http.", "requests.")
-_FILE_ATTRS = {"read_text", "read_bytes", "write_text", "write_bytes", "iterdir", "rglob", "glob", "listdir",
-               "scandir"}
-_FILE_STRING = re.compile(r"(^|[/\\])\.\.([/\\]|$)|^/proc\b|^/sys/|^/etc/|^/home/|^/root\b|^~[/\w]|gradebook\.db"
-                          r"|nbgrader_config|/submitted/|/autograded/|/source/")
+_FILE_NAMES = {
+    "open",
+    "builtins.open",
+    "io.open",
+    "io.FileIO",
+    "os.open",
+    "codecs.open",
+    "os.listdir",
+    "os.scandir",
+    "os.walk",
+    "os.fwalk",
+    "os.chdir",
+    "os.readlink",
+    "os.stat",
+    "os.lstat",
+    "numpy.load",
+    "numpy.loadtxt",
+    "numpy.genfromtxt",
+    "numpy.fromfile",
+    "numpy.memmap",
+    "torch.load",
+    "fileinput.input",
+    "linecache.getline",
+    "linecache.getlines",
+}
+_FILE_PREFIXES = (
+    "glob.",
+    "shutil.",
+    "pickle.",
+    "tarfile.",
+    "zipfile.",
+    "sqlite3.",
+    "socket.",
+    "urllib.",
+    "http.",
+    "requests.",
+)
+_FILE_ATTRS = {"read_text", "read_bytes", "write_text", "write_bytes", "iterdir", "rglob", "glob", "listdir", "scandir"}
+_FILE_STRING = re.compile(
+    r"(^|[/\\])\.\.([/\\]|$)|^/proc\b|^/sys/|^/etc/|^/home/|^/root\b|^~[/\w]|gradebook\.db"
+    r"|nbgrader_config|/submitted/|/autograded/|/source/"
+)
 
 _ENV_NAMES = {"os.environ", "os.getenv", "os.environb", "os.putenv", "os.unsetenv"}
 _ENV_STRING = re.compile(r"NBGRADER|CONVCOURSE|JPY_SESSION")
 
 _SHELL_NAMES = {"os.system", "os.popen", "os.fork", "os.forkpty", "os.kill", "os.killpg", "os.startfile"}
 _SHELL_PREFIXES = ("subprocess", "os.exec", "os.spawn", "os.posix_spawn", "pty.", "pexpect", "sh.", "pip.")
-_SHELL_MAGICS = {"system", "sx", "sc", "pip", "conda", "mamba", "micromamba", "uv", "bash", "sh", "script", "perl",
-                 "ruby", "python", "python2", "python3", "pypy", "writefile", "file", "cd", "env", "set_env",
-                 "bookmark", "alias", "pushd", "popd", "dhist", "killbgscripts", "!"}
-_CODE_MAGICS = {"run", "load", "load_ext", "reload_ext", "autoreload", "aimport", "loadpy", "macro", "recall",
-                "rerun", "config", "xmode", "autocall", "automagic", "reset", "reset_selective", "store"}
+_SHELL_MAGICS = {
+    "system",
+    "sx",
+    "sc",
+    "pip",
+    "conda",
+    "mamba",
+    "micromamba",
+    "uv",
+    "bash",
+    "sh",
+    "script",
+    "perl",
+    "ruby",
+    "python",
+    "python2",
+    "python3",
+    "pypy",
+    "writefile",
+    "file",
+    "cd",
+    "env",
+    "set_env",
+    "bookmark",
+    "alias",
+    "pushd",
+    "popd",
+    "dhist",
+    "killbgscripts",
+    "!",
+}
+_CODE_MAGICS = {
+    "run",
+    "load",
+    "load_ext",
+    "reload_ext",
+    "autoreload",
+    "aimport",
+    "loadpy",
+    "macro",
+    "recall",
+    "rerun",
+    "config",
+    "xmode",
+    "autocall",
+    "automagic",
+    "reset",
+    "reset_selective",
+    "store",
+}
 #: Cell magics whose body is Python code, read like the rest of the cell.
 _PYTHON_BODY_MAGICS = {"capture", "time", "timeit", "prun", "debug", "markdown"}
 _IPYTHON_CALLS = {"run_line_magic", "run_cell_magic", "system", "getoutput", "magic"}
 
-_THREAD_PREFIXES = ("threading", "_thread", "multiprocessing", "concurrent.futures", "torch.multiprocessing",
-                    "signal", "resource", "joblib", "asyncio.subprocess", "atexit")
+_THREAD_PREFIXES = (
+    "threading",
+    "_thread",
+    "multiprocessing",
+    "concurrent.futures",
+    "torch.multiprocessing",
+    "signal",
+    "resource",
+    "joblib",
+    "asyncio.subprocess",
+    "atexit",
+)
 _CTYPES_PREFIXES = ("ctypes", "_ctypes", "cffi", "mmap")
-_DYNAMIC_NAMES = {"eval", "exec", "compile", "__import__", "builtins.eval", "builtins.exec", "builtins.compile",
-                  "builtins.__import__", "sys.modules", "operator.attrgetter", "operator.methodcaller"}
+_DYNAMIC_NAMES = {
+    "eval",
+    "exec",
+    "compile",
+    "__import__",
+    "builtins.eval",
+    "builtins.exec",
+    "builtins.compile",
+    "builtins.__import__",
+    "sys.modules",
+    "operator.attrgetter",
+    "operator.methodcaller",
+}
 _DYNAMIC_PREFIXES = ("importlib", "runpy", "marshal", "types.FunctionType", "types.CodeType")
 
 #: Modules whose attributes learner code must not replace.
-_PATCHED_ROOTS = ("torch", "numpy", "builtins", "convcourse", "sys", "os", "IPython", "math", "nbgrader", "inspect",
-                  "gc", "scipy", "ipykernel", "traitlets", "__builtins__", "importlib")
+_PATCHED_ROOTS = (
+    "torch",
+    "numpy",
+    "builtins",
+    "convcourse",
+    "sys",
+    "os",
+    "IPython",
+    "math",
+    "nbgrader",
+    "inspect",
+    "gc",
+    "scipy",
+    "ipykernel",
+    "traitlets",
+    "__builtins__",
+    "importlib",
+)
 
 
 def _starts(name: str, prefixes: Iterable[str]) -> bool:
@@ -191,6 +419,7 @@ def _op_groups() -> dict[str, frozenset[str]]:
 
 
 # ------------------------------------------------------------------------------ lesson policy
+
 
 @dataclass(frozen=True)
 class LessonRules:
@@ -217,8 +446,8 @@ TORCH_LAYER_LESSONS = frozenset({"10_conv2d_module", "12_capstone"})
 
 def lesson_rules(lesson: str) -> LessonRules:
     """The rules for ``lesson`` from the checks' own registry (what each exercise bans)."""
-    from ..checks.core import CONVOLUTION_OPS, PAD_OPS, REGISTRY, UNFOLD_OPS
     from ..checks import exercises  # noqa: F401  (registers every lesson's exercises)
+    from ..checks.core import CONVOLUTION_OPS, PAD_OPS, REGISTRY, UNFOLD_OPS
 
     mine = [e for e in REGISTRY.values() if e.lesson == lesson]
     banned: dict[str, frozenset[str]] = {}
@@ -229,6 +458,7 @@ def lesson_rules(lesson: str) -> LessonRules:
 
 
 # ------------------------------------------------------------------------------------ findings
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -242,17 +472,31 @@ class Finding:
 
 @dataclass(frozen=True)
 class Similarity:
-    first: str   # a learner id, or ANSWER_KEY
+    first: str  # a learner id, or ANSWER_KEY
     second: str
     score: float  # share of the smaller side's own code that the other side contains
-    shared: int   # characters of normalised code in common
+    shared: int  # characters of normalised code in common
 
 
-_DEFAULT_ALIASES = {"torch": "torch", "np": "numpy", "numpy": "numpy", "F": "torch.nn.functional", "nn": "torch.nn",
-                    "open": "open", "eval": "eval", "exec": "exec", "compile": "compile",
-                    "__import__": "__import__", "__builtins__": "builtins", "getattr": "getattr",
-                    "setattr": "setattr", "delattr": "delattr", "vars": "vars", "globals": "globals",
-                    "get_ipython": "get_ipython"}
+_DEFAULT_ALIASES = {
+    "torch": "torch",
+    "np": "numpy",
+    "numpy": "numpy",
+    "F": "torch.nn.functional",
+    "nn": "torch.nn",
+    "open": "open",
+    "eval": "eval",
+    "exec": "exec",
+    "compile": "compile",
+    "__import__": "__import__",
+    "__builtins__": "builtins",
+    "getattr": "getattr",
+    "setattr": "setattr",
+    "delattr": "delattr",
+    "vars": "vars",
+    "globals": "globals",
+    "get_ipython": "get_ipython",
+}
 
 
 def collect_aliases(sources: Iterable[str], aliases: dict[str, str] | None = None) -> dict[str, str]:
@@ -314,15 +558,30 @@ class _CellVisitor(ast.NodeVisitor):
         if isinstance(node, ast.Attribute):
             base = self.resolve(node.value)
             return f"{base}.{node.attr}" if base else None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
-                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
             base = self.resolve(node.args[0])
             return f"{base}.{node.args[1].value}" if base else None
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
             inner = node.value
             if isinstance(inner, ast.Attribute) and inner.attr == "__dict__":
                 base = self.resolve(inner.value)
-            elif isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id == "vars" and inner.args:
+            elif (
+                isinstance(inner, ast.Call)
+                and isinstance(inner.func, ast.Name)
+                and inner.func.id == "vars"
+                and inner.args
+            ):
                 base = self.resolve(inner.args[0])
             else:
                 base = None
@@ -338,14 +597,21 @@ class _CellVisitor(ast.NodeVisitor):
             self.hit("introspection", f"{name} (frame/gc introspection)", node)
         if self.group_on("convolution") and self._conv_like(name):
             self.hit("convolution", f"{name} (a convolution this lesson asks you to write yourself)", node)
-        elif _starts(name, _DISPATCH_PREFIXES) or (name.startswith("torch.") and any(
-                part.startswith("_") and not part.startswith("__") for part in name.split(".")[1:])):
+        elif _starts(name, _DISPATCH_PREFIXES) or (
+            name.startswith("torch.")
+            and any(part.startswith("_") and not part.startswith("__") for part in name.split(".")[1:])
+        ):
             self.hit("dispatch", f"{name} (torch internals)", node)
-        if self.group_on("unfold") and (name in _UNFOLD_NAMES or _starts(name, _UNFOLD_PREFIXES)
-                                        or _aten_op(name) in _op_groups()["unfold"]):
+        if self.group_on("unfold") and (
+            name in _UNFOLD_NAMES or _starts(name, _UNFOLD_PREFIXES) or _aten_op(name) in _op_groups()["unfold"]
+        ):
             self.hit("unfold", f"{name} (sliding windows by library; this lesson asks for loops)", node)
-        if self.group_on("padding") and (name in _PAD_NAMES or _starts(name, _PAD_PREFIXES) or _PAD_LAYER.match(name)
-                                         or _aten_op(name) in _op_groups()["padding"]):
+        if self.group_on("padding") and (
+            name in _PAD_NAMES
+            or _starts(name, _PAD_PREFIXES)
+            or _PAD_LAYER.match(name)
+            or _aten_op(name) in _op_groups()["padding"]
+        ):
             self.hit("padding", f"{name} (library padding; this lesson asks you to write it)", node)
         if self.rules.autograd and (name in _AUTOGRAD_NAMES or _starts(name, _AUTOGRAD_PREFIXES)):
             self.hit("autograd", f"{name} (autograd; this lesson asks for gradients by hand)", node)
@@ -368,8 +634,12 @@ class _CellVisitor(ast.NodeVisitor):
 
     @staticmethod
     def _conv_like(name: str) -> bool:
-        return (name in _CONV_NAMES or _starts(name, _CONV_PREFIXES) or bool(_CONV_LAYER.match(name))
-                or _aten_op(name) in _op_groups()["convolution"])
+        return (
+            name in _CONV_NAMES
+            or _starts(name, _CONV_PREFIXES)
+            or bool(_CONV_LAYER.match(name))
+            or _aten_op(name) in _op_groups()["convolution"]
+        )
 
     # ---- visitors
     def visit_Import(self, node: ast.Import) -> None:
@@ -387,8 +657,17 @@ class _CellVisitor(ast.NodeVisitor):
         if isinstance(node.ctx, ast.Store) and _starts(self.aliases.get(node.id, ""), _GRADER_PREFIXES):
             self.hit("grader", f"rebinds {node.id}, a name the tests use", node)
             return
-        if node.id in self.aliases and node.id not in ("torch", "np", "numpy", "F", "nn", "getattr", "vars",
-                                                        "get_ipython", "__builtins__"):
+        if node.id in self.aliases and node.id not in (
+            "torch",
+            "np",
+            "numpy",
+            "F",
+            "nn",
+            "getattr",
+            "vars",
+            "get_ipython",
+            "__builtins__",
+        ):
             name = self.aliases[node.id]
             if "." in name or name in _DYNAMIC_NAMES or name == "open":
                 self.check_name(name, node)
@@ -407,8 +686,12 @@ class _CellVisitor(ast.NodeVisitor):
             self.hit("dispatch", f"{node.attr} (torch dispatch internals)", node)
         if node.attr in _FILE_ATTRS:
             self.hit("files", f".{node.attr}() (file system access)", node)
-        if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) \
-                and node.value.func.id == "get_ipython" and node.attr not in _IPYTHON_CALLS:
+        if (
+            isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "get_ipython"
+            and node.attr not in _IPYTHON_CALLS
+        ):
             self.hit("ipython", f"get_ipython().{node.attr} (IPython internals)", node)
         if name is None:
             self.generic_visit(node)
@@ -434,8 +717,12 @@ class _CellVisitor(ast.NodeVisitor):
             name = self.resolve(node)
             if name is not None:
                 self.check_name(name, node)
-        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2 \
-                and not isinstance(node.args[1], ast.Constant):
+        if (
+            isinstance(func, ast.Name)
+            and func.id == "getattr"
+            and len(node.args) >= 2
+            and not isinstance(node.args[1], ast.Constant)
+        ):
             target = self.resolve(node.args[0])
             if target and _starts(target, _PATCHED_ROOTS + _GRADER_PREFIXES):
                 self.hit("dynamic", f"getattr({target}, <computed name>) (an attribute the report cannot name)", node)
@@ -447,8 +734,12 @@ class _CellVisitor(ast.NodeVisitor):
             target = self.resolve(node.args[0])
             if target and _starts(target, _PATCHED_ROOTS):
                 self.hit("monkeypatch", f"{func.id}({target}, ...)", node)
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call) \
-                and isinstance(func.value.func, ast.Name) and func.value.func.id == "get_ipython":
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name)
+            and func.value.func.id == "get_ipython"
+        ):
             self._ipython_call(func.attr, node)
         self.generic_visit(node)
 
@@ -464,12 +755,15 @@ class _CellVisitor(ast.NodeVisitor):
                 self.hit("shell", f"{prefix}{magic} {line}".strip()[:70] + " (shell escape)", node)
             elif magic in _CODE_MAGICS:
                 self.hit("magic", f"{prefix}{magic} {line}".strip()[:70] + " (loads or runs code from elsewhere)", node)
-            if method == "run_cell_magic" and magic in _PYTHON_BODY_MAGICS and len(args) > 2 \
-                    and isinstance(args[2], str):
+            if (
+                method == "run_cell_magic"
+                and magic in _PYTHON_BODY_MAGICS
+                and len(args) > 2
+                and isinstance(args[2], str)
+            ):
                 self.nested.append((args[2], self.offset + node.lineno))
             elif method == "run_line_magic" and magic in ("time", "timeit", "prun", "debug") and line:
                 self.nested.append((line, self.offset + node.lineno - 1))
-
 
     def _patched_target(self, target: ast.AST, node: ast.AST) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
@@ -483,12 +777,18 @@ class _CellVisitor(ast.NodeVisitor):
             base = self.resolve(target.value)
             if base and _starts(base, _PATCHED_ROOTS):
                 self.hit("monkeypatch", f"replaces {base}.{target.attr}", node)
-            elif isinstance(target.value, ast.Call) and isinstance(target.value.func, ast.Name) \
-                    and target.value.func.id == "get_ipython":
+            elif (
+                isinstance(target.value, ast.Call)
+                and isinstance(target.value.func, ast.Name)
+                and target.value.func.id == "get_ipython"
+            ):
                 self.hit("ipython", f"replaces get_ipython().{target.attr}", node)
         elif isinstance(target, ast.Subscript):
-            base = self.resolve(target.value) if not isinstance(target.value, ast.Attribute) \
-                or target.value.attr != "__dict__" else self.resolve(target.value.value)
+            base = (
+                self.resolve(target.value)
+                if not isinstance(target.value, ast.Attribute) or target.value.attr != "__dict__"
+                else self.resolve(target.value.value)
+            )
             if base and (_starts(base, _PATCHED_ROOTS) or base.endswith("sys.modules")):
                 self.hit("monkeypatch", f"replaces an entry of {base}", node)
         elif isinstance(target, ast.Name) and target.id in ("__builtins__",):
@@ -531,14 +831,20 @@ class _CellVisitor(ast.NodeVisitor):
             name = self.resolve(base) or ""
             if _CONV_LAYER.match(name) or _starts(name, ("torch.nn.modules.conv",)) or name.endswith("_ConvNd"):
                 self.hit("torch-layer", f"class {node.name}({ast.unparse(base)}) subclasses torch's layer", node)
-            if name.endswith(("TorchDispatchMode", "TorchFunctionMode")) or _starts(name, ("torch.Tensor",)) \
-                    or name == "torch.Tensor":
+            if (
+                name.endswith(("TorchDispatchMode", "TorchFunctionMode"))
+                or _starts(name, ("torch.Tensor",))
+                or name == "torch.Tensor"
+            ):
                 self.hit("dispatch", f"class {node.name}({ast.unparse(base)}) hooks into torch's dispatch", node)
         self._scoped(node, node.name)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str) and self.group_on("convolution") \
-                and (node.value in _CONV_ATTRS or node.value in _op_groups()["convolution"]):
+        if (
+            isinstance(node.value, str)
+            and self.group_on("convolution")
+            and (node.value in _CONV_ATTRS or node.value in _op_groups()["convolution"])
+        ):
             self.hit("convolution", f"{node.value!r} (the name of torch's convolution, e.g. for getattr)", node)
         if isinstance(node.value, str) and _starts(node.value, _GRADER_PREFIXES):
             self.hit("grader", f"{node.value[:60]!r} (names the grader's modules)", node)
@@ -553,7 +859,7 @@ def _cell_findings(source: str, rules: LessonRules, aliases: dict[str, str]) -> 
     """(rule, message, line) for one cell; a cell that does not parse gives one "syntax" finding."""
     try:
         python = to_python(source)
-    except Exception as error:  # IPython's transformer rejects some broken input itself
+    except Exception as error:  # IPython's transformer rejects some broken input itself  # noqa: BLE001
         return [("syntax", f"IPython cannot read this cell ({type(error).__name__}: {error})"[:200], 1)]
     pending = [(python, 0)]
     hits: list[tuple[str, str, int]] = []
@@ -580,6 +886,7 @@ def _cell_findings(source: str, rules: LessonRules, aliases: dict[str, str]) -> 
 
 
 # --------------------------------------------------------------------------- notebooks and cells
+
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
     """A notebook's cells and metadata (v4 read as plain JSON: no schema validation, which is slow and
@@ -637,8 +944,11 @@ class LessonSource:
     def stubs(self) -> list[str]:
         """The learner copy's solution cells: the source with each solution region replaced as nbgrader does."""
         pattern = re.compile(r"^[ \t]*### BEGIN SOLUTION.*?^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
-        return [pattern.sub("# YOUR CODE HERE\nraise NotImplementedError()\n", c.source)
-                for c in self.notebook.cells if c.cell_type == "code" and _meta(c).get("solution")]
+        return [
+            pattern.sub("# YOUR CODE HERE\nraise NotImplementedError()\n", c.source)
+            for c in self.notebook.cells
+            if c.cell_type == "code" and _meta(c).get("solution")
+        ]
 
     @cached_property
     def answer_key(self) -> str:
@@ -648,8 +958,11 @@ class LessonSource:
             nb = read_notebook(path)
             cells = [c.source for c in nb.cells if c.cell_type == "code" and _meta(c).get("solution")]
         else:
-            cells = [re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION.*\n?", "", c.source, flags=re.M)
-                     for c in self.notebook.cells if c.cell_type == "code" and _meta(c).get("solution")]
+            cells = [
+                re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION.*\n?", "", c.source, flags=re.M)
+                for c in self.notebook.cells
+                if c.cell_type == "code" and _meta(c).get("solution")
+            ]
         return "\n\n".join(cells)
 
     @cached_property
@@ -691,8 +1004,9 @@ def editable_cells(nb: nbformat.NotebookNode, source: LessonSource) -> Iterator[
 
 def _is_solution(cell, source: LessonSource) -> bool:
     grade_id = _meta(cell).get("grade_id")
-    return bool(grade_id) and any(_meta(c).get("grade_id") == grade_id and _meta(c).get("solution")
-                                  for c in source.notebook.cells)
+    return bool(grade_id) and any(
+        _meta(c).get("grade_id") == grade_id and _meta(c).get("solution") for c in source.notebook.cells
+    )
 
 
 def notebook_findings(learner: str, nb: nbformat.NotebookNode, source: LessonSource) -> list[Finding]:
@@ -717,13 +1031,15 @@ def notebook_findings(learner: str, nb: nbformat.NotebookNode, source: LessonSou
             snippets[(index, line, rule)] = snippet
             if message not in messages:
                 messages.append(message)
-    findings = [Finding(learner, rule, "; ".join(merged[(index, line, rule)]), index, line,
-                        snippets[(index, line, rule)][:120])
-                for index, line, rule in sorted(merged, key=lambda k: (k[0], k[1], list(RULES).index(k[2])))]
+    findings = [
+        Finding(learner, rule, "; ".join(merged[(index, line, rule)]), index, line, snippets[(index, line, rule)][:120])
+        for index, line, rule in sorted(merged, key=lambda k: (k[0], k[1], list(RULES).index(k[2])))
+    ]
     return findings
 
 
 # ----------------------------------------------------------------------------------- similarity
+
 
 def learner_code(nb: nbformat.NotebookNode, source: LessonSource) -> str:
     """The code a learner wrote: editable code cells that differ from the lesson's own, minus quiz answers."""
@@ -740,12 +1056,14 @@ def learner_code(nb: nbformat.NotebookNode, source: LessonSource) -> str:
 def _fingerprint(name: str, code: str, boilerplate):
     from copydetect import CodeFingerprint
 
-    return CodeFingerprint(f"{name}.py", NOISE, GUARANTEE - NOISE + 1, boilerplate=boilerplate,
-                           fp=io.StringIO(code), language="python")
+    return CodeFingerprint(
+        f"{name}.py", NOISE, GUARANTEE - NOISE + 1, boilerplate=boilerplate, fp=io.StringIO(code), language="python"
+    )
 
 
-def similarities(codes: dict[str, str], key: str, boilerplate_code: str,
-                 threshold: float = DEFAULT_THRESHOLD) -> list[Similarity]:
+def similarities(
+    codes: dict[str, str], key: str, boilerplate_code: str, threshold: float = DEFAULT_THRESHOLD
+) -> list[Similarity]:
     """Pairs (learner vs answer key, learner vs learner) sharing at least ``threshold`` of the smaller
     side's code and at least MIN_SHARED characters of normalised code, most similar first."""
     import logging
@@ -755,14 +1073,15 @@ def similarities(codes: dict[str, str], key: str, boilerplate_code: str,
 
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # copydetect's empty-file warnings
     boilerplate = np.array(sorted(_fingerprint("boilerplate", boilerplate_code, []).hashes), dtype=np.int64)
-    prints = {name: _fingerprint(f"learner{i}", code, boilerplate)
-              for i, (name, code) in enumerate(sorted(codes.items()))}
+    prints = {
+        name: _fingerprint(f"learner{i}", code, boilerplate) for i, (name, code) in enumerate(sorted(codes.items()))
+    }
     if key.strip():
         prints[ANSWER_KEY] = _fingerprint("answer_key", key, boilerplate)
     names = [ANSWER_KEY] * (ANSWER_KEY in prints) + sorted(codes)
     pairs = []
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             a, b = prints[first], prints[second]
             if not a.token_coverage or not b.token_coverage:
                 continue
@@ -774,6 +1093,7 @@ def similarities(codes: dict[str, str], key: str, boilerplate_code: str,
 
 
 # -------------------------------------------------------------------------------------- report
+
 
 @dataclass
 class IntegrityReport:
@@ -811,14 +1131,17 @@ def submissions(course: CourseRoot, lesson: str) -> dict[str, Path]:
     return found
 
 
-def integrity_report(course: CourseRoot, lesson: str, threshold: float = DEFAULT_THRESHOLD,
-                     similarity: bool = True) -> IntegrityReport:
+def integrity_report(
+    course: CourseRoot, lesson: str, threshold: float = DEFAULT_THRESHOLD, similarity: bool = True
+) -> IntegrityReport:
     """Read every submission of ``lesson`` and report findings and similar pairs (nothing is run)."""
     course.check_lesson(lesson)
     subs = submissions(course, lesson)
     if not subs:
-        raise CourseError(f"no submissions of {lesson} under {course.root / 'submitted'} "
-                          f"(collect them first: convcourse collect {lesson} ...)")
+        raise CourseError(
+            f"no submissions of {lesson} under {course.root / 'submitted'} "
+            f"(collect them first: convcourse collect {lesson} ...)"
+        )
     source = LessonSource(course, lesson)
     report = IntegrityReport(lesson, sorted(subs), threshold=threshold)
     codes: dict[str, str] = {}
@@ -826,8 +1149,9 @@ def integrity_report(course: CourseRoot, lesson: str, threshold: float = DEFAULT
         try:
             nb = read_notebook(path)
         except Exception as error:  # noqa: BLE001 - any unreadable file is reported, not fatal
-            report.findings.append(Finding(learner, "unreadable", f"not a readable notebook ({type(error).__name__})",
-                                           None, None, ""))
+            report.findings.append(
+                Finding(learner, "unreadable", f"not a readable notebook ({type(error).__name__})", None, None, "")
+            )
             continue
         report.findings.extend(notebook_findings(learner, nb, source))
         codes[learner] = learner_code(nb, source)
@@ -851,13 +1175,22 @@ def write_csv(report: IntegrityReport, path: Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["learner", "finding", "rule", "cell", "line", "snippet"])
         for f in report.findings:
-            writer.writerow([f.learner, f.finding, f.rule, "" if f.cell is None else f.cell,
-                             "" if f.line is None else f.line, f.snippet])
+            writer.writerow(
+                [
+                    f.learner,
+                    f.finding,
+                    f.rule,
+                    "" if f.cell is None else f.cell,
+                    "" if f.line is None else f.line,
+                    f.snippet,
+                ]
+            )
         for p in report.pairs:  # one row per learner in the pair
             for learner, other in ((p.first, p.second), (p.second, p.first)):
                 if learner != ANSWER_KEY:
-                    writer.writerow([learner, _pair_finding(p, other), "similarity", "", "",
-                                     f"similarity={p.score:.3f}"])
+                    writer.writerow(
+                        [learner, _pair_finding(p, other), "similarity", "", "", f"similarity={p.score:.3f}"]
+                    )
     return path
 
 
@@ -865,15 +1198,20 @@ def format_report(report: IntegrityReport, width: int = 110) -> str:
     """A readable terminal report: per learner the count, then each finding with cell:line and code."""
     counts = report.counts()
     name_w = max([len("learner")] + [len(n) for n in report.learners])
-    lines = [f"integrity report for {report.lesson}: {len(report.learners)} submission(s), "
-             f"{sum(1 for n in counts.values() if n)} flagged for review (nothing is graded from this)", "",
-             f"{'learner':<{name_w}}  {'flags':>5}  rules"]
+    lines = [
+        f"integrity report for {report.lesson}: {len(report.learners)} submission(s), "
+        f"{sum(1 for n in counts.values() if n)} flagged for review (nothing is graded from this)",
+        "",
+        f"{'learner':<{name_w}}  {'flags':>5}  rules",
+    ]
     by_learner: dict[str, list[Finding]] = {}
     for f in report.findings:
         by_learner.setdefault(f.learner, []).append(f)
     for learner in report.learners:
-        rules = sorted({f.rule for f in by_learner.get(learner, [])}
-                       | {"similarity" for p in report.pairs if learner in (p.first, p.second)})
+        rules = sorted(
+            {f.rule for f in by_learner.get(learner, [])}
+            | {"similarity" for p in report.pairs if learner in (p.first, p.second)}
+        )
         lines.append(f"{learner:<{name_w}}  {counts[learner] or '-':>5}  {', '.join(rules)}".rstrip())
     if report.findings:
         lines += ["", "findings (cell = position in the submitted notebook, line = line in that cell):"]

@@ -18,8 +18,9 @@ def release(course: CourseRoot, lesson: str, exchange: bool = False) -> Path:
     course.check_lesson(lesson)
     course.nbgrader("generate_assignment", lesson, "--force")
     folder = course.root / "release" / lesson
-    archive = Path(shutil.make_archive(str(course.root / "release" / lesson), "zip", root_dir=folder.parent,
-                                       base_dir=lesson))
+    archive = Path(
+        shutil.make_archive(str(course.root / "release" / lesson), "zip", root_dir=folder.parent, base_dir=lesson)
+    )
     if exchange:
         course.nbgrader("release_assignment", lesson, "--force")
     return archive

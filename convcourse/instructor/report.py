@@ -60,16 +60,25 @@ def exercise_stats(course: CourseRoot, lesson: str) -> list[ExerciseStats]:
     with course.gradebook() as gb:
         try:
             assignment = gb.find_assignment(lesson)
-        except Exception as error:  # noqa: BLE001 - MissingEntry
+        except Exception as error:
             raise CourseError(f"{lesson} is not in the gradebook (release and grade it first)") from error
-        graded = [s for s in assignment.submissions
-                  if any(g.auto_score is not None or g.manual_score is not None for n in s.notebooks for g in n.grades)]
+        graded = [
+            s
+            for s in assignment.submissions
+            if any(g.auto_score is not None or g.manual_score is not None for n in s.notebooks for g in n.grades)
+        ]
         order = _cell_order(course, lesson)
         for nb in sorted(assignment.notebooks, key=lambda n: n.name):
             cells = sorted(nb.grade_cells, key=lambda c: order.get((nb.name, c.name), len(order)))
             for cell in cells:
-                scores = [g.score for s in graded for n in s.notebooks if n.name == nb.name
-                          for g in n.grades if g.name == cell.name]
+                scores = [
+                    g.score
+                    for s in graded
+                    for n in s.notebooks
+                    if n.name == nb.name
+                    for g in n.grades
+                    if g.name == cell.name
+                ]
                 count = len(scores)
                 mean = sum(scores) / count if count else 0.0
                 fail = sum(1 for v in scores if v < cell.max_score) / count if count else 0.0
@@ -95,15 +104,20 @@ def format_table(rows: list[ExerciseStats]) -> str:
     if not rows:
         return "no graded cells"
     width = max([len("exercise (test cell)")] + [len(r.cell) for r in rows])
-    lines = [f"{'exercise (test cell)':<{width}}  {'points':>6}  {'n':>4}  {'mean':>6}  {'mean %':>6}  "
-             f"{'fail rate':>9}  {'zero':>5}"]
+    lines = [
+        f"{'exercise (test cell)':<{width}}  {'points':>6}  {'n':>4}  {'mean':>6}  {'mean %':>6}  "
+        f"{'fail rate':>9}  {'zero':>5}"
+    ]
     for r in rows:
-        lines.append(f"{r.cell:<{width}}  {r.max_score:>6g}  {r.count:>4d}  {r.mean:>6.2f}  {r.mean_percent:>5.1f}%  "
-                     f"{100 * r.fail_rate:>8.1f}%  {100 * r.zero_rate:>4.0f}%")
+        lines.append(
+            f"{r.cell:<{width}}  {r.max_score:>6g}  {r.count:>4d}  {r.mean:>6.2f}  {r.mean_percent:>5.1f}%  "
+            f"{100 * r.fail_rate:>8.1f}%  {100 * r.zero_rate:>4.0f}%"
+        )
     hardest = max(rows, key=lambda r: (r.fail_rate, -r.mean_percent))
     if hardest.count:
-        lines.append(f"hardest: {hardest.cell} ({100 * hardest.fail_rate:.0f}% of {hardest.count} submissions "
-                     "below full points)")
+        lines.append(
+            f"hardest: {hardest.cell} ({100 * hardest.fail_rate:.0f}% of {hardest.count} submissions below full points)"
+        )
     return "\n".join(lines)
 
 
@@ -119,10 +133,20 @@ def plot_summary(rows: list[ExerciseStats], path: Path) -> Path:
     labels = [r.cell for r in rows]
     ys = range(len(rows))
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(1, len(rows))))
-    ax.barh([y + 0.2 for y in ys], [100 * r.fail_rate for r in rows], height=0.4, color="#d62728",
-            label="fail rate (% below full points)")
-    ax.barh([y - 0.2 for y in ys], [r.mean_percent for r in rows], height=0.4, color="#1f77b4",
-            label="mean score (% of points)")
+    ax.barh(
+        [y + 0.2 for y in ys],
+        [100 * r.fail_rate for r in rows],
+        height=0.4,
+        color="#d62728",
+        label="fail rate (% below full points)",
+    )
+    ax.barh(
+        [y - 0.2 for y in ys],
+        [r.mean_percent for r in rows],
+        height=0.4,
+        color="#1f77b4",
+        label="mean score (% of points)",
+    )
     ax.set_yticks(list(ys), labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
@@ -154,7 +178,7 @@ def learner_stats(course: CourseRoot, lesson: str) -> list[LearnerStats]:
     with course.gradebook() as gb:
         try:
             assignment = gb.find_assignment(lesson)
-        except Exception as error:  # noqa: BLE001 - MissingEntry
+        except Exception as error:
             raise CourseError(f"{lesson} is not in the gradebook (release and grade it first)") from error
         max_score = float(assignment.max_score or 0)
         for s in assignment.submissions:
@@ -183,6 +207,8 @@ def format_learners(rows: list[LearnerStats], lesson: str = "<lesson>") -> str:
         lines.append(f"{r.learner:<{width}}  {score:>11}  {flags:>9}")
     flagged = sum(1 for r in rows if r.integrity)
     if flagged:
-        lines.append(f"integrity: {flagged} learner(s) flagged for review (nothing was deducted); "
-                     f"details: convcourse integrity {lesson}")
+        lines.append(
+            f"integrity: {flagged} learner(s) flagged for review (nothing was deducted); "
+            f"details: convcourse integrity {lesson}"
+        )
     return "\n".join(lines)

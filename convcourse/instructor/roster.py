@@ -36,16 +36,19 @@ def read_roster(path: Path) -> list[dict[str, str | None]]:
         columns = {name.strip().lower(): name for name in reader.fieldnames}
         id_column = next((columns[c] for c in ID_COLUMNS if c in columns), None)
         if id_column is None:
-            raise CourseError(f"{path}: no id column (one of {', '.join(ID_COLUMNS)}); "
-                              f"found {', '.join(reader.fieldnames)}")
+            raise CourseError(
+                f"{path}: no id column (one of {', '.join(ID_COLUMNS)}); found {', '.join(reader.fieldnames)}"
+            )
         rows, seen = [], set()
         for line, raw in enumerate(reader, start=2):
             student = (raw.get(id_column) or "").strip()
             if not student:
                 continue
             if not VALID_ID.match(student):
-                raise CourseError(f"{path}:{line}: invalid learner id {student!r} (letters, digits and . _ @ - "
-                                  "only, starting with a letter or digit)")
+                raise CourseError(
+                    f"{path}:{line}: invalid learner id {student!r} (letters, digits and . _ @ - "
+                    "only, starting with a letter or digit)"
+                )
             if student in seen:
                 raise CourseError(f"{path}:{line}: learner id {student!r} appears twice")
             seen.add(student)

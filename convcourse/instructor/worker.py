@@ -103,7 +103,7 @@ def grade(job: dict) -> dict:
     except Exception as error:  # noqa: BLE001 - nbgrader raises NbGraderException after logging why
         messages = [r.getMessage() for r in collect.records if r.levelno >= logging.ERROR]
         specific = [m for m in messages if not m.startswith(("There was an error processing", "Please see"))]
-        reason = (specific[-1].strip().splitlines()[-1] if specific else f"{type(error).__name__}: {error}")
+        reason = specific[-1].strip().splitlines()[-1] if specific else f"{type(error).__name__}: {error}"
         return {"status": "error", "reason": reason[:500]}
     finally:
         log.removeHandler(collect)
@@ -139,8 +139,12 @@ def main() -> int:
     server = forkserver.active()
     if server is not None:
         ready = server.ready or {}
-        print(f"fork server: ready (pid {ready.get('pid')}, {ready.get('modules')} modules imported in "
-              f"{ready.get('cpu_seconds')} s CPU); grading kernels are forked from it", file=sys.stderr, flush=True)
+        print(
+            f"fork server: ready (pid {ready.get('pid')}, {ready.get('modules')} modules imported in "
+            f"{ready.get('cpu_seconds')} s CPU); grading kernels are forked from it",
+            file=sys.stderr,
+            flush=True,
+        )
 
     for line in sys.stdin:
         if not line.strip():

@@ -24,8 +24,14 @@ import matplotlib.pyplot as plt
 class FigureView:
     """Controls + an Output showing ``draw(**control_values)``; ``update()`` is the redraw path."""
 
-    def __init__(self, draw: Callable[..., plt.Figure], controls: Mapping[str, w.ValueWidget],
-                 *, title: str = "", description: str = ""):
+    def __init__(
+        self,
+        draw: Callable[..., plt.Figure],
+        controls: Mapping[str, w.ValueWidget],
+        *,
+        title: str = "",
+        description: str = "",
+    ):
         self.draw = draw
         self.title = title
         self.controls = dict(controls)
@@ -36,8 +42,10 @@ class FigureView:
         header = [w.HTML(f"<b>{title}</b>")] if title else []
         if description:
             header.append(w.HTML(f"<span style='color:#555'>{description}</span>"))
-        self.widget = w.VBox(header + [w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap")),
-                                       self.output, self.status])
+        self.widget = w.VBox(
+            header
+            + [w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap")), self.output, self.status]
+        )
         self.widget.add_class("convcourse-widget")
         for control in self.controls.values():
             control.observe(lambda _change: self.update(), names="value")
@@ -63,6 +71,7 @@ class FigureView:
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
+
         display(self.widget)
 
 
@@ -104,8 +113,11 @@ def _pin_titles(figure: plt.Figure) -> None:
     would leave it (just above the axes), and each redraw saves a tight-bbox pass over the axes' ticks (the
     largest cost of a redraw of many small panels)."""
     for ax in figure.axes:
-        no_ticks = (not ax.axison or (len(ax.get_yticks()) == 0 and ax.xaxis.get_ticks_position() == "bottom"
-                                      and ax.xaxis.get_label_position() == "bottom"))
+        no_ticks = not ax.axison or (
+            len(ax.get_yticks()) == 0
+            and ax.xaxis.get_ticks_position() == "bottom"
+            and ax.xaxis.get_label_position() == "bottom"
+        )
         if no_ticks and getattr(ax, "_autotitlepos", False) and not ax.child_axes:
             ax._autotitlepos = False
 

@@ -53,8 +53,10 @@ class ConvGeometry:
     def out_shape(self) -> Pair:
         return tuple(  # type: ignore[return-value]
             (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, k, s, p, d in zip((self.height, self.width), self.kernel_size, self.stride, self.padding,
-                                        self.dilation))
+            for size, k, s, p, d in zip(
+                (self.height, self.width), self.kernel_size, self.stride, self.padding, self.dilation
+            )
+        )
 
     def inputs_of(self, i: int, j: int) -> list[Link]:
         """The input pixels output (i, j) reads, with the tap that multiplies each. Rows/columns
@@ -108,13 +110,20 @@ def example_call(geometry: ConvGeometry, mode: str, row: int, col: int) -> dict:
         grad_output[0, 0, row, col] = 1.0
     else:
         grad_output += 1.0
-    return dict(grad_output=grad_output, input=torch.zeros(1, 1, geometry.height, geometry.width, dtype=torch.float64),
-                weight=example_kernel(geometry.kernel_size)[None, None], stride=geometry.stride,
-                padding=geometry.padding, dilation=geometry.dilation, groups=1)
+    return dict(
+        grad_output=grad_output,
+        input=torch.zeros(1, 1, geometry.height, geometry.width, dtype=torch.float64),
+        weight=example_kernel(geometry.kernel_size)[None, None],
+        stride=geometry.stride,
+        padding=geometry.padding,
+        dilation=geometry.dilation,
+        groups=1,
+    )
 
 
-def learner_grad_input(conv2d_backward: Callable, geometry: ConvGeometry, mode: str, row: int,
-                       col: int) -> tuple[torch.Tensor, torch.Tensor]:
+def learner_grad_input(
+    conv2d_backward: Callable, geometry: ConvGeometry, mode: str, row: int, col: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(learner's grad_input, torch's) on the widget's example, as (H, W) tensors.
 
     Output mode: grad_output is 1 at the chosen output pixel, so grad_input is the kernel laid
@@ -131,8 +140,17 @@ def learner_grad_input(conv2d_backward: Callable, geometry: ConvGeometry, mode: 
     return torch.as_tensor(mine, dtype=torch.float64).reshape(expected.shape)[0, 0], expected[0, 0]
 
 
-def _grid(ax: plt.Axes, shape: Pair, title: str, *, pad: Pair = (0, 0), marks: dict[Pair, str] | None = None,
-          chosen: Pair | None = None, color: str = COLORS["input"], values: np.ndarray | None = None) -> None:
+def _grid(
+    ax: plt.Axes,
+    shape: Pair,
+    title: str,
+    *,
+    pad: Pair = (0, 0),
+    marks: dict[Pair, str] | None = None,
+    chosen: Pair | None = None,
+    color: str = COLORS["input"],
+    values: np.ndarray | None = None,
+) -> None:
     """A grid of cells; padding cells grey, marked cells coloured and labelled, the chosen one outlined.
 
     Drawn for speed (a redraw within the slider's pace): one image, two line collections for the cell
@@ -140,8 +158,8 @@ def _grid(ax: plt.Axes, shape: Pair, title: str, *, pad: Pair = (0, 0), marks: d
     tick label per cell)."""
     rows, cols = shape[0] + 2 * pad[0], shape[1] + 2 * pad[1]
     rgb = np.ones((rows, cols, 3))
-    rgb[:pad[0]], rgb[rows - pad[0]:] = 0.85, 0.85
-    rgb[:, :pad[1]], rgb[:, cols - pad[1]:] = 0.85, 0.85
+    rgb[: pad[0]], rgb[rows - pad[0] :] = 0.85, 0.85
+    rgb[:, : pad[1]], rgb[:, cols - pad[1] :] = 0.85, 0.85
     tint = np.array(matplotlib_color(color))
     for (r, c), _ in (marks or {}).items():
         rr, cc = r + pad[0], c + pad[1]
@@ -155,17 +173,29 @@ def _grid(ax: plt.Axes, shape: Pair, title: str, *, pad: Pair = (0, 0), marks: d
     if values is not None:
         labels += [((r, c), f"{v:.3g}") for (r, c), v in np.ndenumerate(values) if (r, c) not in (marks or {}) and v]
     if labels:
-        cell_labels(ax, [c for (_, c), _ in labels], [r for (r, _), _ in labels], [text for _, text in labels],
-                    fontsize=7, color=["black" if (rc in (marks or {})) else "#333" for rc, _ in labels])
+        cell_labels(
+            ax,
+            [c for (_, c), _ in labels],
+            [r for (r, _), _ in labels],
+            [text for _, text in labels],
+            fontsize=7,
+            color=["black" if (rc in (marks or {})) else "#333" for rc, _ in labels],
+        )
     # Row and column numbers just outside the grid (padding rows/columns get negative or >= size numbers).
     numbers_r, numbers_c = range(-pad[0], shape[0] + pad[0]), range(-pad[1], shape[1] + pad[1])
-    index = cell_labels(ax, [left - 0.45] * len(numbers_r) + list(numbers_c),
-                        list(numbers_r) + [bottom + 0.45] * len(numbers_c),
-                        [str(n) for n in numbers_r] + [str(n) for n in numbers_c], fontsize=6, color="#555")
+    index = cell_labels(
+        ax,
+        [left - 0.45] * len(numbers_r) + list(numbers_c),
+        list(numbers_r) + [bottom + 0.45] * len(numbers_c),
+        [str(n) for n in numbers_r] + [str(n) for n in numbers_c],
+        fontsize=6,
+        color="#555",
+    )
     index.set_clip_on(False)
     if chosen is not None:
-        ax.add_patch(plt.Rectangle((chosen[1] - 0.5, chosen[0] - 0.5), 1, 1, fill=False, lw=2.5,
-                                   edgecolor=COLORS["highlight"]))
+        ax.add_patch(
+            plt.Rectangle((chosen[1] - 0.5, chosen[0] - 0.5), 1, 1, fill=False, lw=2.5, edgecolor=COLORS["highlight"])
+        )
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.set_axis_off()
@@ -178,8 +208,7 @@ def matplotlib_color(name: str) -> tuple[float, float, float]:
     return to_rgb(name)
 
 
-def draw(geometry: ConvGeometry, mode: str, row: int, col: int,
-         conv2d_backward: Callable | None = None) -> plt.Figure:
+def draw(geometry: ConvGeometry, mode: str, row: int, col: int, conv2d_backward: Callable | None = None) -> plt.Figure:
     """Input, kernel and output grids with the links of the chosen pixel (and the learner's grad_input)."""
     row, col = geometry.clamp(mode, row, col)
     kh, kw = geometry.kernel_size
@@ -190,69 +219,122 @@ def draw(geometry: ConvGeometry, mode: str, row: int, col: int,
     # margins (no constrained layout: a layout pass per redraw) and 80 dpi: ~1000 px wide with four panels,
     # the width of a notebook's output area (more pixels would only be scaled down by the browser).
     fig = Figure(figsize=(3.2 * panels, 3.6), dpi=80)
-    axes = fig.subplots(1, panels, gridspec_kw={"width_ratios": [geometry.width + 2 * pw, max(kw, 2), max(ow, 2)]
-                                                + ([geometry.width] if panels == 4 else [])})
+    axes = fig.subplots(
+        1,
+        panels,
+        gridspec_kw={
+            "width_ratios": [geometry.width + 2 * pw, max(kw, 2), max(ow, 2)]
+            + ([geometry.width] if panels == 4 else [])
+        },
+    )
     fig.subplots_adjust(left=0.025, right=0.99, bottom=0.1, top=0.8, wspace=0.18)
     tap = lambda ab: f"w{ab[0]}{ab[1]}"  # noqa: E731
     if mode == INPUT_TO_OUTPUTS:
         links = geometry.outputs_of(row, col)
-        _grid(axes[0], (geometry.height, geometry.width), f"input (pick {row}, {col})", pad=geometry.padding,
-              marks={(row, col): "x"}, chosen=(row, col))
+        _grid(
+            axes[0],
+            (geometry.height, geometry.width),
+            f"input (pick {row}, {col})",
+            pad=geometry.padding,
+            marks={(row, col): "x"},
+            chosen=(row, col),
+        )
         _grid(axes[1], (kh, kw), "kernel taps used", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"])
-        _grid(axes[2], (oh, ow), f"outputs touched: {len(links)}", marks={ij: tap(ab) for ij, ab in links},
-              color=COLORS["output"])
+        _grid(
+            axes[2],
+            (oh, ow),
+            f"outputs touched: {len(links)}",
+            marks={ij: tap(ab) for ij, ab in links},
+            color=COLORS["output"],
+        )
         terms = [f"g[{i},{j}]·w[{a},{b}]" for (i, j), (a, b) in links]
         title = f"grad_input[{row}, {col}] = " + (" + ".join(terms) if terms else "0 (no window reads this pixel)")
     else:
         links = geometry.inputs_of(row, col)
-        _grid(axes[0], (geometry.height, geometry.width), "inputs read (grey = padding)", pad=geometry.padding,
-              marks={rc: tap(ab) for rc, ab in links}, color=COLORS["input"])
+        _grid(
+            axes[0],
+            (geometry.height, geometry.width),
+            "inputs read (grey = padding)",
+            pad=geometry.padding,
+            marks={rc: tap(ab) for rc, ab in links},
+            color=COLORS["input"],
+        )
         _grid(axes[1], (kh, kw), "every tap", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"])
-        _grid(axes[2], (oh, ow), f"output (pick {row}, {col})", marks={(row, col): "g"}, chosen=(row, col),
-              color=COLORS["output"])
+        _grid(
+            axes[2],
+            (oh, ow),
+            f"output (pick {row}, {col})",
+            marks={(row, col): "g"},
+            chosen=(row, col),
+            color=COLORS["output"],
+        )
         inside = [(rc, ab) for rc, ab in links if 0 <= rc[0] < geometry.height and 0 <= rc[1] < geometry.width]
-        title = (f"out[{row}, {col}] reads {len(inside)} input pixels ({len(links) - len(inside)} in the padding): "
-                 f"grad_weight[a, b] += g[{row},{col}]·x[input at tap (a, b)]")
+        title = (
+            f"out[{row}, {col}] reads {len(inside)} input pixels ({len(links) - len(inside)} in the padding): "
+            f"grad_weight[a, b] += g[{row},{col}]·x[input at tap (a, b)]"
+        )
     if conv2d_backward is not None:
         ax = axes[3]
         try:
             mine, expected = learner_grad_input(conv2d_backward, geometry, mode, row, col)
             # ✓ only when the grader's own check of conv2d_backward passes on this call (all three gradients)
             ok = grader_agrees("conv2d_backward", conv2d_backward, **example_call(geometry, mode, row, col))
-            _grid(ax, (geometry.height, geometry.width),
-                  f"your grad_input {'✓' if ok else '✗ differs'}", values=mine.numpy(),
-                  marks={} if ok else {divmod(int((mine - expected).abs().argmax()), geometry.width): "✗"},
-                  color=COLORS["highlight"])
-            ax.set_xlabel("grad_output = " + ("1 at the picked output" if mode == OUTPUT_TO_INPUTS else "all ones"),
-                          fontsize=8)
+            _grid(
+                ax,
+                (geometry.height, geometry.width),
+                f"your grad_input {'✓' if ok else '✗ differs'}",
+                values=mine.numpy(),
+                marks={} if ok else {divmod(int((mine - expected).abs().argmax()), geometry.width): "✗"},
+                color=COLORS["highlight"],
+            )
+            ax.set_xlabel(
+                "grad_output = " + ("1 at the picked output" if mode == OUTPUT_TO_INPUTS else "all ones"), fontsize=8
+            )
         except NotImplementedError:
             ax.set_axis_off()
             ax.text(0.5, 0.5, "your conv2d_backward:\nnot implemented yet", ha="center", va="center")
-        except Exception as error:  # the learner's bug is shown, not raised
+        except Exception as error:  # the learner's bug is shown, not raised  # noqa: BLE001
             ax.set_axis_off()
-            ax.text(0.5, 0.5, f"your conv2d_backward raised\n{type(error).__name__}", ha="center", va="center",
-                    color=COLORS["highlight"])
+            ax.text(
+                0.5,
+                0.5,
+                f"your conv2d_backward raised\n{type(error).__name__}",
+                ha="center",
+                va="center",
+                color=COLORS["highlight"],
+            )
     fig.suptitle(title if len(title) < 140 else title[:137] + "…", fontsize=9)
     return fig
 
 
-def touch_counts_figure(height: int = 9, width: int = 9,
-                        settings: tuple[dict, ...] = (dict(kernel_size=3), dict(kernel_size=3, stride=2),
-                                                      dict(kernel_size=4, stride=2),
-                                                      dict(kernel_size=3, dilation=2))) -> plt.Figure:
+def touch_counts_figure(
+    height: int = 9,
+    width: int = 9,
+    settings: tuple[dict, ...] = (
+        dict(kernel_size=3),
+        dict(kernel_size=3, stride=2),
+        dict(kernel_size=4, stride=2),
+        dict(kernel_size=3, dilation=2),
+    ),
+) -> plt.Figure:
     """Heat maps of :meth:`ConvGeometry.touch_counts` for a few settings, side by side."""
     fig, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 3.3), layout="constrained")
     for ax, options in zip(np.atleast_1d(axes), settings):
         counts = ConvGeometry(height, width, **options).touch_counts().numpy()
         ax.imshow(counts, cmap="Purples", vmin=0, vmax=max(int(counts.max()), 1))
         for (r, c), v in np.ndenumerate(counts):
-            ax.text(c, r, str(v), ha="center", va="center", fontsize=7,
-                    color="white" if v > 0.6 * counts.max() else "black")
+            ax.text(
+                c, r, str(v), ha="center", va="center", fontsize=7, color="white" if v > 0.6 * counts.max() else "black"
+            )
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(", ".join(f"{k.replace('kernel_size', 'k')}={v}" for k, v in options.items()), fontsize=9)
-    fig.supxlabel("Number in each input pixel: how many products (output pixel × tap) it enters, "
-                  "so how many terms its gradient sums.", fontsize=9, style="italic")
+    fig.supxlabel(
+        "Number in each input pixel: how many products (output pixel × tap) it enters, "
+        "so how many terms its gradient sums.",
+        fontsize=9,
+        style="italic",
+    )
     return fig
 
 
@@ -260,8 +342,9 @@ def backward_widget(height: int = 7, width: int = 7, conv2d_backward: Callable |
     """Pick an input pixel to see the outputs it touches, or an output pixel to see what it reads."""
     size = max(height, width)
     controls = {
-        "mode": w.ToggleButtons(options=[INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS], value=INPUT_TO_OUTPUTS,
-                                description="pick"),
+        "mode": w.ToggleButtons(
+            options=[INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS], value=INPUT_TO_OUTPUTS, description="pick"
+        ),
         "row": w.IntSlider(value=2, min=0, max=size - 1, description="row"),
         "col": w.IntSlider(value=3, min=0, max=size - 1, description="col"),
         "kernel_size": w.IntSlider(value=3, min=1, max=4, description="kernel"),
@@ -281,6 +364,10 @@ def backward_widget(height: int = 7, width: int = 7, conv2d_backward: Callable |
             return fig
         return draw(geometry, mode, row, col, conv2d_backward)
 
-    return FigureView(redraw, controls, title="Who touches whom",
-                      description="Row/col pick a pixel of the input or of the output (clipped to its grid). "
-                                  "Labels wAB name the kernel tap that links the two pixels.")
+    return FigureView(
+        redraw,
+        controls,
+        title="Who touches whom",
+        description="Row/col pick a pixel of the input or of the output (clipped to its grid). "
+        "Labels wAB name the kernel tap that links the two pixels.",
+    )

@@ -30,8 +30,9 @@ def class_probabilities(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.double(), 0).cpu()
 
 
-def draw(model: nn.Module | None, images: torch.Tensor, labels: torch.Tensor, index: int,
-         layer: str | None = None) -> Figure:
+def draw(
+    model: nn.Module | None, images: torch.Tensor, labels: torch.Tensor, index: int, layer: str | None = None
+) -> Figure:
     """Digit ``index``, the feature maps of ``layer`` (default: the first Conv2d) and the class probabilities."""
     fig = Figure(figsize=(11, 3.3), layout="constrained")
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2.6, 1.4]})
@@ -43,8 +44,14 @@ def draw(model: nn.Module | None, images: torch.Tensor, labels: torch.Tensor, in
     if not convs:
         for ax in axes[1:]:
             ax.set_axis_off()
-        axes[1].text(0.5, 0.5, "no model with a Conv2d yet:\nimplement build_model and train_model",
-                     ha="center", va="center", color="#555")
+        axes[1].text(
+            0.5,
+            0.5,
+            "no model with a Conv2d yet:\nimplement build_model and train_model",
+            ha="center",
+            va="center",
+            color="#555",
+        )
         return fig
     maps = feature_maps(model, image)
     name = layer if layer in maps else next(iter(maps))
@@ -72,7 +79,9 @@ def feature_map_widget(model: nn.Module | None, images: torch.Tensor, labels: to
         "index": w.IntSlider(value=0, min=0, max=len(images) - 1, description="digit"),
         "layer": w.Dropdown(options=names or ["(none)"], description="layer"),
     }
-    return FigureView(lambda index, layer: draw(model, images, labels, index, layer), controls,
-                      title="Inside the network",
-                      description="Red: positive responses, blue: negative. Green bar: the true label; "
-                                  "red bar: a wrong prediction.")
+    return FigureView(
+        lambda index, layer: draw(model, images, labels, index, layer),
+        controls,
+        title="Inside the network",
+        description="Red: positive responses, blue: negative. Green bar: the true label; red bar: a wrong prediction.",
+    )

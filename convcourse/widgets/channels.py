@@ -48,8 +48,15 @@ def show_filter_bank(bank: dict[str, torch.Tensor], names: tuple[str, ...] = CHA
             for a in range(kh):
                 for b in range(kw):
                     v = float(kernel[a, b]) + 0.0  # no "-0"
-                    ax.text(b, a, f"{v:.2g}", ha="center", va="center", fontsize=7,
-                            color="white" if abs(v) > 0.6 * limit else "black")
+                    ax.text(
+                        b,
+                        a,
+                        f"{v:.2g}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if abs(v) > 0.6 * limit else "black",
+                    )
             ax.set_xticks([])
             ax.set_yticks([])
             channel = f"\n{names[c] if c < len(names) else f'channel {c}'}" if o == 0 else ""
@@ -64,8 +71,8 @@ def show_filter_bank(bank: dict[str, torch.Tensor], names: tuple[str, ...] = CHA
 class ChannelMixer:
     """One conv layer on a (C, H, W) image: per-input-channel contributions to each output channel."""
 
-    image: torch.Tensor            # (C, H, W)
-    weight: torch.Tensor           # (O, C, kH, kW)
+    image: torch.Tensor  # (C, H, W)
+    weight: torch.Tensor  # (O, C, kH, kW)
     names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -109,8 +116,12 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
     axes[1, c].set_title(f"= output channel {o}")
     kernels = model.weight[o]
     kl = float(kernels.abs().max()) or 1.0
-    axes[0, c].imshow(torch.cat([torch.cat([k, torch.full((k.shape[0], 1), float("nan"))], 1) for k in kernels], 1),
-                      cmap="RdBu_r", vmin=-kl, vmax=kl)
+    axes[0, c].imshow(
+        torch.cat([torch.cat([k, torch.full((k.shape[0], 1), float("nan"))], 1) for k in kernels], 1),
+        cmap="RdBu_r",
+        vmin=-kl,
+        vmax=kl,
+    )
     axes[0, c].set_title(f"weight[{o}]: one slice per input", fontsize=9)
     if learner is not None:
         ax = axes[1, c + 1]
@@ -121,15 +132,18 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
             ax.set_title("your conv2d_channels " + ("✓" if ok else "✗ differs"))
         except NotImplementedError:
             ax.text(0.5, 0.5, "your conv2d_channels:\nnot implemented yet", ha="center", va="center")
-        except Exception as error:  # shown in the widget instead of a traceback
+        except Exception as error:  # shown in the widget instead of a traceback  # noqa: BLE001
             ax.text(0.5, 0.5, f"your conv2d_channels raised\n{type(error).__name__}", ha="center", va="center")
         axes[0, c + 1].set_axis_off()
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Each input channel is correlated with its own slice of the kernel; the results are summed.",
-                 fontsize=10)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.85, bottom=0.02, hspace=0.25, wspace=0.08)  # fixed: faster than tight_layout
+    fig.suptitle(
+        "Each input channel is correlated with its own slice of the kernel; the results are summed.", fontsize=10
+    )
+    fig.subplots_adjust(
+        left=0.01, right=0.99, top=0.85, bottom=0.02, hspace=0.25, wspace=0.08
+    )  # fixed: faster than tight_layout
     return fig
 
 
@@ -151,7 +165,7 @@ class CallOnce:
             self.calls += 1
             try:
                 self._result = self.fn(*args, **kwargs)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001
                 self._error = error
             self._done = True
         if self._error is not None:
@@ -159,17 +173,28 @@ class CallOnce:
         return self._result
 
 
-def channels_widget(image: torch.Tensor, weight: torch.Tensor | None = None, names: tuple[str, ...] = CHANNEL_NAMES,
-                    conv2d_channels: Callable | None = None) -> FigureView:
+def channels_widget(
+    image: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    names: tuple[str, ...] = CHANNEL_NAMES,
+    conv2d_channels: Callable | None = None,
+) -> FigureView:
     """Pick an output channel and see how the input channels add up to it."""
     filter_names = None
     if weight is None:
         bank = filter_bank(image.dtype)
         weight, filter_names = torch.stack(list(bank.values())), list(bank)
     model = ChannelMixer(image, weight.to(image.dtype), names)
-    labels = [(f"{o}: {n}", o) for o, n in enumerate(filter_names)] if filter_names else \
-        [(str(o), o) for o in range(model.out_channels)]
+    labels = (
+        [(f"{o}: {n}", o) for o, n in enumerate(filter_names)]
+        if filter_names
+        else [(str(o), o) for o in range(model.out_channels)]
+    )
     choice = w.Dropdown(options=labels, value=0, description="output")
     learner = CallOnce(conv2d_channels) if conv2d_channels is not None else None
-    return FigureView(lambda o: draw(model, o, learner), {"o": choice}, title="Channels add up",
-                      description="weight[o, c] is the kernel that output channel o applies to input channel c.")
+    return FigureView(
+        lambda o: draw(model, o, learner),
+        {"o": choice},
+        title="Channels add up",
+        description="weight[o, c] is the kernel that output channel o applies to input channel c.",
+    )

@@ -13,8 +13,12 @@ import numpy as np
 from ..plots import COLORS, cell_labels, index_labels
 from . import FigureView, grader_agrees
 
-SCHEDULES = {"1, 1, 1, 1 (no dilation)": (1, 1, 1, 1), "1, 2, 4, 8 (doubling)": (1, 2, 4, 8),
-             "2, 2, 2, 2": (2, 2, 2, 2), "1, 2, 3, 1": (1, 2, 3, 1)}
+SCHEDULES = {
+    "1, 1, 1, 1 (no dilation)": (1, 1, 1, 1),
+    "1, 2, 4, 8 (doubling)": (1, 2, 4, 8),
+    "2, 2, 2, 2": (2, 2, 2, 2),
+    "1, 2, 3, 1": (1, 2, 3, 1),
+}
 
 
 def kernel_footprint(kernel_size: int, dilation: int) -> np.ndarray:
@@ -61,8 +65,10 @@ class LayerStack:
         # Draw a pixel above the middle of the input columns it reads: shift level n by half the span of
         # the layers below it (dilations[:L - n]).
         total = len(self.dilations)
-        return [np.roll(level, sum(d * (self.kernel_size - 1) for d in self.dilations[:total - n]) // 2)
-                for n, level in enumerate(levels)]
+        return [
+            np.roll(level, sum(d * (self.kernel_size - 1) for d in self.dilations[: total - n]) // 2)
+            for n, level in enumerate(levels)
+        ]
 
 
 def learner_verdict(receptive_field: Callable | None, kernel_size: int, dilations: tuple[int, ...]) -> str:
@@ -75,16 +81,18 @@ def learner_verdict(receptive_field: Callable | None, kernel_size: int, dilation
         mine = receptive_field([kernel_size] * n, [1] * n, list(dilations))
     except NotImplementedError:
         return "your receptive_field: not implemented yet"
-    except Exception as error:  # show the learner's error in the widget, not a traceback
+    except Exception as error:  # show the learner's error in the widget, not a traceback  # noqa: BLE001
         return f"your receptive_field raised {type(error).__name__}"
     expected = LayerStack(kernel_size, dilations).receptive_field
-    ok = grader_agrees("receptive_field", receptive_field, kernel_sizes=[kernel_size] * n, strides=[1] * n,
-                       dilations=list(dilations))  # the test cells' own check
+    ok = grader_agrees(
+        "receptive_field", receptive_field, kernel_sizes=[kernel_size] * n, strides=[1] * n, dilations=list(dilations)
+    )  # the test cells' own check
     return f"your receptive_field: {mine!r} {'✓' if ok else f'✗ (the picture shows {expected})'}"
 
 
-def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...],
-         receptive_field: Callable | None = None) -> plt.Figure:
+def draw(
+    kernel_size: int, dilation: int, dilations: tuple[int, ...], receptive_field: Callable | None = None
+) -> plt.Figure:
     """Left: one dilated kernel's taps. Right: the input pixels feeding one output pixel of a stack, and the
     learner's ``receptive_field`` for that stack when given."""
     footprint = kernel_footprint(kernel_size, dilation)
@@ -93,8 +101,11 @@ def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...],
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 2.4]})
     left.imshow(footprint, cmap="Oranges", vmin=0, vmax=1.3)
     index_labels(left, range(footprint.shape[1]), range(footprint.shape[0]), fontsize=6)
-    left.set_title(f"{kernel_size}×{kernel_size} kernel, dilation {dilation}\nspans {footprint.shape[0]}×"
-                   f"{footprint.shape[1]} pixels, {kernel_size * kernel_size} weights", fontsize=9)
+    left.set_title(
+        f"{kernel_size}×{kernel_size} kernel, dilation {dilation}\nspans {footprint.shape[0]}×"
+        f"{footprint.shape[1]} pixels, {kernel_size * kernel_size} weights",
+        fontsize=9,
+    )
     counts = np.array(levels, dtype=float)
     right.imshow(np.ma.masked_equal(counts, 0), cmap="Blues", aspect="auto", vmin=0, vmax=max(counts.max(), 1))
     right.imshow(np.ma.masked_not_equal(counts, 0), cmap="Greys", aspect="auto", vmin=0, vmax=8, alpha=0.3)
@@ -107,11 +118,17 @@ def draw(kernel_size: int, dilation: int, dilations: tuple[int, ...],
     right.set_yticklabels(names, fontsize=7)
     right.set_xticks([])
     rf = stack.receptive_field
-    right.set_title(f"{len(dilations)} layers, kernel {kernel_size}, dilations {', '.join(map(str, dilations))}: "
-                    f"receptive field {rf} pixels", fontsize=9, color=COLORS["input"])
+    right.set_title(
+        f"{len(dilations)} layers, kernel {kernel_size}, dilations {', '.join(map(str, dilations))}: "
+        f"receptive field {rf} pixels",
+        fontsize=9,
+        color=COLORS["input"],
+    )
     verdict = learner_verdict(receptive_field, kernel_size, tuple(dilations))
-    right.set_xlabel("numbers: how many paths connect that pixel to the output pixel"
-                     + (f"\n{verdict}" if verdict else ""), fontsize=8)
+    right.set_xlabel(
+        "numbers: how many paths connect that pixel to the output pixel" + (f"\n{verdict}" if verdict else ""),
+        fontsize=8,
+    )
     # Fixed margins (what tight_layout finds for the widest labels): tight_layout doubles the redraw time.
     fig.subplots_adjust(left=0.03, right=0.985, bottom=0.14, top=0.9, wspace=0.26)
     return fig
@@ -128,7 +145,10 @@ def dilation_widget(receptive_field: Callable | None = None) -> FigureView:
     def render(kernel, dilation, layers, schedule):
         return draw(kernel, dilation, SCHEDULES[schedule][:layers], receptive_field)
 
-    return FigureView(render, {"kernel": kernel, "dilation": dilation, "layers": layers, "schedule": schedule},
-                      title="Dilation and receptive field",
-                      description="Left: the kernel's taps (orange) inside the area it spans. Right: which input "
-                      "pixels can influence one output pixel after a stack of layers (stride 1).")
+    return FigureView(
+        render,
+        {"kernel": kernel, "dilation": dilation, "layers": layers, "schedule": schedule},
+        title="Dilation and receptive field",
+        description="Left: the kernel's taps (orange) inside the area it spans. Right: which input "
+        "pixels can influence one output pixel after a stack of layers (stride 1).",
+    )

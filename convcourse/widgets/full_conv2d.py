@@ -45,8 +45,9 @@ class ConvCall:
         per_group = max(self.in_channels // max(self.groups, 1), 1)
         args: dict[str, Any] = {
             "input": torch.randn(1, self.in_channels, self.h, self.w, generator=generator, dtype=torch.float64),
-            "weight": torch.randn(self.out_channels, per_group, self.kh, self.kw, generator=generator,
-                                  dtype=torch.float64),
+            "weight": torch.randn(
+                self.out_channels, per_group, self.kh, self.kw, generator=generator, dtype=torch.float64
+            ),
             "bias": torch.randn(self.out_channels, generator=generator, dtype=torch.float64) if self.bias else None,
         }
         args.update(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
@@ -58,7 +59,7 @@ class ConvCall:
             with warnings.catch_warnings():  # e.g. torch's note that 'same' with an even kernel copies the input
                 warnings.simplefilter("ignore")
                 return F.conv2d(**self.inputs())
-        except Exception as error:  # shown to the learner: this is the lesson about torch's errors
+        except Exception as error:  # shown to the learner: this is the lesson about torch's errors  # noqa: BLE001
             return error
 
     def pads(self) -> tuple[int, int, int, int]:
@@ -103,15 +104,19 @@ class ConvCall:
     def call_text(self) -> str:
         padding = repr(self.padding)
         bias = "bias" if self.bias else "None"
-        return (f"F.conv2d(x: (1, {self.in_channels}, {self.h}, {self.w}), weight: ({self.out_channels}, "
-                f"{max(self.in_channels // max(self.groups, 1), 1)}, {self.kh}, {self.kw}), {bias}, stride={self.stride}, "
-                f"padding={padding}, dilation={self.dilation}, groups={self.groups})")
+        return (
+            f"F.conv2d(x: (1, {self.in_channels}, {self.h}, {self.w}), weight: ({self.out_channels}, "
+            f"{max(self.in_channels // max(self.groups, 1), 1)}, {self.kh}, {self.kw}), {bias}, stride={self.stride}, "
+            f"padding={padding}, dilation={self.dilation}, groups={self.groups})"
+        )
 
     def formula(self) -> str:
         left, right, top, bottom = self.pads()
         (ph, pw), (sh, sw), (eh, ew) = self.padded_shape, self.stride, self.span
-        return (f"H_out = ⌊({self.h} + {top} + {bottom} − {eh}) / {sh}⌋ + 1 = {(ph - eh) // sh + 1}     "
-                f"W_out = ⌊({self.w} + {left} + {right} − {ew}) / {sw}⌋ + 1 = {(pw - ew) // sw + 1}")
+        return (
+            f"H_out = ⌊({self.h} + {top} + {bottom} − {eh}) / {sh}⌋ + 1 = {(ph - eh) // sh + 1}     "
+            f"W_out = ⌊({self.w} + {left} + {right} − {ew}) / {sw}⌋ + 1 = {(pw - ew) // sw + 1}"
+        )
 
 
 def learner_verdict(call: ConvCall, conv2d: Callable | None) -> str:
@@ -138,8 +143,9 @@ def _cells(ax: plt.Axes, rows: int, cols: int, top: int, left: int, color: str) 
     ax.hlines(np.arange(rows + 1) - 0.5 - top, -0.5 - left, cols - 0.5 - left, color=color, lw=0.5)
 
 
-def draw(call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = None,
-         verdict: str | None = None) -> plt.Figure:
+def draw(
+    call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = None, verdict: str | None = None
+) -> plt.Figure:
     """Padded input with the taps of one output pixel, the output grid, torch's answer and the verdict."""
     result = call.torch_result()
     fig = plt.figure(figsize=(9.6, 5.0))
@@ -148,7 +154,7 @@ def draw(call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = N
     left, right, top, bottom = (max(p, 0) for p in call.pads())
     ph, pw = call.h + top + bottom, call.w + left + right
     background = np.tile(np.array(matplotlib.colors.to_rgb(COLORS["padding"])), (ph, pw, 1))
-    background[top:top + call.h, left:left + call.w] = matplotlib.colors.to_rgb("#BFD3EA")
+    background[top : top + call.h, left : left + call.w] = matplotlib.colors.to_rgb("#BFD3EA")
     ax_in.imshow(background, extent=(-0.5 - left, pw - 0.5 - left, ph - 0.5 - top, -0.5 - top))
     _cells(ax_in, ph, pw, top, left, COLORS["input"])
     if top or left or bottom or right:
@@ -161,8 +167,16 @@ def draw(call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = N
         out_h = out_w = 0
         ax_in.set_title(f"input {call.h}×{call.w}" + (" (grey: padding)" if ph > call.h or pw > call.w else ""))
         ax_out.set_axis_off()
-        ax_out.text(0.5, 0.5, f"torch raises\n{type(result).__name__}", ha="center", va="center", fontsize=12,
-                    color=COLORS["highlight"], transform=ax_out.transAxes)
+        ax_out.text(
+            0.5,
+            0.5,
+            f"torch raises\n{type(result).__name__}",
+            ha="center",
+            va="center",
+            fontsize=12,
+            color=COLORS["highlight"],
+            transform=ax_out.transAxes,
+        )
         status = f"torch: {type(result).__name__}: {str(result).splitlines()[0]}"
     else:
         out_h, out_w = result.shape[-2:]
@@ -176,10 +190,14 @@ def draw(call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = N
         if on_input:
             ax_in.plot([c for _, c in on_input], [r for r, _ in on_input], "s", ms=7, color=COLORS["kernel"], alpha=0.8)
         channels = call.input_channels_of(o)
-        ax_in.set_title(f"input {call.h}×{call.w}, padded {ph}×{pw}: the {len(taps)} taps of out[{o}, {i}, {j}]",
-                        fontsize=10)
-        ax_in.set_xlabel(f"out[{o}] reads input channels {channels.start}..{channels.stop - 1} "
-                         f"(groups={call.groups}); hollow taps fall on padding", fontsize=8)
+        ax_in.set_title(
+            f"input {call.h}×{call.w}, padded {ph}×{pw}: the {len(taps)} taps of out[{o}, {i}, {j}]", fontsize=10
+        )
+        ax_in.set_xlabel(
+            f"out[{o}] reads input channels {channels.start}..{channels.stop - 1} "
+            f"(groups={call.groups}); hollow taps fall on padding",
+            fontsize=8,
+        )
         ax_out.imshow(np.ones((out_h, out_w)), cmap="Greens", vmin=0, vmax=4)
         ax_out.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=COLORS["highlight"], alpha=0.85))
         _cells(ax_out, out_h, out_w, 0, 0, COLORS["output"])
@@ -200,37 +218,68 @@ def draw(call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = N
     colors = ["black", COLORS["highlight"] if isinstance(result, Exception) else "black"]
     colors += [("black" if "✓" in verdict else COLORS["highlight"])] * (len(lines) - 2)
     for k, (line, color) in enumerate(zip(lines, colors)):
-        ax_text.text(0.0, 1.0 - 0.2 * k, line, fontsize=8, va="top", family="monospace" if k == 0 else None,
-                     color=color, transform=ax_text.transAxes)
+        ax_text.text(
+            0.0,
+            1.0 - 0.2 * k,
+            line,
+            fontsize=8,
+            va="top",
+            family="monospace" if k == 0 else None,
+            color=color,
+            transform=ax_text.transAxes,
+        )
     fig.subplots_adjust(left=0.04, right=0.99, top=0.93, bottom=0.02, wspace=0.12, hspace=0.3)
     return fig
 
 
-PADDINGS: list[tuple[str, Padding]] = [("0", 0), ("1", 1), ("2", 2), ("(1, 0)", (1, 0)), ("(0, 2)", (0, 2)),
-                                       ("'same'", "same"), ("'valid'", "valid"), ("-1", -1)]
+PADDINGS: list[tuple[str, Padding]] = [
+    ("0", 0),
+    ("1", 1),
+    ("2", 2),
+    ("(1, 0)", (1, 0)),
+    ("(0, 2)", (0, 2)),
+    ("'same'", "same"),
+    ("'valid'", "valid"),
+    ("-1", -1),
+]
 
 
 def conv2d_widget(conv2d: Callable | None = None, in_channels: int = 4, out_channels: int = 4) -> FigureView:
     """Every F.conv2d argument as a control. With ``conv2d`` (yours), each call is also graded."""
 
     def slider(name: str, value: int, low: int, high: int, width: str = "170px") -> widgets.IntSlider:
-        return widgets.IntSlider(value=value, min=low, max=high, description=name, continuous_update=False,
-                                 style={"description_width": "40px"}, layout=widgets.Layout(width=width))
+        return widgets.IntSlider(
+            value=value,
+            min=low,
+            max=high,
+            description=name,
+            continuous_update=False,
+            style={"description_width": "40px"},
+            layout=widgets.Layout(width=width),
+        )
 
-    group_options = [g for g in range(1, min(in_channels, out_channels) + 1)
-                     if in_channels % g == 0 and out_channels % g == 0]
+    group_options = [
+        g for g in range(1, min(in_channels, out_channels) + 1) if in_channels % g == 0 and out_channels % g == 0
+    ]
     controls = {
-        "h": slider("H", 7, 1, 10), "w": slider("W", 8, 1, 10),
-        "kh": slider("kH", 3, 1, 5), "kw": slider("kW", 3, 1, 5),
-        "sh": slider("sH", 1, 0, 3), "sw": slider("sW", 1, 0, 3),
-        "padding": widgets.Dropdown(options=PADDINGS, value=1, description="padding",
-                                    layout=widgets.Layout(width="170px")),
-        "dh": slider("dH", 1, 1, 3), "dw": slider("dW", 1, 1, 3),
-        "groups": widgets.Dropdown(options=group_options, value=1, description="groups",
-                                   layout=widgets.Layout(width="150px")),
+        "h": slider("H", 7, 1, 10),
+        "w": slider("W", 8, 1, 10),
+        "kh": slider("kH", 3, 1, 5),
+        "kw": slider("kW", 3, 1, 5),
+        "sh": slider("sH", 1, 0, 3),
+        "sw": slider("sW", 1, 0, 3),
+        "padding": widgets.Dropdown(
+            options=PADDINGS, value=1, description="padding", layout=widgets.Layout(width="170px")
+        ),
+        "dh": slider("dH", 1, 1, 3),
+        "dw": slider("dW", 1, 1, 3),
+        "groups": widgets.Dropdown(
+            options=group_options, value=1, description="groups", layout=widgets.Layout(width="150px")
+        ),
         "bias": widgets.Checkbox(value=True, description="bias", indent=False, layout=widgets.Layout(width="70px")),
-        "o": widgets.Dropdown(options=list(range(out_channels)), value=0, description="out ch",
-                              layout=widgets.Layout(width="140px")),
+        "o": widgets.Dropdown(
+            options=list(range(out_channels)), value=0, description="out ch", layout=widgets.Layout(width="140px")
+        ),
         "pixel": slider("pixel", 0, 0, 99, width="260px"),
     }
     verdicts: dict[ConvCall, str] = {}  # the learner's function runs once per call, not once per redraw
@@ -244,7 +293,11 @@ def conv2d_widget(conv2d: Callable | None = None, in_channels: int = 4, out_chan
             verdicts[call] = learner_verdict(call, conv2d)
         return draw(call, o, min(pixel, controls["pixel"].max), verdict=verdicts.get(call, ""))
 
-    return FigureView(render, controls, title="conv2d playground: every argument at once",
-                      description="Orange squares: the kernel taps that make the red output pixel (hollow ones fall on "
-                                  "padding). Try stride 0, padding -1, 'same' with a stride, or a kernel larger than "
-                                  "the input: torch refuses, and so should your conv2d.")
+    return FigureView(
+        render,
+        controls,
+        title="conv2d playground: every argument at once",
+        description="Orange squares: the kernel taps that make the red output pixel (hollow ones fall on "
+        "padding). Try stride 0, padding -1, 'same' with a stride, or a kernel larger than "
+        "the input: torch refuses, and so should your conv2d.",
+    )

@@ -26,8 +26,10 @@ class GroupedConv:
         if self.groups < 1:
             raise ValueError("groups must be a positive integer")
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"in_channels ({self.in_channels}) and out_channels ({self.out_channels}) must both "
-                             f"be divisible by groups ({self.groups})")
+            raise ValueError(
+                f"in_channels ({self.in_channels}) and out_channels ({self.out_channels}) must both "
+                f"be divisible by groups ({self.groups})"
+            )
 
     def group_of_output(self, o: int) -> int:
         return o // (self.out_channels // self.groups)
@@ -43,7 +45,7 @@ class GroupedConv:
         return [(c, o, self.group_of_output(o)) for o in range(self.out_channels) for c in self.inputs_of(o)]
 
     def weights(self) -> int:
-        return self.out_channels * (self.in_channels // self.groups) * self.kernel_size ** 2
+        return self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2
 
     def macs_per_pixel(self) -> int:
         """Multiply-adds per output pixel position (all output channels)."""
@@ -52,7 +54,7 @@ class GroupedConv:
 
 def separable_weights(in_channels: int, out_channels: int, kernel_size: int = 3) -> int:
     """Depthwise (groups=in_channels) k×k conv followed by a 1×1 pointwise conv, without biases."""
-    return in_channels * kernel_size ** 2 + in_channels * out_channels
+    return in_channels * kernel_size**2 + in_channels * out_channels
 
 
 def valid_groups(in_channels: int, out_channels: int) -> list[int]:
@@ -72,9 +74,14 @@ def draw(in_channels: int, out_channels: int, groups: int, kernel_size: int = 3)
     ys_out = [1 - (o + 0.5) / out_channels for o in range(out_channels)]
     connections = model.connections()
     # One artist for all the wires (up to 256): a Line2D each made dense layers slow to redraw.
-    wires.add_collection(LineCollection([[(0, ys_in[c]), (1, ys_out[o])] for c, o, _ in connections],
-                                        colors=[GROUP_COLORS[g % len(GROUP_COLORS)] for _, _, g in connections],
-                                        linewidths=1.2, alpha=0.8))
+    wires.add_collection(
+        LineCollection(
+            [[(0, ys_in[c]), (1, ys_out[o])] for c, o, _ in connections],
+            colors=[GROUP_COLORS[g % len(GROUP_COLORS)] for _, _, g in connections],
+            linewidths=1.2,
+            alpha=0.8,
+        )
+    )
     wires.scatter([0] * in_channels, ys_in, s=60, color="black", zorder=3)
     wires.scatter([1] * out_channels, ys_out, s=60, color="black", zorder=3)
     wires.text(0, 1.04, "input channels", ha="center")
@@ -112,6 +119,9 @@ def groups_widget(in_channels: int = 8, out_channels: int = 8) -> FigureView:
 
     c_in.observe(refresh_options, names="value")
     c_out.observe(refresh_options, names="value")
-    return FigureView(lambda c_in, c_out, groups: draw(c_in, c_out, groups or 1),
-                      {"c_in": c_in, "c_out": c_out, "groups": groups}, title="Groups cut the wiring",
-                      description="Each line is one kH×kW kernel. Colours mark the groups.")
+    return FigureView(
+        lambda c_in, c_out, groups: draw(c_in, c_out, groups or 1),
+        {"c_in": c_in, "c_out": c_out, "groups": groups},
+        title="Groups cut the wiring",
+        description="Each line is one kH×kW kernel. Colours mark the groups.",
+    )

@@ -51,11 +51,15 @@ class KernelFit:
     def formula(self) -> str:
         """The output-size formula with this model's numbers filled in."""
         if not self.fits:
-            return (f"kernel {self.kh}×{self.kw} is larger than input {self.h}×{self.w}: "
-                    "no position fits (torch raises RuntimeError)")
+            return (
+                f"kernel {self.kh}×{self.kw} is larger than input {self.h}×{self.w}: "
+                "no position fits (torch raises RuntimeError)"
+            )
         out_h, out_w = self.out_shape
-        return (f"H_out = H − kH + 1 = {self.h} − {self.kh} + 1 = {out_h}     "
-                f"W_out = W − kW + 1 = {self.w} − {self.kw} + 1 = {out_w}")
+        return (
+            f"H_out = H − kH + 1 = {self.h} − {self.kh} + 1 = {out_h}     "
+            f"W_out = W − kW + 1 = {self.w} − {self.kw} + 1 = {out_w}"
+        )
 
 
 def learner_verdict(model: KernelFit, conv_output_size: Callable | None) -> str:
@@ -71,7 +75,7 @@ def learner_verdict(model: KernelFit, conv_output_size: Callable | None) -> str:
             value = conv_output_size(size, k)
         except NotImplementedError:
             return f"{name}: not implemented yet"
-        except Exception as error:  # shown in the figure instead of a traceback
+        except Exception as error:  # shown in the figure instead of a traceback  # noqa: BLE001
             value = error
         # ✓/✗ is the test cells' own check (it also expects torch's RuntimeError where the kernel does not fit)
         if not grader_agrees("conv_output_size", conv_output_size, size=size, kernel_size=k):
@@ -104,10 +108,22 @@ def draw(model: KernelFit, conv_output_size: Callable | None = None) -> plt.Figu
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.2), gridspec_kw={"width_ratios": [model.w, max(model.w, 4)]})
     _grid(axes[0], model.h, model.w, COLORS["input"], f"input {model.h}×{model.w}")
     if model.fits:
-        for (r, c), color, style, label in [(model.first, COLORS["kernel"], "-", "first position"),
-                                            (model.last, COLORS["highlight"], "--", "last position")]:
-            axes[0].add_patch(patches.Rectangle((c - 0.5, r - 0.5), model.kw, model.kh, fill=False, lw=2.8,
-                                                edgecolor=color, linestyle=style, label=label))
+        for (r, c), color, style, label in [
+            (model.first, COLORS["kernel"], "-", "first position"),
+            (model.last, COLORS["highlight"], "--", "last position"),
+        ]:
+            axes[0].add_patch(
+                patches.Rectangle(
+                    (c - 0.5, r - 0.5),
+                    model.kw,
+                    model.kh,
+                    fill=False,
+                    lw=2.8,
+                    edgecolor=color,
+                    linestyle=style,
+                    label=label,
+                )
+            )
         axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2, fontsize=8, frameon=False)
         out_h, out_w = model.out_shape
         _grid(axes[1], out_h, out_w, COLORS["output"], f"output {out_h}×{out_w}")
@@ -116,32 +132,55 @@ def draw(model: KernelFit, conv_output_size: Callable | None = None) -> plt.Figu
         for (r, c), color in [(model.first, COLORS["kernel"]), (model.last, COLORS["highlight"])]:
             axes[1].add_patch(patches.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color, alpha=0.8))
     else:
-        axes[0].add_patch(patches.Rectangle((-0.5, -0.5), model.kw, model.kh, fill=False, lw=2.8,
-                                            edgecolor=COLORS["highlight"], linestyle=":", label="kernel"))
+        axes[0].add_patch(
+            patches.Rectangle(
+                (-0.5, -0.5),
+                model.kw,
+                model.kh,
+                fill=False,
+                lw=2.8,
+                edgecolor=COLORS["highlight"],
+                linestyle=":",
+                label="kernel",
+            )
+        )
         axes[0].set_xlim(-0.7, max(model.w, model.kw) - 0.3)
         axes[0].set_ylim(max(model.h, model.kh) - 0.3, -0.7)
         axes[1].set_axis_off()
-        axes[1].text(0.5, 0.5, "no output:\nthe kernel does not fit", ha="center", va="center",
-                     color=COLORS["highlight"])
+        axes[1].text(
+            0.5, 0.5, "no output:\nthe kernel does not fit", ha="center", va="center", color=COLORS["highlight"]
+        )
     fig.suptitle(model.formula(), fontsize=10)
     verdict = learner_verdict(model, conv_output_size)
     if verdict:
         fig.supxlabel(verdict, fontsize=9, color=COLORS["highlight"] if "✓" not in verdict else "black")
-    fig.subplots_adjust(left=0.04, right=0.99, top=0.85, bottom=0.14, wspace=0.12)  # fixed: tight_layout costs ~30 ms a redraw
+    fig.subplots_adjust(
+        left=0.04, right=0.99, top=0.85, bottom=0.14, wspace=0.12
+    )  # fixed: tight_layout costs ~30 ms a redraw
     return fig
 
 
-def kernel_size_widget(h: int = 6, w: int = 8, kh: int = 3, kw: int = 3, max_size: int = 12,
-                       conv_output_size: Callable | None = None) -> FigureView:
+def kernel_size_widget(
+    h: int = 6, w: int = 8, kh: int = 3, kw: int = 3, max_size: int = 12, conv_output_size: Callable | None = None
+) -> FigureView:
     """Sliders for H, W, kH, kW; the figure shows where the kernel fits and the output size. Pass your
     ``conv_output_size`` to see whether it gives the same numbers (and raises where nothing fits)."""
 
     def slider(name: str, value: int) -> widgets.IntSlider:
-        return widgets.IntSlider(value=value, min=1, max=max_size, description=name, continuous_update=False,
-                           layout=widgets.Layout(width="230px"))
+        return widgets.IntSlider(
+            value=value,
+            min=1,
+            max=max_size,
+            description=name,
+            continuous_update=False,
+            layout=widgets.Layout(width="230px"),
+        )
 
     controls = {"h": slider("H", h), "w": slider("W", w), "kh": slider("kH", kh), "kw": slider("kW", kw)}
-    return FigureView(lambda h, w, kh, kw: draw(KernelFit(h, w, kh, kw), conv_output_size), controls,
-                      title="Where does the kernel fit?",
-                      description="Solid: the kernel's first position; dashed: its last. Every top-left corner in "
-                                  "between gives one output pixel.")
+    return FigureView(
+        lambda h, w, kh, kw: draw(KernelFit(h, w, kh, kw), conv_output_size),
+        controls,
+        title="Where does the kernel fit?",
+        description="Solid: the kernel's first position; dashed: its last. Every top-left corner in "
+        "between gives one output pixel.",
+    )

@@ -33,25 +33,49 @@ def build_layer(layer_class: Callable[..., nn.Module] | None, seed: int = 0, **k
         return nn.Conv2d(**kwargs), "nn.Conv2d (yours is not implemented yet)" if layer_class else "nn.Conv2d"
 
 
-def layer_summary(in_channels: int = 3, out_channels: int = 4, kernel_size: int = 3, stride: int = 1,
-                  padding: Any = 0, dilation: int = 1, groups: int = 1, bias: bool = True,
-                  padding_mode: str = "zeros", input_size: tuple[int, int] = (64, 64),
-                  layer_class: Callable[..., nn.Module] | None = None) -> dict[str, Any]:
+def layer_summary(
+    in_channels: int = 3,
+    out_channels: int = 4,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: Any = 0,
+    dilation: int = 1,
+    groups: int = 1,
+    bias: bool = True,
+    padding_mode: str = "zeros",
+    input_size: tuple[int, int] = (64, 64),
+    layer_class: Callable[..., nn.Module] | None = None,
+) -> dict[str, Any]:
     """Describe the layer built from these arguments: parameters, count, repr, output shape; or the error."""
-    kwargs = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size, stride=stride,
-                  padding=padding, dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode)
+    kwargs = dict(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+        padding_mode=padding_mode,
+    )
     try:
         layer, built_by = build_layer(layer_class, **kwargs)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         return {"error": f"{type(error).__name__}: {error}", "built_by": None}
     parameters = {name: tuple(p.shape) for name, p in layer.named_parameters()}
-    summary = {"error": None, "built_by": built_by, "layer": layer, "repr": repr(layer), "parameters": parameters,
-               "count": sum(p.numel() for p in layer.parameters())}
+    summary = {
+        "error": None,
+        "built_by": built_by,
+        "layer": layer,
+        "repr": repr(layer),
+        "parameters": parameters,
+        "count": sum(p.numel() for p in layer.parameters()),
+    }
     try:
         with torch.no_grad():
             out = layer(torch.zeros(1, in_channels, *input_size))
         summary["output_shape"] = tuple(out.shape)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         summary["error"] = f"forward: {type(error).__name__}: {error}"
     return summary
 
@@ -84,7 +108,7 @@ def draw(summary: dict[str, Any], image: torch.Tensor, channels_shown: int = 4) 
             ax.imshow(channel, cmap="RdBu_r", vmin=-limit, vmax=limit)
             ax.set_title(f"out channel {k}")
             ax.set_axis_off()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         lines += ["", "forward raised:", _wrap(f"{type(error).__name__}: {error}")]
     text.text(0, 0.5, "\n".join(lines), va="center", fontsize=8.5, family="monospace")
     # Fixed margins, not a layout pass per redraw (the panels are pictures without axes).
@@ -110,16 +134,32 @@ def layer_widget(layer_class: Callable[..., nn.Module] | None = None, image: tor
         "padding": w.Dropdown(options=list(PADDINGS), value="1", description="padding"),
         "dilation": w.IntSlider(value=1, min=1, max=3, description="dilation"),
         "groups": w.Dropdown(options=[1, 3], value=1, description="groups"),
-        "padding_mode": w.Dropdown(options=["zeros", "reflect", "replicate", "circular"], value="zeros",
-                                   description="padding_mode"),
+        "padding_mode": w.Dropdown(
+            options=["zeros", "reflect", "replicate", "circular"], value="zeros", description="padding_mode"
+        ),
         "bias": w.Checkbox(value=True, description="bias"),
     }
 
     def view(out_channels, kernel_size, stride, padding, dilation, groups, padding_mode, bias):
-        summary = layer_summary(in_channels, out_channels, kernel_size, stride, PADDINGS[padding], dilation, groups,
-                                bias, padding_mode, tuple(image.shape[-2:]), layer_class)
+        summary = layer_summary(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            PADDINGS[padding],
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            tuple(image.shape[-2:]),
+            layer_class,
+        )
         return draw(summary, image)
 
-    return FigureView(view, controls, title="Build a Conv2d layer",
-                      description="Random (freshly initialised) weights, fixed seed. Invalid combinations show "
-                                  "the error torch raises.")
+    return FigureView(
+        view,
+        controls,
+        title="Build a Conv2d layer",
+        description="Random (freshly initialised) weights, fixed seed. Invalid combinations show "
+        "the error torch raises.",
+    )

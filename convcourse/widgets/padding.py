@@ -23,8 +23,9 @@ MODES = ("constant", "reflect", "replicate", "circular")
 SOURCES = ("sliders", "'same'")
 
 
-def torch_same_padding(kernel_size: int | tuple[int, int], dilation: int | tuple[int, int] = 1
-                       ) -> tuple[int, int, int, int]:
+def torch_same_padding(
+    kernel_size: int | tuple[int, int], dilation: int | tuple[int, int] = 1
+) -> tuple[int, int, int, int]:
     """(left, right, top, bottom): the padding ``F.conv2d(..., padding='same')`` uses, measured, not derived.
 
     A kernel whose only non-zero tap is its top-left one copies the padded input, shifted: output (i, j)
@@ -86,7 +87,7 @@ class PaddedGrid:
         left, right, top, bottom = self.pad
         h, w = self.x.shape
         mask = np.ones((h + top + bottom, w + left + right), dtype=bool)
-        mask[top:top + h, left:left + w] = False
+        mask[top : top + h, left : left + w] = False
         return mask
 
     def label(self, i: int, j: int) -> str:
@@ -95,8 +96,15 @@ class PaddedGrid:
         return f"{self.value:g}" if r < 0 else f"{r},{c}"
 
 
-def _draw_grid(ax: plt.Axes, model: PaddedGrid, values: np.ndarray, title: str, *, sources: bool = True,
-               wrong: np.ndarray | None = None) -> None:
+def _draw_grid(
+    ax: plt.Axes,
+    model: PaddedGrid,
+    values: np.ndarray,
+    title: str,
+    *,
+    sources: bool = True,
+    wrong: np.ndarray | None = None,
+) -> None:
     """One padded grid: input cells blue, padding grey. ``sources``: padding cells also name the input cell
     they copy (torch's panel). ``wrong``: (H', W') bool, cells outlined in red (the learner's panel); only
     those get their number written in (the others equal torch's, beside it: text is most of a redraw's time)."""
@@ -109,31 +117,48 @@ def _draw_grid(ax: plt.Axes, model: PaddedGrid, values: np.ndarray, title: str, 
     labelled = shown & mask if copied is not None else np.zeros_like(mask)  # padding cells naming their source
     for weight, cells in (("bold", shown & mask), ("normal", shown & ~mask)):
         rows, cols = np.nonzero(cells)
-        cell_labels(ax, cols, rows - 0.12 * labelled[rows, cols], [f"{v:g}" for v in values[rows, cols]],
-                    fontsize=8, weight=weight)
+        cell_labels(
+            ax,
+            cols,
+            rows - 0.12 * labelled[rows, cols],
+            [f"{v:g}" for v in values[rows, cols]],
+            fontsize=8,
+            weight=weight,
+        )
     if labelled.any():
         rows, cols = np.nonzero(labelled)
-        cell_labels(ax, cols, rows + 0.25, ["const" if r < 0 else f"←{r},{c}" for r, c in copied[rows, cols]],
-                    fontsize=6, color=COLORS["highlight"])
+        cell_labels(
+            ax,
+            cols,
+            rows + 0.25,
+            ["const" if r < 0 else f"←{r},{c}" for r, c in copied[rows, cols]],
+            fontsize=6,
+            color=COLORS["highlight"],
+        )
     if wrong is not None:
         for i, j in zip(*np.nonzero(wrong)):
-            ax.add_patch(matplotlib.patches.Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, lw=1.8,
-                                                      edgecolor=COLORS["highlight"]))
+            ax.add_patch(
+                matplotlib.patches.Rectangle(
+                    (j - 0.45, i - 0.45), 0.9, 0.9, fill=False, lw=1.8, edgecolor=COLORS["highlight"]
+                )
+            )
     left, right, top, bottom = model.pad
     h, w = model.x.shape
-    ax.add_patch(matplotlib.patches.Rectangle((left - 0.5, top - 0.5), w, h, fill=False, lw=2.5,
-                                              edgecolor=COLORS["input"]))
+    ax.add_patch(
+        matplotlib.patches.Rectangle((left - 0.5, top - 0.5), w, h, fill=False, lw=2.5, edgecolor=COLORS["input"])
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
 
 
-def same_caption(kernel: tuple[int, int], pad: tuple[int, int, int, int],
-                 learner_same: Callable | None = None) -> str:
+def same_caption(kernel: tuple[int, int], pad: tuple[int, int, int, int], learner_same: Callable | None = None) -> str:
     """What torch's 'same' padding for ``kernel`` is, and (if given) whether the learner's ``same_padding`` agrees."""
     left, right, top, bottom = pad
-    text = (f"padding='same', {kernel[0]}×{kernel[1]} kernel: total {top + bottom} row(s), top {top} / bottom {bottom}; "
-            f"total {left + right} column(s), left {left} / right {right}")
+    text = (
+        f"padding='same', {kernel[0]}×{kernel[1]} kernel: total {top + bottom} row(s), top {top} / bottom {bottom}; "
+        f"total {left + right} column(s), left {left} / right {right}"
+    )
     if (top, left) != (bottom, right):
         text += "\n(an odd total: torch puts the extra pixel at the bottom/right)"
     if learner_same is not None:
@@ -143,13 +168,18 @@ def same_caption(kernel: tuple[int, int], pad: tuple[int, int, int, int],
             text += f"\nyour same_padding{kernel}: {mine} " + ("✓" if ok else f"✗ torch: {pad}")
         except NotImplementedError:
             text += "\nyour same_padding: not implemented yet"
-        except Exception as error:  # the learner's error shown in the widget, not a traceback
+        except Exception as error:  # the learner's error shown in the widget, not a traceback  # noqa: BLE001
             text += f"\nyour same_padding raised {type(error).__name__}"
     return text
 
 
-def draw(model: PaddedGrid, learner: Callable | None = None, *, kernel: tuple[int, int] | None = None,
-         learner_same: Callable | None = None) -> plt.Figure:
+def draw(
+    model: PaddedGrid,
+    learner: Callable | None = None,
+    *,
+    kernel: tuple[int, int] | None = None,
+    learner_same: Callable | None = None,
+) -> plt.Figure:
     """The padded grid (torch), and beside it the learner's ``pad2d`` on the same input if given. With
     ``kernel`` (the pad being torch's 'same' padding for it), the window of output pixel (0, 0) is outlined
     and the caption says how the padding was split (and whether ``learner_same`` agrees)."""
@@ -162,23 +192,39 @@ def draw(model: PaddedGrid, learner: Callable | None = None, *, kernel: tuple[in
     height = 0.5 * (h + top + bottom) + 0.75 + 0.15 * lines
     fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
     # Fixed margins in inches (suptitle and panel title on top); tight_layout would double the redraw time.
-    fig.subplots_adjust(left=0.12 / (width * panels), right=1 - 0.12 / (width * panels), bottom=0.1 / height,
-                        top=1 - (0.45 + 0.15 * lines) / height, wspace=0.1)
+    fig.subplots_adjust(
+        left=0.12 / (width * panels),
+        right=1 - 0.12 / (width * panels),
+        bottom=0.1 / height,
+        top=1 - (0.45 + 0.15 * lines) / height,
+        wspace=0.1,
+    )
     axes = axes[0]
     try:
         values = model.padded().numpy()
     except RuntimeError as error:
         for ax in axes:
             ax.set_axis_off()
-        axes[0].text(0.5, 0.5, "torch refuses this padding:\n" + str(error).splitlines()[0][:60],
-                     ha="center", va="center", fontsize=9, color=COLORS["highlight"], wrap=True)
+        axes[0].text(
+            0.5,
+            0.5,
+            "torch refuses this padding:\n" + str(error).splitlines()[0][:60],
+            ha="center",
+            va="center",
+            fontsize=9,
+            color=COLORS["highlight"],
+            wrap=True,
+        )
         fig.suptitle(f"mode={model.mode!r}, pad={model.pad}", fontsize=9)
         return fig
     _draw_grid(axes[0], model, values, f"F.pad, mode={model.mode!r}")
     if kernel is not None:  # the window of output pixel (0, 0): for an even kernel, input (0, 0) is off-centre
         for ax in axes:
-            ax.add_patch(matplotlib.patches.Rectangle((-0.5, -0.5), kernel[1], kernel[0], fill=False, lw=2.5,
-                                                      ls="--", edgecolor=COLORS["kernel"]))
+            ax.add_patch(
+                matplotlib.patches.Rectangle(
+                    (-0.5, -0.5), kernel[1], kernel[0], fill=False, lw=2.5, ls="--", edgecolor=COLORS["kernel"]
+                )
+            )
     if learner is not None:
         try:
             inputs = dict(x=model.x.double()[None], pad=model.pad, mode=model.mode)
@@ -188,8 +234,13 @@ def draw(model: PaddedGrid, learner: Callable | None = None, *, kernel: tuple[in
             mine = torch.as_tensor(result, dtype=torch.float64)[0]
             if tuple(mine.shape) == values.shape:
                 wrong = ~np.isclose(mine.numpy(), values)  # only to colour the cells that differ
-                verdict = ("✓ (the same numbers)" if ok else
-                           f"✗ differs in {int(wrong.sum())} cells (red)" if wrong.any() else "✗ (see the tests)")
+                verdict = (
+                    "✓ (the same numbers)"
+                    if ok
+                    else f"✗ differs in {int(wrong.sum())} cells (red)"
+                    if wrong.any()
+                    else "✗ (see the tests)"
+                )
                 _draw_grid(axes[1], model, mine.numpy(), f"your pad2d {verdict}", sources=False, wrong=wrong)
             else:
                 axes[1].set_axis_off()
@@ -197,10 +248,16 @@ def draw(model: PaddedGrid, learner: Callable | None = None, *, kernel: tuple[in
         except NotImplementedError:
             axes[1].set_axis_off()
             axes[1].text(0.5, 0.5, "your pad2d:\nnot implemented yet", ha="center", va="center")
-        except Exception as error:  # show the learner's error in the widget, not a traceback
+        except Exception as error:  # show the learner's error in the widget, not a traceback  # noqa: BLE001
             axes[1].set_axis_off()
-            axes[1].text(0.5, 0.5, f"your pad2d raised\n{type(error).__name__}", ha="center", va="center",
-                         color=COLORS["highlight"])
+            axes[1].text(
+                0.5,
+                0.5,
+                f"your pad2d raised\n{type(error).__name__}",
+                ha="center",
+                va="center",
+                color=COLORS["highlight"],
+            )
     title = f"pad = (left={left}, right={right}, top={top}, bottom={bottom})\n"
     if kernel is not None:
         title += same_caption(kernel, model.pad, learner_same) + "\norange dashes: the window of output pixel (0, 0); "
@@ -208,9 +265,14 @@ def draw(model: PaddedGrid, learner: Callable | None = None, *, kernel: tuple[in
     return fig
 
 
-def padding_widget(x: torch.Tensor | None = None, pad2d: Callable | None = None,
-                   same_padding: Callable | None = None, *, source: str = "sliders",
-                   kernel: tuple[int, int] = (2, 4)) -> FigureView:
+def padding_widget(
+    x: torch.Tensor | None = None,
+    pad2d: Callable | None = None,
+    same_padding: Callable | None = None,
+    *,
+    source: str = "sliders",
+    kernel: tuple[int, int] = (2, 4),
+) -> FigureView:
     """Pad a small grid; pass your ``pad2d`` (and ``same_padding``) to see their results beside torch's.
 
     ``source``: ``"sliders"`` sets each side; ``"'same'"`` pads as ``padding='same'`` does for a kernel of
@@ -221,12 +283,20 @@ def padding_widget(x: torch.Tensor | None = None, pad2d: Callable | None = None,
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     slider = dict(continuous_update=False, layout=w.Layout(width="220px"))
-    sliders = {side: w.IntSlider(value=v, min=0, max=5, description=side, **slider)
-               for side, v in (("left", 2), ("right", 1), ("top", 1), ("bottom", 2))}
-    kernels = {name: w.IntSlider(value=v, min=1, max=6, description=name, **slider)
-               for name, v in (("kernel_h", kernel[0]), ("kernel_w", kernel[1]))}
-    controls = {"mode": w.Dropdown(options=MODES, value="reflect", description="mode"),
-                "source": w.Dropdown(options=SOURCES, value=source, description="padding"), **sliders, **kernels}
+    sliders = {
+        side: w.IntSlider(value=v, min=0, max=5, description=side, **slider)
+        for side, v in (("left", 2), ("right", 1), ("top", 1), ("bottom", 2))
+    }
+    kernels = {
+        name: w.IntSlider(value=v, min=1, max=6, description=name, **slider)
+        for name, v in (("kernel_h", kernel[0]), ("kernel_w", kernel[1]))
+    }
+    controls = {
+        "mode": w.Dropdown(options=MODES, value="reflect", description="mode"),
+        "source": w.Dropdown(options=SOURCES, value=source, description="padding"),
+        **sliders,
+        **kernels,
+    }
 
     def enable_the_sliders_in_use(change=None) -> None:
         same = controls["source"].value == "'same'"
@@ -244,8 +314,12 @@ def padding_widget(x: torch.Tensor | None = None, pad2d: Callable | None = None,
             return draw(PaddedGrid(x, torch_same_padding(size), mode), pad2d, kernel=size, learner_same=same_padding)
         return draw(PaddedGrid(x, (left, right, top, bottom), mode), pad2d)
 
-    return FigureView(render, controls, title="Padding modes",
-                      description="The blue frame is the input. Grey cells are padding; each says which input "
-                      "cell (row, col) its value was copied from. padding='sliders': you set each side (the "
-                      "kernel sliders are unused); padding=\"'same'\": the sides are what torch uses for a "
-                      "kernel_h × kernel_w kernel. The sliders a choice does not use are greyed out.")
+    return FigureView(
+        render,
+        controls,
+        title="Padding modes",
+        description="The blue frame is the input. Grey cells are padding; each says which input "
+        "cell (row, col) its value was copied from. padding='sliders': you set each side (the "
+        "kernel sliders are unused); padding=\"'same'\": the sides are what torch uses for a "
+        "kernel_h × kernel_w kernel. The sliders a choice does not use are greyed out.",
+    )

@@ -41,7 +41,7 @@ class SlidingWindow:
 
     def window(self, i: int, j: int) -> torch.Tensor:
         kh, kw = self.k.shape
-        return self.x[i:i + kh, j:j + kw]
+        return self.x[i : i + kh, j : j + kw]
 
     def products(self, i: int, j: int) -> torch.Tensor:
         return self.window(i, j) * self.k
@@ -69,15 +69,20 @@ def draw(model: SlidingWindow, step: int, learner: Callable | None = None) -> pl
     i, j = model.position(step)
     kh, kw = model.k.shape
     panels = 5 if learner is not None else 4
-    fig, axes = plt.subplots(1, panels, figsize=(3.1 * panels, 3.4),
-                             gridspec_kw={"width_ratios": [model.x.shape[1], kw, kw, model.out_shape[1]] + (
-                                 [model.out_shape[1]] if learner is not None else [])})
+    fig, axes = plt.subplots(
+        1,
+        panels,
+        figsize=(3.1 * panels, 3.4),
+        gridspec_kw={
+            "width_ratios": [model.x.shape[1], kw, kw, model.out_shape[1]]
+            + ([model.out_shape[1]] if learner is not None else [])
+        },
+    )
     show_matrix(axes[0], model.x, title="input x", highlight=(slice(i, i + kh), slice(j, j + kw)))
     show_matrix(axes[1], model.k, title="kernel k", cmap="Oranges")
     show_matrix(axes[2], model.products(i, j), title="x-window × k", cmap="Purples")
     partial = model.partial_output(step).numpy()
-    show_matrix(axes[3], partial, title="output (so far)", cmap="Greens",
-                highlight=(slice(i, i + 1), slice(j, j + 1)))
+    show_matrix(axes[3], partial, title="output (so far)", cmap="Greens", highlight=(slice(i, i + 1), slice(j, j + 1)))
     if learner is not None:
         try:
             ok, mine = checked_call("corr2d", learner, x=model.x, k=model.k)  # the test cells' own check
@@ -86,21 +91,33 @@ def draw(model: SlidingWindow, step: int, learner: Callable | None = None) -> pl
         except NotImplementedError:
             axes[4].set_axis_off()
             axes[4].text(0.5, 0.5, "your corr2d:\nnot implemented yet", ha="center", va="center")
-        except Exception as error:  # show the learner's error in the widget, not a traceback
+        except Exception as error:  # show the learner's error in the widget, not a traceback  # noqa: BLE001
             axes[4].set_axis_off()
-            axes[4].text(0.5, 0.5, f"your corr2d raised\n{type(error).__name__}", ha="center", va="center",
-                         color=COLORS["highlight"])
-    fig.suptitle(model.equation(i, j) if kh * kw <= 9 else f"out[{i}, {j}] = sum of {kh * kw} products "
-                 f"= {model.value(i, j):.4g}", fontsize=9)
+            axes[4].text(
+                0.5,
+                0.5,
+                f"your corr2d raised\n{type(error).__name__}",
+                ha="center",
+                va="center",
+                color=COLORS["highlight"],
+            )
+    fig.suptitle(
+        model.equation(i, j)
+        if kh * kw <= 9
+        else f"out[{i}, {j}] = sum of {kh * kw} products = {model.value(i, j):.4g}",
+        fontsize=9,
+    )
     # Fixed margins in inches (what tight_layout finds): tight_layout would double the redraw time.
     width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=0.26 / width, right=1 - 0.15 / width, bottom=0.3 / height, top=1 - 0.64 / height,
-                        wspace=0.1)
+    fig.subplots_adjust(
+        left=0.26 / width, right=1 - 0.15 / width, bottom=0.3 / height, top=1 - 0.64 / height, wspace=0.1
+    )
     return fig
 
 
-def sliding_window_widget(x: torch.Tensor | None = None, k: torch.Tensor | None = None,
-                          corr2d: Callable | None = None) -> FigureView:
+def sliding_window_widget(
+    x: torch.Tensor | None = None, k: torch.Tensor | None = None, corr2d: Callable | None = None
+) -> FigureView:
     """Step a kernel over an input. Pass your ``corr2d`` to see its full output beside the answer."""
     if x is None:
         x = torch.arange(30, dtype=torch.float64).reshape(5, 6) % 7
@@ -110,8 +127,11 @@ def sliding_window_widget(x: torch.Tensor | None = None, k: torch.Tensor | None 
     step = w.IntSlider(value=0, min=0, max=model.steps - 1, description="window", continuous_update=True)
     play = w.Play(value=0, min=0, max=model.steps - 1, interval=700, description="play")
     w.jslink((play, "value"), (step, "value"))
-    view = FigureView(lambda step: draw(model, step, corr2d), {"step": step},
-                      title="Sliding window", description="Each output number is the sum of the products of "
-                      "the highlighted window and the kernel.")
+    view = FigureView(
+        lambda step: draw(model, step, corr2d),
+        {"step": step},
+        title="Sliding window",
+        description="Each output number is the sum of the products of the highlighted window and the kernel.",
+    )
     view.widget.children = (w.HBox([play]),) + view.widget.children
     return view

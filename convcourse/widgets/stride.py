@@ -57,7 +57,7 @@ class StrideGeometry:
         for i in range(out_h):
             for j in range(out_w):
                 r, c = self.corner(i, j)
-                count[r:r + self.kh, c:c + self.kw] += 1
+                count[r : r + self.kh, c : c + self.kw] += 1
         return count
 
     @property
@@ -68,8 +68,10 @@ class StrideGeometry:
 
     def formula(self) -> str:
         out_h, out_w = self.out_shape
-        return (f"H_out = ⌊(H − kH)/sH⌋ + 1 = ⌊({self.h} − {self.kh})/{self.sh}⌋ + 1 = {out_h}     "
-                f"W_out = ⌊(W − kW)/sW⌋ + 1 = ⌊({self.w} − {self.kw})/{self.sw}⌋ + 1 = {out_w}")
+        return (
+            f"H_out = ⌊(H − kH)/sH⌋ + 1 = ⌊({self.h} − {self.kh})/{self.sh}⌋ + 1 = {out_h}     "
+            f"W_out = ⌊(W − kW)/sW⌋ + 1 = ⌊({self.w} − {self.kw})/{self.sw}⌋ + 1 = {out_w}"
+        )
 
 
 def _grid(ax: plt.Axes, rows: int, cols: int, color: str) -> None:
@@ -92,17 +94,22 @@ def draw(model: StrideGeometry, step: int = 0) -> plt.Figure:
     read = model.coverage() > 0
     ax.imshow(np.where(read, 1.0, 0.0), cmap="Blues", vmin=-2.0, vmax=5.0)
     for rr, cc in zip(*np.nonzero(~read)):
-        ax.add_patch(patches.Rectangle((cc - 0.5, rr - 0.5), 1, 1, facecolor=COLORS["padding"], hatch="///",
-                                       edgecolor="white", lw=0))
+        ax.add_patch(
+            patches.Rectangle(
+                (cc - 0.5, rr - 0.5), 1, 1, facecolor=COLORS["padding"], hatch="///", edgecolor="white", lw=0
+            )
+        )
     _grid(ax, model.h, model.w, COLORS["input"])
     corners = np.array([model.corner(a, b) for a in range(out_h) for b in range(out_w)])
     ax.plot(corners[:, 1], corners[:, 0], "o", color=COLORS["kernel"], ms=4)
-    ax.add_patch(patches.Rectangle((c - 0.5, r - 0.5), model.kw, model.kh, fill=False, lw=2.8,
-                                   edgecolor=COLORS["highlight"]))
+    ax.add_patch(
+        patches.Rectangle((c - 0.5, r - 0.5), model.kw, model.kh, fill=False, lw=2.8, edgecolor=COLORS["highlight"])
+    )
     rows_left, cols_left = model.leftover
     ax.set_title(f"input {model.h}×{model.w}, stride ({model.sh}, {model.sw})")
-    ax.set_xlabel(f"dots: window corners · hatched: never read ({rows_left} row(s), {cols_left} column(s) left over)",
-                  fontsize=8)
+    ax.set_xlabel(
+        f"dots: window corners · hatched: never read ({rows_left} row(s), {cols_left} column(s) left over)", fontsize=8
+    )
     ax = axes[1]
     ax.imshow(np.ones((out_h, out_w)), cmap="Greens", vmin=0, vmax=4)
     ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=COLORS["highlight"], alpha=0.85))
@@ -110,25 +117,40 @@ def draw(model: StrideGeometry, step: int = 0) -> plt.Figure:
     ax.set_xlim(-0.7, max(out_w, 3) - 0.3)
     ax.set_ylim(max(out_h, model.h) - 0.3, -0.7)
     ax.set_title(f"output {out_h}×{out_w}")
-    ax.set_xlabel(f"out[{i}, {j}] reads input\nrows {r}..{r + model.kh - 1}, columns {c}..{c + model.kw - 1}",
-                  fontsize=8)
+    ax.set_xlabel(
+        f"out[{i}, {j}] reads input\nrows {r}..{r + model.kh - 1}, columns {c}..{c + model.kw - 1}", fontsize=8
+    )
     fig.suptitle(model.formula(), fontsize=10)
-    fig.subplots_adjust(left=0.04, right=0.99, top=0.85, bottom=0.16, wspace=0.12)  # fixed: tight_layout costs ~30 ms a redraw
+    fig.subplots_adjust(
+        left=0.04, right=0.99, top=0.85, bottom=0.16, wspace=0.12
+    )  # fixed: tight_layout costs ~30 ms a redraw
     return fig
 
 
-def stride_widget(h: int = 7, w: int = 9, kh: int = 3, kw: int = 3, sh: int = 2, sw: int = 2,
-                  max_size: int = 12) -> FigureView:
+def stride_widget(
+    h: int = 7, w: int = 9, kh: int = 3, kw: int = 3, sh: int = 2, sw: int = 2, max_size: int = 12
+) -> FigureView:
     """Sliders for the input size, kernel size, stride and the window step."""
 
     def slider(name: str, value: int, low: int, high: int) -> widgets.IntSlider:
-        return widgets.IntSlider(value=value, min=low, max=high, description=name, continuous_update=False,
-                                 layout=widgets.Layout(width="220px"))
+        return widgets.IntSlider(
+            value=value,
+            min=low,
+            max=high,
+            description=name,
+            continuous_update=False,
+            layout=widgets.Layout(width="220px"),
+        )
 
-    controls = {"h": slider("H", h, 1, max_size), "w": slider("W", w, 1, max_size),
-                "kh": slider("kH", kh, 1, 6), "kw": slider("kW", kw, 1, 6),
-                "sh": slider("sH", sh, 1, 6), "sw": slider("sW", sw, 1, 6),
-                "step": slider("step", 0, 0, 200)}
+    controls = {
+        "h": slider("H", h, 1, max_size),
+        "w": slider("W", w, 1, max_size),
+        "kh": slider("kH", kh, 1, 6),
+        "kw": slider("kW", kw, 1, 6),
+        "sh": slider("sH", sh, 1, 6),
+        "sw": slider("sW", sw, 1, 6),
+        "step": slider("step", 0, 0, 200),
+    }
 
     def render(h, w, kh, kw, sh, sw, step):
         try:
@@ -136,12 +158,17 @@ def stride_widget(h: int = 7, w: int = 9, kh: int = 3, kw: int = 3, sh: int = 2,
         except ValueError as error:
             fig, ax = plt.subplots(figsize=(8.6, 1.5))
             ax.set_axis_off()
-            ax.text(0.5, 0.5, f"{error} (torch raises RuntimeError)", ha="center", va="center",
-                    color=COLORS["highlight"])
+            ax.text(
+                0.5, 0.5, f"{error} (torch raises RuntimeError)", ha="center", va="center", color=COLORS["highlight"]
+            )
             return fig
         controls["step"].max = model.steps - 1  # clamps the value; the view redraws if it changes
         return draw(model, step)
 
-    return FigureView(render, controls, title="Stride: the window jumps",
-                      description="The window moves sW columns, then sH rows at a time. Hatched pixels are never "
-                                  "read; the formula rounds down because a window that would stick out is dropped.")
+    return FigureView(
+        render,
+        controls,
+        title="Stride: the window jumps",
+        description="The window moves sW columns, then sH rows at a time. Hatched pixels are never "
+        "read; the formula rounds down because a window that would stick out is dropped.",
+    )

@@ -41,8 +41,10 @@ class Im2col:
         if min(self.kernel_size, self.stride, self.dilation) < 1 or self.padding < 0:
             raise ValueError("kernel_size, stride, dilation must be >= 1 and padding >= 0")
         if min(self.out_shape) < 1:
-            raise ValueError(f"a {self.kernel_size}x{self.kernel_size} kernel with dilation {self.dilation} does "
-                             f"not fit in the padded {tuple(self.padded.shape)} input")
+            raise ValueError(
+                f"a {self.kernel_size}x{self.kernel_size} kernel with dilation {self.dilation} does "
+                f"not fit in the padded {tuple(self.padded.shape)} input"
+            )
 
     @property
     def padded(self) -> torch.Tensor:
@@ -99,15 +101,22 @@ def draw(model: Im2col, kernel: torch.Tensor, position: int, learner: Callable |
         p = model.padding
         mask[:p, :, 3] = mask[-p:, :, 3] = mask[:, :p, 3] = mask[:, -p:, 3] = 0.9
         ax.imshow(mask)
-    ax.scatter(cols.numpy(), rows.numpy(), s=60, marker="s", facecolors="none", edgecolors=COLORS["highlight"],
-               linewidths=2)
+    ax.scatter(
+        cols.numpy(), rows.numpy(), s=60, marker="s", facecolors="none", edgecolors=COLORS["highlight"], linewidths=2
+    )
     ax.set_title(f"padded input {tuple(padded.shape)}")
     ax.set_xticks([])
     ax.set_yticks([])
     matrix = model.columns()
-    show_matrix(axes[1], matrix, title=f"unfolded: {tuple(matrix.shape)} (k·k rows, one column per output)",
-                cmap="Blues", annotate=False, highlight=(slice(0, matrix.shape[0]), slice(position, position + 1)),
-                index="y")
+    show_matrix(
+        axes[1],
+        matrix,
+        title=f"unfolded: {tuple(matrix.shape)} (k·k rows, one column per output)",
+        cmap="Blues",
+        annotate=False,
+        highlight=(slice(0, matrix.shape[0]), slice(position, position + 1)),
+        index="y",
+    )
     axes[1].set_xticks([])
     axes[1].set_aspect("auto")
     out = model.conv(kernel)
@@ -115,12 +124,23 @@ def draw(model: Im2col, kernel: torch.Tensor, position: int, learner: Callable |
     title = "output = kernel row @ matrix"
     if learner is not None:
         title = _learner_status(learner, model, kernel, out)
-    show_matrix(axes[2], out, title=title, cmap="Greens", fmt="{:.1f}", annotate=out.numel() <= 64,
-                highlight=(slice(i, i + 1), slice(j, j + 1)), index="")
+    show_matrix(
+        axes[2],
+        out,
+        title=title,
+        cmap="Greens",
+        fmt="{:.1f}",
+        annotate=out.numel() <= 64,
+        highlight=(slice(i, i + 1), slice(j, j + 1)),
+        index="",
+    )
     axes[2].set_xticks([])
     axes[2].set_yticks([])
-    fig.suptitle(f"Column {position} of the matrix is the window of output pixel ({i}, {j}); "
-                 f"the whole output is one matrix product.", fontsize=10)
+    fig.suptitle(
+        f"Column {position} of the matrix is the window of output pixel ({i}, {j}); "
+        f"the whole output is one matrix product.",
+        fontsize=10,
+    )
     # Fixed margins (what tight_layout chose for the default settings), not a layout pass per redraw.
     fig.subplots_adjust(left=0.0125, right=0.9875, bottom=0.042, top=0.818, wspace=0.07)
     return fig
@@ -134,21 +154,28 @@ def matplotlib_rgb(color: str) -> tuple[float, float, float]:
 
 def _learner_status(learner: Callable, model: Im2col, kernel: torch.Tensor, expected: torch.Tensor) -> str:
     try:
-        inputs = dict(input=model.x[None, None], weight=kernel[None, None].to(model.x.dtype), bias=None,
-                      stride=model.stride, padding=model.padding, dilation=model.dilation, groups=1)
+        inputs = dict(
+            input=model.x[None, None],
+            weight=kernel[None, None].to(model.x.dtype),
+            bias=None,
+            stride=model.stride,
+            padding=model.padding,
+            dilation=model.dilation,
+            groups=1,
+        )
         learner(*inputs.values())  # not implemented yet, or the learner's error, is shown as such (below)
         ok = grader_agrees("conv2d_fast_vectorized", learner, **inputs)  # the test cells' own check
         return f"your conv2d_fast: {'✓ matches' if ok else '✗ differs'}"
     except NotImplementedError:
         return "your conv2d_fast: not implemented yet"
-    except Exception as error:  # show it in the figure, not as a traceback
+    except Exception as error:  # show it in the figure, not as a traceback  # noqa: BLE001
         return f"your conv2d_fast raised {type(error).__name__}"
 
 
 def im2col_widget(x: torch.Tensor | None = None, conv2d_fast: Callable | None = None) -> FigureView:
     """Explore how kernel size, stride, padding and dilation change the unfolded matrix."""
     if x is None:
-        x = (torch.arange(42, dtype=torch.float64).reshape(6, 7) % 9)
+        x = torch.arange(42, dtype=torch.float64).reshape(6, 7) % 9
     x = x.double()
     controls = {
         "kernel_size": w.IntSlider(value=3, min=1, max=4, description="kernel"),
@@ -169,11 +196,16 @@ def im2col_widget(x: torch.Tensor | None = None, conv2d_fast: Callable | None = 
         kernel = torch.arange(1.0, kernel_size * kernel_size + 1, dtype=torch.float64).reshape(kernel_size, -1)
         return draw(model, kernel - kernel.mean(), position, conv2d_fast)
 
-    return FigureView(view, controls, title="im2col: windows become columns",
-                      description="Move the output pixel: its window (red) is one column of the matrix.")
+    return FigureView(
+        view,
+        controls,
+        title="im2col: windows become columns",
+        description="Move the output pixel: its window (red) is one column of the matrix.",
+    )
 
 
 # ---------------------------------------------------------------- timing and memory
+
 
 def time_call(fn: Callable, *args, repeat: int = 3, min_seconds: float = 0.0, **kwargs) -> float:
     """Best wall-clock time of ``fn(*args, **kwargs)`` over ``repeat`` runs (after one warm-up)."""
@@ -186,9 +218,17 @@ def time_call(fn: Callable, *args, repeat: int = 3, min_seconds: float = 0.0, **
     return best
 
 
-def benchmark(functions: Mapping[str, Callable | None], sizes: Sequence[int], *, batch: int = 1,
-              channels: int = 4, out_channels: int = 8, kernel_size: int = 3, repeat: int = 3,
-              skip_above: Mapping[str, int] | None = None) -> dict[str, list[float]]:
+def benchmark(
+    functions: Mapping[str, Callable | None],
+    sizes: Sequence[int],
+    *,
+    batch: int = 1,
+    channels: int = 4,
+    out_channels: int = 8,
+    kernel_size: int = 3,
+    repeat: int = 3,
+    skip_above: Mapping[str, int] | None = None,
+) -> dict[str, list[float]]:
     """Seconds per call of each ``fn(x, weight, padding=1)`` on square float64 images of each size.
 
     A function that raises NotImplementedError (or is None) gets NaN times; ``skip_above`` maps a
@@ -198,8 +238,7 @@ def benchmark(functions: Mapping[str, Callable | None], sizes: Sequence[int], *,
     generator = torch.Generator().manual_seed(0)
     for size in sizes:
         x = torch.randn(batch, channels, size, size, generator=generator, dtype=torch.float64)
-        weight = torch.randn(out_channels, channels, kernel_size, kernel_size, generator=generator,
-                             dtype=torch.float64)
+        weight = torch.randn(out_channels, channels, kernel_size, kernel_size, generator=generator, dtype=torch.float64)
         for name, fn in functions.items():
             limit = (skip_above or {}).get(name)
             if fn is None or (limit is not None and size > limit):
@@ -231,8 +270,14 @@ def timing_plot(sizes: Sequence[int], results: Mapping[str, Sequence[float]], *,
     return fig
 
 
-def im2col_bytes(input_shape: Sequence[int], kernel_size: int | tuple[int, int], stride: int = 1,
-                 padding: int = 0, dilation: int = 1, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
+def im2col_bytes(
+    input_shape: Sequence[int],
+    kernel_size: int | tuple[int, int],
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[int, int]:
     """(bytes of the input, bytes of its unfolded (N, C*kH*kW, L) matrix)."""
     n, c, h, w_ = input_shape
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
@@ -241,8 +286,13 @@ def im2col_bytes(input_shape: Sequence[int], kernel_size: int | tuple[int, int],
     return n * c * h * w_ * item, n * c * kh * kw * positions * item
 
 
-def memory_plot(input_shape: Sequence[int], kernel_sizes: Sequence[int] = (1, 3, 5, 7), *,
-                dtype: torch.dtype = torch.float32, caption: str = "") -> plt.Figure:
+def memory_plot(
+    input_shape: Sequence[int],
+    kernel_sizes: Sequence[int] = (1, 3, 5, 7),
+    *,
+    dtype: torch.dtype = torch.float32,
+    caption: str = "",
+) -> plt.Figure:
     """Bytes of the input vs the unfolded matrix for several kernel sizes ('same'-style padding)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
     labels, inputs, unfolded = [], [], []

@@ -53,15 +53,22 @@ class LessonSubmission:
     extra: dict = field(default_factory=dict)
 
     def build(self) -> bytes:
-        filled = {gid: (solution_source(self.lesson, gid) if src == "KEY" else
-                        solution_source(self.lesson, gid) + "\n\n" + src[len("KEY_THEN:"):] if src.startswith("KEY_THEN:")
-                        else src) for gid, src in self.solutions.items()}
+        filled = {
+            gid: (
+                solution_source(self.lesson, gid)
+                if src == "KEY"
+                else solution_source(self.lesson, gid) + "\n\n" + src[len("KEY_THEN:") :]
+                if src.startswith("KEY_THEN:")
+                else src
+            )
+            for gid, src in self.solutions.items()
+        }
         return notebook(self.lesson, filled)
 
 
 # The exploit that earned full marks before issue 11: walk the caller frames (and gc) for the grader's
 # answer ('expected') or torch's exception ('torch_error') and hand it back.
-STEAL = '''
+STEAL = """
 import gc, sys
 
 def _steal():
@@ -79,74 +86,144 @@ def _steal():
         if isinstance(obj, dict) and isinstance(obj.get("expected"), torch.Tensor):
             return obj["expected"].clone()
     return torch.zeros(1)
-'''
+"""
 
-DISABLED_MODES = '''
+DISABLED_MODES = """
 from torch.utils._python_dispatch import _disable_current_modes
-'''
+"""
 
 
 def _conv_signature(name: str, body: str) -> str:
-    return (f"def {name}(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):\n"
-            + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ") + "\n")
+    return (
+        f"def {name}(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):\n"
+        + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")
+        + "\n"
+    )
 
 
 L05 = "05_padding"
 L05_SUBMISSIONS = [
-    LessonSubmission("honest", "the answer key", {"pad2d": "KEY", "same_padding": "KEY"},
-                     {"test_pad2d": 5.0, "test_same_padding": 3.0}, lesson=L05),
-    LessonSubmission("steal", "looks up the grader's answer in caller frames and gc",
-                     {"pad2d": STEAL + "def pad2d(x, pad, mode='constant', value=0.0):\n    return _steal()\n",
-                      "same_padding": STEAL + "def same_padding(kernel_size, dilation=1):\n    return _steal()\n"},
-                     {"test_pad2d": 0.0, "test_same_padding": 0.0}, "pad2d", lesson=L05),
-    LessonSubmission("modes_off", "F.pad with the dispatch modes switched off; same_padding reads the registry",
-                     {"pad2d": DISABLED_MODES + '''
+    LessonSubmission(
+        "honest",
+        "the answer key",
+        {"pad2d": "KEY", "same_padding": "KEY"},
+        {"test_pad2d": 5.0, "test_same_padding": 3.0},
+        lesson=L05,
+    ),
+    LessonSubmission(
+        "steal",
+        "looks up the grader's answer in caller frames and gc",
+        {
+            "pad2d": STEAL + "def pad2d(x, pad, mode='constant', value=0.0):\n    return _steal()\n",
+            "same_padding": STEAL + "def same_padding(kernel_size, dilation=1):\n    return _steal()\n",
+        },
+        {"test_pad2d": 0.0, "test_same_padding": 0.0},
+        "pad2d",
+        lesson=L05,
+    ),
+    LessonSubmission(
+        "modes_off",
+        "F.pad with the dispatch modes switched off; same_padding reads the registry",
+        {
+            "pad2d": DISABLED_MODES
+            + """
 def pad2d(x, pad, mode="constant", value=0.0):
     with _disable_current_modes():
         return torch.ops.aten.pad(x, list(pad), mode, value if mode == "constant" else None)
-''', "same_padding": '''
+""",
+            "same_padding": """
 from convcourse.checks.core import get_exercise
 
 def same_padding(kernel_size, dilation=1):
     return get_exercise("same_padding").reference(kernel_size, dilation)
-'''}, {"test_pad2d": 0.0, "test_same_padding": 0.0}, "called torch's padding", lesson=L05),
+""",
+        },
+        {"test_pad2d": 0.0, "test_same_padding": 0.0},
+        "called torch's padding",
+        lesson=L05,
+    ),
 ]
 
 L08 = "08_full_conv2d"
 L08_PARTS = ("bias", "geometry", "same_valid", "groups", "unbatched", "errors")
-L08_POINTS = {"test_conv2d_bias": 2.0, "test_conv2d_geometry": 3.0, "test_conv2d_same_valid": 2.0,
-              "test_conv2d_groups": 2.0, "test_conv2d_unbatched": 1.0, "test_conv2d_errors": 2.0}
+L08_POINTS = {
+    "test_conv2d_bias": 2.0,
+    "test_conv2d_geometry": 3.0,
+    "test_conv2d_same_valid": 2.0,
+    "test_conv2d_groups": 2.0,
+    "test_conv2d_unbatched": 1.0,
+    "test_conv2d_errors": 2.0,
+}
 L08_ZERO = {k: 0.0 for k in L08_POINTS}
 L08_SUBMISSIONS = [
     LessonSubmission("honest", "the answer key", {"conv2d": "KEY"}, L08_POINTS, lesson=L08),
-    LessonSubmission("steal", "looks up the grader's answer (or torch's exception) in caller frames and gc",
-                     {"conv2d": STEAL + _conv_signature("conv2d", "return _steal()")}, L08_ZERO, lesson=L08),
-    LessonSubmission("modes_off", "F.conv2d with the dispatch modes switched off",
-                     {"conv2d": DISABLED_MODES + _conv_signature("conv2d", '''
+    LessonSubmission(
+        "steal",
+        "looks up the grader's answer (or torch's exception) in caller frames and gc",
+        {"conv2d": STEAL + _conv_signature("conv2d", "return _steal()")},
+        L08_ZERO,
+        lesson=L08,
+    ),
+    LessonSubmission(
+        "modes_off",
+        "F.conv2d with the dispatch modes switched off",
+        {
+            "conv2d": DISABLED_MODES
+            + _conv_signature(
+                "conv2d",
+                """
 with _disable_current_modes():
-    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)''')},
-                     L08_ZERO, "called torch's convolution", lesson=L08),
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)""",
+            )
+        },
+        L08_ZERO,
+        "called torch's convolution",
+        lesson=L08,
+    ),
 ]
 
 L09 = "09_vectorized"
 L09_SUBMISSIONS = [
-    LessonSubmission("honest", "the answer key", {"conv2d_fast": "KEY"},
-                     {"test_conv2d_fast": 6.0, "test_conv2d_fast_vectorized": 2.0}, lesson=L09),
-    LessonSubmission("steal", "looks up the grader's answer in caller frames and gc",
-                     {"conv2d_fast": STEAL + _conv_signature("conv2d_fast", "return _steal()")},
-                     {"test_conv2d_fast": 0.0, "test_conv2d_fast_vectorized": 0.0}, lesson=L09),
-    LessonSubmission("aten_no_dispatch", "torch.ops.aten.convolution under torch._C._DisableTorchDispatch",
-                     {"conv2d_fast": _conv_signature("conv2d_fast", '''
+    LessonSubmission(
+        "honest",
+        "the answer key",
+        {"conv2d_fast": "KEY"},
+        {"test_conv2d_fast": 6.0, "test_conv2d_fast_vectorized": 2.0},
+        lesson=L09,
+    ),
+    LessonSubmission(
+        "steal",
+        "looks up the grader's answer in caller frames and gc",
+        {"conv2d_fast": STEAL + _conv_signature("conv2d_fast", "return _steal()")},
+        {"test_conv2d_fast": 0.0, "test_conv2d_fast_vectorized": 0.0},
+        lesson=L09,
+    ),
+    LessonSubmission(
+        "aten_no_dispatch",
+        "torch.ops.aten.convolution under torch._C._DisableTorchDispatch",
+        {
+            "conv2d_fast": _conv_signature(
+                "conv2d_fast",
+                """
 with torch._C._DisableTorchDispatch():
-    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)''')},
-                     {"test_conv2d_fast": 0.0, "test_conv2d_fast_vectorized": 0.0}, "called torch's convolution",
-                     lesson=L09),
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)""",
+            )
+        },
+        {"test_conv2d_fast": 0.0, "test_conv2d_fast_vectorized": 0.0},
+        "called torch's convolution",
+        lesson=L09,
+    ),
 ]
 
 L10 = "10_conv2d_module"
-L10_POINTS = {"test_conv2d_module": 4.0, "test_reset_parameters": 2.0, "test_extra_repr": 1.0, "test_conv2d_errors": 2.0}
+L10_POINTS = {
+    "test_conv2d_module": 4.0,
+    "test_reset_parameters": 2.0,
+    "test_extra_repr": 1.0,
+    "test_conv2d_errors": 2.0,
+}
 # The answer key with a forward that sums in another order (unfold + einsum): 6 of 9 points before issue 11.
-UNFOLD_FORWARD = '''
+UNFOLD_FORWARD = """
     def forward(self, input):
         batched = input.dim() == 4
         x = input if batched else input[None]
@@ -161,12 +238,22 @@ UNFOLD_FORWARD = '''
         if self.bias is not None:
             out = out + self.bias[None, :, None, None]
         return out if batched else out[0]
-'''
+"""
 L10_SUBMISSIONS = [
     LessonSubmission("honest", "the answer key", {"Conv2d": "KEY"}, L10_POINTS, lesson=L10),
-    LessonSubmission("subclass", "class Conv2d(nn.Conv2d): pass", {"Conv2d": "class Conv2d(nn.Conv2d):\n    pass\n"},
-                     {k: 0.0 for k in L10_POINTS}, "torch's own nn.Conv2d code", lesson=L10),
-    LessonSubmission("wrapper", "wraps an nn.Conv2d and forwards to it", {"Conv2d": '''
+    LessonSubmission(
+        "subclass",
+        "class Conv2d(nn.Conv2d): pass",
+        {"Conv2d": "class Conv2d(nn.Conv2d):\n    pass\n"},
+        {k: 0.0 for k in L10_POINTS},
+        "torch's own nn.Conv2d code",
+        lesson=L10,
+    ),
+    LessonSubmission(
+        "wrapper",
+        "wraps an nn.Conv2d and forwards to it",
+        {
+            "Conv2d": """
 class Conv2d(nn.Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -178,17 +265,35 @@ class Conv2d(nn.Module):
 
     def extra_repr(self):
         return self._inner.extra_repr()
-'''}, {k: 0.0 for k in L10_POINTS}, "torch's own nn.Conv2d code", lesson=L10),
-    LessonSubmission("unfold_forward", "correct, forward by unfold + einsum (another summation order)",
-                     {"Conv2d": "UNFOLD"}, L10_POINTS, lesson=L10),
+"""
+        },
+        {k: 0.0 for k in L10_POINTS},
+        "torch's own nn.Conv2d code",
+        lesson=L10,
+    ),
+    LessonSubmission(
+        "unfold_forward",
+        "correct, forward by unfold + einsum (another summation order)",
+        {"Conv2d": "UNFOLD"},
+        L10_POINTS,
+        lesson=L10,
+    ),
 ]
 
 L11 = "11_backward"
 L11_SUBMISSIONS = [
-    LessonSubmission("honest", "the answer key", {"conv2d_backward": "KEY", "Conv2dFunction": "KEY"},
-                     {"test_conv2d_backward": 6.0, "test_Conv2dFunction": 3.0}, lesson=L11),
-    LessonSubmission("autograd", "gradients by torch.autograd through its own (loop) forward",
-                     {"conv2d_backward": '''
+    LessonSubmission(
+        "honest",
+        "the answer key",
+        {"conv2d_backward": "KEY", "Conv2dFunction": "KEY"},
+        {"test_conv2d_backward": 6.0, "test_Conv2dFunction": 3.0},
+        lesson=L11,
+    ),
+    LessonSubmission(
+        "autograd",
+        "gradients by torch.autograd through its own (loop) forward",
+        {
+            "conv2d_backward": """
 def _forward(x, w, stride, padding, dilation, groups):
     two = lambda v: (v, v) if isinstance(v, int) else tuple(v)
     (sh, sw), (ph, pw), (dh, dw) = two(stride), two(padding), two(dilation)
@@ -210,20 +315,38 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         out = _forward(x, w, stride, padding, dilation, groups)
         gx, gw = torch.autograd.grad(out, (x, w), grad_output)
     return gx, gw, grad_output.sum((0, 2, 3))
-''', "Conv2dFunction": "KEY"}, {"test_conv2d_backward": 0.0, "test_Conv2dFunction": 0.0}, "used torch's autograd",
-                     lesson=L11),
-    LessonSubmission("steal", "looks up torch's gradients in caller frames and gc",
-                     {"conv2d_backward": STEAL + '''
+""",
+            "Conv2dFunction": "KEY",
+        },
+        {"test_conv2d_backward": 0.0, "test_Conv2dFunction": 0.0},
+        "used torch's autograd",
+        lesson=L11,
+    ),
+    LessonSubmission(
+        "steal",
+        "looks up torch's gradients in caller frames and gc",
+        {
+            "conv2d_backward": STEAL
+            + """
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
     return _steal()
-''', "Conv2dFunction": "KEY"}, {"test_conv2d_backward": 0.0}, lesson=L11),
+""",
+            "Conv2dFunction": "KEY",
+        },
+        {"test_conv2d_backward": 0.0},
+        lesson=L11,
+    ),
 ]
 
 L12 = "12_capstone"
 L12_POINTS = {"test_build_model": 2.0, "test_train_model": 6.0}
 L12_SUBMISSIONS = [
     LessonSubmission("honest", "the answer key", {"build_model": "KEY", "train_model": "KEY"}, L12_POINTS, lesson=L12),
-    LessonSubmission("subclass", "a network of nn.Conv2d subclasses instead of the course's Conv2d", {"build_model": '''
+    LessonSubmission(
+        "subclass",
+        "a network of nn.Conv2d subclasses instead of the course's Conv2d",
+        {
+            "build_model": """
 class MyConv(nn.Conv2d):
     pass
 
@@ -232,24 +355,50 @@ def build_model():
     torch.manual_seed(0)
     return nn.Sequential(MyConv(1, 16, 3, padding=1), nn.ReLU(), MyConv(16, 32, 3, padding=1), nn.ReLU(),
                          nn.MaxPool2d(2), MyConv(32, 32, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10))
-''', "train_model": "KEY"}, {"test_build_model": 0.0, "test_train_model": 0.0}, "torch's own convolution", lesson=L12),
-    LessonSubmission("thread", "trains in a background thread it joins before returning", {"build_model": "KEY",
-                     "train_model": "KEY_THEN:" + '''
+""",
+            "train_model": "KEY",
+        },
+        {"test_build_model": 0.0, "test_train_model": 0.0},
+        "torch's own convolution",
+        lesson=L12,
+    ),
+    LessonSubmission(
+        "thread",
+        "trains in a background thread it joins before returning",
+        {
+            "build_model": "KEY",
+            "train_model": "KEY_THEN:"
+            + """
 import threading
 _train_model_in_this_thread = train_model
 
 
 def train_model(model, x_train, y_train, **options):
     box = {}
-    worker = threading.Thread(target=lambda: box.update(h=_train_model_in_this_thread(model, x_train, y_train, **options)))
+
+    def train() -> None:
+        box.update(h=_train_model_in_this_thread(model, x_train, y_train, **options))
+
+    worker = threading.Thread(target=train)
     worker.start()
     worker.join()
     return box["h"]
-'''}, {"test_train_model": 0.0, "test_build_model": 2.0}, "started a thread", lesson=L12),
+""",
+        },
+        {"test_train_model": 0.0, "test_build_model": 2.0},
+        "started a thread",
+        lesson=L12,
+    ),
 ]
 
-LESSONS = {L05: L05_SUBMISSIONS, L08: L08_SUBMISSIONS, L09: L09_SUBMISSIONS, L10: L10_SUBMISSIONS,
-           L11: L11_SUBMISSIONS, L12: L12_SUBMISSIONS}
+LESSONS = {
+    L05: L05_SUBMISSIONS,
+    L08: L08_SUBMISSIONS,
+    L09: L09_SUBMISSIONS,
+    L10: L10_SUBMISSIONS,
+    L11: L11_SUBMISSIONS,
+    L12: L12_SUBMISSIONS,
+}
 
 
 def build(submission: LessonSubmission) -> bytes:
@@ -257,7 +406,11 @@ def build(submission: LessonSubmission) -> bytes:
         key = solution_source(L10, "Conv2d")
         start = key.index("    def forward(")
         end = key.index("\n    def ", start + 10)
-        source = key[:start] + textwrap.dedent(UNFOLD_FORWARD).strip("\n").replace("\n", "\n    ").join(["    ", ""]) + \
-            "\n" + key[end:]
+        source = (
+            key[:start]
+            + textwrap.dedent(UNFOLD_FORWARD).strip("\n").replace("\n", "\n    ").join(["    ", ""])
+            + "\n"
+            + key[end:]
+        )
         return notebook(L10, {"Conv2d": source})
     return submission.build()

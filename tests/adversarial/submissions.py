@@ -33,14 +33,17 @@ def _is_quiz(cell) -> bool:
 
 
 def _quiz_test_ids(nb) -> list[str]:
-    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
-            if c.get("metadata", {}).get("nbgrader", {}).get("grade") and "check_answer(" in c.source]
+    return [
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade") and "check_answer(" in c.source
+    ]
 
 
 QUIZ_IDS = _quiz_test_ids(nbformat.read(RELEASED, as_version=4))
 QUIZ_POINTS = float(len(QUIZ_IDS))  # 1 point per question
 
-HONEST = '''
+HONEST = """
 def corr2d(x, k):
     kh, kw = k.shape
     out = torch.zeros(x.shape[0] - kh + 1, x.shape[1] - kw + 1, dtype=x.dtype)
@@ -48,14 +51,14 @@ def corr2d(x, k):
         for j in range(out.shape[1]):
             out[i, j] = (x[i:i + kh, j:j + kw] * k).sum()
     return out
-'''
+"""
 
 FLIPPED = HONEST.replace("* k).sum()", "* k.flip(0, 1)).sum()")
 
-ZEROS = '''
+ZEROS = """
 def corr2d(x, k):
     return torch.zeros(x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1, dtype=x.dtype)
-'''
+"""
 
 
 def released() -> nbformat.NotebookNode:
@@ -70,9 +73,13 @@ def _index(nb, grade_id: str) -> int:
     return next(i for i, c in enumerate(nb.cells) if _grade_id(c) == grade_id)
 
 
-def notebook(*parts: str, lean: bool = True, after_solution: list[str] = (),
-             before_solution: list[str] = (), edit: Callable[[nbformat.NotebookNode], None] | None = None
-             ) -> nbformat.NotebookNode:
+def notebook(
+    *parts: str,
+    lean: bool = True,
+    after_solution: list[str] = (),
+    before_solution: list[str] = (),
+    edit: Callable[[nbformat.NotebookNode], None] | None = None,
+) -> nbformat.NotebookNode:
     """The released notebook with ``solution`` as the learner's corr2d cell.
 
     lean: drop the ungraded demo cells (photo, widgets, filter gallery) that call corr2d on a 96x96
@@ -129,15 +136,33 @@ def _corrupt() -> bytes:
 SUBMISSIONS: list[Submission] = [
     # Controls.
     Submission("honest", POINTS, "honest loop solution, full notebook", lambda: to_bytes(notebook(HONEST, lean=False))),
-    Submission("wrong", 0.0, "honest but wrong: true convolution (flipped kernel), full notebook",
-               lambda: to_bytes(notebook(FLIPPED, lean=False)), "Likely mistake: your output is the true (flipped-kernel)"),
+    Submission(
+        "wrong",
+        0.0,
+        "honest but wrong: true convolution (flipped kernel), full notebook",
+        lambda: to_bytes(notebook(FLIPPED, lean=False)),
+        "Likely mistake: your output is the true (flipped-kernel)",
+    ),
     # Runaway code.
-    Submission("infinite_loop", 0.0, "while True inside corr2d", lambda: to_bytes(notebook('''
+    Submission(
+        "infinite_loop",
+        0.0,
+        "while True inside corr2d",
+        lambda: to_bytes(
+            notebook("""
         def corr2d(x, k):
             while True:
                 pass
-        ''')), "CellTimeoutError"),
-    Submission("loop_ignores_interrupt", 0.0, "infinite loop that swallows KeyboardInterrupt", lambda: to_bytes(notebook('''
+        """)
+        ),
+        "CellTimeoutError",
+    ),
+    Submission(
+        "loop_ignores_interrupt",
+        0.0,
+        "infinite loop that swallows KeyboardInterrupt",
+        lambda: to_bytes(
+            notebook("""
         import time
         def corr2d(x, k):
             while True:
@@ -145,77 +170,203 @@ SUBMISSIONS: list[Submission] = [
                     time.sleep(0.05)
                 except BaseException:
                     pass
-        '''))),
-    Submission("memory_bomb", 0.0, "allocates until memory runs out inside corr2d", lambda: to_bytes(notebook('''
+        """)
+        ),
+    ),
+    Submission(
+        "memory_bomb",
+        0.0,
+        "allocates until memory runs out inside corr2d",
+        lambda: to_bytes(
+            notebook("""
         def corr2d(x, k):
             hog = []
             while True:
                 hog.append(bytearray(2**30))
-        ''')), "MemoryError"),
-    Submission("sys_exit", 0.0, "sys.exit() inside corr2d", lambda: to_bytes(notebook('''
+        """)
+        ),
+        "MemoryError",
+    ),
+    Submission(
+        "sys_exit",
+        0.0,
+        "sys.exit() inside corr2d",
+        lambda: to_bytes(
+            notebook("""
         import sys
         def corr2d(x, k):
             sys.exit(0)
-        ''')), "SystemExit"),
-    Submission("os_exit", 0.0, "honest corr2d, then os._exit(1) kills the kernel", lambda: to_bytes(notebook(
-        HONEST + "\nimport os\nos._exit(1)\n")), "kernel died"),
-    Submission("helper_raises", 0.0, "a helper called at import raises before corr2d is defined",
-               lambda: to_bytes(notebook('''
+        """)
+        ),
+        "SystemExit",
+    ),
+    Submission(
+        "os_exit",
+        0.0,
+        "honest corr2d, then os._exit(1) kills the kernel",
+        lambda: to_bytes(notebook(HONEST + "\nimport os\nos._exit(1)\n")),
+        "kernel died",
+    ),
+    Submission(
+        "helper_raises",
+        0.0,
+        "a helper called at import raises before corr2d is defined",
+        lambda: to_bytes(
+            notebook(
+                """
         def _make_table():
             raise RuntimeError("helper broke")
         TABLE = _make_table()
-        ''', HONEST)), "NameError"),
+        """,
+                HONEST,
+            )
+        ),
+        "NameError",
+    ),
     # Test cells.
-    Submission("deleted_test_cell", POINTS, "honest code, graded test cell deleted (nbgrader adds it back)",
-               lambda: to_bytes(notebook(HONEST, edit=_delete_test_cell))),
-    Submission("edited_test_cell", 0.0, "wrong code, test cell replaced by 'assert True' (nbgrader restores it)",
-               lambda: to_bytes(notebook(ZEROS, edit=_edit_test_cell))),
+    Submission(
+        "deleted_test_cell",
+        POINTS,
+        "honest code, graded test cell deleted (nbgrader adds it back)",
+        lambda: to_bytes(notebook(HONEST, edit=_delete_test_cell)),
+    ),
+    Submission(
+        "edited_test_cell",
+        0.0,
+        "wrong code, test cell replaced by 'assert True' (nbgrader restores it)",
+        lambda: to_bytes(notebook(ZEROS, edit=_edit_test_cell)),
+    ),
     Submission("corrupted_json", None, "the .ipynb file is not valid JSON", _corrupt),
     # Tampering with what the tests use.
-    Submission("patch_allclose", 0.0, "torch.allclose = lambda *a, **k: True, corr2d returns zeros",
-               lambda: to_bytes(notebook("torch.allclose = lambda *a, **k: True\ntorch.Tensor.allclose = lambda *a, **k: True\n" + ZEROS)),
-               "replaced torch.Tensor.allclose, torch.allclose"),
-    Submission("patch_numpy", 0.0, "numpy.allclose/testing replaced, corr2d returns zeros", lambda: to_bytes(notebook('''
+    Submission(
+        "patch_allclose",
+        0.0,
+        "torch.allclose = lambda *a, **k: True, corr2d returns zeros",
+        lambda: to_bytes(
+            notebook("torch.allclose = lambda *a, **k: True\ntorch.Tensor.allclose = lambda *a, **k: True\n" + ZEROS)
+        ),
+        "replaced torch.Tensor.allclose, torch.allclose",
+    ),
+    Submission(
+        "patch_numpy",
+        0.0,
+        "numpy.allclose/testing replaced, corr2d returns zeros",
+        lambda: to_bytes(
+            notebook(
+                """
         import numpy as np
         np.allclose = lambda *a, **k: True
         np.testing.assert_allclose = lambda *a, **k: None
-        ''', ZEROS)), "numpy.allclose"),
-    Submission("patch_checks_module", 0.0, "replaces convcourse.checks functions", lambda: to_bytes(notebook('''
+        """,
+                ZEROS,
+            )
+        ),
+        "numpy.allclose",
+    ),
+    Submission(
+        "patch_checks_module",
+        0.0,
+        "replaces convcourse.checks functions",
+        lambda: to_bytes(
+            notebook(
+                """
         import convcourse.checks as cc, convcourse.checks.core as core
         core.compare_tensors = lambda *a, **k: None
         core.run_case = lambda *a, **k: None
         cc.check_suite = lambda *a, **k: True
-        ''', ZEROS)), "convcourse.checks.core.run_case"),
-    Submission("patch_private_guard", 0.0, "replaces the checks' private torch references and empties the hidden suite",
-               lambda: to_bytes(notebook('''
+        """,
+                ZEROS,
+            )
+        ),
+        "convcourse.checks.core.run_case",
+    ),
+    Submission(
+        "patch_private_guard",
+        0.0,
+        "replaces the checks' private torch references and empties the hidden suite",
+        lambda: to_bytes(
+            notebook(
+                """
         from convcourse.checks import _guard, REGISTRY
         _guard.allclose = lambda *a, **k: True
         _guard.isclose = lambda a, b, **k: a == a
         REGISTRY["corr2d"].suites["hidden"] = lambda: []
-        ''', ZEROS)), "convcourse.checks._guard.allclose"),
-    Submission("patch_code_object", 0.0, "swaps the __code__ of compare_tensors", lambda: to_bytes(notebook('''
+        """,
+                ZEROS,
+            )
+        ),
+        "convcourse.checks._guard.allclose",
+    ),
+    Submission(
+        "patch_code_object",
+        0.0,
+        "swaps the __code__ of compare_tensors",
+        lambda: to_bytes(
+            notebook(
+                """
         import convcourse.checks.core as core
         core.compare_tensors.__code__ = (lambda exercise, got_raw, expected, inputs: None).__code__
-        ''', ZEROS)), "compare_tensors"),
-    Submission("rebind_check", 0.0, "defines its own check/check_suite in the notebook", lambda: to_bytes(notebook('''
+        """,
+                ZEROS,
+            )
+        ),
+        "compare_tensors",
+    ),
+    Submission(
+        "rebind_check",
+        0.0,
+        "defines its own check/check_suite in the notebook",
+        lambda: to_bytes(
+            notebook(
+                """
         def check(*args, **kwargs):
             return True
         check_suite = check
-        ''', ZEROS)), "'check'"),
-    Submission("patch_builtins", 0.0, "replaces builtins used by the checks", lambda: to_bytes(notebook('''
+        """,
+                ZEROS,
+            )
+        ),
+        "'check'",
+    ),
+    Submission(
+        "patch_builtins",
+        0.0,
+        "replaces builtins used by the checks",
+        lambda: to_bytes(
+            notebook(
+                """
         import builtins
         _real_isinstance = builtins.isinstance
         builtins.isinstance = lambda obj, cls: _real_isinstance(obj, cls)
         builtins.AssertionError = Exception
-        ''', ZEROS)), "builtins.isinstance"),
-    Submission("input_transformer", 0.0, "an IPython input transformer rewrites every later cell", lambda: to_bytes(notebook(
-        ZEROS + '''
+        """,
+                ZEROS,
+            )
+        ),
+        "builtins.isinstance",
+    ),
+    Submission(
+        "input_transformer",
+        0.0,
+        "an IPython input transformer rewrites every later cell",
+        lambda: to_bytes(
+            notebook(
+                ZEROS
+                + """
 def _neuter(lines):
     return ["pass\\n"] if any("check" in line for line in lines) else lines
 get_ipython().input_transformers_post.append(_neuter)
-''')), "input transformer"),
-    Submission("tensor_subclass", 0.0, "returns a Tensor subclass whose comparisons always succeed",
-               lambda: to_bytes(notebook('''
+"""
+            )
+        ),
+        "input transformer",
+    ),
+    Submission(
+        "tensor_subclass",
+        0.0,
+        "returns a Tensor subclass whose comparisons always succeed",
+        lambda: to_bytes(
+            notebook("""
         class Agreeable(torch.Tensor):
             @classmethod
             def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -223,9 +374,17 @@ get_ipython().input_transformers_post.append(_neuter)
         def corr2d(x, k):
             shape = (x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1)
             return torch.zeros(shape, dtype=x.dtype).as_subclass(Agreeable)
-        ''')), "subclass of torch.Tensor"),
+        """)
+        ),
+        "subclass of torch.Tensor",
+    ),
     # Banned operations.
-    Submission("conv2d_in_loops", 0.0, "calls F.conv2d on each window inside the loops", lambda: to_bytes(notebook('''
+    Submission(
+        "conv2d_in_loops",
+        0.0,
+        "calls F.conv2d on each window inside the loops",
+        lambda: to_bytes(
+            notebook("""
         def corr2d(x, k):
             kh, kw = k.shape
             out = torch.zeros(x.shape[0] - kh + 1, x.shape[1] - kw + 1, dtype=x.dtype)
@@ -233,39 +392,102 @@ get_ipython().input_transformers_post.append(_neuter)
                 for j in range(out.shape[1]):
                     out[i, j] = F.conv2d(x[i:i + kh, j:j + kw][None, None], k[None, None])[0, 0, 0, 0]
             return out
-        ''')), "called torch's convolution"),
-    Submission("aliased_conv_with_fallback", 0.0, "an alias of torch's conv inside try/except, loops as fallback",
-               lambda: to_bytes(notebook('''
+        """)
+        ),
+        "called torch's convolution",
+    ),
+    Submission(
+        "aliased_conv_with_fallback",
+        0.0,
+        "an alias of torch's conv inside try/except, loops as fallback",
+        lambda: to_bytes(
+            notebook(
+                """
         _fast = getattr(torch.ops.aten, "convolution")
         def corr2d(x, k):
             try:
                 return _fast(x[None, None], k[None, None], None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[0, 0]
             except Exception:
                 pass
-        ''', HONEST.replace("def corr2d", "def _slow"))), "called torch's convolution"),
+        """,
+                HONEST.replace("def corr2d", "def _slow"),
+            )
+        ),
+        "called torch's convolution",
+    ),
     # Noise and deception.
-    Submission("prints_all_passed", 0.0, "wrong code that prints 'All tests passed'", lambda: to_bytes(notebook(
-        ZEROS.replace("    return", "    print('All tests passed')\n    return")))),
-    Submission("warnings", POINTS, "honest code that warns and writes to stderr on every call", lambda: to_bytes(notebook(
-        "import sys, warnings\n" + HONEST.replace("    kh, kw = k.shape", "    warnings.warn('slow loops', RuntimeWarning)\n"
-                                                  "    print('working...', file=sys.stderr)\n    kh, kw = k.shape")))),
-    Submission("enormous_output", POINTS, "honest code that prints ~20 MB", lambda: to_bytes(notebook(
-        HONEST + "\nfor _ in range(200):\n    print('x' * 100_000)\n"))),
-    Submission("grader_aware", 0.0, "honest when run by hand; under NBGRADER_EXECUTION patches allclose and returns zeros",
-               lambda: to_bytes(notebook('''
+    Submission(
+        "prints_all_passed",
+        0.0,
+        "wrong code that prints 'All tests passed'",
+        lambda: to_bytes(notebook(ZEROS.replace("    return", "    print('All tests passed')\n    return"))),
+    ),
+    Submission(
+        "warnings",
+        POINTS,
+        "honest code that warns and writes to stderr on every call",
+        lambda: to_bytes(
+            notebook(
+                "import sys, warnings\n"
+                + HONEST.replace(
+                    "    kh, kw = k.shape",
+                    "    warnings.warn('slow loops', RuntimeWarning)\n"
+                    "    print('working...', file=sys.stderr)\n    kh, kw = k.shape",
+                )
+            )
+        ),
+    ),
+    Submission(
+        "enormous_output",
+        POINTS,
+        "honest code that prints ~20 MB",
+        lambda: to_bytes(notebook(HONEST + "\nfor _ in range(200):\n    print('x' * 100_000)\n")),
+    ),
+    Submission(
+        "grader_aware",
+        0.0,
+        "honest when run by hand; under NBGRADER_EXECUTION patches allclose and returns zeros",
+        lambda: to_bytes(
+            notebook(
+                """
         import os
         if os.environ.get("NBGRADER_EXECUTION"):
             torch.allclose = lambda *a, **k: True
-        ''', ZEROS,
-        "if not os.environ.get('NBGRADER_EXECUTION'):  # by hand: the honest loops\n" + textwrap.indent(HONEST.strip(), "    "))),
-               "torch.allclose"),
-    Submission("hidden_only_fail", 0.0, "passes the visible tests, fails a hidden case (1x1 kernel)",
-               lambda: to_bytes(notebook(HONEST.replace("    kh, kw = k.shape", "    if k.numel() == 1:\n        return x.clone()\n    kh, kw = k.shape"))),
-               "hidden test cases of corr2d fail"),
+        """,
+                ZEROS,
+                "if not os.environ.get('NBGRADER_EXECUTION'):  # by hand: the honest loops\n"
+                + textwrap.indent(HONEST.strip(), "    "),
+            )
+        ),
+        "torch.allclose",
+    ),
+    Submission(
+        "hidden_only_fail",
+        0.0,
+        "passes the visible tests, fails a hidden case (1x1 kernel)",
+        lambda: to_bytes(
+            notebook(
+                HONEST.replace(
+                    "    kh, kw = k.shape", "    if k.numel() == 1:\n        return x.clone()\n    kh, kw = k.shape"
+                )
+            )
+        ),
+        "hidden test cases of corr2d fail",
+    ),
 ]
 
 # These zero every graded cell (the integrity probe) or kill the kernel before the question cells run.
-ZERO_EVERYTHING = {"loop_ignores_interrupt", "os_exit", "patch_allclose", "patch_numpy", "patch_checks_module",
-                   "patch_private_guard", "patch_code_object", "rebind_check", "patch_builtins", "input_transformer",
-                   "grader_aware"}
+ZERO_EVERYTHING = {
+    "loop_ignores_interrupt",
+    "os_exit",
+    "patch_allclose",
+    "patch_numpy",
+    "patch_checks_module",
+    "patch_private_guard",
+    "patch_code_object",
+    "rebind_check",
+    "patch_builtins",
+    "input_transformer",
+    "grader_aware",
+}
 SUBMISSIONS = [dataclasses.replace(s, quiz=0.0) if s.student in ZERO_EVERYTHING else s for s in SUBMISSIONS]

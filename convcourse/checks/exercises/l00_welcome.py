@@ -30,22 +30,42 @@ def _visible_tests_guarantee_full_marks() -> bool:
     return False
 
 
-register_question(Question(
-    name="00_welcome.q1", lesson="00_welcome", answer=_batch_shape_from_hwc, form="a tuple of four ints",
-    explain="Conv2d reads a batch as (N, C, H, W): 8 images, 3 colour channels, 32 rows, 32 columns. "
-            "Channels come before the rows and columns.",
-))
-register_question(Question(
-    name="00_welcome.q2", lesson="00_welcome", answer=_element_1_2, form="an int",
-    explain="arange(12).reshape(3, 4) fills row by row: row 0 holds 0-3, row 1 holds 4-7, so x[1, 2] = 4 + 2 = 6.",
-))
-register_question(Question(
-    name="00_welcome.q3", lesson="00_welcome", answer=_window_shape, form="a tuple of two ints",
-    explain="A slice a:b keeps b - a entries (b is excluded): rows 1, 2, 3 and columns 2, 3, 4, so (3, 3). "
-            "This is how a loop cuts a 3×3 window out of an image.",
-))
-register_question(Question(
-    name="00_welcome.q4", lesson="00_welcome", answer=_visible_tests_guarantee_full_marks, form="True or False",
-    explain="Hidden tests run only when your work is graded and check more cases (shapes, tuple arguments, "
-            "edge cases), so passing the visible tests is a good sign, not a guarantee.",
-))
+register_question(
+    Question(
+        name="00_welcome.q1",
+        lesson="00_welcome",
+        answer=_batch_shape_from_hwc,
+        form="a tuple of four ints",
+        explain="Conv2d reads a batch as (N, C, H, W): 8 images, 3 colour channels, 32 rows, 32 columns. "
+        "Channels come before the rows and columns.",
+    )
+)
+register_question(
+    Question(
+        name="00_welcome.q2",
+        lesson="00_welcome",
+        answer=_element_1_2,
+        form="an int",
+        explain="arange(12).reshape(3, 4) fills row by row: row 0 holds 0-3, row 1 holds 4-7, so x[1, 2] = 4 + 2 = 6.",
+    )
+)
+register_question(
+    Question(
+        name="00_welcome.q3",
+        lesson="00_welcome",
+        answer=_window_shape,
+        form="a tuple of two ints",
+        explain="A slice a:b keeps b - a entries (b is excluded): rows 1, 2, 3 and columns 2, 3, 4, so (3, 3). "
+        "This is how a loop cuts a 3×3 window out of an image.",
+    )
+)
+register_question(
+    Question(
+        name="00_welcome.q4",
+        lesson="00_welcome",
+        answer=_visible_tests_guarantee_full_marks,
+        form="True or False",
+        explain="Hidden tests run only when your work is graded and check more cases (shapes, tuple arguments, "
+        "edge cases), so passing the visible tests is a good sign, not a guarantee.",
+    )
+)

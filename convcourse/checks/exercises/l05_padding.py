@@ -49,8 +49,10 @@ class PadWatch(TorchFunctionMode):
         return False
 
 
-_PAD_MESSAGE = ("pad2d called torch's padding (F.pad). This exercise asks you to compute it yourself; the point "
-                "is to see where every padded value comes from.")
+_PAD_MESSAGE = (
+    "pad2d called torch's padding (F.pad). This exercise asks you to compute it yourself; the point "
+    "is to see where every padded value comes from."
+)
 
 # ---- pad2d ----------------------------------------------------------------------------------------
 
@@ -101,46 +103,70 @@ def _pad_variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     def add(explanation: str, make: Callable[[], torch.Tensor]) -> None:
         try:
             out[explanation] = make()
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
 
     def same_mode(p):
         return _guard.pad(x, p, mode=mode, value=value)
 
     if (left, right) != (right, left):
-        add("left and right are swapped: pad[0] is the number of columns added on the LEFT, pad[1] on the "
-            "right.", lambda: same_mode((right, left, top, bottom)))
+        add(
+            "left and right are swapped: pad[0] is the number of columns added on the LEFT, pad[1] on the right.",
+            lambda: same_mode((right, left, top, bottom)),
+        )
     if (top, bottom) != (bottom, top):
-        add("top and bottom are swapped: pad[2] is the number of rows added at the TOP, pad[3] at the "
-            "bottom.", lambda: same_mode((left, right, bottom, top)))
+        add(
+            "top and bottom are swapped: pad[2] is the number of rows added at the TOP, pad[3] at the bottom.",
+            lambda: same_mode((left, right, bottom, top)),
+        )
     if (left, right) != (right, left) and (top, bottom) != (bottom, top):
-        add("every side is swapped with its opposite (right for left, bottom for top).",
-            lambda: same_mode((right, left, bottom, top)))
+        add(
+            "every side is swapped with its opposite (right for left, bottom for top).",
+            lambda: same_mode((right, left, bottom, top)),
+        )
     if (left, right) != (top, bottom):
-        add("the pad order is wrong: F.pad reads pad as (left, right, top, bottom), starting from the LAST "
-            "dimension (width), not (top, bottom, left, right).", lambda: same_mode((top, bottom, left, right)))
+        add(
+            "the pad order is wrong: F.pad reads pad as (left, right, top, bottom), starting from the LAST "
+            "dimension (width), not (top, bottom, left, right).",
+            lambda: same_mode((top, bottom, left, right)),
+        )
     if mode == "reflect":
-        add("this is 'replicate' (the edge value repeated), but 'reflect' mirrors the input around the edge "
+        add(
+            "this is 'replicate' (the edge value repeated), but 'reflect' mirrors the input around the edge "
             "pixel without repeating it: [a b c d] padded by 2 on the left gives [c b | a b c d].",
-            lambda: _guard.pad(x, pad, mode="replicate"))
-        add("your mirror repeats the edge pixel (numpy's 'symmetric' mode): torch's 'reflect' mirrors around "
+            lambda: _guard.pad(x, pad, mode="replicate"),
+        )
+        add(
+            "your mirror repeats the edge pixel (numpy's 'symmetric' mode): torch's 'reflect' mirrors around "
             "the edge pixel, so [a b c d] padded by 2 on the left gives [c b | a b c d], not [b a | a b c d].",
-            lambda: _by_hand(x, pad, _symmetric))
+            lambda: _by_hand(x, pad, _symmetric),
+        )
     if mode == "replicate":
-        add("this is 'reflect' (a mirror image), but 'replicate' repeats the edge value: [a b c d] padded by 2 "
-            "on the left gives [a a | a b c d].", lambda: _guard.pad(x, pad, mode="reflect"))
+        add(
+            "this is 'reflect' (a mirror image), but 'replicate' repeats the edge value: [a b c d] padded by 2 "
+            "on the left gives [a a | a b c d].",
+            lambda: _guard.pad(x, pad, mode="reflect"),
+        )
     if mode == "circular":
-        add("circular padding wraps from the wrong side: the columns added on the LEFT come from the input's "
+        add(
+            "circular padding wraps from the wrong side: the columns added on the LEFT come from the input's "
             "RIGHT end (as if the image were tiled), so [a b c d] padded by 1 on the left gives [d | a b c d].",
-            lambda: _by_hand(x, pad, _circular_wrong_side))
-        add("this is 'reflect', but 'circular' wraps around: the left padding is copied from the right end.",
-            lambda: _guard.pad(x, pad, mode="reflect"))
+            lambda: _by_hand(x, pad, _circular_wrong_side),
+        )
+        add(
+            "this is 'reflect', but 'circular' wraps around: the left padding is copied from the right end.",
+            lambda: _guard.pad(x, pad, mode="reflect"),
+        )
     if mode == "constant" and value != 0:
-        add(f"the padding is filled with zeros, but value={value} asks for that value.",
-            lambda: _guard.pad(x, pad, mode="constant", value=0.0))
+        add(
+            f"the padding is filled with zeros, but value={value} asks for that value.",
+            lambda: _guard.pad(x, pad, mode="constant", value=0.0),
+        )
     if mode != "constant":
-        add(f"the padding is filled with a constant, but mode={mode!r} copies values from the input.",
-            lambda: _guard.pad(x, pad, mode="constant", value=0.0))
+        add(
+            f"the padding is filled with a constant, but mode={mode!r} copies values from the input.",
+            lambda: _guard.pad(x, pad, mode="constant", value=0.0),
+        )
     return out
 
 
@@ -165,33 +191,42 @@ def _pad_visible():
 def _pad_hidden():
     specs = [
         ((2, 3, 5, 4), (2, 1, 3, 0), "constant", None),
-        ((1, 4, 6), (0, 0, 0, 0), "reflect", None),                 # no padding at all
-        ((3, 5, 4), (1, 1, 1, 1), "constant", 1.5),                 # a fill value
-        ((1, 2, 4, 6), (5, 0, 1, 3), "reflect", None),              # reflect: largest allowed amounts
+        ((1, 4, 6), (0, 0, 0, 0), "reflect", None),  # no padding at all
+        ((3, 5, 4), (1, 1, 1, 1), "constant", 1.5),  # a fill value
+        ((1, 2, 4, 6), (5, 0, 1, 3), "reflect", None),  # reflect: largest allowed amounts
         ((2, 6, 3), (2, 0, 0, 5), "reflect", None),
-        ((1, 1, 3, 2), (4, 3, 0, 6), "replicate", None),            # replicate: larger than the input
+        ((1, 1, 3, 2), (4, 3, 0, 6), "replicate", None),  # replicate: larger than the input
         ((2, 1, 5, 4), (3, 1, 2, 4), "circular", None),
-        ((1, 4, 3), (0, 3, 3, 1), "circular", None),                # circular: up to the input size
-        ((1, 1, 1, 1), (2, 2, 2, 2), "replicate", None),            # a single pixel
+        ((1, 4, 3), (0, 3, 3, 1), "circular", None),  # circular: up to the input size
+        ((1, 1, 1, 1), (2, 2, 2, 2), "replicate", None),  # a single pixel
         ((2, 2, 3, 4), (0, 2, 1, 0), "constant", -2.0),
-        ((2, 3, 4), [1, 0, 2, 1], "replicate", None),               # pad given as a list, as F.pad allows
+        ((2, 3, 4), [1, 0, 2, 1], "replicate", None),  # pad given as a list, as F.pad allows
         # invalid: torch raises RuntimeError
-        ((1, 3, 4), (4, 0, 0, 0), "reflect", None),                 # reflect width pad == width
-        ((1, 2, 3, 5), (0, 1, 3, 0), "reflect", None),              # reflect height pad == height
-        ((1, 2, 3), (0, 0, 0, 3), "circular", None),                # would wrap around twice
-        ((1, 3, 4), (1, 1, 1, 1), "reflect", 2.0),                  # value with a non-constant mode
+        ((1, 3, 4), (4, 0, 0, 0), "reflect", None),  # reflect width pad == width
+        ((1, 2, 3, 5), (0, 1, 3, 0), "reflect", None),  # reflect height pad == height
+        ((1, 2, 3), (0, 0, 0, 3), "circular", None),  # would wrap around twice
+        ((1, 3, 4), (1, 1, 1, 1), "reflect", 2.0),  # value with a non-constant mode
     ]
     return [_pad_case(shape, pad, mode, value, seed=20 + i) for i, (shape, pad, mode, value) in enumerate(specs)]
 
 
-register(Exercise(
-    name="pad2d", lesson="05_padding", reference=_pad_reference, kind="tensor", banned=PAD_OPS,
-    variants=_pad_variants, suites={"visible": _pad_visible, "hidden": _pad_hidden}, monitor=PadWatch,
-    rtol=0.0, atol=0.0,
-    hint="output[..., i, j] is x[..., i - top, j - left] inside the input; outside it depends on the mode "
-         "(constant: value; replicate: the nearest edge pixel; reflect: the mirror image without repeating "
-         "the edge; circular: wrap around).",
-))
+register(
+    Exercise(
+        name="pad2d",
+        lesson="05_padding",
+        reference=_pad_reference,
+        kind="tensor",
+        banned=PAD_OPS,
+        variants=_pad_variants,
+        suites={"visible": _pad_visible, "hidden": _pad_hidden},
+        monitor=PadWatch,
+        rtol=0.0,
+        atol=0.0,
+        hint="output[..., i, j] is x[..., i - top, j - left] inside the input; outside it depends on the mode "
+        "(constant: value; replicate: the nearest edge pixel; reflect: the mirror image without repeating "
+        "the edge; circular: wrap around).",
+    )
+)
 
 # ---- same_padding ---------------------------------------------------------------------------------
 
@@ -231,16 +266,29 @@ def _same_variants(inputs: dict[str, Any]) -> dict[str, tuple]:
 
     tw, th = dw * (kw - 1), dh * (kh - 1)
     right = split(tw, th)
-    out["the uneven split is on the wrong side: torch puts total // 2 on the left/top and the extra pixel on "
-        "the right/bottom."] = split(tw, th, first=lambda t: t - t // 2)
+    out[
+        "the uneven split is on the wrong side: torch puts total // 2 on the left/top and the extra pixel on "
+        "the right/bottom."
+    ] = split(tw, th, first=lambda t: t - t // 2)
     out["the order is wrong: return (left, right, top, bottom), width first, like F.pad."] = (
-        right[2], right[3], right[0], right[1])
-    out["height and width are swapped: kernel_size[0] is the height (top/bottom), kernel_size[1] the width "
-        "(left/right)."] = split(th, tw)
-    out["dilation is ignored: a dilated kernel spans dilation*(k-1)+1 pixels, so the total padding is "
-        "dilation*(k-1)."] = split(kw - 1, kh - 1)
+        right[2],
+        right[3],
+        right[0],
+        right[1],
+    )
+    out[
+        "height and width are swapped: kernel_size[0] is the height (top/bottom), kernel_size[1] the width "
+        "(left/right)."
+    ] = split(th, tw)
+    out[
+        "dilation is ignored: a dilated kernel spans dilation*(k-1)+1 pixels, so the total padding is dilation*(k-1)."
+    ] = split(kw - 1, kh - 1)
     out["both sides get total // 2, so an even kernel loses a pixel; the rest goes right/bottom."] = (
-        tw // 2, tw // 2, th // 2, th // 2)
+        tw // 2,
+        tw // 2,
+        th // 2,
+        th // 2,
+    )
     out["the total padding is k instead of k - 1 (dilation*(k-1) in general)."] = split(dw * kw, dh * kh)
     return {k: v for k, v in out.items() if v != right}
 
@@ -250,19 +298,33 @@ def _same_visible():
 
 
 def _same_hidden():
-    return [dict(kernel_size=1), dict(kernel_size=2), dict(kernel_size=5, dilation=1), dict(kernel_size=4),
-            dict(kernel_size=(3, 1)), dict(kernel_size=(1, 6)), dict(kernel_size=2, dilation=3),
-            dict(kernel_size=(4, 3), dilation=(1, 2)), dict(kernel_size=(2, 5), dilation=(3, 2)),
-            dict(kernel_size=(6, 2), dilation=2)]
+    return [
+        dict(kernel_size=1),
+        dict(kernel_size=2),
+        dict(kernel_size=5, dilation=1),
+        dict(kernel_size=4),
+        dict(kernel_size=(3, 1)),
+        dict(kernel_size=(1, 6)),
+        dict(kernel_size=2, dilation=3),
+        dict(kernel_size=(4, 3), dilation=(1, 2)),
+        dict(kernel_size=(2, 5), dilation=(3, 2)),
+        dict(kernel_size=(6, 2), dilation=2),
+    ]
 
 
-register(Exercise(
-    name="same_padding", lesson="05_padding", reference=_same_reference, kind="value",
-    banned=CONVOLUTION_OPS | PAD_OPS,  # the answer must be worked out, not measured with torch (or the registry)
-    variants=_same_variants, suites={"visible": _same_visible, "hidden": _same_hidden},
-    hint="along one axis the kernel spans dilation*(k-1)+1 pixels, so 'same' needs dilation*(k-1) extra "
-         "pixels in all; torch puts half of that (rounded down) first and the rest after.",
-))
+register(
+    Exercise(
+        name="same_padding",
+        lesson="05_padding",
+        reference=_same_reference,
+        kind="value",
+        banned=CONVOLUTION_OPS | PAD_OPS,  # the answer must be worked out, not measured with torch (or the registry)
+        variants=_same_variants,
+        suites={"visible": _same_visible, "hidden": _same_hidden},
+        hint="along one axis the kernel spans dilation*(k-1)+1 pixels, so 'same' needs dilation*(k-1) extra "
+        "pixels in all; torch puts half of that (rounded down) first and the rest after.",
+    )
+)
 
 
 # Check your understanding (graded, 1 point each): answers are computed from torch when checked.
@@ -291,7 +353,6 @@ def _windows_per_pixel(size: int, kernel_size: int, padding: int) -> torch.Tenso
     return x.grad[0, 0]
 
 
-
 def _reflect_row() -> tuple[float, ...]:
     return tuple(_guard.pad(torch.arange(4.0).reshape(1, 1, 4), (2, 1), mode="reflect")[0, 0].tolist())
 
@@ -302,26 +363,42 @@ def _coverage() -> tuple[int, int, int]:
 
 
 for _question in (
-    Question(name="05_padding.q1", lesson="05_padding", form="a tuple of four ints (left, right, top, bottom)",
-             answer=lambda: _measured_same_padding((4, 3), (1, 2)),
-             explain="Per axis 'same' needs dilation*(k-1) extra pixels: 1*(4-1) = 3 rows and 2*(3-1) = 4 columns. "
-                     "torch puts total // 2 first: rows 1 top and 2 bottom, columns 2 left and 2 right; F.pad "
-                     "wants the width first: (left, right, top, bottom)."),
-    Question(name="05_padding.q2", lesson="05_padding", form="a tuple of three ints (corner, edge, centre)",
-             answer=_coverage,
-             explain="With padding=1 the 8x8 input gives 8x8 window positions. A corner pixel lies under the "
-                     "windows whose centre is within one pixel of it and inside the image: 2 rows x 2 columns = 4; "
-                     "an edge pixel 2 x 3 = 6; an interior pixel 3 x 3 = 9. 'same' padding keeps the size but "
-                     "does not make the border count as much as the middle."),
-    Question(name="05_padding.q3", lesson="05_padding", form="a tuple of seven numbers",
-             answer=_reflect_row,
-             explain="'reflect' mirrors around the edge pixel without repeating it: two on the left are x[2], x[1] "
-                     "= 2, 1, one on the right is x[2] = 2, so [2, 1, 0, 1, 2, 3, 2]."),
-    Question(name="05_padding.q4", lesson="05_padding", kind="error",
-             form="the exception's name, e.g. 'TypeError' (or the class itself)",
-             answer=lambda: error_name(lambda: torch.nn.Conv2d(3, 16, 3, stride=2, padding="same")),
-             explain="nn.Conv2d checks its arguments when it is built and raises ValueError: padding='same' is "
-                     "not supported for strided convolutions. (F.conv2d, called with the same arguments, raises "
-                     "RuntimeError.)"),
+    Question(
+        name="05_padding.q1",
+        lesson="05_padding",
+        form="a tuple of four ints (left, right, top, bottom)",
+        answer=lambda: _measured_same_padding((4, 3), (1, 2)),
+        explain="Per axis 'same' needs dilation*(k-1) extra pixels: 1*(4-1) = 3 rows and 2*(3-1) = 4 columns. "
+        "torch puts total // 2 first: rows 1 top and 2 bottom, columns 2 left and 2 right; F.pad "
+        "wants the width first: (left, right, top, bottom).",
+    ),
+    Question(
+        name="05_padding.q2",
+        lesson="05_padding",
+        form="a tuple of three ints (corner, edge, centre)",
+        answer=_coverage,
+        explain="With padding=1 the 8x8 input gives 8x8 window positions. A corner pixel lies under the "
+        "windows whose centre is within one pixel of it and inside the image: 2 rows x 2 columns = 4; "
+        "an edge pixel 2 x 3 = 6; an interior pixel 3 x 3 = 9. 'same' padding keeps the size but "
+        "does not make the border count as much as the middle.",
+    ),
+    Question(
+        name="05_padding.q3",
+        lesson="05_padding",
+        form="a tuple of seven numbers",
+        answer=_reflect_row,
+        explain="'reflect' mirrors around the edge pixel without repeating it: two on the left are x[2], x[1] "
+        "= 2, 1, one on the right is x[2] = 2, so [2, 1, 0, 1, 2, 3, 2].",
+    ),
+    Question(
+        name="05_padding.q4",
+        lesson="05_padding",
+        kind="error",
+        form="the exception's name, e.g. 'TypeError' (or the class itself)",
+        answer=lambda: error_name(lambda: torch.nn.Conv2d(3, 16, 3, stride=2, padding="same")),
+        explain="nn.Conv2d checks its arguments when it is built and raises ValueError: padding='same' is "
+        "not supported for strided convolutions. (F.conv2d, called with the same arguments, raises "
+        "RuntimeError.)",
+    ),
 ):
     register_question(_question)

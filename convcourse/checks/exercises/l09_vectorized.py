@@ -52,38 +52,38 @@ def hidden_cases() -> list[dict[str, Any]]:
     specs = [
         # shapes and kernels
         ((2, 3, 8, 11), (5, 3, 3, 4), dict(bias=True)),
-        ((1, 1, 5, 5), (1, 1, 5, 5), dict()),                          # kernel == input
-        ((2, 3, 6, 4), (2, 3, 1, 1), dict(bias=True)),                 # 1x1 kernel
-        ((1, 2, 3, 5), (3, 2, 5, 7), dict(padding=(1, 1))),            # kernel == padded input
-        ((3, 5, 7), (4, 3, 2, 2), dict(bias=True, padding=1)),         # unbatched (C, H, W)
+        ((1, 1, 5, 5), (1, 1, 5, 5), dict()),  # kernel == input
+        ((2, 3, 6, 4), (2, 3, 1, 1), dict(bias=True)),  # 1x1 kernel
+        ((1, 2, 3, 5), (3, 2, 5, 7), dict(padding=(1, 1))),  # kernel == padded input
+        ((3, 5, 7), (4, 3, 2, 2), dict(bias=True, padding=1)),  # unbatched (C, H, W)
         ((2, 7, 9), (2, 2, 3, 3), dict(groups=1, stride=(2, 1), padding="valid")),
         # stride, padding, dilation as ints and tuples
         ((2, 2, 10, 9), (3, 2, 3, 3), dict(stride=(2, 3), bias=True)),
         ((1, 3, 7, 8), (2, 3, 3, 2), dict(padding=(2, 1))),
         ((1, 2, 11, 12), (2, 2, 3, 3), dict(dilation=(2, 3), padding=(1, 2), bias=True)),
         ((2, 2, 9, 9), (3, 2, 2, 3), dict(stride=2, padding=2, dilation=2)),
-        ((1, 1, 6, 6), (1, 1, 3, 3), dict(stride=5)),                  # stride larger than kernel
+        ((1, 1, 6, 6), (1, 1, 3, 3), dict(stride=5)),  # stride larger than kernel
         # 'same' (odd and even kernels, with dilation) and 'valid'
         ((1, 3, 7, 6), (2, 3, 3, 3), dict(padding="same", bias=True)),
-        ((2, 2, 6, 7), (3, 2, 2, 4), dict(padding="same")),            # even kernels: asymmetric padding
+        ((2, 2, 6, 7), (3, 2, 2, 4), dict(padding="same")),  # even kernels: asymmetric padding
         ((1, 2, 8, 8), (2, 2, 2, 3), dict(padding="same", dilation=(3, 2))),
         ((1, 2, 6, 5), (2, 2, 3, 2), dict(padding="valid", bias=True)),
-        ((2, 6, 5), (4, 6, 2, 2), dict(padding="same")),               # unbatched + same
+        ((2, 6, 5), (4, 6, 2, 2), dict(padding="same")),  # unbatched + same
         # groups
         ((2, 4, 6, 6), (6, 2, 3, 3), dict(groups=2, bias=True)),
-        ((1, 6, 7, 5), (6, 1, 3, 2), dict(groups=6, padding=1)),       # depthwise: groups == channels
+        ((1, 6, 7, 5), (6, 1, 3, 2), dict(groups=6, padding=1)),  # depthwise: groups == channels
         ((1, 6, 8, 8), (12, 2, 3, 3), dict(groups=3, stride=2, dilation=2, padding=(2, 1), bias=True)),
         ((4, 7, 7), (4, 2, 3, 3), dict(groups=2, padding="same", dilation=2)),
         # invalid arguments: torch raises RuntimeError
-        ((1, 4, 5, 5), (6, 4, 3, 3), dict(groups=3)),                  # groups does not divide channels
-        ((1, 4, 5, 5), (6, 3, 3, 3), dict()),                          # weight's in-channels mismatch
+        ((1, 4, 5, 5), (6, 4, 3, 3), dict(groups=3)),  # groups does not divide channels
+        ((1, 4, 5, 5), (6, 3, 3, 3), dict()),  # weight's in-channels mismatch
         ((1, 2, 6, 6), (2, 2, 3, 3), dict(padding="same", stride=2)),  # 'same' with stride
-        ((1, 2, 6, 6), (2, 2, 3, 3), dict(padding="full")),            # unknown padding string
+        ((1, 2, 6, 6), (2, 2, 3, 3), dict(padding="full")),  # unknown padding string
         ((1, 2, 6, 6), (2, 2, 3, 3), dict(padding=-1)),
         ((1, 2, 6, 6), (2, 2, 3, 3), dict(stride=0)),
         ((1, 2, 6, 6), (2, 2, 3, 3), dict(dilation=0)),
-        ((1, 2, 2, 2), (2, 2, 3, 3), dict()),                          # kernel larger than the input
-        ((2, 6, 6), (2, 2, 3, 3), dict(bias=True)),                    # unbatched, channel mismatch
+        ((1, 2, 2, 2), (2, 2, 3, 3), dict()),  # kernel larger than the input
+        ((2, 6, 6), (2, 2, 3, 3), dict(bias=True)),  # unbatched, channel mismatch
     ]
     cases = [case(x, w, seed=100 + 5 * i, **kw) for i, (x, w, kw) in enumerate(specs)]
     # a bias with the wrong length, and 2-D input
@@ -91,7 +91,7 @@ def hidden_cases() -> list[dict[str, Any]]:
     wrong_bias["bias"] = randn(4, seed=401)
     cases.append(wrong_bias)
     cases.append(dict(input=randn(6, 6, seed=402), weight=randn(1, 1, 3, 3, seed=403)))
-    return cases + dtype_mismatch_cases(seed=410)   # input, weight and bias of different dtypes
+    return cases + dtype_mismatch_cases(seed=410)  # input, weight and bias of different dtypes
 
 
 def vectorized_cases() -> list[dict[str, Any]]:
@@ -105,9 +105,12 @@ def vectorized_cases() -> list[dict[str, Any]]:
 
 def _exclusions() -> tuple[str, ...]:
     """Code whose lines are not counted: torch, numpy, the checks, and the standard library."""
-    paths = {os.path.dirname(torch.__file__), os.path.dirname(numpy.__file__),
-             os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-             sysconfig.get_paths()["stdlib"]}
+    paths = {
+        os.path.dirname(torch.__file__),
+        os.path.dirname(numpy.__file__),
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        sysconfig.get_paths()["stdlib"],
+    }
     return tuple(os.path.realpath(p) + os.sep for p in paths if p)
 
 
@@ -135,10 +138,12 @@ class LoopMonitor(TorchDispatchMode):
 
     def message(self) -> str:
         more = "at least " if self.steps > self.abort_at else ""
-        return (f"{self.name} is not vectorized: for one call it ran {more}{self.lines} Python lines and "
-                f"dispatched {more}{self.ops} torch operations (limit {self.budget} in all; a loop over output "
-                f"pixels needs at least one per pixel, and these tests have {MIN_PIXELS}+ output pixels). "
-                "Replace the loop over output positions with unfold (or as_strided) and one matmul.")
+        return (
+            f"{self.name} is not vectorized: for one call it ran {more}{self.lines} Python lines and "
+            f"dispatched {more}{self.ops} torch operations (limit {self.budget} in all; a loop over output "
+            f"pixels needs at least one per pixel, and these tests have {MIN_PIXELS}+ output pixels). "
+            "Replace the loop over output positions with unfold (or as_strided) and one matmul."
+        )
 
     def _count(self) -> None:
         if self.steps > self.abort_at:
@@ -190,22 +195,34 @@ def _reference(**inputs):
     return _args(**inputs).conv()
 
 
-HINT = ("build the (N, C*kH*kW, L) matrix of windows with F.unfold (or as_strided), multiply by "
-        "weight.reshape(out_channels, -1) and reshape to (N, out_channels, H_out, W_out).")
+HINT = (
+    "build the (N, C*kH*kW, L) matrix of windows with F.unfold (or as_strided), multiply by "
+    "weight.reshape(out_channels, -1) and reshape to (N, out_channels, H_out, W_out)."
+)
 
 conv_exercise(
-    "conv2d_fast", "09_vectorized", _args,
+    "conv2d_fast",
+    "09_vectorized",
+    _args,
     banned=CONVOLUTION_OPS,
     suites={"visible": visible_cases, "hidden": hidden_cases},
     hint=HINT,
 )
 
-register(Exercise(
-    name="conv2d_fast_vectorized", lesson="09_vectorized", reference=_reference, kind="tensor",
-    banned=CONVOLUTION_OPS, variants=_wrong_outputs, suites={"hidden": vectorized_cases},
-    reduction=lambda inputs: reduction_size(_args(**inputs)),
-    monitor=LoopMonitor, hint=HINT,
-))
+register(
+    Exercise(
+        name="conv2d_fast_vectorized",
+        lesson="09_vectorized",
+        reference=_reference,
+        kind="tensor",
+        banned=CONVOLUTION_OPS,
+        variants=_wrong_outputs,
+        suites={"hidden": vectorized_cases},
+        reduction=lambda inputs: reduction_size(_args(**inputs)),
+        monitor=LoopMonitor,
+        hint=HINT,
+    )
+)
 
 
 # Check your understanding (graded, 1 point each): answers are computed from torch when checked, and
@@ -231,8 +248,9 @@ def _permuted_strides() -> tuple[int, ...]:
     measured = tuple(torch.empty(2, 3, 4, 5).permute(0, 2, 3, 1).stride())
     rule = tuple(_contiguous_strides((2, 3, 4, 5))[d] for d in (0, 2, 3, 1))
     if measured != rule:
-        raise GradingError("09_vectorized.q3: cannot grade, because code in this notebook changed how tensors "
-                           "report their strides.")
+        raise GradingError(
+            "09_vectorized.q3: cannot grade, because code in this notebook changed how tensors report their strides."
+        )
     return measured
 
 
@@ -245,17 +263,38 @@ def _window_value() -> float:
 
 
 for _question in (
-    Question(name="09_vectorized.q1", lesson="09_vectorized", form="a tuple of three ints", answer=_unfold_shape,
-             explain="F.unfold returns (N, C*kH*kW, L): 3 * 3 * 3 = 27 numbers per window, and with padding 1 "
-                     "and stride 2 each axis has floor((8 + 2 - 3) / 2) + 1 = 4 positions, L = 4 * 4 = 16."),
-    Question(name="09_vectorized.q2", lesson="09_vectorized", form="an int (bytes)", answer=_unfold_bytes,
-             explain="The unfolded matrix is (1, 64*3*3, 56*56) = 576 x 3136 float32 numbers of 4 bytes: "
-                     "7,225,344 bytes, 9 times the input's 802,816."),
-    Question(name="09_vectorized.q3", lesson="09_vectorized", form="a tuple of four ints", answer=_permuted_strides,
-             explain="A contiguous (2, 3, 4, 5) tensor has strides (60, 20, 5, 1); permute only reorders them, "
-                     "without copying: dims (0, 2, 3, 1) give (60, 5, 1, 20)."),
-    Question(name="09_vectorized.q4", lesson="09_vectorized", form="a number", kind="number", answer=_window_value,
-             explain="windows[1, 2] is the window of output (1, 2), whose top-left pixel is image[1, 2]; element "
-                     "(0, 1) of it is one column further right: image[1, 3] = 1*5 + 3 = 8."),
+    Question(
+        name="09_vectorized.q1",
+        lesson="09_vectorized",
+        form="a tuple of three ints",
+        answer=_unfold_shape,
+        explain="F.unfold returns (N, C*kH*kW, L): 3 * 3 * 3 = 27 numbers per window, and with padding 1 "
+        "and stride 2 each axis has floor((8 + 2 - 3) / 2) + 1 = 4 positions, L = 4 * 4 = 16.",
+    ),
+    Question(
+        name="09_vectorized.q2",
+        lesson="09_vectorized",
+        form="an int (bytes)",
+        answer=_unfold_bytes,
+        explain="The unfolded matrix is (1, 64*3*3, 56*56) = 576 x 3136 float32 numbers of 4 bytes: "
+        "7,225,344 bytes, 9 times the input's 802,816.",
+    ),
+    Question(
+        name="09_vectorized.q3",
+        lesson="09_vectorized",
+        form="a tuple of four ints",
+        answer=_permuted_strides,
+        explain="A contiguous (2, 3, 4, 5) tensor has strides (60, 20, 5, 1); permute only reorders them, "
+        "without copying: dims (0, 2, 3, 1) give (60, 5, 1, 20).",
+    ),
+    Question(
+        name="09_vectorized.q4",
+        lesson="09_vectorized",
+        form="a number",
+        kind="number",
+        answer=_window_value,
+        explain="windows[1, 2] is the window of output (1, 2), whose top-left pixel is image[1, 2]; element "
+        "(0, 1) of it is one column further right: image[1, 3] = 1*5 + 3 = 8.",
+    ),
 ):
     register_question(_question)
