@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convcourse.checks import GradingError, check, check_suite
-from convcourse.widgets.module import build_layer, draw, layer_summary, layer_widget
+from convcourse.widgets.conv2d_module import build_layer, draw, layer_summary, layer_widget
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 

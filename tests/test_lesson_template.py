@@ -194,3 +194,14 @@ def test_readme_lesson_table_states_each_lessons_points():
         assert rows.get(lesson[:2]) == (exercise, question), (
             f"README lesson table row {lesson[:2]} should say {exercise} exercise and {question} question points"
         )
+
+
+def test_each_widget_module_is_named_after_its_lesson_and_says_which_lesson_it_is():
+    """convcourse/widgets/<slug>.py belongs to lesson NN_<slug>, and its docstring starts with "Lesson NN"."""
+    slugs = {lesson.split("_", 1)[1]: lesson[:2] for lesson in LESSONS}
+    for path in sorted((REPO / "convcourse" / "widgets").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        assert path.stem in slugs, f"widgets/{path.name} is not named after a lesson ({sorted(slugs)})"
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        assert doc.startswith(f"Lesson {slugs[path.stem]}"), f"widgets/{path.name}: docstring should start 'Lesson NN'"

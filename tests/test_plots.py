@@ -110,3 +110,29 @@ def test_coverage_plot_draws_one_map_per_padding():
     ]
     assert len(fig.axes[0].collections[0].labels) == 36
     plt.close(fig)
+
+
+def test_a_widget_whose_draw_raises_shows_the_error_and_keeps_working():
+    """FigureView catches what ``draw`` raises (learner code runs in it) and shows it with its traceback, as
+    ipywidgets' interact does; the next control change that draws again replaces the error with the figure."""
+    import ipywidgets as w
+
+    from convcourse.widgets import FigureView
+
+    def draw(n):
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot(range(n + 2))
+        return fig
+
+    slider = w.IntSlider(value=-1, min=-1, max=3)
+    view = FigureView(draw, {"n": slider})  # the first draw raises: the widget is built anyway
+    (shown,) = view.output.outputs
+    assert shown["output_type"] == "error" and shown["ename"] == "ValueError"
+    assert "n must be >= 0, got -1" in shown["evalue"] and any("draw" in line for line in shown["traceback"])
+    assert isinstance(view.last_error, ValueError) and view.last_figure is None
+    slider.value = 2
+    (shown,) = view.output.outputs
+    assert shown["output_type"] == "display_data"  # the figure (as text outside IPython)
+    assert view.last_error is None and view.last_figure is not None

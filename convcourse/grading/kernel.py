@@ -16,11 +16,7 @@ import os
 
 from convcourse.grading import limits
 
-#: Address-space cap of a grading kernel in MiB ($CONVCOURSE_KERNEL_MEMORY_MB). torch needs about 1 GiB.
-MEMORY_MB = limits.memory_mb()
-#: CPU-seconds cap for a whole notebook ($CONVCOURSE_KERNEL_CPU_SECONDS); per-cell timeouts act first.
-CPU_SECONDS = limits.cpu_seconds()
-
+# The caps (limits.memory_mb(), limits.cpu_seconds(): $CONVCOURSE_KERNEL_MEMORY_MB, $CONVCOURSE_KERNEL_CPU_SECONDS).
 limits.apply()
 
 os.environ.setdefault("MPLBACKEND", "Agg")

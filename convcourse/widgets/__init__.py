@@ -1,7 +1,8 @@
 """Interactive widgets. Each lesson's widget is a pure model (testable headless) plus a thin view.
 
-The view side is always :func:`interactive_figure`: ipywidgets controls whose values are passed to
-a ``draw(**values) -> Figure`` function, redrawn into an Output on every change.
+The view side is always :class:`FigureView`: ipywidgets controls whose values are passed to a
+``draw(**values) -> Figure`` function, redrawn into an Output on every change. When ``draw`` raises, the
+Output shows the error with its traceback (as ipywidgets' ``interact`` does) and the controls keep working.
 
 Speed (issue 3: a redraw within 100 ms, ``benchmarks/lesson_speed.py``): the PNG is rendered once, at
 the figure's own size, not cropped with ``bbox_inches="tight"`` as the inline backend would (that costs a
@@ -38,6 +39,7 @@ class FigureView:
         self.output = w.Output()
         self.status = w.HTML()
         self.last_figure: plt.Figure | None = None
+        self.last_error: Exception | None = None
         self.last_seconds: float = 0.0
         header = [w.HTML(f"<b>{title}</b>")] if title else []
         if description:
@@ -54,9 +56,17 @@ class FigureView:
     def values(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}
 
-    def update(self) -> plt.Figure:
+    def update(self) -> plt.Figure | None:
+        """Redraw; returns the new figure, or None when ``draw`` raised (the Output then shows the error)."""
         start = time.perf_counter()
-        figure = self.draw(**self.values())
+        self.last_error = None
+        try:
+            figure = self.draw(**self.values())
+        except Exception as error:  # noqa: BLE001 - shown in the widget, as ipywidgets' interact shows it
+            self.last_error = error
+            self.output.outputs = (error_output(error),)
+            self.last_seconds = time.perf_counter() - start
+            return None
         # The picture replaces the Output's contents through the widget's state: one message to the frontend.
         # (``with output: display(...)`` makes nbclient, which runs lessons headless for the tests, the
         # self-check and grading, echo every output back on the shell channel, and that echo can leave it
@@ -77,6 +87,18 @@ class FigureView:
 
 #: The widest picture a widget renders, in pixels: about a notebook output area's width in JupyterLab.
 MAX_WIDTH_PX = 1000
+
+
+def error_output(error: BaseException) -> dict:
+    """An nbformat error output for ``error``, with its traceback (the frontend colours it like a cell's)."""
+    import traceback
+
+    return {
+        "output_type": "error",
+        "ename": type(error).__name__,
+        "evalue": str(error),
+        "traceback": "".join(traceback.format_exception(error)).rstrip().splitlines(),
+    }
 
 
 def figure_output(figure: plt.Figure) -> dict:
@@ -182,8 +204,3 @@ def checked_call(exercise: str, fn: Callable, **inputs) -> tuple[bool, object]:
     if "value" not in record:  # the check stopped it (a banned call) or never called it: call it plainly
         record["value"] = fn(**inputs)
     return ok, record["value"]
-
-
-def interactive_figure(draw: Callable[..., plt.Figure], controls: Mapping[str, w.ValueWidget], **kwargs) -> FigureView:
-    """Build a :class:`FigureView` (display it as the last expression of a cell)."""
-    return FigureView(draw, controls, **kwargs)
