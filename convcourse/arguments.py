@@ -8,10 +8,11 @@ same calls) and returns every number the computation needs.
 from __future__ import annotations
 
 import dataclasses
-import operator
 from typing import Any
 
 import torch
+
+from .geometry import integer, output_shape, pair, same_pads
 
 __all__ = ["Conv2dArguments", "conv2d_arguments"]
 
@@ -41,29 +42,6 @@ class Conv2dArguments:
     out_size: tuple[int, int]
 
 
-def _integer(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"conv2d: {name} must be an int, not bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"conv2d: {name} must be an int or a list of ints, got {type(value).__name__}") from None
-
-
-def _pair(value: Any, name: str) -> tuple[int, int]:
-    """An int, or a sequence of one or two ints (as ``F.conv2d`` accepts them), as a pair."""
-    if isinstance(value, (tuple, list)):
-        if len(value) not in (1, 2):
-            raise RuntimeError(
-                f"expected {name} to be a single integer value or a list of 2 values to match "
-                f"the convolution dimensions, but got {name}={list(value)}"
-            )
-        values = [_integer(v, name) for v in value]
-        return (values[0], values[-1])
-    number = _integer(value, name)
-    return (number, number)
-
-
 def conv2d_arguments(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -89,8 +67,8 @@ def conv2d_arguments(
         raise RuntimeError(
             f"conv2d expects a 4-D weight (out_channels, in_channels / groups, kH, kW), got size {list(weight.shape)}"
         )
-    stride_hw, dilation_hw = _pair(stride, "stride"), _pair(dilation, "dilation")
-    groups = _integer(groups, "groups")
+    stride_hw, dilation_hw = pair(stride, "stride"), pair(dilation, "dilation")
+    groups = integer(groups, "groups")
     batched = input.dim() == 4
     batch, in_channels, height, width = input.shape if batched else (1, *input.shape)
     out_channels, per_group, kh, kw = weight.shape
@@ -130,12 +108,11 @@ def conv2d_arguments(
         elif padding == "same":
             if stride_hw != (1, 1):
                 raise RuntimeError("padding='same' is not supported for strided convolutions")
-            total_h, total_w = span_h - 1, span_w - 1
-            pads = (total_w // 2, total_w - total_w // 2, total_h // 2, total_h - total_h // 2)
+            pads = same_pads((kh, kw), dilation_hw)
         else:
             raise RuntimeError(f"Invalid padding string: {padding!r}")
     else:
-        ph, pw = _pair(padding, "padding")
+        ph, pw = pair(padding, "padding")
         if ph < 0 or pw < 0:
             raise RuntimeError("negative padding is not supported")
         pads = (pw, pw, ph, ph)
@@ -145,7 +122,7 @@ def conv2d_arguments(
             f"Calculated padded input size per channel: ({padded_h} x {padded_w}). Kernel size: "
             f"({span_h} x {span_w}). Kernel size can't be greater than actual input size"
         )
-    out_size = ((padded_h - span_h) // stride_hw[0] + 1, (padded_w - span_w) // stride_hw[1] + 1)
+    out_size = output_shape((height, width), (kh, kw), stride_hw, pads, dilation_hw)
     return Conv2dArguments(
         batched,
         batch,

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .geometry import output_size, pads, pair
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
@@ -40,28 +42,11 @@ def torch_pair(value: Any) -> tuple:
 
 
 def expand2(value: Any, name: str = "argument") -> tuple[int, int]:
-    """(h, w) of an int or a 1- or 2-element sequence, as F.conv2d reads it (``stride=(2,)`` is 2 twice)."""
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be an int or a sequence of 1 or 2 ints, got {value!r}")
-    return values  # type: ignore[return-value]
-
-
-def padding_amounts(padding: Any, kernel_size: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) for F.pad, with 'same' split as torch splits it (smaller half first)."""
-    if padding == "valid":
-        return (0, 0, 0, 0)
-    if padding == "same":
-        th, tw = (d * (k - 1) for d, k in zip(dilation, kernel_size))
-        return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-    ph, pw = expand2(padding, "padding")
-    return (pw, pw, ph, ph)
-
-
-def _output_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+    """:func:`convcourse.geometry.pair`, raising ValueError as nn.Conv2d's constructor does."""
+    try:
+        return pair(value, name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{name} must be an int or a sequence of 1 or 2 ints, got {value!r} ({error})") from None
 
 
 def reference_conv2d_fast(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -69,7 +54,7 @@ def reference_conv2d_fast(input, weight, bias=None, stride=1, padding=0, dilatio
     (sh, sw), (ph, pw), (dh, dw) = expand2(stride, "stride"), expand2(padding, "padding"), expand2(dilation, "dilation")
     n, _, h, w = input.shape
     c_out, _, kh, kw = weight.shape
-    out_h, out_w = _output_size(h, kh, sh, ph, dh), _output_size(w, kw, sw, pw, dw)
+    out_h, out_w = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
     cols = F.unfold(input, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
     cols = cols.reshape(n, groups, -1, out_h * out_w)  # (N, G, C_in/G*kH*kW, L)
     out = torch.matmul(weight.reshape(groups, c_out // groups, -1), cols)  # (N, G, C_out/G, L)
@@ -203,10 +188,10 @@ def run_conv(layer: nn.Module, input: torch.Tensor, conv: Callable) -> torch.Ten
     kernel, dilation = expand2(layer.kernel_size, "kernel_size"), expand2(layer.dilation, "dilation")
     padding: Any = layer.padding
     if isinstance(padding, str) or layer.padding_mode != "zeros":
-        pads = padding_amounts(padding, kernel, dilation)
-        if any(pads):
+        amounts = pads(padding, kernel, dilation)
+        if any(amounts):
             mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-            x = F.pad(x, pads, mode=mode)
+            x = F.pad(x, amounts, mode=mode)
         padding = 0
     out = conv(
         x,
@@ -510,7 +495,6 @@ __all__ = [
     "validation_split",
     "expand2",
     "torch_pair",
-    "padding_amounts",
 ]
 
 

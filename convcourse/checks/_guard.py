@@ -211,6 +211,7 @@ SEALED_MODULES = (
     "convcourse.checks.conv",
     "convcourse.checks.quiz",
     "convcourse.grading.probe",
+    "convcourse.geometry",
 )
 
 

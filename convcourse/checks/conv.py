@@ -12,16 +12,9 @@ from typing import Any, Callable
 
 import torch
 
+from ..geometry import pads, pair
 from . import _guard
 from .core import Exercise, Inputs, register
-
-Pair = tuple[int, int]
-
-
-def pair(value: int | tuple[int, int]) -> Pair:
-    if isinstance(value, (tuple, list)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
 
 
 @dataclasses.dataclass
@@ -42,15 +35,7 @@ class ConvArgs:
 
     def explicit_padding(self) -> tuple[int, int, int, int] | None:
         """(left, right, top, bottom) padding, resolving 'same'/'valid' the way torch does."""
-        if self.padding == "valid":
-            return (0, 0, 0, 0)
-        kh, kw = self.weight.shape[-2:]
-        dh, dw = pair(self.dilation)
-        if self.padding == "same":
-            th, tw = dh * (kh - 1), dw * (kw - 1)
-            return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-        ph, pw = pair(self.padding)
-        return (pw, pw, ph, ph)
+        return pads(self.padding, tuple(self.weight.shape[-2:]), pair(self.dilation))
 
 
 def _swap(value: Any) -> Any:

@@ -16,18 +16,14 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..geometry import Pair, output_size, pair
 from ..plots import COLORS, cell_labels
 from . import FigureView, grader_agrees
 
-Pair = tuple[int, int]
 Link = tuple[Pair, Pair]  # ((row, col) of the other pixel, (a, b) kernel tap)
 
 INPUT_TO_OUTPUTS = "input → outputs"
 OUTPUT_TO_INPUTS = "output → inputs"
-
-
-def _pair(value: int | tuple[int, int]) -> Pair:
-    return (int(value[0]), int(value[1])) if isinstance(value, (tuple, list)) else (int(value), int(value))
 
 
 @dataclasses.dataclass
@@ -42,8 +38,8 @@ class ConvGeometry:
     dilation: int | tuple[int, int] = 1
 
     def __post_init__(self) -> None:
-        self.kernel_size, self.stride = _pair(self.kernel_size), _pair(self.stride)
-        self.padding, self.dilation = _pair(self.padding), _pair(self.dilation)
+        self.kernel_size, self.stride = pair(self.kernel_size), pair(self.stride)
+        self.padding, self.dilation = pair(self.padding), pair(self.dilation)
         if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError("kernel size, stride and dilation must be >= 1 and padding >= 0")
         if min(self.out_shape) < 1:
@@ -52,10 +48,8 @@ class ConvGeometry:
     @property
     def out_shape(self) -> Pair:
         return tuple(  # type: ignore[return-value]
-            (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, k, s, p, d in zip(
-                (self.height, self.width), self.kernel_size, self.stride, self.padding, self.dilation
-            )
+            output_size(*axis)
+            for axis in zip((self.height, self.width), self.kernel_size, self.stride, self.padding, self.dilation)
         )
 
     def inputs_of(self, i: int, j: int) -> list[Link]:
@@ -98,7 +92,7 @@ class ConvGeometry:
 
 def example_kernel(kernel_size: int | tuple[int, int]) -> torch.Tensor:
     """A kernel whose taps are 1, 2, 3, ... so that every tap is recognisable in a gradient."""
-    kh, kw = _pair(kernel_size)
+    kh, kw = pair(kernel_size)
     return torch.arange(1, kh * kw + 1, dtype=torch.float64).reshape(kh, kw)
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import Pair, pads
 from ..plots import COLORS, index_labels
 from . import FigureView
 
-Pair = tuple[int, int]
 Padding = int | Pair | str
 
 
@@ -64,13 +64,7 @@ class ConvCall:
 
     def pads(self) -> tuple[int, int, int, int]:
         """(left, right, top, bottom) zero padding, with 'same' split the way torch splits it."""
-        if self.padding == "valid":
-            return (0, 0, 0, 0)
-        if self.padding == "same":
-            th, tw = self.dilation[0] * (self.kh - 1), self.dilation[1] * (self.kw - 1)
-            return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-        ph, pw = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
-        return (pw, pw, ph, ph)
+        return pads(self.padding, (self.kh, self.kw), self.dilation)
 
     @property
     def padded_shape(self) -> Pair:

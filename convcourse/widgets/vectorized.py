@@ -17,12 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import output_size
 from ..plots import COLORS, show_matrix
 from . import FigureView, grader_agrees
-
-
-def _out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 @dataclasses.dataclass
@@ -55,7 +52,7 @@ class Im2col:
     def out_shape(self) -> tuple[int, int]:
         h, w = self.x.shape
         k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
-        return _out(h, k, s, p, d), _out(w, k, s, p, d)
+        return output_size(h, k, s, p, d), output_size(w, k, s, p, d)
 
     @property
     def positions(self) -> int:
@@ -282,7 +279,7 @@ def im2col_bytes(
     n, c, h, w_ = input_shape
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     item = torch.empty((), dtype=dtype).element_size()
-    positions = _out(h, kh, stride, padding, dilation) * _out(w_, kw, stride, padding, dilation)
+    positions = output_size(h, kh, stride, padding, dilation) * output_size(w_, kw, stride, padding, dilation)
     return n * c * h * w_ * item, n * c * kh * kw * positions * item
 
 

@@ -14,8 +14,9 @@ from typing import Any, Callable
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ...geometry import pair
 from .. import _guard
-from ..conv import pair, randn
+from ..conv import randn
 from ..core import CONVOLUTION_OPS, PAD_OPS, Exercise, GradingError, register
 from ..quiz import Question, error_name, register_question
 

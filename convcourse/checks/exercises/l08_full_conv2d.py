@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 
+from ...geometry import same_pads
 from .. import _guard
 from ..conv import ConvArgs, conv_case, dtype_mismatch_cases, randn, reduction_size, variants
 from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
@@ -183,17 +184,12 @@ def _variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
             add(
                 "'same' padding ignores the dilation: a dilated kernel spans dilation*(k-1)+1 pixels, so the "
                 "total padding per axis is dilation*(k-1).",
-                lambda: args.conv(x=_guard.pad(args.x, _same_pads(kh, kw)), padding=0),
+                lambda: args.conv(x=_guard.pad(args.x, same_pads((kh, kw))), padding=0),  # no dilation: the mistake
             )
     for explanation, wrong in variants(args).items():
         if wrong is not None:
             out.setdefault(explanation, wrong)
     return out
-
-
-def _same_pads(kh: int, kw: int) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) of 'same' padding computed without dilation (a learner's mistake)."""
-    return ((kw - 1) // 2, kw - 1 - (kw - 1) // 2, (kh - 1) // 2, kh - 1 - (kh - 1) // 2)
 
 
 SUITES: dict[str, Callable[[], list[dict[str, Any]]]] = {"visible": _union(False), "hidden": _union(True)}

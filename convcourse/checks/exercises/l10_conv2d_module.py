@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...geometry import pair
 from .. import _guard
 from ..conv import randn
 from ..core import (
@@ -60,14 +61,10 @@ def _what(inputs: dict[str, Any]) -> str:
     return f"Conv2d({describe_inputs(inputs)})"
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 def _sample_input(layer: nn.Module, inputs: dict[str, Any], *, batched: bool = True, seed: int = 7) -> torch.Tensor:
     """A deterministic input big enough for the layer (also for reflect padding)."""
-    kh, kw = _pair(inputs["kernel_size"])
-    dh, dw = _pair(inputs.get("dilation", 1))
+    kh, kw = pair(inputs["kernel_size"])
+    dh, dw = pair(inputs.get("dilation", 1))
     h, w = max(9, dh * (kh - 1) + 4), max(8, dw * (kw - 1) + 3)
     x = randn(2, inputs["in_channels"], h, w, seed=seed).to(layer.weight.dtype)
     return x if batched else x[0]
@@ -339,13 +336,13 @@ def compare_module(steps: list, expected: nn.Module, inputs: dict[str, Any]) -> 
 
 
 def _fan_in(inputs: dict[str, Any]) -> int:
-    kh, kw = _pair(inputs["kernel_size"])
+    kh, kw = pair(inputs["kernel_size"])
     return inputs["in_channels"] // inputs.get("groups", 1) * kh * kw
 
 
 def _constant_hint(ratio: float, inputs: dict[str, Any]) -> str:
     """Names the init constant a learner used, from the ratio of their bound to torch's."""
-    kh, kw = _pair(inputs["kernel_size"])
+    kh, kw = pair(inputs["kernel_size"])
     groups = inputs.get("groups", 1)
     fan_out = inputs["out_channels"] // groups * kh * kw
     known = [

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from ...geometry import output_size, pair
 from .. import _guard
-from ..conv import pair, randn
+from ..conv import randn
 from ..core import (
     CONVOLUTION_OPS,
     Exercise,
@@ -30,10 +31,6 @@ from ..core import (
 from ..quiz import Question, register_question
 
 PARTS = ("grad_input", "grad_weight", "grad_bias")
-
-
-def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def torch_gradients(
@@ -259,7 +256,7 @@ def backward_case(
 ) -> Inputs:
     """A conv2d_backward case with a grad_output of the right shape (float64, fixed seed)."""
     (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
-    out_h, out_w = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
+    out_h, out_w = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
     return dict(
         grad_output=randn(n, c_out, out_h, out_w, seed=seed),
         input=randn(n, c_in, h, w, seed=seed + 1),
