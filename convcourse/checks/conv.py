@@ -14,7 +14,7 @@ import torch
 
 from ..geometry import pads, pair
 from . import _guard
-from .core import Exercise, Inputs, register
+from .core import Exercise, Inputs, Mistakes, register
 
 
 @dataclasses.dataclass
@@ -47,13 +47,8 @@ def _swap(value: Any) -> Any:
 
 def variants(args: ConvArgs) -> dict[str, torch.Tensor | None]:
     """Outputs of common wrong implementations, keyed by the explanation shown to the learner."""
-    out: dict[str, torch.Tensor | None] = {}
-
-    def add(explanation: str, make: Callable[[], torch.Tensor]) -> None:
-        try:
-            out[explanation] = make()
-        except Exception:  # noqa: BLE001
-            pass
+    out = Mistakes()
+    add = out.add
 
     x, w, b = args.x, args.weight, args.bias
     add(

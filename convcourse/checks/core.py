@@ -112,6 +112,20 @@ def describe_inputs(inputs: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={describe_value(v)}" for k, v in inputs.items())
 
 
+class Mistakes(dict):
+    """What known wrong implementations return for one input, keyed by the explanation shown to the learner.
+
+    ``add(explanation, make)`` calls ``make()`` and keeps its result; a mistake that cannot happen for these
+    inputs (``make`` raises) is left out.
+    """
+
+    def add(self, explanation: str, make: Callable[[], Any]) -> None:
+        try:
+            self[explanation] = make()
+        except Exception:  # noqa: BLE001 - the mistake does not apply to these inputs
+            pass
+
+
 @dataclasses.dataclass(frozen=True)
 class Exercise:
     """One function learners implement.

@@ -7,14 +7,14 @@ the weight's first two dimensions read the wrong way round, a batch that leaks b
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .. import _guard
 from ..conv import ConvArgs, randn
 from ..conv import variants as conv_variants
-from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, Inputs, register
+from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, Inputs, Mistakes, register
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -27,13 +27,8 @@ def _reference(x, weight):
 
 def _variants(inputs: Inputs) -> dict[str, Any]:
     x, weight = inputs["x"], inputs["weight"]
-    out: dict[str, Any] = {}
-
-    def add(explanation: str, make: Callable[[], torch.Tensor]) -> None:
-        try:
-            out[explanation] = make()
-        except Exception:  # a mistake that cannot happen for these shapes is skipped  # noqa: BLE001
-            pass
+    out = Mistakes()
+    add = out.add
 
     n, c = x.shape[0], x.shape[1]
     o = weight.shape[0]

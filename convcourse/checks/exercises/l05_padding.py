@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from ...geometry import pair
 from .. import _guard
 from ..conv import randn
-from ..core import CONVOLUTION_OPS, PAD_OPS, Exercise, GradingError, register
+from ..core import CONVOLUTION_OPS, PAD_OPS, Exercise, GradingError, Mistakes, register
 from ..quiz import Question, error_name, register_question
 
 _PAD_FUNCTIONS = frozenset(PAD_OPS | {"circular_pad2d", "reflection_pad3d", "replication_pad3d"})
@@ -99,13 +99,8 @@ def _pad_variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     x, pad = inputs["x"], tuple(inputs["pad"])
     mode, value = inputs.get("mode", "constant"), inputs.get("value", 0.0)
     left, right, top, bottom = pad
-    out: dict[str, torch.Tensor] = {}
-
-    def add(explanation: str, make: Callable[[], torch.Tensor]) -> None:
-        try:
-            out[explanation] = make()
-        except Exception:  # noqa: BLE001
-            pass
+    out = Mistakes()
+    add = out.add
 
     def same_mode(p):
         return _guard.pad(x, p, mode=mode, value=value)

@@ -15,7 +15,7 @@ import torch
 from ...geometry import same_pads
 from .. import _guard
 from ..conv import ConvArgs, conv_case, dtype_mismatch_cases, randn, reduction_size, variants
-from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
+from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, Mistakes, register
 from ..quiz import Question, error_name, register_question
 
 PARTS = ("bias", "geometry", "same_valid", "groups", "unbatched", "errors")
@@ -149,13 +149,8 @@ def _reference(**inputs: Any) -> torch.Tensor:
 def _variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The mistakes of every convolution exercise, plus the ones only the full contract allows."""
     args = _args(**inputs)
-    out: dict[str, torch.Tensor] = {}
-
-    def add(explanation: str, make: Callable[[], torch.Tensor]) -> None:
-        try:
-            out[explanation] = make()
-        except Exception:  # a mistake that cannot happen for these inputs is skipped  # noqa: BLE001
-            pass
+    out = Mistakes()
+    add = out.add
 
     if args.x.dim() == 3:
         add(

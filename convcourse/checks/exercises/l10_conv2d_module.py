@@ -28,6 +28,7 @@ from .. import _guard
 from ..conv import randn
 from ..core import (
     Exercise,
+    Mistakes,
     _freeze,
     _thaw,
     describe_inputs,
@@ -123,17 +124,12 @@ _TORCH_CONV = nn.modules.conv._ConvNd
 
 def _wrong_outputs(torch_layer: nn.Module, x: torch.Tensor, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Outputs of common mistakes, computed with torch, to name the mistake."""
-    out: dict[str, torch.Tensor] = {}
+    out = Mistakes()
+    add = out.add
     stride, dilation, groups = torch_layer.stride, torch_layer.dilation, torch_layer.groups
     w, b = torch_layer.weight, torch_layer.bias
     mode = torch_layer.padding_mode
     padding = torch_layer.padding
-
-    def add(text, make):
-        try:
-            out[text] = make()
-        except Exception:  # noqa: BLE001
-            pass
 
     if mode != "zeros":
         add(
