@@ -368,3 +368,30 @@ def test_jupyterhub_config_example_is_valid_python_for_jupyterhub():
     service = config.JupyterHub.services[0]
     assert service["name"] == COURSE_ID and service["cwd"].endswith("/autograder")
     assert "/srv/nbgrader/exchange" in config.DockerSpawner.volumes
+
+
+def test_grading_statuses_are_one_type_read_from_json_and_worded_for_the_report():
+    from convcourse.instructor.autograde import GradeReport, Outcome, _status, format_report
+    from convcourse.instructor.status import Status
+
+    assert [_status(s) for s in ("ok", "kernel-died", "error", "timeout", "nonsense", None)] == [
+        Status.OK,
+        Status.KERNEL_DIED,
+        Status.ERROR,
+        Status.TIMEOUT,
+        Status.ERROR,
+        Status.ERROR,
+    ]
+    assert json.loads(json.dumps({"status": Status.KERNEL_DIED})) == {"status": "kernel-died"}
+    report = GradeReport(
+        "01_sliding_window",
+        graded=[Outcome("ana", Status.OK), Outcome("bo", Status.KERNEL_DIED, "the kernel died in cell 3")]
+        + [Outcome("cy", Status.ERROR, "unreadable"), Outcome("di", Status.TIMEOUT, "took too long")],
+        seconds=4.0,
+    )
+    assert [o.student for o in report.problems] == ["bo", "cy", "di"]
+    assert [o.student for o in report.failed] == ["cy", "di"]  # kernel deaths are graded
+    text = format_report(report)
+    assert "bo: graded, kernel died: the kernel died in cell 3" in text
+    assert "cy: NOT graded: unreadable" in text and "di: NOT graded (timeout): took too long" in text
+    assert "only they are graded again" in text

@@ -39,6 +39,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute
 
 from . import sandbox
+from .errors import CELL_TIMEOUT, KERNEL_DIED, KERNEL_UNRESPONSIVE
 from .probe import MARKER
 
 #: The wall-clock backstop of a cell is this many times its CPU limit, plus :data:`WALL_EXTRA_SECONDS`.
@@ -200,7 +201,7 @@ class GuardedExecute(Execute):
                     task_poll_kernel_alive.cancel()
                     await self._async_check_alive()
                     self.error_on_timeout = {
-                        "ename": "CellTimeoutError",
+                        "ename": CELL_TIMEOUT,
                         "evalue": why,
                         "traceback": [f"CellTimeoutError: {why}"],
                     }
@@ -242,7 +243,7 @@ class GuardedExecute(Execute):
                         stopped_at, reason = index, f"{type(error).__name__}: {error}"
                         cell.outputs.append(
                             _error(
-                                "KernelDied",
+                                KERNEL_DIED,
                                 "The Python kernel died or stopped answering while running this "
                                 "cell (os._exit, a crash, or the memory/CPU cap). Cells after it were not run.",
                             )
@@ -252,7 +253,7 @@ class GuardedExecute(Execute):
                         stopped_at, reason = index, "kernel unresponsive after a timeout"
                         cell.outputs.append(
                             _error(
-                                "KernelUnresponsive",
+                                KERNEL_UNRESPONSIVE,
                                 "This cell ran past its time limit and the kernel could not "
                                 "be interrupted (does your code catch KeyboardInterrupt?). Cells after it were "
                                 "not run.",
@@ -281,9 +282,7 @@ class GuardedExecute(Execute):
 
     @staticmethod
     def _timed_out(cell: NotebookNode) -> bool:
-        return any(
-            o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])
-        )
+        return any(o.get("output_type") == "error" and o.get("ename") == CELL_TIMEOUT for o in cell.get("outputs", []))
 
     async def _async_responsive(self, seconds: float) -> bool:
         msg_id = await ensure_async(self.kc.kernel_info())

@@ -41,18 +41,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .course import CourseError, CourseRoot
+from .status import Status
 
 #: Statuses that a rerun keeps; anything else (error, timeout, kernel-died) is graded again.
-DONE = {"ok"}
+DONE = {Status.OK}
 #: A worker is replaced after this many learners (bounds any slow leak in a long class run).
 JOBS_PER_WORKER = 100
 DEFAULT_TIMEOUT = 1200
 
 
+def _status(value: object) -> Status:
+    """A worker's answer's status; anything unknown (a worker that answered nonsense) is an error."""
+    try:
+        return Status(value)
+    except ValueError:
+        return Status.ERROR
+
+
 @dataclass
 class Outcome:
     student: str
-    status: str  # ok | kernel-died | error | timeout
+    status: Status
     reason: str = ""
     seconds: float = 0.0
     score: float | None = None
@@ -71,12 +80,12 @@ class GradeReport:
 
     @property
     def problems(self) -> list[Outcome]:
-        return [o for o in self.graded if o.status != "ok"]
+        return [o for o in self.graded if o.status != Status.OK]
 
     @property
     def failed(self) -> list[Outcome]:
         """Learners with no new grade (error or timeout); kernel deaths are graded and reported."""
-        return [o for o in self.graded if o.status in ("error", "timeout")]
+        return [o for o in self.graded if not o.status.graded]
 
 
 # ---------------------------------------------------------------------------------------------- hashing
@@ -176,7 +185,7 @@ class Worker:
             if not selector.select(timeout):
                 self.kill()
                 return {
-                    "status": "timeout",
+                    "status": Status.TIMEOUT,
                     "reason": f"grading took longer than {timeout:g} s; the kernel was "
                     "killed (raise --timeout if the lesson needs it)",
                 }
@@ -188,7 +197,10 @@ class Worker:
     def _died(self) -> dict:
         code = self.proc.wait() if self.proc else None
         self.proc = None
-        return {"status": "error", "reason": f"the grading worker process died (exit code {code}); see {self.log_path}"}
+        return {
+            "status": Status.ERROR,
+            "reason": f"the grading worker process died (exit code {code}); see {self.log_path}",
+        }
 
     def kill(self) -> None:
         """Kill the worker and every process it started (its Jupyter kernel runs in its own session)."""
@@ -460,7 +472,7 @@ def autograde(
                         {"course": str(course.root), "work": str(job), "lesson": lesson, "student": student}, timeout
                     )
                 except Exception as error:  # noqa: BLE001 - reported, never silently skipped
-                    job, answer = work / student, {"status": "error", "reason": f"{type(error).__name__}: {error}"}
+                    job, answer = work / student, {"status": Status.ERROR, "reason": f"{type(error).__name__}: {error}"}
                 results.put((student, job, answer))
         finally:
             if not pool:
@@ -484,7 +496,7 @@ def autograde(
                 student, job, answer = results.get()
                 outcome = Outcome(
                     student,
-                    answer.get("status", "error"),
+                    _status(answer.get("status")),
                     answer.get("reason", ""),
                     answer.get("seconds", 0.0),
                     sandboxed=answer.get("sandboxed"),
@@ -493,7 +505,7 @@ def autograde(
                     outcome.reason = "; ".join(
                         filter(None, [outcome.reason, "files not graded: " + ", ".join(skipped[student])[:400]])
                     )
-                if outcome.status in ("ok", "kernel-died"):
+                if outcome.status.graded:
                     try:
                         outcome.score, outcome.max_score = merge(
                             gb, job / "gradebook.db", course.course_id, lesson, student, timestamps[student]
@@ -501,7 +513,7 @@ def autograde(
                         install(job / "autograded" / student / lesson, course.root / "autograded" / student / lesson)
                     except Exception as error:  # noqa: BLE001
                         gb.db.rollback()
-                        outcome.status, outcome.reason = "error", f"could not record the grades: {error}"
+                        outcome.status, outcome.reason = Status.ERROR, f"could not record the grades: {error}"
                 state.put(
                     lesson,
                     student,
@@ -516,7 +528,7 @@ def autograde(
                 )
                 shutil.rmtree(job, ignore_errors=True)
                 report.graded.append(outcome)
-                if outcome.status != "ok":
+                if outcome.status != Status.OK:
                     bar.write(f"{student}: {outcome.status}: {outcome.reason}")
                 bar.update(1)
         finished = True
@@ -551,10 +563,7 @@ def format_report(report: GradeReport) -> str:
     if report.problems:
         lines.append("learners needing attention:")
         for o in sorted(report.problems, key=lambda o: o.student):
-            what = {"error": "NOT graded", "timeout": "NOT graded (timeout)", "kernel-died": "graded, kernel died"}.get(
-                o.status, o.status
-            )
-            lines.append(f"  {o.student}: {what}: {o.reason}")
+            lines.append(f"  {o.student}: {o.status.label}: {o.reason}")
         if report.failed:
             lines.append("fix or leave these, then rerun the same command: only they are graded again.")
     return "\n".join(lines)

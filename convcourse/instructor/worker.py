@@ -4,7 +4,8 @@ The parent (:mod:`convcourse.instructor.autograde`) prepares a private course co
 (``source/<lesson>``, ``submitted/<learner>/<lesson>``, a private sqlite gradebook seeded with the
 assignment) and writes one JSON request per line to the worker's stdin; the worker runs nbgrader's own
 ``Autograde`` converter on it, in-process (nbgrader and its imports load once per worker, not once per
-learner), and answers one JSON line: ``{"status": "ok" | "kernel-died" | "error", "reason": ...}``.
+learner), and answers one JSON line: ``{"status": ..., "reason": ...}``, the status one of
+:class:`~convcourse.instructor.status.Status`.
 Everything else the worker or nbgrader prints goes to stderr (the worker's log file).
 
 Each worker starts a fork server (:mod:`convcourse.grading.forkserver`) once: every learner's kernel
@@ -24,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-#: Error outputs GuardedExecute writes when a learner's kernel dies or hangs.
-KERNEL_ERRORS = {"KernelDied": "the kernel died", "KernelUnresponsive": "the kernel stopped answering"}
+from convcourse.grading.errors import KERNEL_ERRORS
+from convcourse.instructor.status import Status
 
 
 class _Collect(logging.Handler):
@@ -84,7 +85,7 @@ def grade(job: dict) -> dict:
     submitted = work / "submitted" / student / lesson
     problems = [p for p in (unreadable(nb) for nb in sorted(submitted.glob("*.ipynb"))) if p]
     if problems:
-        return {"status": "error", "reason": "; ".join(problems)}
+        return {"status": Status.ERROR, "reason": "; ".join(problems)}
 
     config = _course_config(job["course"])
     config.CourseDirectory.root = str(work)
@@ -104,15 +105,15 @@ def grade(job: dict) -> dict:
         messages = [r.getMessage() for r in collect.records if r.levelno >= logging.ERROR]
         specific = [m for m in messages if not m.startswith(("There was an error processing", "Please see"))]
         reason = specific[-1].strip().splitlines()[-1] if specific else f"{type(error).__name__}: {error}"
-        return {"status": "error", "reason": reason[:500]}
+        return {"status": Status.ERROR, "reason": reason[:500]}
     finally:
         log.removeHandler(collect)
     notes = [r.getMessage() for r in collect.records if "No submitted file" in r.getMessage()]
     autograded = work / "autograded" / student / lesson
     died = [p for p in (kernel_problem(nb) for nb in sorted(autograded.glob("*.ipynb"))) if p]
     if died:
-        return {"status": "kernel-died", "reason": "; ".join(died)}
-    return {"status": "ok", "reason": "; ".join(notes)}
+        return {"status": Status.KERNEL_DIED, "reason": "; ".join(died)}
+    return {"status": Status.OK, "reason": "; ".join(notes)}
 
 
 def _sandboxed() -> bool:
@@ -154,7 +155,7 @@ def main() -> int:
         try:
             result = grade(job)
         except Exception as error:  # noqa: BLE001 - one learner's failure must not stop the worker
-            result = {"status": "error", "reason": f"grading crashed: {type(error).__name__}: {error}"[:500]}
+            result = {"status": Status.ERROR, "reason": f"grading crashed: {type(error).__name__}: {error}"[:500]}
         _sweep(forkserver.active())
         result["sandboxed"] = _sandboxed()
         result["seconds"] = round(time.monotonic() - start, 3)
