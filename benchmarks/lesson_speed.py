@@ -45,7 +45,6 @@ import inspect
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -58,14 +57,13 @@ sys.path.insert(0, str(REPO))
 
 from convcourse.build import lessons as course_lessons  # noqa: E402
 from convcourse.html import environment  # noqa: E402
+from convcourse.lessonrun import lesson_client, lesson_copy  # noqa: E402
 from convcourse.selfcheck import ACTIVE_FLAG  # noqa: E402
 
 LESSON_LIMIT_S = 20.0
 WIDGET_MEDIAN_LIMIT_MS = 50.0  # issue 16: median <= 50 ms and 95th percentile <= 100 ms per widget
 WIDGET_P95_LIMIT_MS = 100.0
 CELL_TIMEOUT = 240  # as tests/test_headless.py
-KERNEL_NAME = "python3"
-KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 KERNEL_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     ACTIVE_FLAG: "timed by benchmarks/lesson_speed.py",
@@ -283,7 +281,6 @@ async def _execute(client, nb, probe_source: str | None, result: dict, cells: li
 def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, measure: bool = True) -> dict:
     """Execute ``notebook`` (a temporary copy of its folder) and time kernel start, cells and widgets."""
     from jupyter_core.utils import run_sync
-    from nbclient import NotebookClient
 
     result: dict = {
         "notebook": str(notebook.relative_to(REPO)) if notebook.is_relative_to(REPO) else str(notebook),
@@ -292,20 +289,10 @@ def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, meas
     }
     load_before = os.getloadavg()[0]
     cells: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="lesson-speed-") as tmp:
-        work = Path(tmp) / notebook.parent.name
-        shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-        nb = nbformat.read(work / notebook.name, as_version=4)
-        client = NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name=KERNEL_NAME,
-            allow_errors=True,
-            record_timing=True,
-            extra_arguments=KERNEL_ARGS,
-            resources={"metadata": {"path": str(work)}},
-        )
-        out_path = Path(tmp) / "widgets.json"
+    with lesson_copy(notebook, prefix="lesson-speed-") as copy:
+        nb = nbformat.read(copy, as_version=4)
+        client = lesson_client(nb, copy.parent, timeout=timeout, allow_errors=True, record_timing=True)
+        out_path = copy.parent.parent / "widgets.json"
         probe = (
             inspect.getsource(measure_widgets) + f"\nmeasure_widgets({repeats}, {str(out_path)!r})\n"
             if measure

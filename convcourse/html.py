@@ -17,19 +17,17 @@ import argparse
 import contextlib
 import html
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 
 from .build import REPO, lesson_title, lessons
+from .lessonrun import CELL_TIMEOUT, lesson_client, lesson_copy
 
 SOLUTIONS = REPO / "solutions"
 OUT = REPO / "build" / "html"
-CELL_TIMEOUT = 300
 
 # nbconvert's lab template, with the alt text that course figures carry (convcourse.plots) on their <img>.
 _TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -47,21 +45,10 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 def execute(notebook: Path, timeout: int = CELL_TIMEOUT) -> nbformat.NotebookNode:
     """Run ``notebook`` top to bottom in a fresh kernel (in a temporary copy of its folder) and return it
     with outputs and widget state (``metadata.widgets``)."""
-    from nbclient import NotebookClient
-
-    with tempfile.TemporaryDirectory(prefix="convcourse-html-") as tmp:
-        work = Path(tmp) / notebook.parent.name
-        shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-        nb = nbformat.read(work / notebook.name, as_version=4)
+    with lesson_copy(notebook, prefix="convcourse-html-") as copy:
+        nb = nbformat.read(copy, as_version=4)
         with _kernel_environment():
-            NotebookClient(
-                nb,
-                timeout=timeout,
-                kernel_name="python3",
-                allow_errors=False,
-                store_widget_state=True,
-                resources={"metadata": {"path": str(work)}},
-            ).execute()
+            lesson_client(nb, copy.parent, timeout=timeout, store_widget_state=True).execute()
     return nb
 
 

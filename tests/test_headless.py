@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from convcourse.build import lessons
+from convcourse.lessonrun import lesson_client
 
 from course import REPO
 
@@ -18,15 +18,7 @@ EXPECTED_STUB_ERRORS = ("NotImplementedError", "GradingError", "AssertionError")
 @pytest.mark.parametrize("lesson", lessons())
 def test_released_notebook_runs_headless(lesson, tmp_path):
     nb = nbformat.read(REPO / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=240,
-        kernel_name="python3",
-        allow_errors=True,
-        extra_arguments=["--HistoryManager.hist_file=:memory:"],
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
+    lesson_client(nb, tmp_path, timeout=240, allow_errors=True).execute()
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             if output.get("output_type") != "error":

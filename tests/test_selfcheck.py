@@ -99,7 +99,7 @@ def test_a_test_cell_run_after_the_in_notebook_self_check_still_grades(tmp_path)
     """The self-check starts its kernel from a child process: the learner's kernel gets no new thread, so a
     test cell run again after it grades as before (a kernel client started in the learner's kernel would leave
     its event-loop thread there, and every later check would refuse: "a background thread")."""
-    from nbclient import NotebookClient
+    from convcourse.lessonrun import lesson_client
 
     nb = nbformat.read(REPO / "solutions" / LESSON / f"{LESSON}.ipynb", as_version=4)
     path = tmp_path / f"{LESSON}.ipynb"
@@ -113,9 +113,7 @@ def test_a_test_cell_run_after_the_in_notebook_self_check_still_grades(tmp_path)
     nb.cells.append(nbformat.v4.new_code_cell(test.source))
     env = {k: os.environ.pop(k) for k in (selfcheck.ACTIVE_FLAG, "NBGRADER_EXECUTION") if k in os.environ}
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute(
-            env=dict(os.environ, JPY_SESSION_NAME=str(path))
-        )
+        lesson_client(nb, tmp_path).execute(env=dict(os.environ, JPY_SESSION_NAME=str(path)))
     finally:
         os.environ.update(env)
     table = "".join(o.get("text", "") for o in nb.cells[-3].outputs)

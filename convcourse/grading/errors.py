@@ -7,7 +7,7 @@ feedback look for them by these names.
 from __future__ import annotations
 
 #: A cell ran past its time limit (the name nbclient gives its own timeout error).
-CELL_TIMEOUT = "CellTimeoutError"
+CELL_TIMEOUT_ERROR = "CellTimeoutError"
 #: The kernel died while running a cell (os._exit, a crash, the memory or CPU cap).
 KERNEL_DIED = "KernelDied"
 #: A cell ran past its limit and the kernel could not be interrupted.

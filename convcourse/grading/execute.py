@@ -39,7 +39,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute
 
 from . import sandbox
-from .errors import CELL_TIMEOUT, KERNEL_DIED, KERNEL_UNRESPONSIVE
+from .errors import CELL_TIMEOUT_ERROR, KERNEL_DIED, KERNEL_UNRESPONSIVE
 from .probe import MARKER
 
 #: The wall-clock backstop of a cell is this many times its CPU limit, plus :data:`WALL_EXTRA_SECONDS`.
@@ -201,7 +201,7 @@ class GuardedExecute(Execute):
                     task_poll_kernel_alive.cancel()
                     await self._async_check_alive()
                     self.error_on_timeout = {
-                        "ename": CELL_TIMEOUT,
+                        "ename": CELL_TIMEOUT_ERROR,
                         "evalue": why,
                         "traceback": [f"CellTimeoutError: {why}"],
                     }
@@ -282,7 +282,9 @@ class GuardedExecute(Execute):
 
     @staticmethod
     def _timed_out(cell: NotebookNode) -> bool:
-        return any(o.get("output_type") == "error" and o.get("ename") == CELL_TIMEOUT for o in cell.get("outputs", []))
+        return any(
+            o.get("output_type") == "error" and o.get("ename") == CELL_TIMEOUT_ERROR for o in cell.get("outputs", [])
+        )
 
     async def _async_responsive(self, seconds: float) -> bool:
         msg_id = await ensure_async(self.kc.kernel_info())
