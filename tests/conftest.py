@@ -11,8 +11,8 @@ Grading in tests (see tests/course.py):
   ``nbgrader autograde`` subprocess (which starts every kernel from scratch). Use plain nbgrader
   (``run_in(course, ["autograde", ...])``) only where plain nbgrader itself is what the test is about.
 
-Tests that use a shared session fixture, and slow tests that use a module fixture, stay on one
-pytest-xdist worker (an xdist_group per fixture or module), so that a shared result is built once.
+Tests that use ``graded_lessons``, and slow tests that share a module fixture, stay on one pytest-xdist
+worker (see :func:`xdist_group_of`), so that a shared result is built once.
 """
 
 from __future__ import annotations
@@ -74,29 +74,51 @@ def graded_lessons(tmp_path_factory, grading_pool):
 
 #: pytest-timeout's limit (s) for a test using ``graded_lessons``: the first one builds it, on a busy machine too.
 GRADED_LESSONS_TIMEOUT = 3600
-#: Session fixtures whose users must share one xdist worker (and so one built result).
-SHARED = ("graded_lessons", "grading_pool")
+#: The session fixture whose users share one xdist worker: building it grades every lesson.
+SHARED = "graded_lessons"
+#: Fixture scopes whose instances tests share (built once per xdist worker that runs a user).
+_SHARED_SCOPES = ("module", "package", "class")
 
 
+def xdist_group_of(item: pytest.Item, copies: dict[str, int]) -> str | None:
+    """The xdist group of a test, or None to let xdist place it anywhere.
+
+    Users of ``graded_lessons`` form one group. A slow test that uses module-scoped fixtures (servers, a
+    graded class) groups with the tests that use the same fixtures with the same parameters, so each such
+    result is built once: a parametrized module fixture (one course per lesson, say) gives one group per
+    parameter, which can run on different workers. A module that sets ``XDIST_COPIES = n`` (a cheap
+    fixture such as one JupyterLab server) is split round-robin into n groups, each building its own copy.
+    """
+    if SHARED in item.fixturenames:
+        return SHARED
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None or not item.get_closest_marker("slow"):
+        return None
+    scoped = sorted(name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope in _SHARED_SCOPES)
+    if not scoped:
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    group = f"{item.module.__name__}:{'+'.join(scoped)}"
+    group += "".join(f"[{params[name]}]" for name in scoped if name in params)
+    split = getattr(item.module, "XDIST_COPIES", 1)
+    if split > 1:
+        index = copies[group] = copies.get(group, -1) + 1
+        group += f"#{index % split}"
+    return group
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (it names groups in the node ids)
 def pytest_collection_modifyitems(config, items):
-    """Keep the users of a shared session fixture, and the slow tests of a module with a module-scoped
-    fixture, on one pytest-xdist worker (``--dist loadgroup``), so each shared result is built once."""
+    """Put tests that share an expensive fixture on one pytest-xdist worker (``--dist loadgroup``)."""
+    copies: dict[str, int] = {}
     for item in items:
-        shared = [name for name in SHARED if name in item.fixturenames]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
-            if "graded_lessons" in shared and not item.get_closest_marker("timeout"):
-                # pytest-timeout counts fixture setup: the first user grades every lesson (26 notebooks)
-                item.add_marker(pytest.mark.timeout(GRADED_LESSONS_TIMEOUT))
+        group = xdist_group_of(item, copies)
+        if group is None:
             continue
-        # Slow tests' module fixtures start servers or grade classes: built once. A unit test's module
-        # fixture is cheap (loading data), so those tests spread over the workers.
-        info = getattr(item, "_fixtureinfo", None)
-        scoped = info and any(
-            defs and defs[-1].scope in ("module", "package", "class") for defs in info.name2fixturedefs.values()
-        )
-        if scoped and item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        item.add_marker(pytest.mark.xdist_group(group))
+        if group == SHARED and not item.get_closest_marker("timeout"):
+            # pytest-timeout counts fixture setup: the first user grades every lesson (26 notebooks)
+            item.add_marker(pytest.mark.timeout(GRADED_LESSONS_TIMEOUT))
 
 
 # ---- run report: wall time and CPU seconds per test (this process and its reaped children) ---------------

@@ -6,7 +6,7 @@ All", resumed below each failing test cell, as a learner would) and checks: ever
 are the unimplemented exercises (NotImplementedError / "not implemented yet"); no warnings or tracebacks on
 stderr; plots appear and load; every widget renders and what it shows changes when its slider (keyboard) or
 dropdown moves; the self-check cell prints its table. Screenshots: artifacts/browser/<lesson>.png (at the last
-widget) and <lesson>-end.png (the end of the lesson); per-lesson seconds: artifacts/browser/timings.tsv.
+widget) and <lesson>-end.png (the end of the lesson); per-lesson seconds: artifacts/browser/timings[-gwN].tsv.
 If /usr/bin/chromium is missing (`make browser-deps` installs it as root on Debian) the test is skipped
 with the reason.
 """
@@ -44,6 +44,9 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+#: Under pytest-xdist the lessons are split between two JupyterLab servers (tests/conftest.py), which can run on
+#: two workers at once: starting a second server costs seconds, the lessons minutes.
+XDIST_COPIES = 2
 
 
 def _free_port() -> int:
@@ -235,7 +238,8 @@ def timings():
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         lines = [f"{lesson}\t{seconds:.1f}" for lesson, seconds in times.items()]
         lines.append(f"total\t{sum(times.values()):.1f}")
-        (ARTIFACTS / "timings.tsv").write_text("\n".join(lines) + "\n")
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # one file per server when the lessons are split
+        (ARTIFACTS / f"timings{'-' + worker if worker else ''}.tsv").write_text("\n".join(lines) + "\n")
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
