@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/conv2d_fast.py                 # CPU, float32
     .venv/bin/python benchmarks/conv2d_fast.py --device cuda   # GPU
 
-Prints times and the ratio conv2d_fast / F.conv2d (the target on CPU is <= 1.5). Figures only: nothing
-here asserts on time.
+Prints times and the ratio conv2d_fast / F.conv2d (the target on CPU is <= 1.5), the two timed in turns,
+call by call. Figures only: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -28,23 +28,26 @@ SHAPES = [  # (batch, in_channels, out_channels, size, kernel, padding)
 ]
 
 
-def measure(fn, *args, device: str, repeat: int, **kwargs) -> float:
-    """Median seconds per call after two warm-up calls."""
+def measure(fns: dict, *args, device: str, repeat: int, **kwargs) -> dict:
+    """Median seconds per call of each function, after two warm-up calls each. The functions take turns
+    call by call, so a change in the machine's load affects them alike and their ratio stays fair."""
 
     def sync():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    for _ in range(2):
-        fn(*args, **kwargs)
+    for fn in fns.values():
+        for _ in range(2):
+            fn(*args, **kwargs)
     sync()
-    times = []
+    times: dict = {name: [] for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(*args, **kwargs)
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,8 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         b = torch.randn(c_out, generator=generator, dtype=dtype).to(device)
         with torch.no_grad():
             diff = float((conv2d_fast(x, w, b, padding=p) - F.conv2d(x, w, b, padding=p)).abs().max())
-            t_torch = measure(F.conv2d, x, w, b, padding=p, device=args.device, repeat=args.repeat)
-            t_fast = measure(conv2d_fast, x, w, b, padding=p, device=args.device, repeat=args.repeat)
+            medians = measure(
+                {"torch": F.conv2d, "fast": conv2d_fast}, x, w, b, padding=p, device=args.device, repeat=args.repeat
+            )
+            t_torch, t_fast = medians["torch"], medians["fast"]
         label = f"N={n} {c_in}->{c_out} {size}x{size} k={k} p={p}"
         print(f"{label:42s} {t_torch * 1e3:8.2f}ms {t_fast * 1e3:10.2f}ms {t_fast / t_torch:6.2f} {diff:11.2e}")
 
