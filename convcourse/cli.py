@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .grading.config import CELL_TIMEOUT, LEARNER_TIMEOUT
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], list[tuple[tuple, dict]]]] = {}
 
 
@@ -116,7 +118,7 @@ def collect(ns: argparse.Namespace) -> int:
         "--timeout",
         type=float,
         default=None,
-        help="seconds per learner before the kernel is killed and the learner reported (default 1200)",
+        help=f"seconds per learner before the kernel is killed and the learner reported (default {LEARNER_TIMEOUT})",
     ),
     arg("--force", action="store_true", help="regrade everything, not only changed or failed submissions"),
     arg("--no-progress", action="store_true", help="no progress bar"),
@@ -241,7 +243,12 @@ def formgrader(ns: argparse.Namespace) -> int:
 @command(
     "selfcheck",
     arg("notebook", type=Path, help="the .ipynb file to check (a learner's own copy works)"),
-    arg("--timeout", type=int, default=None, help="seconds per cell (default: the grader's limits)"),
+    arg(
+        "--timeout",
+        type=int,
+        default=None,
+        help=f"seconds per cell (default: the grader's, {CELL_TIMEOUT} s, or the cell's own limit)",
+    ),
 )
 def selfcheck(ns: argparse.Namespace) -> int:
     """For learners: run a notebook's visible tests with the grader's executor; exit 1 when any fails."""

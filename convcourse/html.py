@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 
 from .build import REPO, lesson_title, lessons
-from .lessonrun import CELL_TIMEOUT, lesson_client, lesson_copy
+from .lessonrun import LESSON_CELL_TIMEOUT, lesson_client, lesson_copy
 
 SOLUTIONS = REPO / "solutions"
 OUT = REPO / "build" / "html"
@@ -42,7 +42,7 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 """
 
 
-def execute(notebook: Path, timeout: int = CELL_TIMEOUT) -> nbformat.NotebookNode:
+def execute(notebook: Path, timeout: int = LESSON_CELL_TIMEOUT) -> nbformat.NotebookNode:
     """Run ``notebook`` top to bottom in a fresh kernel (in a temporary copy of its folder) and return it
     with outputs and widget state (``metadata.widgets``)."""
     with lesson_copy(notebook, prefix="convcourse-html-") as copy:
@@ -141,7 +141,7 @@ def render(
     lesson_ids: list[str] | None = None,
     out: Path = OUT,
     source: Path = SOLUTIONS,
-    timeout: int = CELL_TIMEOUT,
+    timeout: int = LESSON_CELL_TIMEOUT,
     log=print,
 ) -> list[Path]:
     """Execute and render the answer key of each lesson to ``out/<lesson>.html`` and write ``out/index.html``."""
@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convcourse.html", description=__doc__.splitlines()[0])
     parser.add_argument("lessons", nargs="*", help="lesson ids (default: all)")
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: build/html)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell (default %(default)s)")
+    parser.add_argument(
+        "--timeout", type=int, default=LESSON_CELL_TIMEOUT, help="seconds per cell (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.lessons) - set(lessons(SOLUTIONS)))
     if unknown:

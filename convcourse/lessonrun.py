@@ -25,14 +25,14 @@ KERNEL_NAME = "python3"
 #: No IPython history database: no SQLite file and no history thread per kernel.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 #: Seconds per cell outside grading (the slowest lesson cells train for about a minute on 2 cores).
-CELL_TIMEOUT = 300
+LESSON_CELL_TIMEOUT = 300
 
 
 def lesson_client(
     nb: nbformat.NotebookNode,
     folder: str | Path,
     *,
-    timeout: int = CELL_TIMEOUT,
+    timeout: int = LESSON_CELL_TIMEOUT,
     allow_errors: bool = False,
     **options: Any,
 ) -> NotebookClient:

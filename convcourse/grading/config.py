@@ -10,6 +10,9 @@ COURSE_ID = "conv2d-from-the-ground-up"
 #: CPU seconds a cell may use while grading unless its metadata.convcourse.timeout says otherwise; a
 #: wall-clock backstop of 5x that plus 60 s stops cells that wait (convcourse.grading.execute).
 CELL_TIMEOUT = 30
+#: Seconds one learner's whole grading may take before its kernel is killed and the learner reported
+#: (``convcourse grade --timeout``).
+LEARNER_TIMEOUT = 1200
 #: Any stderr (warnings, logging, tqdm bars) in a test cell is dropped before scoring: upstream
 #: nbgrader scores a passing test 0 when it wrote to stderr.
 STDERR_PATTERN = r"[\s\S]*"

@@ -40,6 +40,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..grading.config import LEARNER_TIMEOUT
 from .course import CourseError, CourseRoot
 from .status import Status
 
@@ -47,7 +48,7 @@ from .status import Status
 DONE = {Status.OK}
 #: A worker is replaced after this many learners (bounds any slow leak in a long class run).
 JOBS_PER_WORKER = 100
-DEFAULT_TIMEOUT = 1200
+DEFAULT_TIMEOUT = LEARNER_TIMEOUT
 
 
 def _status(value: object) -> Status:
