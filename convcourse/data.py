@@ -79,14 +79,19 @@ def digits_split(
     """A fixed, stratified train/test split of the digits: ((x_train, y_train), (x_test, y_test))."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    x, y = load_digits()
+    return stratified_split(*load_digits(), test_fraction, seed)
+
+
+def stratified_split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int = 0) -> tuple:
+    """((x, y) kept, (x, y) held out): ``fraction`` of every label's examples held out, drawn with ``seed``;
+    each part keeps the original order."""
     generator = torch.Generator().manual_seed(seed)
-    train_idx, test_idx = [], []
-    for label in range(10):
+    kept, held = [], []
+    for label in torch.unique(y).tolist():
         idx = (y == label).nonzero().flatten()
         idx = idx[torch.randperm(len(idx), generator=generator)]
-        n_test = round(len(idx) * test_fraction)
-        test_idx.append(idx[:n_test])
-        train_idx.append(idx[n_test:])
-    train, test = torch.cat(train_idx).sort().values, torch.cat(test_idx).sort().values
-    return (x[train], y[train]), (x[test], y[test])
+        n_held = round(len(idx) * fraction)
+        held.append(idx[:n_held])
+        kept.append(idx[n_held:])
+    kept_idx, held_idx = torch.cat(kept).sort().values, torch.cat(held).sort().values
+    return (x[kept_idx], y[kept_idx]), (x[held_idx], y[held_idx])

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import stratified_split
 from .geometry import output_size, pads, pair
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -469,16 +470,7 @@ def validation_split(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2, se
     """A stratified split of a training set into ((x_fit, y_fit), (x_val, y_val)) for making choices."""
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
-    generator = torch.Generator().manual_seed(seed)
-    fit, val = [], []
-    for label in torch.unique(y).tolist():
-        idx = (y == label).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-        n_val = round(len(idx) * fraction)
-        val.append(idx[:n_val])
-        fit.append(idx[n_val:])
-    fit_idx, val_idx = torch.cat(fit).sort().values, torch.cat(val).sort().values
-    return (x[fit_idx], y[fit_idx]), (x[val_idx], y[val_idx])
+    return stratified_split(x, y, fraction, seed)
 
 
 __all__ = [

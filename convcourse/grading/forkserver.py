@@ -261,7 +261,6 @@ class _Server:
 def _reset_sandbox() -> list[int]:
     """In a sandboxed server, between two learners: kill every other process of this PID namespace (but
     its init, pid 1), then empty the work folder and /tmp (except mounted folders: the ipc folder)."""
-    import shutil
 
     me, killed = os.getpid(), []
     for _ in range(20):
@@ -285,23 +284,10 @@ def _reset_sandbox() -> list[int]:
             mounts = {line.split()[1] for line in table}
     except OSError:
         mounts = set()
-
-    def wipe(folder: str) -> None:
-        for entry in os.scandir(folder):
-            if entry.path in mounts:
-                continue
-            if any(m.startswith(entry.path + "/") for m in mounts):
-                wipe(entry.path)
-            elif entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
+    from .sandbox import clear
 
     for folder in ("/tmp", os.environ.get("HOME") or "/home/learner"):
-        wipe(folder)
+        clear(folder, keep=mounts)
     os.makedirs(os.environ.get("MPLCONFIGDIR") or "/tmp/matplotlib", exist_ok=True)
     return sorted(set(killed))
 

@@ -432,10 +432,15 @@ def _remove_stale() -> None:
             ProcessCap(entry).remove()
 
 
-def clear(folder: Path) -> None:
-    """Delete everything inside ``folder`` (links are removed, never followed)."""
+def clear(folder: str | Path, keep: frozenset[str] | set[str] = frozenset()) -> None:
+    """Delete everything inside ``folder`` (links are removed, never followed), except the paths in ``keep``
+    (mount points) and the folders on the way to them."""
     for entry in list(os.scandir(folder)):
-        if entry.is_dir(follow_symlinks=False):
+        if entry.path in keep:
+            continue
+        if any(path.startswith(entry.path + "/") for path in keep):
+            clear(entry.path, keep)
+        elif entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
             try:
