@@ -32,7 +32,8 @@ def test_kinds(monkeypatch):
         "t.set": Question("t.set", "t", lambda: [(0, 1), (1, 0)], "why", kind="set"),
         "t.number": Question("t.number", "t", lambda: 1 / 3, "why", kind="number"),
     }
-    monkeypatch.setattr("convcourse.checks.quiz.QUESTIONS", {**QUESTIONS, **questions})
+    for name, question in questions.items():
+        monkeypatch.setitem(QUESTIONS, name, question)
     assert check_answer("t.error", RuntimeError) and check_answer("t.error", "RuntimeError")
     with pytest.raises(GradingError):
         check_answer("t.error", ValueError)

@@ -166,23 +166,37 @@ class Exercise:
     hint: str = ""
 
 
-REGISTRY: dict[str, Exercise] = {}
+class Registry(dict):
+    """Named things (exercises, questions) by name; each name registered once."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def register(self, item: Any) -> Any:
+        if item.name in self:
+            raise ValueError(f"{self.kind} {item.name!r} registered twice")
+        self[item.name] = item
+        return item
+
+    def lookup(self, name: str) -> Any:
+        from . import exercises  # noqa: F401  (registers every lesson's exercises and questions)
+
+        try:
+            return self[name]
+        except KeyError:
+            raise KeyError(f"no {self.kind} named {name!r}; known: {', '.join(sorted(self))}") from None
+
+
+REGISTRY: Registry = Registry("exercise")
 
 
 def register(exercise: Exercise) -> Exercise:
-    if exercise.name in REGISTRY:
-        raise ValueError(f"exercise {exercise.name!r} registered twice")
-    REGISTRY[exercise.name] = exercise
-    return exercise
+    return REGISTRY.register(exercise)
 
 
 def get_exercise(name: str) -> Exercise:
-    from . import exercises  # noqa: F401  (registers every lesson's exercises)
-
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"no exercise named {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+    return REGISTRY.lookup(name)
 
 
 def _ban_description(hits: Iterable[str]) -> str:

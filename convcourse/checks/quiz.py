@@ -27,7 +27,7 @@ import re
 from typing import Any, Callable
 
 from . import _guard
-from .core import GradingError, _contains_unsupported, _normalise
+from .core import GradingError, Registry, _contains_unsupported, _normalise
 
 KINDS = ("exact", "set", "number", "error")
 
@@ -57,23 +57,15 @@ class Question:
             raise ValueError(f"question {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
 
 
-QUESTIONS: dict[str, Question] = {}
+QUESTIONS: Registry = Registry("question")
 
 
 def register_question(question: Question) -> Question:
-    if question.name in QUESTIONS:
-        raise ValueError(f"question {question.name!r} registered twice")
-    QUESTIONS[question.name] = question
-    return question
+    return QUESTIONS.register(question)
 
 
 def get_question(name: str) -> Question:
-    from . import exercises  # noqa: F401  (registers every lesson's questions)
-
-    try:
-        return QUESTIONS[name]
-    except KeyError:
-        raise KeyError(f"no question named {name!r}; known: {', '.join(sorted(QUESTIONS))}") from None
+    return QUESTIONS.lookup(name)
 
 
 def _normalise_answer(question: Question, value: Any) -> Any:
