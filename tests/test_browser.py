@@ -165,15 +165,26 @@ RUN_ALL = f"""async (path) => {{
   const stops = [];
   let start = 0;
   let ok = await app.commands.execute('notebook:run-all-cells');
+  let retries = 0;
   while (!ok) {{
-    let failed = -1;
+    let failed = -1, skipped = -1;
     for (let i = start; i < cells.length; i++) {{
       const cell = cells.get(i);
-      if (cell.type === 'code' && cell.outputs.toJSON().some(o => o.output_type === 'error')) {{ failed = i; break; }}
+      if (cell.type !== 'code') {{ continue; }}
+      if (cell.outputs.toJSON().some(o => o.output_type === 'error')) {{ failed = i; break; }}
+      if (skipped < 0 && !cell.executionCount) {{ skipped = i; }}
     }}
-    if (failed < 0 || failed + 1 >= cells.length) {{ break; }}
-    stops.push(failed);
-    start = failed + 1;
+    if (skipped >= 0 && (failed < 0 || skipped < failed) && retries < 5) {{
+      // A cell before the next error did not run: the kernel aborted a request that arrived just after the
+      // error it stopped on (a race on a busy machine). Run on from that cell, as a learner would click again.
+      retries += 1;
+      await new Promise(resolve => setTimeout(resolve, 500));
+      start = skipped;
+    }} else if (failed >= 0) {{
+      stops.push(failed);
+      start = failed + 1;
+    }} else {{ break; }}
+    if (start >= cells.length) {{ break; }}
     notebook.activeCellIndex = start;
     ok = await app.commands.execute('notebook:run-all-below');
   }}
