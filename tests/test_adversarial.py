@@ -115,6 +115,33 @@ def test_nbgrader_finishes_and_names_the_corrupted_submission(graded):
     print(f"\nautograde of {len(SUBMISSIONS)} submissions took {graded['seconds']:.0f} s")
 
 
+def _orphaned_kernels() -> set[str]:
+    """Sandboxed kernels whose grader (the pid in their /tmp/ccsb<pid>- folder) is gone."""
+    import os
+
+    orphans = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        owner = re.search(r"/ccsb(\d+)-", cmdline)
+        if "ipykernel" in cmdline and owner and not os.path.exists(f"/proc/{owner[1]}"):
+            orphans.add(pid)
+    return orphans
+
+
+def test_no_kernel_outlives_the_grading_run(graded):
+    """Kernels are killed, not asked to stop, once their notebook is done (config: shutdown_kernel
+    "immediate"); infinite loops and swallowed interrupts included, none outlives nbgrader."""
+    import os
+
+    orphans = _orphaned_kernels()
+    if orphans:
+        time.sleep(2)  # one that was dying as we looked is gone by now
+    assert {pid for pid in orphans if os.path.exists(f"/proc/{pid}")} == set()
+
+
 def _feedback_text(course, student: str) -> str:
     path = course.root / "feedback" / student / LESSON / f"{LESSON}.html"
     raw = path.read_text()

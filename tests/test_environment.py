@@ -52,3 +52,13 @@ def test_environment_check_reports_ok_here():
     rows = check_environment()
     assert all(ok for _, ok, _ in rows), rows
     assert set(EXPECTED) <= set(pyproject_pins())
+
+
+def test_nbformat_imports_without_a_grammar_build():
+    """Every nbgrader command, self-check and server imports nbformat, hence jsonschema: the pinned jsonschema
+    must not pull rfc3987-syntax (a lark grammar built at import, 1.7 s a process)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, nbformat; print(sorted(m for m in ('rfc3987_syntax', 'lark') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"

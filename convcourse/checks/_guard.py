@@ -17,6 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# Before anything is captured, although it is 2.3 s of every kernel's start: torch imports torch._dynamo lazily
+# (first F.pad call, dispatch modes, an optimizer's step), which would run thousands of lines inside a watched
+# learner call (the loop detector counts them) and re-wrap torch.manual_seed after it was captured.
 import torch._dynamo
 import torch.nn.functional as F
 

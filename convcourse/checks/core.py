@@ -79,6 +79,12 @@ _EARLY_STOP = True
 class _Tripwire(TorchDispatchMode):
     """Records every banned aten operation reached during a learner call, however it was called."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch otherwise wraps __torch_dispatch__ in dynamo's "disable" wrapper, which every aten op a
+        # learner's loop dispatches then goes through; grading never compiles, so there is nothing to skip.
+        return False
+
     def __init__(self, banned: frozenset[str]):
         super().__init__()
         self.banned = banned
