@@ -136,3 +136,22 @@ def test_a_widget_whose_draw_raises_shows_the_error_and_keeps_working():
     (shown,) = view.output.outputs
     assert shown["output_type"] == "display_data"  # the figure (as text outside IPython)
     assert view.last_error is None and view.last_figure is not None
+
+
+def test_learner_panel_replaces_a_half_drawn_panel_with_what_went_wrong():
+    from convcourse.widgets import learner_panel
+
+    fig, ax = plt.subplots()
+    for error, message in [
+        (NotImplementedError(), "your f:\nnot implemented yet"),
+        (IndexError(), "your f raised\nIndexError"),
+    ]:
+        with learner_panel(ax, "f"):
+            ax.imshow([[1.0, 2.0]])
+            ax.set_title("your f ✓")
+            raise error
+        assert [t.get_text() for t in ax.texts] == [message] and not ax.images and ax.get_title() == ""
+    with learner_panel(ax, "f"):
+        ax.set_title("your f ✓")
+    assert ax.get_title() == "your f ✓"
+    plt.close(fig)

@@ -15,8 +15,9 @@ numbers with :func:`convcourse.plots.cell_labels` rather than a Text per cell.
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
@@ -204,3 +205,22 @@ def checked_call(exercise: str, fn: Callable, **inputs) -> tuple[bool, object]:
     if "value" not in record:  # the check stopped it (a banned call) or never called it: call it plainly
         record["value"] = fn(**inputs)
     return ok, record["value"]
+
+
+@contextlib.contextmanager
+def learner_panel(ax: plt.Axes, name: str, **text_style) -> Iterator[None]:
+    """Draw the learner's result into ``ax`` inside this block. When the learner's function (called in the
+    block, usually through :func:`checked_call`) is not implemented yet or raises, the panel is cleared and
+    says so, in place of a traceback; the rest of the widget keeps working."""
+    try:
+        yield
+    except NotImplementedError:
+        _panel_message(ax, f"your {name}:\nnot implemented yet", text_style)
+    except Exception as error:  # the learner's bug is shown, not raised  # noqa: BLE001
+        _panel_message(ax, f"your {name} raised\n{type(error).__name__}", text_style)
+
+
+def _panel_message(ax: plt.Axes, message: str, text_style: dict) -> None:
+    ax.cla()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, **text_style)

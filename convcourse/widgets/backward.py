@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..geometry import Pair, output_size, pair
 from ..plots import COLORS, cell_labels
-from . import FigureView, grader_agrees
+from . import FigureView, grader_agrees, learner_panel
 
 Link = tuple[Pair, Pair]  # ((row, col) of the other pixel, (a, b) kernel tap)
 
@@ -269,7 +269,7 @@ def draw(geometry: ConvGeometry, mode: str, row: int, col: int, conv2d_backward:
         )
     if conv2d_backward is not None:
         ax = axes[3]
-        try:
+        with learner_panel(ax, "conv2d_backward", color=COLORS["highlight"]):
             mine, expected = learner_grad_input(conv2d_backward, geometry, mode, row, col)
             # ✓ only when the grader's own check of conv2d_backward passes on this call (all three gradients)
             ok = grader_agrees("conv2d_backward", conv2d_backward, **example_call(geometry, mode, row, col))
@@ -283,19 +283,6 @@ def draw(geometry: ConvGeometry, mode: str, row: int, col: int, conv2d_backward:
             )
             ax.set_xlabel(
                 "grad_output = " + ("1 at the picked output" if mode == OUTPUT_TO_INPUTS else "all ones"), fontsize=8
-            )
-        except NotImplementedError:
-            ax.set_axis_off()
-            ax.text(0.5, 0.5, "your conv2d_backward:\nnot implemented yet", ha="center", va="center")
-        except Exception as error:  # the learner's bug is shown, not raised  # noqa: BLE001
-            ax.set_axis_off()
-            ax.text(
-                0.5,
-                0.5,
-                f"your conv2d_backward raised\n{type(error).__name__}",
-                ha="center",
-                va="center",
-                color=COLORS["highlight"],
             )
     fig.suptitle(title if len(title) < 140 else title[:137] + "…", fontsize=9)
     return fig

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from . import FigureView, checked_call
+from . import FigureView, checked_call, learner_panel
 
 CHANNEL_NAMES = ("red", "green", "blue")
 
@@ -125,15 +125,11 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
     axes[0, c].set_title(f"weight[{o}]: one slice per input", fontsize=9)
     if learner is not None:
         ax = axes[1, c + 1]
-        try:
+        with learner_panel(ax, "conv2d_channels"):
             ok, mine = checked_call("conv2d_channels", learner, x=model.image[None], weight=model.weight)
             mine = torch.as_tensor(mine)[0, o].to(total.dtype)
             ax.imshow(mine, cmap="RdBu_r", vmin=-tl, vmax=tl)
             ax.set_title("your conv2d_channels " + ("✓" if ok else "✗ differs"))
-        except NotImplementedError:
-            ax.text(0.5, 0.5, "your conv2d_channels:\nnot implemented yet", ha="center", va="center")
-        except Exception as error:  # shown in the widget instead of a traceback  # noqa: BLE001
-            ax.text(0.5, 0.5, f"your conv2d_channels raised\n{type(error).__name__}", ha="center", va="center")
         axes[0, c + 1].set_axis_off()
     for ax in axes.flat:
         ax.set_xticks([])

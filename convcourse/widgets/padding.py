@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..plots import COLORS, cell_labels
-from . import FigureView, checked_call
+from . import FigureView, checked_call, learner_panel
 
 MODES = ("constant", "reflect", "replicate", "circular")
 SOURCES = ("sliders", "'same'")
@@ -226,7 +226,7 @@ def draw(
                 )
             )
     if learner is not None:
-        try:
+        with learner_panel(axes[1], "pad2d", color=COLORS["highlight"]):
             inputs = dict(x=model.x.double()[None], pad=model.pad, mode=model.mode)
             if model.value:
                 inputs["value"] = model.value
@@ -245,19 +245,6 @@ def draw(
             else:
                 axes[1].set_axis_off()
                 axes[1].text(0.5, 0.5, f"your pad2d: shape\n{tuple(mine.shape)} ✗", ha="center", va="center")
-        except NotImplementedError:
-            axes[1].set_axis_off()
-            axes[1].text(0.5, 0.5, "your pad2d:\nnot implemented yet", ha="center", va="center")
-        except Exception as error:  # show the learner's error in the widget, not a traceback  # noqa: BLE001
-            axes[1].set_axis_off()
-            axes[1].text(
-                0.5,
-                0.5,
-                f"your pad2d raised\n{type(error).__name__}",
-                ha="center",
-                va="center",
-                color=COLORS["highlight"],
-            )
     title = f"pad = (left={left}, right={right}, top={top}, bottom={bottom})\n"
     if kernel is not None:
         title += same_caption(kernel, model.pad, learner_same) + "\norange dashes: the window of output pixel (0, 0); "
