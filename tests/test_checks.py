@@ -320,6 +320,23 @@ def test_sealed_private_references_code_objects_and_suites(sealed):
     assert _guard.tampering() == []
 
 
+def test_every_course_module_the_checks_use_is_sealed(sealed):
+    """The sealed modules are derived (what the checks and exercises use, transitively), not listed."""
+    import convcourse.geometry
+    import convcourse.training
+
+    names = _guard.sealed_module_names()
+    assert {"convcourse.checks.core", "convcourse.checks._guard", "convcourse.geometry"} <= set(names)
+    assert {"convcourse.checks.exercises.l01_sliding_window", "convcourse.training"} <= set(names)
+    assert not any(name.startswith("convcourse.widgets") for name in names)  # learner-facing, never graded
+    sealed.setattr(convcourse.geometry, "output_size", lambda *a, **k: 1)
+    sealed.setattr(convcourse.training.accuracy, "__defaults__", (1,))
+    problems = _guard.tampering()
+    assert {"convcourse.geometry.output_size", "convcourse.training.accuracy"} <= set(problems)
+    sealed.undo()
+    assert _guard.tampering() == []
+
+
 def test_tensor_subclass_cannot_redefine_the_comparison():
     class Agreeable(torch.Tensor):
         @classmethod

@@ -13,6 +13,7 @@ import inspect
 import math  # noqa: F401  (watched below)
 import sys
 import types
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -203,20 +204,7 @@ def _lookup(qualname: str) -> Any:
     return getattr(module, attr, None) if module is not None else None
 
 
-# Filled by seal(): the grading machinery's own namespaces, functions' code and the exercise registry.
-_SEALED: tuple | None = None
-# The grading machinery's modules whose functions, classes and imported names seal() records.
-SEALED_MODULES = (
-    "convcourse.checks",
-    "convcourse.checks._guard",
-    "convcourse.checks.core",
-    "convcourse.checks._watch",
-    "convcourse.checks.errors",
-    "convcourse.checks.conv",
-    "convcourse.checks.quiz",
-    "convcourse.grading.probe",
-    "convcourse.geometry",
-)
+_MISSING = object()
 
 
 def _fingerprint(obj: Any) -> tuple:
@@ -238,37 +226,152 @@ def _same(a: tuple, b: tuple) -> bool:
     return len(a) == len(b) and all(x is y or (type(x) is str and type(y) is str and x == y) for x, y in zip(a, b))
 
 
+_ORIGINAL_FINGERPRINTS: dict[str, tuple] = {k: _fingerprint(v) for k, v in ORIGINALS.items()}
+
+
 def _sealable(value: Any) -> bool:
     return isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type))
 
 
-def _state() -> tuple:
-    modules = []
-    for name in SEALED_MODULES:
-        module = sys.modules.get(name)
-        if module is None:
+@dataclass(frozen=True)
+class _SealedModule:
+    """A module's names bound to functions, classes and modules (compared by identity)."""
+
+    name: str
+    module: types.ModuleType
+    bindings: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, name: str) -> "_SealedModule":
+        module = sys.modules[name]
+        return cls(name, module, tuple((k, v) for k, v in vars(module).items() if _sealable(v)))
+
+    def problems(self) -> list[str]:
+        if sys.modules.get(self.name) is not self.module:
+            return [f"sys.modules[{self.name!r}]"]
+        live = vars(self.module)
+        return [f"{self.name}.{key}" for key, value in self.bindings if live.get(key, _MISSING) is not value]
+
+
+@dataclass(frozen=True)
+class _SealedExercise:
+    """An exercise or question: the object, its field values and its suites (compared by identity)."""
+
+    name: str
+    exercise: Any
+    fields: tuple
+    suites: tuple[tuple[str, Any], ...]
+
+    @staticmethod
+    def _fields(exercise: Any) -> tuple:
+        return tuple(getattr(exercise, f) for f in exercise.__dataclass_fields__)
+
+    @staticmethod
+    def _suites(exercise: Any) -> tuple[tuple[str, Any], ...]:
+        return tuple(dict(getattr(exercise, "suites", {})).items())
+
+    @classmethod
+    def of(cls, name: str, exercise: Any) -> "_SealedExercise":
+        return cls(name, exercise, cls._fields(exercise), cls._suites(exercise))
+
+    def problems(self, registry: dict) -> list[str]:
+        if registry.get(self.name, _MISSING) is not self.exercise:
+            return [f"the exercise {self.name!r}"]
+        fields = self._fields(self.exercise)
+        if len(fields) != len(self.fields) or any(a is not b for a, b in zip(fields, self.fields)):
+            return [f"the exercise {self.name!r}"]
+        if not _same(tuple(x for pair in self._suites(self.exercise) for x in pair), _flat(self.suites)):
+            return [f"the test suites of {self.name!r}"]
+        return []
+
+
+def _flat(pairs: tuple[tuple[str, Any], ...]) -> tuple:
+    return tuple(x for pair in pairs for x in pair)
+
+
+@dataclass(frozen=True)
+class _SealedCode:
+    """A function's or course class's code (``__code__`` swaps), each object once, named where it was found."""
+
+    label: str
+    value: Any
+    fingerprint: tuple
+
+    def problem(self) -> str | None:
+        return None if _same(_fingerprint(self.value), self.fingerprint) else self.label
+
+
+def _code_of(modules: tuple[_SealedModule, ...], exercises: tuple[_SealedExercise, ...]) -> tuple[_SealedCode, ...]:
+    found: dict[int, _SealedCode] = {}
+
+    def add(label: str, value: Any) -> None:
+        fingerprint = _fingerprint(value)
+        if fingerprint and id(value) not in found:
+            found[id(value)] = _SealedCode(label, value, fingerprint)
+
+    for module in modules:
+        for key, value in module.bindings:
+            add(f"{module.name}.{key}", value)
+    for exercise in exercises:
+        for value in exercise.fields:
+            add(f"the exercise {exercise.name!r}", value)
+        for _, value in exercise.suites:
+            add(f"the test suites of {exercise.name!r}", value)
+    return tuple(found.values())
+
+
+def _tables() -> dict[str, tuple]:
+    """The guard's own tables, as (key, value) pairs compared by identity."""
+    return {
+        "ORIGINALS": tuple(ORIGINALS.items()),
+        "BUILTINS": tuple(BUILTINS.items()),
+        "MODULES": tuple(MODULES.items()),
+        "protected checks": tuple(_SELF_CHECK_REGISTRY.items()),
+        "watch list": tuple((f"{oname}.{name}", owner) for owner, oname, name in _WATCHED),
+    }
+
+
+#: Where the grading machinery starts; :func:`sealed_module_names` adds every course module they use.
+SEAL_ROOTS = ("convcourse.checks", "convcourse.grading.probe")
+
+
+def sealed_module_names() -> list[str]:
+    """The course modules seal() records: the roots and, transitively, every ``convcourse`` module whose
+    names (modules, functions, classes) they hold: the checks, every exercise, and what those import."""
+    found: set[str] = set()
+    todo = list(SEAL_ROOTS)
+    while todo:
+        name = todo.pop()
+        if name in found or name not in sys.modules:
             continue
-        modules.append((name, module, tuple((k, v, _fingerprint(v)) for k, v in vars(module).items() if _sealable(v))))
-    registry = sys.modules["convcourse.checks.core"].REGISTRY
-    exercises = []
-    for name, exercise in registry.items():
-        fields = tuple(getattr(exercise, f) for f in exercise.__dataclass_fields__)
-        functions = tuple(x for v in fields if isinstance(v, types.FunctionType) for x in _fingerprint(v))
-        suites = tuple((k, v, _fingerprint(v)) for k, v in dict(exercise.suites).items())
-        exercises.append((name, exercise, fields, functions, suites))
+        found.add(name)
+        for value in vars(sys.modules[name]).values():
+            if isinstance(value, types.ModuleType):
+                todo.append(value.__name__)
+            elif isinstance(value, (types.FunctionType, type)):
+                todo.append(getattr(value, "__module__", None) or "")
+        todo = [n for n in todo if n.startswith("convcourse.") or n == "convcourse"]
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class _Seal:
+    modules: tuple[_SealedModule, ...]
+    exercises: tuple[_SealedExercise, ...]
+    code: tuple[_SealedCode, ...]
+    tables: dict[str, tuple]
+
+
+def _registry() -> dict:
+    """Every registered exercise and check-your-understanding question, by name."""
+    registry = dict(sys.modules["convcourse.checks.core"].REGISTRY)
     quiz = sys.modules.get("convcourse.checks.quiz")
-    for name, question in quiz.QUESTIONS.items() if quiz is not None else ():
-        fields = tuple(getattr(question, f) for f in question.__dataclass_fields__)
-        functions = tuple(x for v in fields if isinstance(v, types.FunctionType) for x in _fingerprint(v))
-        exercises.append((name, question, fields, functions, ()))
-    dicts = (
-        tuple(ORIGINALS.items()),
-        tuple(BUILTINS.items()),
-        tuple(MODULES.items()),
-        tuple(_SELF_CHECK_REGISTRY.items()),
-        tuple(_WATCHED),
-    )
-    return tuple(modules), tuple(exercises), dicts
+    registry.update(quiz.QUESTIONS if quiz is not None else {})
+    return registry
+
+
+#: Filled by seal(): the grading machinery's own namespaces, functions' code and the exercise registry.
+_SEALED: _Seal | None = None
 
 
 def seal() -> None:
@@ -280,57 +383,24 @@ def seal() -> None:
     global _SEALED
     from . import exercises  # noqa: F401  (register every exercise before recording them)
 
-    _SEALED = _state()
+    modules = tuple(_SealedModule.of(name) for name in sealed_module_names())
+    registered = tuple(_SealedExercise.of(name, exercise) for name, exercise in _registry().items())
+    _SEALED = _Seal(modules, registered, _code_of(modules, registered), _tables())
 
 
 def _sealed_problems() -> list[str]:
     if _SEALED is None:
         return []
-    problems: list[str] = []
-    modules, exercises, dicts = _SEALED
-    for name, module, entries in modules:
-        if sys.modules.get(name) is not module:
-            problems.append(f"sys.modules[{name!r}]")
-            continue
-        live = vars(module)
-        for key, value, fingerprint in entries:
-            now = live.get(key, _MISSING)
-            if now is not value or not _same(_fingerprint(now), fingerprint):
-                problems.append(f"{name}.{key}")
-    registry = dict(sys.modules["convcourse.checks.core"].REGISTRY)
-    quiz = sys.modules.get("convcourse.checks.quiz")
-    registry.update(quiz.QUESTIONS if quiz is not None else {})
-    for name, exercise, fields, functions, suites in exercises:
-        live = registry.get(name, _MISSING)
-        if live is not exercise:
-            problems.append(f"the exercise {name!r}")
-            continue
-        now_fields = tuple(getattr(exercise, f) for f in exercise.__dataclass_fields__)
-        if (
-            len(now_fields) != len(fields)
-            or any(a is not b for a, b in zip(now_fields, fields))
-            or not _same(
-                tuple(x for v in now_fields if isinstance(v, types.FunctionType) for x in _fingerprint(v)), functions
-            )
+    problems = [problem for module in _SEALED.modules for problem in module.problems()]
+    registry = _registry()
+    problems += [problem for exercise in _SEALED.exercises for problem in exercise.problems(registry)]
+    problems += [problem for code in _SEALED.code if (problem := code.problem())]
+    now = _tables()
+    for label, before in _SEALED.tables.items():
+        after = now[label]
+        if len(before) != len(after) or any(
+            type(a[0]) is not str or a[0] != b[0] or a[1] is not b[1] for a, b in zip(after, before)
         ):
-            problems.append(f"the exercise {name!r}")
-            continue
-        now_suites = tuple((k, v, _fingerprint(v)) for k, v in dict(getattr(exercise, "suites", {})).items())
-        if len(now_suites) != len(suites) or any(
-            a[0] != b[0] or a[1] is not b[1] or not _same(a[2], b[2]) for a, b in zip(now_suites, suites)
-        ):
-            problems.append(f"the test suites of {name!r}")
-    now_dicts = (
-        tuple(ORIGINALS.items()),
-        tuple(BUILTINS.items()),
-        tuple(MODULES.items()),
-        tuple(_SELF_CHECK_REGISTRY.items()),
-        tuple(_WATCHED),
-    )
-    for label, before, after in zip(
-        ("ORIGINALS", "BUILTINS", "MODULES", "protected checks", "watch list"), dicts, now_dicts
-    ):
-        if len(before) != len(after) or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(before, after)):
             problems.append(f"convcourse.checks._guard.{label}")
     return problems
 
@@ -354,7 +424,3 @@ def tampering() -> list[str]:
         if _lookup(qualname) is not obj:
             problems.append(qualname)
     return sorted(set(problems))
-
-
-_MISSING = object()
-_ORIGINAL_FINGERPRINTS: dict[str, tuple] = {k: _fingerprint(v) for k, v in ORIGINALS.items()}
