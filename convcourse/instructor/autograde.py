@@ -39,6 +39,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from ..grading.config import LEARNER_TIMEOUT
 from .course import CourseError, CourseRoot
@@ -352,32 +353,25 @@ def submissions(course: CourseRoot, lesson: str) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if (p / lesson).is_dir())
 
 
-def autograde(
-    course: CourseRoot,
-    lesson: str,
-    students: list[str] | None = None,
-    workers: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    force: bool = False,
-    progress: bool = True,
-    pool: list[Worker] | None = None,
-) -> GradeReport:
-    """Autograde ``lesson`` for every learner with a submission (or only ``students``), in parallel.
+@dataclass
+class GradingPlan:
+    """What a grading run will do: who is graded (``todo``), who is up to date, and what each learner's
+    grade will be recorded with (the rerun key, nbgrader extension, whether a timestamp was submitted)."""
 
-    ``pool``: running :class:`Worker` objects to grade with instead of starting ``workers`` new ones; they
-    are left running for the caller's next call (which saves each worker's start and fork server when
-    one process grades many lessons, as the test suite does) and the caller stops them.
-    """
-    import warnings
+    lesson: str
+    todo: list[str]
+    up_to_date: list[str]
+    keys: dict[str, str]
+    extensions: dict[str, object]
+    timestamps: dict[str, bool]
+    state: State = field(repr=False)
 
-    from sqlalchemy.exc import SAWarning
-    from tqdm import tqdm
 
-    from ..grading import ensure_tools_on_path
-
-    ensure_tools_on_path()
-    warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own add_submission triggers these
-    started = time.monotonic()
+def plan_grading(
+    course: CourseRoot, lesson: str, students: list[str] | None = None, force: bool = False
+) -> GradingPlan:
+    """Who needs grading: every learner with a submission (or only ``students``) whose submission, lesson,
+    gradebook entry, extension or course config changed since their last good grade (all with ``force``)."""
     course.check_lesson(lesson)
     if not course.has_assignment(lesson):
         print(f"{lesson} is not in the gradebook yet: running nbgrader generate_assignment {lesson}")
@@ -391,37 +385,40 @@ def autograde(
                 f"(expected {course.root / 'submitted' / missing[0] / lesson})"
             )
         available = [s for s in available if s in set(students)]
-    report = GradeReport(lesson)
-
     config_hash = hashlib.sha256((course.root / "nbgrader_config.py").read_bytes()).hexdigest()
     with course.gradebook() as gb:
         base = "|".join(
             [_assignment_fingerprint(gb, lesson), submission_hash(course.root / "source" / lesson), config_hash]
         )
-        extensions, timestamps = {}, {}
+        extensions = {}
         for student in available:
             try:
                 extensions[student] = gb.find_submission(lesson, student).extension
             except Exception:  # noqa: BLE001 - MissingEntry: not graded yet
                 extensions[student] = None
     state = State(course.state_dir / "state.json")
-    from ..grading import sandbox
-
-    report.sandbox = sandbox.describe()
-    keys, todo = {}, []
+    plan = GradingPlan(lesson, [], [], {}, extensions, {}, state)
     for student in available:
         folder = course.root / "submitted" / student / lesson
-        timestamps[student] = (folder / "timestamp.txt").exists()
-        keys[student] = hashlib.sha256(f"{base}|{submission_hash(folder)}|{extensions[student]}".encode()).hexdigest()
+        plan.timestamps[student] = (folder / "timestamp.txt").exists()
+        plan.keys[student] = hashlib.sha256(
+            f"{base}|{submission_hash(folder)}|{extensions[student]}".encode()
+        ).hexdigest()
         entry = state.get(lesson, student)
-        if force or entry.get("key") != keys[student] or entry.get("status") not in DONE:
-            todo.append(student)
+        if force or entry.get("key") != plan.keys[student] or entry.get("status") not in DONE:
+            plan.todo.append(student)
         else:
-            report.up_to_date.append(student)
-    if not todo:
-        report.seconds = time.monotonic() - started
-        return report
+            plan.up_to_date.append(student)
+    return plan
 
+
+def run_grading(
+    course: CourseRoot, plan: GradingPlan, workers: list[Worker], timeout: float, *, own_workers: bool
+) -> Iterator[tuple[str, Path, dict]]:
+    """Grade ``plan.todo`` with ``workers`` (one thread each feeding its worker process from a queue), each
+    learner in a private course copy; yields ``(student, private copy, worker's answer)`` as each finishes.
+    ``own_workers``: stop each worker when the queue is empty (else the caller keeps them running)."""
+    lesson = plan.lesson
     work = course.state_dir / "work" / lesson
     if work.exists():
         shutil.rmtree(work)  # what a killed run left behind
@@ -429,18 +426,12 @@ def autograde(
     _recover(course.root / "autograded", lesson)
     template = work / "template.db"
     build_template(course, lesson, template)
-
     jobs: queue.Queue = queue.Queue()
-    for student in todo:
+    for student in plan.todo:
         jobs.put(student)
     results: queue.Queue = queue.Queue()
-    count = max(1, min(len(pool) if pool else workers or default_workers(), len(todo)))
-    logs = course.state_dir / "logs"
-    logs.mkdir(exist_ok=True)
 
-    skipped: dict[str, list[str]] = {}
-
-    def prepare(student: str) -> Path:
+    def prepare(student: str) -> tuple[Path, list[str]]:
         from nbgrader.api import Gradebook
 
         from ..grading.sandbox import safe_copy
@@ -451,16 +442,15 @@ def autograde(
             job / "source" / lesson,
             ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
         )
-        skipped[student] = safe_copy(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson)
+        skipped = safe_copy(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson)
         shutil.copy(template, job / "gradebook.db")
-        if extensions[student] is not None:
+        if plan.extensions[student] is not None:
             with Gradebook(f"sqlite:///{job / 'gradebook.db'}", course.course_id) as private:
                 private.update_or_create_student(student)
-                private.add_submission(lesson, student, extension=extensions[student])
-        return job
+                private.add_submission(lesson, student, extension=plan.extensions[student])
+        return job, skipped
 
-    def serve(index: int) -> None:
-        worker = pool[index] if pool else Worker(logs / f"worker-{index}.log")
+    def serve(worker: Worker) -> None:
         try:
             while True:
                 try:
@@ -468,80 +458,133 @@ def autograde(
                 except queue.Empty:
                     return
                 try:
-                    job = prepare(student)
+                    job, skipped = prepare(student)
                     answer = worker.run(
                         {"course": str(course.root), "work": str(job), "lesson": lesson, "student": student}, timeout
                     )
+                    if skipped:
+                        answer["skipped"] = skipped
                 except Exception as error:  # noqa: BLE001 - reported, never silently skipped
                     job, answer = work / student, {"status": Status.ERROR, "reason": f"{type(error).__name__}: {error}"}
                 results.put((student, job, answer))
         finally:
-            if not pool:
+            if own_workers:
                 worker.stop()
 
-    threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(count)]
+    threads = [threading.Thread(target=serve, args=(worker,), daemon=True) for worker in workers]
     for thread in threads:
         thread.start()
+    finished = False
+    try:
+        for _ in plan.todo:
+            yield results.get()
+        finished = True
+    finally:
+        for thread in threads:  # after a normal run, wait until every worker (and its fork server) has ended
+            thread.join(timeout=None if finished else 1)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def record_grading(gb, course: CourseRoot, plan: GradingPlan, student: str, job: Path, answer: dict) -> Outcome:
+    """One learner's result into the course: scores merged into the gradebook, ``autograded/`` replaced,
+    then the manifest (a rerun's key) written; the private copy is removed. Never raises for a learner."""
+    outcome = Outcome(
+        student,
+        _status(answer.get("status")),
+        answer.get("reason", ""),
+        answer.get("seconds", 0.0),
+        sandboxed=answer.get("sandboxed"),
+    )
+    if answer.get("skipped"):
+        outcome.reason = "; ".join(
+            filter(None, [outcome.reason, "files not graded: " + ", ".join(answer["skipped"])[:400]])
+        )
+    lesson = plan.lesson
+    if outcome.status.graded:
+        try:
+            outcome.score, outcome.max_score = merge(
+                gb, job / "gradebook.db", course.course_id, lesson, student, plan.timestamps[student]
+            )
+            install(job / "autograded" / student / lesson, course.root / "autograded" / student / lesson)
+        except Exception as error:  # noqa: BLE001
+            gb.db.rollback()
+            outcome.status, outcome.reason = Status.ERROR, f"could not record the grades: {error}"
+    plan.state.put(
+        lesson,
+        student,
+        {
+            "key": plan.keys[student],
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "score": outcome.score,
+            "max_score": outcome.max_score,
+            "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+    shutil.rmtree(job, ignore_errors=True)
+    return outcome
+
+
+def autograde(
+    course: CourseRoot,
+    lesson: str,
+    students: list[str] | None = None,
+    workers: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    force: bool = False,
+    progress: bool = True,
+    pool: list[Worker] | None = None,
+) -> GradeReport:
+    """Autograde ``lesson`` for every learner with a submission (or only ``students``), in parallel:
+    :func:`plan_grading`, then :func:`run_grading`, each result recorded by :func:`record_grading` as it comes.
+
+    ``pool``: running :class:`Worker` objects to grade with instead of starting ``workers`` new ones; they
+    are left running for the caller's next call (which saves each worker's start and fork server when
+    one process grades many lessons, as the test suite does) and the caller stops them.
+    """
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+    from tqdm import tqdm
+
+    from ..grading import ensure_tools_on_path, sandbox
+
+    ensure_tools_on_path()
+    warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own add_submission triggers these
+    started = time.monotonic()
+    plan = plan_grading(course, lesson, students, force)
+    report = GradeReport(lesson, up_to_date=list(plan.up_to_date), sandbox=sandbox.describe())
+    if not plan.todo:
+        report.seconds = time.monotonic() - started
+        return report
+    count = max(1, min(len(pool) if pool else workers or default_workers(), len(plan.todo)))
+    logs = course.state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    chosen = pool[:count] if pool else [Worker(logs / f"worker-{index}.log") for index in range(count)]
     bar = tqdm(
-        total=len(todo),
+        total=len(plan.todo),
         desc=f"autograde {lesson} ({count} workers)",
         unit="nb",
         disable=not progress,
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    finished = False
+    results = run_grading(course, plan, chosen, timeout, own_workers=not pool)
     try:
         with course.gradebook() as gb:
-            for _ in range(len(todo)):
-                student, job, answer = results.get()
-                outcome = Outcome(
-                    student,
-                    _status(answer.get("status")),
-                    answer.get("reason", ""),
-                    answer.get("seconds", 0.0),
-                    sandboxed=answer.get("sandboxed"),
-                )
-                if skipped.get(student):
-                    outcome.reason = "; ".join(
-                        filter(None, [outcome.reason, "files not graded: " + ", ".join(skipped[student])[:400]])
-                    )
-                if outcome.status.graded:
-                    try:
-                        outcome.score, outcome.max_score = merge(
-                            gb, job / "gradebook.db", course.course_id, lesson, student, timestamps[student]
-                        )
-                        install(job / "autograded" / student / lesson, course.root / "autograded" / student / lesson)
-                    except Exception as error:  # noqa: BLE001
-                        gb.db.rollback()
-                        outcome.status, outcome.reason = Status.ERROR, f"could not record the grades: {error}"
-                state.put(
-                    lesson,
-                    student,
-                    {
-                        "key": keys[student],
-                        "status": outcome.status,
-                        "reason": outcome.reason,
-                        "score": outcome.score,
-                        "max_score": outcome.max_score,
-                        "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    },
-                )
-                shutil.rmtree(job, ignore_errors=True)
+            for student, job, answer in results:
+                outcome = record_grading(gb, course, plan, student, job, answer)
                 report.graded.append(outcome)
                 if outcome.status != Status.OK:
                     bar.write(f"{student}: {outcome.status}: {outcome.reason}")
                 bar.update(1)
-        finished = True
     finally:
+        results.close()  # an interrupted run stops feeding the workers and leaves their threads
         bar.close()
-        for thread in threads:  # after a normal run, wait until every worker (and its fork server) has ended
-            thread.join(timeout=None if finished else 1)
-    shutil.rmtree(work, ignore_errors=True)
     unsandboxed = [o.student for o in report.graded if o.sandboxed is False]
     if unsandboxed and not report.sandbox.startswith("UNSANDBOXED"):
         report.sandbox = f"UNSANDBOXED for {len(unsandboxed)} learner(s) (see the worker logs); " + report.sandbox
-    state.put_meta(lesson, "sandbox", f"{time.strftime('%Y-%m-%d %H:%M')}: {report.sandbox}")
+    plan.state.put_meta(lesson, "sandbox", f"{time.strftime('%Y-%m-%d %H:%M')}: {report.sandbox}")
     report.seconds = time.monotonic() - started
     return report
 
