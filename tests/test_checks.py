@@ -309,13 +309,17 @@ def sealed(monkeypatch):
 
 
 def test_sealed_private_references_code_objects_and_suites(sealed):
+    judge = core.VALUES.judge
     sealed.setattr(_guard, "allclose", lambda *a, **k: True)
     sealed.setattr(core.compare_tensors, "__code__", (lambda exercise, got, expected, inputs: None).__code__)
     sealed.setitem(core.REGISTRY["corr2d"].suites, "hidden", lambda: [])
+    object.__setattr__(core.VALUES, "judge", lambda *args: None)  # a frozen dataclass is not a wall
     problems = _guard.tampering()
     assert "convcourse.checks._guard.allclose" in problems
     assert "convcourse.checks.core.compare_tensors" in problems
     assert "the test suites of 'corr2d'" in problems
+    assert "the exercise 'conv_output_size'" in problems  # its comparison (VALUES) was changed
+    object.__setattr__(core.VALUES, "judge", judge)
     sealed.undo()
     assert _guard.tampering() == []
 
@@ -357,7 +361,7 @@ def test_value_exercise_is_not_fooled_by_an_object_equal_to_everything():
     size = Exercise(
         name="test_only_size",
         lesson="tests",
-        kind="value",
+        comparison=core.VALUES,
         reference=lambda size, kernel_size: (size - kernel_size + 1,),
     )
     assert run_case(size, lambda size, kernel_size: (size - kernel_size + 1,), dict(size=7, kernel_size=3)) is None

@@ -264,7 +264,12 @@ class _SealedExercise:
 
     @staticmethod
     def _fields(exercise: Any) -> tuple:
-        return tuple(getattr(exercise, f) for f in exercise.__dataclass_fields__)
+        """Its field values, and those of the course's own dataclass values in them (its Comparison)."""
+        values = [getattr(exercise, f) for f in exercise.__dataclass_fields__]
+        for value in list(values):
+            if type(value).__module__.startswith("convcourse.") and hasattr(type(value), "__dataclass_fields__"):
+                values += [getattr(value, f) for f in type(value).__dataclass_fields__]
+        return tuple(values)
 
     @staticmethod
     def _suites(exercise: Any) -> tuple[tuple[str, Any], ...]:

@@ -208,7 +208,6 @@ def conv_exercise(
             name=name,
             lesson=lesson,
             reference=reference,
-            kind="tensor",
             banned=banned,
             variants=wrong_outputs,
             suites=suites or {},

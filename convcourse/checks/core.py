@@ -137,8 +137,7 @@ class Exercise:
     """One function learners implement.
 
     reference: computes torch's answer from the inputs (or raises what torch raises).
-    kind: "tensor" (compare tensors), "value" (compare numbers/tuples exactly), or "custom"
-        (``compare`` returns an error message or None).
+    comparison: how a result is judged: :data:`TENSORS` (the default), :data:`VALUES`, or :func:`custom`.
     banned: aten operator names the learner's call must not reach.
     variants: given the inputs, a dict {explanation: wrong output} of known mistakes.
     suites: {"visible"/"hidden"/...: function returning a list of input dicts}.
@@ -147,11 +146,10 @@ class Exercise:
     name: str
     lesson: str
     reference: Callable[..., Any]
-    kind: str = "tensor"
+    comparison: "Comparison" = dataclasses.field(default_factory=lambda: TENSORS)
     banned: frozenset[str] = frozenset()
     variants: Callable[[Inputs], dict[str, Any]] | None = None
     suites: Mapping[str, Callable[[], list[Inputs]]] = dataclasses.field(default_factory=dict)
-    compare: Callable[[Any, Any, Inputs], str | None] | None = None
     # Optional factory of a context manager wrapped around the learner's call (e.g. an operation
     # counter); its __exit__ may raise GradingError with a message for the learner.
     monitor: Callable[[], Any] | None = None
@@ -163,10 +161,6 @@ class Exercise:
     libraries: tuple | None = None
     # True: the learner's call may not run torch's autograd (backward exercises).
     forbid_autograd: bool = False
-    # custom kind: collect(exercise, result, inputs) runs right after the learner's call and may call the
-    # learner's methods (watched with watched_call); it returns private copies for compare, before any
-    # of torch's answers exist.
-    collect: Callable[["Exercise", Any, Inputs], Any] | None = None
     # Runs right before the learner's call (e.g. seeding random number generators).
     prepare: Callable[[Inputs], None] | None = None
     hint: str = ""
@@ -368,14 +362,7 @@ def call_learner(exercise: "Exercise", fn: Callable[..., Any], inputs: Inputs) -
             )
     if outcome.error is None:
         outcome.description = describe_value(outcome.raw)
-        if exercise.kind == "tensor":
-            outcome.value = private_tensor(outcome.raw, exercise.name)
-        elif exercise.kind == "value":
-            outcome.value = _normalise(outcome.raw)
-        elif exercise.collect is not None:
-            outcome.value = exercise.collect(exercise, outcome.raw, inputs)
-        else:
-            outcome.value = outcome.raw
+        outcome.value = exercise.comparison.private(exercise, outcome.raw, inputs)
     outcome.args = args  # kept alive until the verdict: nothing the learner saw is freed while answers exist
     return outcome
 
@@ -404,7 +391,7 @@ class _Unreadable:
 
 
 def _banned_error(exercise: Exercise, hits: list[str], label: str | None = None) -> GradingError:
-    if exercise.kind == "value":
+    if not exercise.comparison.computed:
         why = "This exercise asks you to work the answer out yourself, not to read it off torch."
     else:
         loops = " with loops" if exercise.banned & CONVOLUTION_OPS and exercise.banned & UNFOLD_OPS else ""
@@ -659,13 +646,59 @@ def _judge(exercise: Exercise, outcome: Outcome, frozen: Any, shown: Inputs) -> 
     if outcome.error is not None:
         message = f"{what} raised {outcome.error_type.__name__}: {outcome.error_text}"
         return message + _raw_error_hint(exercise, outcome.error_text, inputs)
-    if exercise.kind == "tensor":
-        return compare_tensors(exercise, outcome, expected, inputs, shown)
-    if exercise.kind == "value":
-        return compare_values(exercise, outcome.value, expected, inputs, shown)
-    if exercise.kind == "custom" and exercise.compare is not None:
-        return exercise.compare(outcome.value, expected, inputs)
-    raise ValueError(f"exercise {exercise.name!r} has kind {exercise.kind!r} but no comparison")
+    return exercise.comparison.judge(exercise, outcome, expected, inputs, shown)
+
+
+# ---------------------------------------------------------------------------- comparisons
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """How an exercise judges a learner's result.
+
+    private(exercise, result, inputs): a copy of the result made the moment the call returns, before any of
+    torch's answers exist (it may call the learner's methods, watched with :func:`watched_call`).
+    judge(exercise, outcome, expected, inputs, shown): None when ``outcome.value`` is right, else the message.
+    computed: the answer is computed (tensors: "compute it yourself" when a ban trips), not worked out.
+    """
+
+    private: Callable[["Exercise", Any, Inputs], Any]
+    judge: Callable[["Exercise", Outcome, Any, Inputs, Inputs], str | None]
+    computed: bool = True
+
+
+def _private_tensor(exercise: Exercise, result: Any, inputs: Inputs) -> Any:
+    return private_tensor(result, exercise.name)
+
+
+def _private_value(exercise: Exercise, result: Any, inputs: Inputs) -> Any:
+    return _normalise(result)
+
+
+def _judge_values(exercise: Exercise, outcome: Outcome, expected: Any, inputs: Inputs, shown: Inputs) -> str | None:
+    return compare_values(exercise, outcome.value, expected, inputs, shown)
+
+
+#: Tensors, with dtype- and size-aware tolerances and the exercise's known mistakes (the default).
+TENSORS = Comparison(_private_tensor, compare_tensors)
+#: Numbers, tuples and lists of them, exactly.
+VALUES = Comparison(_private_value, _judge_values, computed=False)
+
+
+def custom(
+    compare: Callable[[Any, Any, Inputs], str | None],
+    collect: Callable[["Exercise", Any, Inputs], Any] | None = None,
+) -> Comparison:
+    """A comparison of the exercise's own: ``collect(exercise, result, inputs)`` makes the private copy
+    (the result itself when None) and ``compare(private copy, expected, inputs)`` gives the verdict."""
+
+    def private(exercise: Exercise, result: Any, inputs: Inputs) -> Any:
+        return result if collect is None else collect(exercise, result, inputs)
+
+    def judge(exercise: Exercise, outcome: Outcome, expected: Any, inputs: Inputs, shown: Inputs) -> str | None:
+        return compare(outcome.value, expected, inputs)
+
+    return Comparison(private, judge)
 
 
 def _error_problem(exercise: Exercise, outcome: Outcome, what: str, torch_error: Exception) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .. import _guard
-from ..core import CONVOLUTION_OPS, Exercise, register
+from ..core import CONVOLUTION_OPS, VALUES, Exercise, register
 from ..quiz import Question, register_question
 
 
@@ -86,7 +86,7 @@ register(
         name="conv_output_size",
         lesson="02_kernel_size",
         reference=_reference,
-        kind="value",
+        comparison=VALUES,
         banned=CONVOLUTION_OPS,  # the formula, not torch reading off a shape
         variants=_variants,
         suites={"visible": visible_cases, "hidden": hidden_cases},

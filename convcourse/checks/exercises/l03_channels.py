@@ -101,7 +101,6 @@ register(
         name="conv2d_channels",
         lesson="03_channels",
         reference=_reference,
-        kind="tensor",
         banned=CONVOLUTION_OPS | UNFOLD_OPS,
         variants=_variants,
         suites={"visible": _visible, "hidden": _hidden},

@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from ...geometry import pair
 from .. import _guard
 from ..conv import randn
-from ..core import CONVOLUTION_OPS, PAD_OPS, Exercise, GradingError, Mistakes, register
+from ..core import CONVOLUTION_OPS, PAD_OPS, VALUES, Exercise, GradingError, Mistakes, register
 from ..quiz import Question, error_name, register_question
 
 _PAD_FUNCTIONS = frozenset(PAD_OPS | {"circular_pad2d", "reflection_pad3d", "replication_pad3d"})
@@ -211,7 +211,6 @@ register(
         name="pad2d",
         lesson="05_padding",
         reference=_pad_reference,
-        kind="tensor",
         banned=PAD_OPS,
         variants=_pad_variants,
         suites={"visible": _pad_visible, "hidden": _pad_hidden},
@@ -313,7 +312,7 @@ register(
         name="same_padding",
         lesson="05_padding",
         reference=_same_reference,
-        kind="value",
+        comparison=VALUES,
         banned=CONVOLUTION_OPS | PAD_OPS,  # the answer must be worked out, not measured with torch (or the registry)
         variants=_same_variants,
         suites={"visible": _same_visible, "hidden": _same_hidden},

@@ -14,7 +14,7 @@ import torch
 
 from .. import _guard
 from ..conv import ConvArgs, conv_exercise, randn
-from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
+from ..core import CONVOLUTION_OPS, UNFOLD_OPS, VALUES, Exercise, register
 from ..quiz import Question, register_question
 
 # ---- conv2d_dilated -------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ register(
         name="receptive_field",
         lesson="06_dilation",
         reference=_rf_reference,
-        kind="value",
+        comparison=VALUES,
         variants=_rf_variants,
         suites={"visible": _rf_visible, "hidden": _rf_hidden},
         hint="keep two numbers while walking through the layers: the field r (start 1) and the jump j, how many "

@@ -8,7 +8,7 @@ import torch
 
 from .. import _guard
 from ..conv import ConvArgs, conv_exercise, pair, randn
-from ..core import CONVOLUTION_OPS, UNFOLD_OPS, Exercise, register
+from ..core import CONVOLUTION_OPS, UNFOLD_OPS, VALUES, Exercise, register
 from ..quiz import Question, error_name, register_question
 
 
@@ -105,7 +105,7 @@ register(
         name="conv_param_count",
         lesson="07_groups",
         reference=_param_reference,
-        kind="value",
+        comparison=VALUES,
         banned=CONVOLUTION_OPS,
         variants=_param_variants,
         suites={"visible": _param_cases("visible"), "hidden": _param_cases("hidden")},

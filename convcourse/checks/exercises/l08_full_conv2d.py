@@ -197,7 +197,6 @@ register(
         name="conv2d",
         lesson="08_full_conv2d",
         reference=_reference,
-        kind="tensor",
         banned=CONVOLUTION_OPS | UNFOLD_OPS,
         variants=_variants,
         suites=SUITES,

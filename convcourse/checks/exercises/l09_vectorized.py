@@ -214,7 +214,6 @@ register(
         name="conv2d_fast_vectorized",
         lesson="09_vectorized",
         reference=_reference,
-        kind="tensor",
         banned=CONVOLUTION_OPS,
         variants=_wrong_outputs,
         suites={"hidden": vectorized_cases},

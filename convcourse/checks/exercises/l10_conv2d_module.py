@@ -31,6 +31,7 @@ from ..core import (
     Mistakes,
     _freeze,
     _thaw,
+    custom,
     describe_inputs,
     first_difference,
     plain_tensor,
@@ -606,9 +607,7 @@ for _name, _collect, _compare, _suites in [
             name=_name,
             lesson="10_conv2d_module",
             reference=_reference,
-            kind="custom",
-            collect=_collect,
-            compare=_compare,
+            comparison=custom(_compare, collect=_collect),
             suites=_suites,
             libraries=TORCH_CONV_LAYER,
         )

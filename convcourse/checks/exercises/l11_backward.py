@@ -21,6 +21,7 @@ from ..core import (
     CONVOLUTION_OPS,
     Exercise,
     Inputs,
+    custom,
     describe_value,
     first_difference,
     plain_tensor,
@@ -295,11 +296,12 @@ BACKWARD = register(
         name="conv2d_backward",
         lesson="11_backward",
         reference=_backward_reference,
-        kind="custom",
+        comparison=custom(
+            lambda got, expected, inputs: compare_gradients(got, expected, inputs, "conv2d_backward"),
+            collect=lambda exercise, got, inputs: private_gradients(got, "conv2d_backward"),
+        ),
         banned=CONVOLUTION_OPS,
         forbid_autograd=True,
-        collect=lambda exercise, got, inputs: private_gradients(got, "conv2d_backward"),
-        compare=lambda got, expected, inputs: compare_gradients(got, expected, inputs, "conv2d_backward"),
         suites={"visible": _suite(_VISIBLE, 100), "hidden": _suite(_HIDDEN, 200)},
     )
 )
@@ -475,9 +477,7 @@ FUNCTION = register(
         name="Conv2dFunction",
         lesson="11_backward",
         reference=_function_reference,
-        kind="custom",
-        compare=_compare_function,
-        collect=collect_function,
+        comparison=custom(_compare_function, collect=collect_function),
         suites={"visible": _f_suite(_F_VISIBLE, 300), "hidden": _f_suite(_F_HIDDEN, 400)},
     )
 )

@@ -20,7 +20,7 @@ from torch import nn
 from ... import training
 from ...data import digits_split
 from .. import _guard
-from ..core import Exercise, Inputs, register
+from ..core import Exercise, Inputs, custom, register
 from ..quiz import Question, register_question
 
 EXAMPLE_BATCH = 16
@@ -156,9 +156,7 @@ register(
         name="build_model",
         lesson="12_capstone",
         reference=_nothing,
-        kind="custom",
-        collect=lambda exercise, got, inputs: model_problem(got),
-        compare=_verdict,
+        comparison=custom(_verdict, collect=lambda exercise, got, inputs: model_problem(got)),
         suites={"visible": lambda: [{}]},
     )
 )
@@ -167,9 +165,7 @@ register(
         name="build_model_float64",
         lesson="12_capstone",
         reference=_nothing,
-        kind="custom",
-        collect=lambda exercise, got, inputs: model_problem(got, dtype=torch.float64),
-        compare=_verdict,
+        comparison=custom(_verdict, collect=lambda exercise, got, inputs: model_problem(got, dtype=torch.float64)),
         suites={"hidden": lambda: [{}]},
     )
 )
@@ -241,10 +237,8 @@ register(
         name="train_model",
         lesson="12_capstone",
         reference=_train_reference,
-        kind="custom",
+        comparison=custom(_verdict, collect=_collect_training),
         prepare=_seed_before_training,
-        collect=_collect_training,
-        compare=_verdict,
     )
 )
 
@@ -261,9 +255,7 @@ register(
         name="trained_model_float64",
         lesson="12_capstone",
         reference=_nothing,
-        kind="custom",
-        collect=lambda exercise, got, inputs: _compare_trained_float64(got, None, inputs),
-        compare=_verdict,
+        comparison=custom(_verdict, collect=lambda exercise, got, inputs: _compare_trained_float64(got, None, inputs)),
     )
 )
 
