@@ -199,6 +199,10 @@ def _variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     out = Mistakes()
     add = out.add
 
+    def with_bias(result: torch.Tensor) -> torch.Tensor:
+        """The bias added last, as the scatter-crop-add-bias order does (after a mistake in the crop)."""
+        return result if b is None else result + b.view(-1, 1, 1)
+
     if x.dim() == 3:
         add(
             "for an unbatched (C, H, W) input torch returns an unbatched (out_channels, H_out, W_out) output: "
@@ -238,7 +242,7 @@ def _variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         add(
             "padding is added instead of cropped: in a transposed convolution `padding` removes padding rows "
             "from the top and bottom (columns from left and right) of the full scattered output.",
-            lambda: _guard.pad(a.run(padding=0), (pw, pw, ph, ph)),
+            lambda: with_bias(_guard.pad(a.run(padding=0, bias=None), (pw, pw, ph, ph))),
         )
         add(
             "padding is applied to the input, as in conv2d. In a transposed convolution `padding` crops the "
@@ -259,11 +263,11 @@ def _variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
                 lambda: a.run(padding=_swap(a.padding)),
             )
     if (oh, ow) != (0, 0):
-        full = lambda: a.run(padding=0, output_padding=0)  # noqa: E731
+        full = lambda: a.run(padding=0, output_padding=0, bias=None)  # noqa: E731
 
         def wrong_side() -> torch.Tensor:
             h_out, w_out = _out(a)
-            return _guard.pad(full(), (ow, 0, oh, 0))[..., ph : ph + h_out, pw : pw + w_out]
+            return with_bias(_guard.pad(full(), (ow, 0, oh, 0))[..., ph : ph + h_out, pw : pw + w_out])
 
         add(
             "output_padding is added on the wrong side: the extra rows and columns belong at the bottom and the "
@@ -275,7 +279,7 @@ def _variants(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
                 "output_padding appends zeros, but torch's extra rows (columns) are the next rows of the full "
                 "scattered output, which the crop by padding would otherwise remove: crop "
                 "full[..., pH : pH + H_out, pW : pW + W_out] from a full output that is output_padding larger.",
-                lambda: _guard.pad(a.run(output_padding=0), (0, ow, 0, oh)),
+                lambda: with_bias(_guard.pad(a.run(output_padding=0, bias=None), (0, ow, 0, oh))),
             )
         add(
             "output_padding is ignored: it adds output_padding rows (columns) at the bottom (right) of the output.",
