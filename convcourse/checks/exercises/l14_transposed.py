@@ -652,8 +652,10 @@ def _init_problem(got: Any, inputs: dict[str, Any]) -> str | None:
         return None
 
     found = problem("right after construction")
+    if found and "conv2d's fan_in" in found:
+        return found + " Fix the bound in reset_parameters (which __init__ calls)."
     if found:
-        return found + " (__init__ should end with self.reset_parameters().)"
+        return found + " Call self.reset_parameters() at the end of __init__."
     if not callable(getattr(got, "reset_parameters", None)):
         return f"{what} has no reset_parameters() method."
     with torch.random.fork_rng(devices=[]):
