@@ -2,8 +2,8 @@
 
 The checks' known-mistake variants, the widget models, the capstone's stack and lesson 09's argument
 normaliser all use these. Grading never trusts them: the checks compare with torch itself. The formulas
-are the ones torch documents for ``nn.Conv2d`` ("Shape"), and tests/test_geometry.py measures each one
-against torch.
+are the ones torch documents for ``nn.Conv2d`` and ``nn.ConvTranspose2d`` ("Shape"), and
+tests/test_geometry.py measures each one against torch.
 """
 
 from __future__ import annotations
@@ -79,3 +79,14 @@ def output_shape(
         output_size(size[0] + top + bottom, kernel_size[0], stride[0], 0, dilation[0]),
         output_size(size[1] + left + right, kernel_size[1], stride[1], 0, dilation[1]),
     )
+
+
+def transposed_output_size(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1
+) -> int:
+    """Output length of a transposed convolution along one axis:
+    (size − 1)·stride − 2·padding + dilation·(kernel − 1) + output_padding + 1.
+
+    With ``output_padding=0`` this is the smallest length that a convolution with the same arguments maps back to
+    ``size``; the ``stride - 1`` lengths above it map there too, and ``output_padding`` picks one of them."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1

@@ -145,7 +145,8 @@ NOTEBOOK_STATE = f"""(path) => {{
       if (out.output_type === 'error') {{ state.errors.push([i, out.ename, String(out.evalue).slice(0, 300)]); }}
       if (out.output_type === 'stream') {{
         const text = [].concat(out.text).join('');
-        state.streams.push(text.slice(0, 3000));
+        // head and tail of long outputs (a self-check table's header and its closing line)
+        state.streams.push(text.length > 3000 ? text.slice(0, 1500) + '\\n...\\n' + text.slice(-1500) : text);
         if (out.name === 'stderr') {{ state.stderr.push([i, text.slice(0, 500)]); }}
       }}
     }}

@@ -68,3 +68,23 @@ def test_output_shape_with_uneven_padding():
     amounts = (1, 2, 0, 3)  # left, right, top, bottom
     expected = F.conv2d(F.pad(x, amounts), w, stride=(2, 3), dilation=(1, 2)).shape[2:]
     assert geometry.output_shape((9, 10), (4, 3), (2, 3), amounts, (1, 2)) == tuple(expected)
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, output_padding, dilation",
+    [
+        case
+        for case in itertools.product((1, 4, 7), (1, 2, 3), (1, 2, 3), (0, 1, 2), (0, 1, 2), (1, 2))
+        if case[4] < max(case[2], case[5]) and geometry.transposed_output_size(*case) >= 1
+    ],
+)
+def test_transposed_output_size_is_the_length_torch_returns(size, kernel, stride, padding, output_padding, dilation):
+    x, w = torch.randn(1, 1, size, 3), torch.randn(1, 1, kernel, 1)
+    out = F.conv_transpose2d(
+        x, w, stride=(stride, 1), padding=(padding, 0), output_padding=(output_padding, 0), dilation=(dilation, 1)
+    )
+    length = geometry.transposed_output_size(size, kernel, stride, padding, output_padding, dilation)
+    assert length == out.shape[2]
+    if output_padding == 0:  # the convolution with the same arguments maps stride lengths from here back to size
+        for longer in range(length, length + stride):
+            assert geometry.output_size(longer, kernel, stride, padding, dilation) == size

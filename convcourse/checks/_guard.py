@@ -120,9 +120,10 @@ _watch(
     ],
 )
 _watch(torch.testing, "torch.testing", ["assert_close"])
-_watch(F, "torch.nn.functional", ["conv2d", "pad", "unfold", "fold"])
-_watch(torch.nn, "torch.nn", ["Conv2d", "Module", "Parameter", "init"])
+_watch(F, "torch.nn.functional", ["conv2d", "conv_transpose2d", "pad", "unfold", "fold"])
+_watch(torch.nn, "torch.nn", ["Conv2d", "ConvTranspose2d", "Module", "Parameter", "init"])
 _watch(torch.nn.Conv2d, "torch.nn.Conv2d", ["forward", "_conv_forward", "__init__", "reset_parameters"])
+_watch(torch.nn.ConvTranspose2d, "torch.nn.ConvTranspose2d", ["forward", "__init__", "_output_padding"])
 _watch(
     torch.nn.Module,
     "torch.nn.Module",
@@ -185,6 +186,7 @@ as_tensor = torch.as_tensor
 from_numpy = torch.from_numpy
 is_tensor = torch.is_tensor
 conv2d = F.conv2d
+conv_transpose2d = F.conv_transpose2d
 pad = F.pad
 ndarray = np.ndarray
 np_asarray = np.asarray

@@ -414,3 +414,174 @@ def build(submission: LessonSubmission) -> bytes:
         )
         return notebook(L10, {"Conv2d": source})
     return submission.build()
+
+
+# ---- BEGIN lesson 14 (14_transposed) ------------------------------------------------------------------------
+L14 = "14_transposed"
+L14_FUNCTION = {
+    "test_conv_transpose2d_geometry": 3.0,
+    "test_conv_transpose2d_output_padding": 2.0,
+    "test_conv_transpose2d_groups": 2.0,
+    "test_conv_transpose2d_unbatched": 1.0,
+    "test_conv_transpose2d_errors": 2.0,
+}
+L14_MODULE = {
+    "test_ConvTranspose2d": 3.0,
+    "test_ConvTranspose2d_output_size": 2.0,
+    "test_ConvTranspose2d_init": 1.0,
+    "test_ConvTranspose2d_errors": 1.0,
+}
+L14_SIGNATURE = (
+    "def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):"
+)
+# The answer key kept under another name, to raise torch's errors (and, for the bugs, to build on).
+L14_KEY_AS = "KEY_THEN:\n_key_conv_transpose2d = conv_transpose2d\n"
+# Correct, but as a gather: zero-stuff the input by the stride, pad by dilation*(k-1), correlate with the flipped
+# kernel tap by tap (einsum over the group's channels), crop the padding.
+L14_GATHER = (
+    L14_KEY_AS
+    + L14_SIGNATURE
+    + """
+    shape = _key_conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation).shape
+    two = lambda v: (v, v) if isinstance(v, int) else (v[0], v[-1])
+    (sh, sw), (ph, pw), (oh, ow), (dh, dw) = two(stride), two(padding), two(output_padding), two(dilation)
+    x = input if input.dim() == 4 else input[None]
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[-2:]
+    up = torch.zeros(n, c, (h - 1) * sh + 1 + oh, (w - 1) * sw + 1 + ow, dtype=x.dtype)
+    up[:, :, : (h - 1) * sh + 1 : sh, : (w - 1) * sw + 1 : sw] = x
+    up = F.pad(up, (dw * (kw - 1), dw * (kw - 1), dh * (kh - 1), dh * (kh - 1)))
+    full_h, full_w = up.shape[2] - dh * (kh - 1), up.shape[3] - dw * (kw - 1)
+    cg, per = c // groups, weight.shape[1]
+    outs = []
+    for g in range(groups):
+        acc = 0
+        for a in range(kh):
+            for b in range(kw):
+                window = up[:, g * cg : (g + 1) * cg, a * dh : a * dh + full_h, b * dw : b * dw + full_w]
+                tap = weight[g * cg : (g + 1) * cg, :, kh - 1 - a, kw - 1 - b]
+                acc = acc + torch.einsum("nchw,co->nohw", window, tap)
+        outs.append(acc)
+    out = torch.cat(outs, 1)[:, :, ph : ph + shape[-2], pw : pw + shape[-1]]
+    if bias is not None:
+        out = out + bias.view(-1, 1, 1)
+    return out if input.dim() == 4 else out[0]
+"""
+)
+L14_SUBMISSIONS = [
+    LessonSubmission(
+        "honest",
+        "the answer key",
+        {"conv_transpose2d": "KEY", "ConvTranspose2d": "KEY"},
+        L14_FUNCTION | L14_MODULE,
+        lesson=L14,
+    ),  # fmt: skip
+    LessonSubmission(
+        "gather",
+        "correct, as a gather (zero-stuffed input, flipped kernel, einsum per tap)",
+        {"conv_transpose2d": L14_GATHER, "ConvTranspose2d": "KEY"},
+        L14_FUNCTION,
+        lesson=L14,
+    ),
+    LessonSubmission(
+        "gather_no_flip",
+        "the gather without flipping the kernel; the module's init with conv2d's fan_in",
+        {
+            "conv_transpose2d": L14_GATHER.replace("kh - 1 - a, kw - 1 - b", "a, b"),
+            "ConvTranspose2d": "KEY_THEN:"
+            + """
+_KeyConvTranspose2d = ConvTranspose2d
+
+
+class ConvTranspose2d(_KeyConvTranspose2d):
+    def reset_parameters(self):
+        bound = 1 / math.sqrt(self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1])
+        with torch.no_grad():
+            self.weight.uniform_(-bound, bound)
+            if self.bias is not None:
+                self.bias.uniform_(-bound, bound)
+""",
+        },
+        {
+            "test_conv_transpose2d_geometry": 0.0,
+            "test_conv_transpose2d_output_padding": 0.0,
+            "test_conv_transpose2d_groups": 0.0,
+            "test_conv_transpose2d_unbatched": 0.0,
+            "test_conv_transpose2d_errors": 2.0,
+            "test_ConvTranspose2d": 3.0,
+            "test_ConvTranspose2d_init": 0.0,
+        },
+        "your kernel is flipped",
+        lesson=L14,
+    ),
+    LessonSubmission(
+        "output_padding_top_left",
+        "scatter with the output_padding rows and columns at the top and left",
+        {
+            "conv_transpose2d": L14_KEY_AS
+            + L14_SIGNATURE
+            + """
+    two = lambda v: (v, v) if isinstance(v, int) else (v[0], v[-1])
+    (ph, pw), (oh, ow) = two(padding), two(output_padding)
+    out = _key_conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    full = _key_conv_transpose2d(input, weight, None, stride, 0, 0, groups, dilation)
+    full = F.pad(full, (ow, 0, oh, 0))[..., ph : ph + out.shape[-2], pw : pw + out.shape[-1]]
+    return full if bias is None else full + bias.view(-1, 1, 1)
+""",
+        },
+        {
+            "test_conv_transpose2d_geometry": 3.0,
+            "test_conv_transpose2d_output_padding": 0.0,
+            "test_conv_transpose2d_groups": 0.0,
+            "test_conv_transpose2d_unbatched": 0.0,
+            "test_conv_transpose2d_errors": 2.0,
+        },
+        "",
+        lesson=L14,
+    ),
+    LessonSubmission(
+        "alias",
+        "F.conv_transpose2d through an alias; a layer that subclasses nn.ConvTranspose2d",
+        {
+            "conv_transpose2d": "_transposed = F.conv_transpose2d\n\n"
+            + L14_SIGNATURE
+            + "\n    return _transposed(input, weight, bias, stride, padding, output_padding, groups, dilation)\n",
+            "ConvTranspose2d": "class ConvTranspose2d(nn.ConvTranspose2d):\n    pass\n",
+        },
+        {k: 0.0 for k in L14_FUNCTION | L14_MODULE},
+        "called torch's convolution",
+        lesson=L14,
+    ),
+    LessonSubmission(
+        "conv2d_gradient",
+        "conv2d's grad_input by autograd (the same map), computed by torch",
+        {
+            "conv_transpose2d": L14_SIGNATURE
+            + """
+    two = lambda v: (v, v) if isinstance(v, int) else (v[0], v[-1])
+    (sh, sw), (ph, pw), (oh, ow), (dh, dw) = two(stride), two(padding), two(output_padding), two(dilation)
+    kh, kw = weight.shape[-2:]
+    size = [(n - 1) * s - 2 * p + d * (k - 1) + o + 1
+            for n, s, p, d, k, o in zip(input.shape[-2:], (sh, sw), (ph, pw), (dh, dw), (kh, kw), (oh, ow))]
+    shape = (*input.shape[:-3], weight.shape[1] * groups, *size)
+    x = torch.zeros(shape, dtype=input.dtype, requires_grad=True)
+    with torch.enable_grad():
+        out = F.conv2d(x, weight, None, stride, padding, dilation, groups)
+        (grad_input,) = torch.autograd.grad(out, x, input)
+    return grad_input if bias is None else grad_input + bias.view(-1, 1, 1)
+""",
+        },
+        {k: 0.0 for k in L14_FUNCTION},
+        "called torch's convolution",
+        lesson=L14,
+    ),
+    LessonSubmission(
+        "steal",
+        "looks up the grader's answer (or torch's exception) in caller frames and gc",
+        {"conv_transpose2d": STEAL + L14_SIGNATURE + "\n    return _steal()\n"},
+        {k: 0.0 for k in L14_FUNCTION},
+        lesson=L14,
+    ),
+]
+LESSONS[L14] = L14_SUBMISSIONS
+# ---- END lesson 14 ------------------------------------------------------------------------------------------
