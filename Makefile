@@ -8,8 +8,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 PORT ?= 8888
 PYTEST_ARGS ?=
-# make test runs the tests in this many pytest-xdist processes (tests sharing a built result stay together).
-TEST_JOBS ?= 2
+# make test runs the tests in this many pytest-xdist processes (tests sharing a built result stay together):
+# one more than CI's 2 cores, because about half of a worker's time is waiting (kernels and servers starting,
+# cell time limits, a browser rendering) and a third worker fills it. The unit tests (make test-fast) only
+# compute, so they use FAST_JOBS.
+TEST_JOBS ?= 3
+FAST_JOBS ?= 2
 # When make started: make test prints its wall time, environment creation included.
 START := $(shell date +%s)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -62,7 +66,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 test-fast: $(STAMP)
-	@status=0; $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not slow and not browser" $(PYTEST_ARGS) \
+	@status=0; $(BIN)/python -m pytest -n $(FAST_JOBS) --dist loadgroup -m "not slow and not browser" $(PYTEST_ARGS) \
 	  || status=$$?; \
 	  echo "make test-fast: $$(( $$(date +%s) - $(START) )) s wall"; exit $$status
 
