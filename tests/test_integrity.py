@@ -111,6 +111,9 @@ CONSTRUCTS = [
     ("10_conv2d_module", "torch-layer", "a = 1\nclass Conv2d(nn.Conv2d): pass"),
     ("12_capstone", "torch-layer", "a = 1\nclass Layer(torch.nn.Conv2d): pass"),
     ("12_capstone", "torch-layer", "a = 1\nlayer = nn.Conv2d(1, 2, 3)"),
+    # the capstone's held-out digits, inside code that could train on them
+    ("12_capstone", "held-out", "def train_more(model):\n    return model(x_test)"),
+    ("12_capstone", "held-out", "def train_on_everything():\n    return digits_split()"),
     # reading files outside the notebook
     (L01, "files", "a = 1\ntext = open('../../source/01_sliding_window/01_sliding_window.ipynb').read()"),
     (L01, "files", "import pathlib\ndata = pathlib.Path('notes.txt').read_text()"),

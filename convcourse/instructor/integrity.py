@@ -66,6 +66,7 @@ RULES: dict[str, str] = {
     "padding": "torch's or numpy's padding in the lesson that asks you to write it",
     "autograd": "autograd in the lesson that asks for gradients by hand",
     "torch-layer": "subclassing or using torch's convolution layer instead of your own",
+    "held-out": "the held-out test data inside a function (the graded accuracy is measured on it)",
     "grader": "reaches into the grader's checks or nbgrader",
     "files": "reads or lists files outside the notebook",
     "environment": "reads environment variables (e.g. behaves differently while graded)",
@@ -431,6 +432,8 @@ class LessonRules:
     banned: dict[str, frozenset[str]]
     autograd: bool = False
     torch_layer: bool = False
+    #: Global names of the held-out test split (none where the lesson grades no held-out accuracy).
+    held_out: frozenset[str] = frozenset()
 
     def allowed(self, group: str, scopes: tuple[str, ...]) -> bool:
         if group not in self.banned:
@@ -442,6 +445,11 @@ class LessonRules:
 AUTOGRAD_LESSONS = frozenset({"11_backward"})
 #: Lessons whose graded model/layer must be the learner's own Conv2d, not torch's.
 TORCH_LAYER_LESSONS = frozenset({"10_conv2d_module", "12_capstone"})
+#: Lessons graded on held-out data the notebook also loads: its global names. The kernel can read the data
+#: (training needs the same file), so a function that touches them is flagged for review: fine in an
+#: evaluation helper, not in the code that builds or trains the model.
+HELD_OUT = {"12_capstone": frozenset({"x_test", "y_test"})}
+_DATA_LOADERS = {"convcourse.data.digits_split", "convcourse.data.load_digits", "convcourse.data.stratified_split"}
 
 
 def lesson_rules(lesson: str) -> LessonRules:
@@ -454,7 +462,9 @@ def lesson_rules(lesson: str) -> LessonRules:
     for group, ops in (("convolution", CONVOLUTION_OPS), ("unfold", UNFOLD_OPS), ("padding", PAD_OPS)):
         if any(e.banned & ops for e in mine):
             banned[group] = frozenset(e.name for e in mine if not e.banned & ops)
-    return LessonRules(lesson, banned, lesson in AUTOGRAD_LESSONS, lesson in TORCH_LAYER_LESSONS)
+    return LessonRules(
+        lesson, banned, lesson in AUTOGRAD_LESSONS, lesson in TORCH_LAYER_LESSONS, HELD_OUT.get(lesson, frozenset())
+    )
 
 
 # ------------------------------------------------------------------------------------ findings
@@ -617,6 +627,8 @@ class _CellVisitor(ast.NodeVisitor):
             self.hit("autograd", f"{name} (autograd; this lesson asks for gradients by hand)", node)
         if self.rules.torch_layer and _CONV_LAYER.match(name):
             self.hit("torch-layer", f"{name} (torch's layer; this lesson grades your own Conv2d)", node)
+        if self.rules.held_out and self.scopes and name in _DATA_LOADERS:
+            self.hit("held-out", f"{name} inside {self.scopes[-1]} (loads the held-out test digits too)", node)
         if _starts(name, _GRADER_PREFIXES) and not (name in _TEST_HELPERS and isinstance(node, ast.Name)):
             self.hit("grader", f"{name} (the grader's own code)", node)
         if name in _FILE_NAMES or _starts(name, _FILE_PREFIXES):
@@ -654,6 +666,8 @@ class _CellVisitor(ast.NodeVisitor):
                     self.check_name(f"{node.module}.{a.name}", node)
 
     def visit_Name(self, node: ast.Name) -> None:
+        if node.id in self.rules.held_out and self.scopes and isinstance(node.ctx, ast.Load):
+            self.hit("held-out", f"{node.id} inside {self.scopes[-1]} (the held-out test split)", node)
         if isinstance(node.ctx, ast.Store) and _starts(self.aliases.get(node.id, ""), _GRADER_PREFIXES):
             self.hit("grader", f"rebinds {node.id}, a name the tests use", node)
             return
