@@ -70,6 +70,22 @@ def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilat
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def pool_output_size(
+    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    """Output length of ``max_pool2d``/``avg_pool2d`` along one axis (``padding`` on each side).
+
+    floor mode is :func:`output_size`. ``ceil_mode`` rounds the division up, so a last, partial window
+    is kept, but only if it starts inside the input or the left padding: when it would start at or after
+    ``size + padding`` (all on the right padding) it is dropped, as torch's pooling shape check does."""
+    span = dilation * (kernel - 1) + 1
+    numerator = size + 2 * padding - span
+    out = (-(-numerator // stride) if ceil_mode else numerator // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
 def output_shape(
     size: Pair, kernel_size: Pair, stride: Pair = (1, 1), padding: Pads = (0, 0, 0, 0), dilation: Pair = (1, 1)
 ) -> Pair:

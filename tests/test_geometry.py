@@ -68,3 +68,26 @@ def test_output_shape_with_uneven_padding():
     amounts = (1, 2, 0, 3)  # left, right, top, bottom
     expected = F.conv2d(F.pad(x, amounts), w, stride=(2, 3), dilation=(1, 2)).shape[2:]
     assert geometry.output_shape((9, 10), (4, 3), (2, 3), amounts, (1, 2)) == tuple(expected)
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_pool_output_size_is_the_length_torch_pools_to(ceil_mode):
+    """Floor and ceil_mode (with its last-window rule), measured against F.max_pool2d over a grid of arguments."""
+    for size, kernel, stride, padding, dilation in itertools.product(
+        range(1, 10), (1, 2, 3, 4), (1, 2, 3, 4), (0, 1, 2), (1, 2, 3)
+    ):
+        if padding > kernel // 2:
+            continue
+        x = torch.zeros(1, 1, size, 1)
+        expected = geometry.pool_output_size(size, kernel, stride, padding, dilation, ceil_mode)
+        if expected < 1:  # torch refuses: the window does not fit
+            with pytest.raises(RuntimeError):
+                F.max_pool2d(x, (kernel, 1), (stride, 1), (padding, 0), (dilation, 1), ceil_mode)
+            continue
+        out = F.max_pool2d(x, (kernel, 1), (stride, 1), (padding, 0), (dilation, 1), ceil_mode)
+        assert out.shape[2] == expected, (size, kernel, stride, padding, dilation)
+
+
+def test_pool_output_size_drops_a_last_window_on_the_right_padding():
+    assert geometry.pool_output_size(4, 2, 3, 1, ceil_mode=True) == 2  # ceil gives 3; the third would start at 5
+    assert geometry.pool_output_size(5, 2, 2, 0, ceil_mode=True) == 3  # a partial window inside the input is kept

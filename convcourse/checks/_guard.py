@@ -120,6 +120,10 @@ _watch(
 )
 _watch(torch.testing, "torch.testing", ["assert_close"])
 _watch(F, "torch.nn.functional", ["conv2d", "pad", "unfold", "fold"])
+# Lesson 13: the pooling references (F.max_pool2d is Python that calls these two).
+_watch(F, "torch.nn.functional", ["max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d"])
+_watch(torch, "torch", ["max_pool2d"])
+_watch(torch._C._nn, "torch._C._nn", ["max_pool2d_with_indices", "avg_pool2d"])
 _watch(torch.nn, "torch.nn", ["Conv2d", "Module", "Parameter", "init"])
 _watch(torch.nn.Conv2d, "torch.nn.Conv2d", ["forward", "_conv_forward", "__init__", "reset_parameters"])
 _watch(
@@ -185,6 +189,8 @@ from_numpy = torch.from_numpy
 is_tensor = torch.is_tensor
 conv2d = F.conv2d
 pad = F.pad
+max_pool2d = F.max_pool2d
+avg_pool2d = F.avg_pool2d
 ndarray = np.ndarray
 np_asarray = np.asarray
 np_array = np.array
