@@ -320,7 +320,7 @@ def _avg_flipped_count(input, kernel_size, stride=None, padding=0, ceil_mode=Fal
         ("max_pool2d", "indices", _indices_changed(_channel_indices), "count through all channels"),
         (
             "max_pool2d",
-            "indices",
+            "indices_hidden",
             _mutated("max_pool2d", "better = (value > best) | value.isnan()", "better = value >= best"),
             "first maximum",
         ),
@@ -392,7 +392,8 @@ def test_torch_pooling_convolution_and_unfold_are_banned_but_pad_is_allowed():
 
     with pytest.raises(GradingError, match="unfold"):
         check("max_pool2d", by_unfold, input=randn(1, 2, 4, 4, seed=0), kernel_size=2)
-    assert check_suite("max_pool2d", _zero_padded_max, "errors")  # F.pad itself is allowed
+    padded_first = lambda input, *args, **kwargs: MAX_KEY(F.pad(input, (0, 0, 0, 0)), *args, **kwargs)  # noqa: E731
+    assert check_suite("max_pool2d", padded_first, "geometry")  # F.pad itself is allowed
 
 
 def test_the_questions_answers_in_the_key_are_right():
@@ -436,9 +437,7 @@ def test_model_formula_errors_and_verdicts():
     assert learner_verdict(CALLS[0], None) == ""
     assert learner_verdict(CALLS[1], MAX_KEY).startswith("your max_pool2d ✓ matches torch")
     assert "raises RuntimeError, like torch" in learner_verdict(PoolCall(padding=(2, 2)), MAX_KEY)
-    assert "stride defaults to 1" in learner_verdict(CALLS[3], _with_stride_default_one(AVG_KEY)) or "✗" in (
-        learner_verdict(CALLS[3], _with_stride_default_one(AVG_KEY))
-    )
+    assert "stride defaults to 1" in learner_verdict(CALLS[0], _with_stride_default_one(MAX_KEY))
     assert "called torch's pooling" in learner_verdict(CALLS[0], F.max_pool2d)
 
 
