@@ -202,6 +202,14 @@ def test_answer_key_accepts_and_refuses_every_dtype_as_torch_does(name, dtype, b
         assert my_error is None and _same_result(mine, theirs)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_averages_are_summed_in_float32_as_torch_does(dtype):
+    """The lesson says so: the key, summing in float32, equals torch bit for bit (a sum in the input's own
+    precision would not)."""
+    x = (10 * randn(2, 3, 6, 6, seed=4)).to(dtype)
+    assert torch.equal(AVG_KEY(x, 3, stride=1, padding=1), F.avg_pool2d(x, 3, stride=1, padding=1))
+
+
 def test_max_pool2d_key_keeps_torchs_nan_and_all_padding_conventions():
     """NaN wins (the last NaN of a window); a dilated window wholly on padding gives -inf (the dtype's minimum for
     integers) and torch's index of its first tap at or after 0."""
