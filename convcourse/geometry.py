@@ -1,9 +1,9 @@
-"""The arithmetic of a 2-D convolution, written once: pairs, padding amounts and output sizes.
+"""The arithmetic of a 2-D convolution (and of pooling), written once: pairs, padding amounts and output sizes.
 
 The checks' known-mistake variants, the widget models, the capstone's stack and lesson 09's argument
 normaliser all use these. Grading never trusts them: the checks compare with torch itself. The formulas
-are the ones torch documents for ``nn.Conv2d`` ("Shape"), and tests/test_geometry.py measures each one
-against torch.
+are the ones torch documents for ``nn.Conv2d`` and ``nn.MaxPool2d`` ("Shape"), and tests/test_geometry.py
+measures each one against torch.
 """
 
 from __future__ import annotations
