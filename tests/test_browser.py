@@ -145,7 +145,7 @@ NOTEBOOK_STATE = f"""(path) => {{
       if (out.output_type === 'error') {{ state.errors.push([i, out.ename, String(out.evalue).slice(0, 300)]); }}
       if (out.output_type === 'stream') {{
         const text = [].concat(out.text).join('');
-        state.streams.push(text.slice(0, 3000));
+        state.streams.push(text.slice(-3000));  // the end: a long self-check table's total line
         if (out.name === 'stderr') {{ state.stderr.push([i, text.slice(0, 500)]); }}
       }}
     }}
