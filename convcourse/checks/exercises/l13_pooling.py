@@ -378,9 +378,10 @@ def _shape_mistake(args: PoolArgs, got: tuple[int, ...]) -> str | None:
             "would start at or after size + padding (wholly on the right padding), i.e. when "
             "(out - 1) * stride >= size + padding."
         )
-    guesses = [
-        ({"ceil_mode": not args.ceil_mode}, "floor/ceil: ceil_mode=True rounds up, False rounds down."),
-        ({"stride": (1, 1)}, "stride omitted means stride = kernel_size, not 1."),
+    guesses = [({"ceil_mode": not args.ceil_mode}, "floor/ceil: ceil_mode=True rounds up, False rounds down.")]
+    if args.stride is None:
+        guesses.append(({"stride": (1, 1)}, "stride omitted means stride = kernel_size, not 1."))
+    guesses += [
         ({"padding": (0, 0)}, "padding is ignored."),
         ({"dilation": (1, 1)}, "dilation is ignored: the window spans dilation*(kernel-1)+1 cells."),
     ]
