@@ -1,8 +1,8 @@
-"""The arithmetic of a 2-D convolution, written once: pairs, padding amounts and output sizes.
+"""The arithmetic of a 2-D convolution (and of pooling), written once: pairs, padding amounts and output sizes.
 
 The checks' known-mistake variants, the widget models, the capstone's stack and lesson 09's argument
 normaliser all use these. Grading never trusts them: the checks compare with torch itself. The formulas
-are the ones torch documents for ``nn.Conv2d`` and ``nn.ConvTranspose2d`` ("Shape"), and
+are the ones torch documents for ``nn.Conv2d``, ``nn.ConvTranspose2d`` and ``nn.MaxPool2d`` ("Shape"), and
 tests/test_geometry.py measures each one against torch.
 """
 
@@ -68,6 +68,22 @@ def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilat
 
     ``padding`` is the amount on each side; for uneven sides pass the padded size and ``padding=0``."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pool_output_size(
+    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    """Output length of ``max_pool2d``/``avg_pool2d`` along one axis (``padding`` on each side).
+
+    floor mode is :func:`output_size`. ``ceil_mode`` rounds the division up, so a last, partial window
+    is kept, but only if it starts inside the input or the left padding: when it would start at or after
+    ``size + padding`` (all on the right padding) it is dropped, as torch's pooling shape check does."""
+    span = dilation * (kernel - 1) + 1
+    numerator = size + 2 * padding - span
+    out = (-(-numerator // stride) if ceil_mode else numerator // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 def output_shape(

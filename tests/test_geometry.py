@@ -88,3 +88,26 @@ def test_transposed_output_size_is_the_length_torch_returns(size, kernel, stride
     if output_padding == 0:  # the convolution with the same arguments maps stride lengths from here back to size
         for longer in range(length, length + stride):
             assert geometry.output_size(longer, kernel, stride, padding, dilation) == size
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_pool_output_size_is_the_length_torch_pools_to(ceil_mode):
+    """Floor and ceil_mode (with its last-window rule), measured against F.max_pool2d over a grid of arguments."""
+    for size, kernel, stride, padding, dilation in itertools.product(
+        range(1, 10), (1, 2, 3, 4), (1, 2, 3, 4), (0, 1, 2), (1, 2, 3)
+    ):
+        if padding > kernel // 2:
+            continue
+        x = torch.zeros(1, 1, size, 1)
+        expected = geometry.pool_output_size(size, kernel, stride, padding, dilation, ceil_mode)
+        if expected < 1:  # torch refuses: the window does not fit
+            with pytest.raises(RuntimeError):
+                F.max_pool2d(x, (kernel, 1), (stride, 1), (padding, 0), (dilation, 1), ceil_mode)
+            continue
+        out = F.max_pool2d(x, (kernel, 1), (stride, 1), (padding, 0), (dilation, 1), ceil_mode)
+        assert out.shape[2] == expected, (size, kernel, stride, padding, dilation)
+
+
+def test_pool_output_size_drops_a_last_window_on_the_right_padding():
+    assert geometry.pool_output_size(4, 2, 3, 1, ceil_mode=True) == 2  # ceil gives 3; the third would start at 5
+    assert geometry.pool_output_size(5, 2, 2, 0, ceil_mode=True) == 3  # a partial window inside the input is kept

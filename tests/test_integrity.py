@@ -164,6 +164,9 @@ CONSTRUCTS = [
     ("11_backward", "autograd", "a = 1\nout.backward(g)"),
     ("11_backward", "autograd", "import torch.func\ntorch.func.vjp(f, x)"),
     ("11_backward", "autograd", "from torch.func import vjp\nvjp(f, x)"),
+    ("13_pooling", "pooling", "a = 1\npool = F.max_pool2d"),
+    ("13_pooling", "pooling", "a = 1\nlayer = torch.nn.AvgPool2d(2)"),
+    ("13_pooling", "pooling", "a = 1\ny = torch.ops.aten.avg_pool2d(x, [2, 2])"),
 ]
 ANCHOR = {
     L01: "corr2d",
@@ -173,6 +176,7 @@ ANCHOR = {
     "10_conv2d_module": "Conv2d",
     "11_backward": "conv2d_backward",
     "12_capstone": "build_model",
+    "13_pooling": "max_pool2d",
 }
 
 

@@ -121,6 +121,10 @@ _watch(
 )
 _watch(torch.testing, "torch.testing", ["assert_close"])
 _watch(F, "torch.nn.functional", ["conv2d", "conv_transpose2d", "pad", "unfold", "fold"])
+# Lesson 13: the pooling references (F.max_pool2d is Python that calls these two).
+_watch(F, "torch.nn.functional", ["max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d"])
+_watch(torch, "torch", ["max_pool2d"])
+_watch(torch._C._nn, "torch._C._nn", ["max_pool2d_with_indices", "avg_pool2d"])
 _watch(torch.nn, "torch.nn", ["Conv2d", "ConvTranspose2d", "Module", "Parameter", "init"])
 _watch(torch.nn.Conv2d, "torch.nn.Conv2d", ["forward", "_conv_forward", "__init__", "reset_parameters"])
 _watch(torch.nn.ConvTranspose2d, "torch.nn.ConvTranspose2d", ["forward", "__init__", "_output_padding"])
@@ -188,6 +192,8 @@ is_tensor = torch.is_tensor
 conv2d = F.conv2d
 conv_transpose2d = F.conv_transpose2d
 pad = F.pad
+max_pool2d = F.max_pool2d
+avg_pool2d = F.avg_pool2d
 ndarray = np.ndarray
 np_asarray = np.asarray
 np_array = np.array

@@ -60,6 +60,13 @@ PAD_OPS = frozenset(
         "_pad_enum",
     }
 )
+# Lesson 13: torch's own pooling (a loop exercise may not call it under any name).
+POOL_OPS = frozenset(
+    {f"{kind}_pool{dims}d" for kind in ("max", "avg", "adaptive_max", "adaptive_avg") for dims in (1, 2, 3)}
+    | {f"max_pool{dims}d_with_indices" for dims in (1, 2, 3)}
+    | {"_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "fractional_max_pool2d", "fractional_max_pool3d"}
+    | {"mkldnn_max_pool2d", "mkldnn_max_pool3d", "mkldnn_adaptive_avg_pool2d", "quantized_max_pool2d"}
+)
 FFT_OPS = frozenset(
     {"_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft"}
     | {f"fft_{kind}{dims}" for kind in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft") for dims in ("", "2", "n")}
@@ -70,6 +77,7 @@ _BAN_NAMES = [
     (FFT_OPS, "torch.fft (an FFT-based convolution)"),
     (UNFOLD_OPS, "unfold/im2col (F.unfold, Tensor.unfold)"),
     (PAD_OPS, "torch's padding (F.pad)"),
+    (POOL_OPS, "torch's pooling (F.max_pool2d, F.avg_pool2d, nn.MaxPool2d, ...)"),
 ]
 
 

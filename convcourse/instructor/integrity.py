@@ -64,6 +64,7 @@ RULES: dict[str, str] = {
     "convolution": "another route to a convolution the lesson bans (aliases, torch.ops, FFT, scipy)",
     "unfold": "unfold/sliding windows in a lesson that asks for loops",
     "padding": "torch's or numpy's padding in the lesson that asks you to write it",
+    "pooling": "torch's pooling (F.max_pool2d, nn.AvgPool2d ...) in the lesson that asks you to write it",
     "autograd": "autograd in the lesson that asks for gradients by hand",
     "torch-layer": "subclassing or using torch's convolution layer instead of your own",
     "held-out": "the held-out test data inside a function (the graded accuracy is measured on it)",
@@ -196,6 +197,11 @@ _CONV_PREFIXES = (
     "scipy.fftpack",
 )
 _CONV_LAYER = re.compile(r"^torch\.nn\.(Lazy)?Conv(Transpose)?[123]d$")
+#: torch's pooling functions and layers (lesson 13 asks for them with loops).
+_POOL_NAME = re.compile(
+    r"^torch(\.nn\.functional|\._C\._nn)?\.(adaptive_|fractional_)?(max|avg|lp)_pool[123]d(_with_indices)?$"
+    r"|^torch\.nn\.(modules\.pooling\.)?(Adaptive|Fractional)?(Max|Avg|LP)Pool[123]d$"
+)
 _CONV_ATTRS = {
     "conv1d",
     "conv2d",
@@ -414,9 +420,14 @@ def _aten_op(name: str) -> str | None:
 
 
 def _op_groups() -> dict[str, frozenset[str]]:
-    from ..checks.core import CONVOLUTION_OPS, PAD_OPS, UNFOLD_OPS
+    from ..checks.core import CONVOLUTION_OPS, PAD_OPS, POOL_OPS, UNFOLD_OPS
 
-    return {"convolution": CONVOLUTION_OPS, "unfold": UNFOLD_OPS | {"as_strided"}, "padding": PAD_OPS}
+    return {
+        "convolution": CONVOLUTION_OPS,
+        "unfold": UNFOLD_OPS | {"as_strided"},
+        "padding": PAD_OPS,
+        "pooling": POOL_OPS,
+    }
 
 
 # ------------------------------------------------------------------------------ lesson policy
@@ -427,7 +438,7 @@ class LessonRules:
     """Which lesson-specific rules apply, derived from the exercise registry."""
 
     lesson: str
-    #: op group ("convolution", "unfold", "padding") -> exercise names (functions/classes) allowed to use it;
+    #: op group ("convolution", "unfold", "padding", "pooling") -> exercise names (functions/classes) allowed to use it;
     #: a group absent here is allowed everywhere in the lesson.
     banned: dict[str, frozenset[str]]
     autograd: bool = False
@@ -455,11 +466,12 @@ _DATA_LOADERS = {"convcourse.data.digits_split", "convcourse.data.load_digits", 
 def lesson_rules(lesson: str) -> LessonRules:
     """The rules for ``lesson`` from the checks' own registry (what each exercise bans)."""
     from ..checks import exercises  # noqa: F401  (registers every lesson's exercises)
-    from ..checks.core import CONVOLUTION_OPS, PAD_OPS, REGISTRY, UNFOLD_OPS
+    from ..checks.core import CONVOLUTION_OPS, PAD_OPS, POOL_OPS, REGISTRY, UNFOLD_OPS
 
     mine = [e for e in REGISTRY.values() if e.lesson == lesson]
     banned: dict[str, frozenset[str]] = {}
-    for group, ops in (("convolution", CONVOLUTION_OPS), ("unfold", UNFOLD_OPS), ("padding", PAD_OPS)):
+    groups = (("convolution", CONVOLUTION_OPS), ("unfold", UNFOLD_OPS), ("padding", PAD_OPS), ("pooling", POOL_OPS))
+    for group, ops in groups:
         if any(e.banned & ops for e in mine):
             banned[group] = frozenset(e.name for e in mine if not e.banned & ops)
     return LessonRules(
@@ -612,6 +624,8 @@ class _CellVisitor(ast.NodeVisitor):
             and any(part.startswith("_") and not part.startswith("__") for part in name.split(".")[1:])
         ):
             self.hit("dispatch", f"{name} (torch internals)", node)
+        if self.group_on("pooling") and (_POOL_NAME.match(name) or _aten_op(name) in _op_groups()["pooling"]):
+            self.hit("pooling", f"{name} (pooling this lesson asks you to write yourself)", node)
         if self.group_on("unfold") and (
             name in _UNFOLD_NAMES or _starts(name, _UNFOLD_PREFIXES) or _aten_op(name) in _op_groups()["unfold"]
         ):

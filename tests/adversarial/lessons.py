@@ -391,6 +391,97 @@ def train_model(model, x_train, y_train, **options):
     ),
 ]
 
+# ---- lesson 13 (pooling) ------------------------------------------------------------------------- BEGIN L13
+L13 = "13_pooling"
+L13_MAX = {
+    "test_max_pool2d_geometry": 3.0,
+    "test_max_pool2d_ceil_mode": 1.0,
+    "test_max_pool2d_indices": 2.0,
+    "test_max_pool2d_errors": 2.0,
+}
+L13_AVG = {
+    "test_avg_pool2d_geometry": 2.0,
+    "test_avg_pool2d_ceil_mode": 1.0,
+    "test_avg_pool2d_divisor": 2.0,
+    "test_avg_pool2d_errors": 1.0,
+}
+L13_ZERO = {k: 0.0 for k in {**L13_MAX, **L13_AVG}}
+
+
+def _l13_mutated(old: str, new: str) -> dict[str, str]:
+    """Both answer keys with one line changed (a known mistake, made in both functions)."""
+    return {gid: solution_source(L13, gid).replace(old, new) for gid in ("max_pool2d", "avg_pool2d")}
+
+
+L13_SUBMISSIONS = [
+    LessonSubmission(
+        "honest", "the answer key", {"max_pool2d": "KEY", "avg_pool2d": "KEY"}, {**L13_MAX, **L13_AVG}, lesson=L13
+    ),  # fmt: skip
+    LessonSubmission(
+        "numpy_results",
+        "the answer key returning numpy arrays (values and indices): correct in another style",
+        {
+            "max_pool2d": "KEY_THEN:\n_key = max_pool2d\n\n\ndef max_pool2d(*args, **kwargs):\n"
+            "    out = _key(*args, **kwargs)\n"
+            "    return tuple(t.numpy() for t in out) if isinstance(out, tuple) else out.numpy()\n",
+            "avg_pool2d": "KEY_THEN:\n_key_avg = avg_pool2d\n\n\ndef avg_pool2d(*args, **kwargs):\n"
+            "    return _key_avg(*args, **kwargs).numpy()\n",
+        },
+        {**L13_MAX, **L13_AVG},
+        lesson=L13,
+    ),
+    LessonSubmission(
+        "steal",
+        "looks up the grader's answer (or torch's exception) in caller frames and gc",
+        {
+            "max_pool2d": STEAL + "def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, "
+            "ceil_mode=False, return_indices=False):\n    return _steal()\n",
+            "avg_pool2d": STEAL + "def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, "
+            "count_include_pad=True, divisor_override=None):\n    return _steal()\n",
+        },
+        L13_ZERO,
+        lesson=L13,
+    ),
+    LessonSubmission(
+        "alias",
+        "max_pool2d is torch's own function under another name; avg_pool2d is honest",
+        {"max_pool2d": "pool = F.max_pool2d\nmax_pool2d = pool\n", "avg_pool2d": "KEY"},
+        {**{k: 0.0 for k in L13_MAX}, **L13_AVG},
+        "called torch's pooling",
+        lesson=L13,
+    ),
+    LessonSubmission(
+        "stride_one",
+        "stride defaults to 1 instead of kernel_size: only the errors parts pass",
+        _l13_mutated(
+            'sh, sw = pair(strides, "stride") if strides else (kh, kw)',
+            'sh, sw = pair(strides, "stride") if strides else (1, 1)',
+        ),
+        {
+            **{k: 0.0 for k in L13_MAX},
+            "test_max_pool2d_errors": 2.0,
+            **{k: 0.0 for k in L13_AVG},
+            "test_avg_pool2d_errors": 1.0,
+        },
+        "stride defaults to 1",
+        lesson=L13,
+    ),  # fmt: skip
+    LessonSubmission(
+        "no_last_window_rule",
+        "ceil_mode without the last-window rule: the ceil_mode parts and max's indices part are lost",
+        _l13_mutated("if ceil_mode and (out - 1) * s >= length + p:", "if False:"),
+        {
+            **L13_MAX,
+            "test_max_pool2d_ceil_mode": 0.0,
+            "test_max_pool2d_indices": 0.0,
+            **L13_AVG,
+            "test_avg_pool2d_ceil_mode": 0.0,
+        },
+        lesson=L13,
+    ),  # fmt: skip
+]
+# ---------------------------------------------------------------------------------------------------- END L13
+
 LESSONS = {
     L05: L05_SUBMISSIONS,
     L08: L08_SUBMISSIONS,
@@ -398,6 +489,7 @@ LESSONS = {
     L10: L10_SUBMISSIONS,
     L11: L11_SUBMISSIONS,
     L12: L12_SUBMISSIONS,
+    L13: L13_SUBMISSIONS,
 }
 
 
