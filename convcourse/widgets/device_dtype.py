@@ -227,12 +227,16 @@ def sum_in(values: torch.Tensor, dtype: torch.dtype) -> float:
 
 # ---------------------------------------------------------------------------- time and memory
 def seconds(fn: Callable, *args, repeat: int = 3, **kwargs) -> float:
-    """Best wall-clock time of ``fn(*args, **kwargs)`` over ``repeat`` runs, after one warm-up."""
+    """Best wall-clock time of ``fn(*args, **kwargs)`` over ``repeat`` runs, after one warm-up. GPU work runs
+    asynchronously, so with CUDA the clock stops only once the GPU has finished."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     fn(*args, **kwargs)
     best = math.inf
     for _ in range(max(repeat, 1)):
+        sync()
         start = time.perf_counter()
         fn(*args, **kwargs)
+        sync()
         best = min(best, time.perf_counter() - start)
     return best
 
