@@ -27,6 +27,7 @@ from convcourse.widgets.device_dtype import (
     conv_errors,
     cost_widget,
     draw_cost,
+    one_thread,
     peak_bytes,
     precision_plot,
     race,
@@ -405,6 +406,11 @@ def test_time_and_memory_measurements():
     assert all(t > 0 for t in results["fast"]["seconds"]) and all(math.isnan(t) for t in results["missing"]["seconds"])
     race_plot([8, 12], results)
     plt.close("all")
+    threads = torch.get_num_threads()
+    with pytest.raises(ValueError), one_thread():
+        assert torch.get_num_threads() == 1
+        raise ValueError
+    assert torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("name", ["conv2d_flops", "im2col_bytes", "smallest_dtype"])

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+from adversarial.lessons import LESSONS
 from course import REPO
 
 GROUPED = """
@@ -69,7 +70,7 @@ def test_slow_tests_that_share_a_module_fixture_are_grouped_by_fixture_and_param
     corpus = {g for n, g in groups.items() if "test_each_submission_gets_its_expected_score" in n}
     assert corpus == {"test_adversarial:graded"}  # one plain nbgrader run of the lesson-01 corpus
     lessons = {g for n, g in groups.items() if "test_lesson_submissions_get_their_expected_scores" in n}
-    assert len(lessons) == 6 and all(g.startswith("test_adversarial:lesson_graded[") for g in lessons)
+    assert len(lessons) == len(LESSONS) and all(g.startswith("test_adversarial:lesson_graded[") for g in lessons)
     browser = {g for n, g in groups.items() if "test_lesson_runs_in_jupyterlab" in n}
     assert browser == {"test_browser:lab+timings#0", "test_browser:lab+timings#1"}  # two servers
     assert not {g for n, g in groups.items() if "test_geometry" in n} - {None}  # unit tests spread freely

@@ -8,16 +8,18 @@ grader's own check as the verdict.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import NullLocator
 
 from ..checks.exercises.l15_device_dtype import measured_flops, measured_im2col_bytes
 from ..plots import COLORS
@@ -130,6 +132,7 @@ def draw_cost(
     right.set(xscale="log", yscale="log", xlabel="image size H = W", ylabel="bytes", title="im2col memory")
     for ax in (left, right):
         ax.set_xticks(list(sizes), [str(s) for s in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(
@@ -226,6 +229,18 @@ def sum_in(values: torch.Tensor, dtype: torch.dtype) -> float:
 
 
 # ---------------------------------------------------------------------------- time and memory
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread inside the block: timings that other programs on the machine disturb less (a
+    thread pool waiting for a busy core can cost more than a small convolution itself)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def seconds(fn: Callable, *args, repeat: int = 3, **kwargs) -> float:
     """Best wall-clock time of ``fn(*args, **kwargs)`` over ``repeat`` runs, after one warm-up. GPU work runs
     asynchronously, so with CUDA the clock stops only once the GPU has finished."""
@@ -269,23 +284,24 @@ def race(
     channels: int = 16,
     repeat: int = 3,
 ) -> dict[str, dict[str, list[float]]]:
-    """Time (s) and peak memory (bytes) of each ``fn(x, weight, padding=1)`` on float32 batches of images,
-    ``channels`` → ``channels``, 3×3, for each square size; NaN for a function that is None or raises
+    """Time (s, on one thread) and peak memory (bytes) of each ``fn(x, weight, padding=1)`` on float32 batches
+    of images, ``channels`` → ``channels``, 3×3, for each square size; NaN for a function that is None or raises
     NotImplementedError."""
     results = {name: {"seconds": [], "bytes": []} for name in functions}
     generator = torch.Generator().manual_seed(0)
-    for size in sizes:
-        x = torch.randn(batch, channels, size, size, generator=generator)
-        weight = torch.randn(channels, channels, 3, 3, generator=generator)
-        for name, fn in functions.items():
-            try:
-                if fn is None:
-                    raise NotImplementedError
-                results[name]["seconds"].append(seconds(fn, x, weight, padding=1, repeat=repeat))
-                results[name]["bytes"].append(float(peak_bytes(fn, x, weight, padding=1)))
-            except NotImplementedError:
-                results[name]["seconds"].append(math.nan)
-                results[name]["bytes"].append(math.nan)
+    with one_thread():
+        for size in sizes:
+            x = torch.randn(batch, channels, size, size, generator=generator)
+            weight = torch.randn(channels, channels, 3, 3, generator=generator)
+            for name, fn in functions.items():
+                try:
+                    if fn is None:
+                        raise NotImplementedError
+                    results[name]["seconds"].append(seconds(fn, x, weight, padding=1, repeat=repeat))
+                    results[name]["bytes"].append(float(peak_bytes(fn, x, weight, padding=1)))
+                except NotImplementedError:
+                    results[name]["seconds"].append(math.nan)
+                    results[name]["bytes"].append(math.nan)
     return results
 
 
@@ -302,6 +318,7 @@ def race_plot(sizes: Sequence[int], results: Mapping[str, Mapping[str, Sequence[
     right.set(xscale="log", yscale="log", xlabel="image size H = W", ylabel="MiB", title="peak memory allocated")
     for ax in (left, right):
         ax.set_xticks(list(sizes), [str(s) for s in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     if caption:
