@@ -15,6 +15,7 @@ unfold are banned in those calls (``smallest_dtype`` is itself a measurement and
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -84,20 +85,13 @@ def measured_flops(input_shape, weight_shape, stride=1, padding=0, dilation=1, g
     """FLOPs of F.conv2d for these shapes, as torch's FlopCounterMode counts them (raises what F.conv2d raises)."""
     _untouched_flop_counter("conv2d_flops")
     x_shape, w_shape = _checked_shape(input_shape), _checked_shape(weight_shape)
-    _guard.conv2d(
-        _cpu_probe(x_shape), _guard.ORIGINALS["torch.zeros"](w_shape), None, stride, padding, dilation, groups
-    )
+    arguments = (None, stride, padding, dilation, groups)
     counter = _FLOP_COUNTER_MODE(display=False)
-    with counter:
-        _guard.conv2d(
-            torch.empty(x_shape, device="meta"),
-            torch.empty(w_shape, device="meta"),
-            None,
-            stride,
-            padding,
-            dilation,
-            groups,
-        )
+    with warnings.catch_warnings():  # torch's note on 'same' with even kernels is not the learner's business here
+        warnings.simplefilter("ignore")
+        _guard.conv2d(_cpu_probe(x_shape), _guard.ORIGINALS["torch.zeros"](w_shape), *arguments)
+        with counter:
+            _guard.conv2d(torch.empty(x_shape, device="meta"), torch.empty(w_shape, device="meta"), *arguments)
     return int(counter.get_total_flops())
 
 
@@ -178,9 +172,11 @@ def _flop_variants(inputs: dict[str, Any]) -> dict[str, int]:
 
 
 def _out_pixels(x, w, args) -> int:
-    probe = _guard.conv2d(
-        _cpu_probe(x), _guard.ORIGINALS["torch.zeros"](w), None, *(args.get(k, d) for k, d in _DEFAULTS)
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = _guard.conv2d(
+            torch.empty(x, device="meta"), torch.empty(w, device="meta"), None, *(args.get(k, d) for k, d in _DEFAULTS)
+        )
     return int(probe.shape[-1] * probe.shape[-2])
 
 
