@@ -355,6 +355,17 @@ def test_changing_torchs_flop_counter_is_refused(monkeypatch):
         check_suite("conv2d_flops", conv2d_flops, "visible")
 
 
+def test_code_swap_in_torchs_formula_is_refused_but_new_formulas_are_not(monkeypatch):
+    def nothing(x_shape, w_shape, out_shape, transposed=False):
+        return 0
+
+    monkeypatch.setitem(flop_counter.flop_registry, torch.ops.aten.addcmul, lambda *args, **kwargs: 0)
+    assert check_suite("conv2d_flops", conv2d_flops, "visible")  # another module's formula for another operator
+    monkeypatch.setattr(flop_counter.conv_flop_count, "__code__", nothing.__code__)
+    with pytest.raises(GradingError, match="changed torch.utils.flop_counter"):
+        check_suite("conv2d_flops", conv2d_flops, "visible")
+
+
 def test_registry_entry_swap_is_refused(monkeypatch):
     monkeypatch.setitem(flop_counter.flop_registry, torch.ops.aten.convolution, lambda *a, **k: 0)
     with pytest.raises(GradingError, match="changed torch.utils.flop_counter"):

@@ -40,29 +40,37 @@ FLOP_COUNTER = (
 
 
 # ---------------------------------------------------------------------------- torch's FLOP counter, sealed
-def _flop_counter_state() -> tuple:
-    """Everything FlopCounterMode's count depends on: the module's names, its formulas' code, its registry."""
-    names = tuple(vars(flop_counter).items())
+def _flop_counter_state(names: tuple[str, ...], operators: tuple) -> tuple:
+    """What FlopCounterMode's count of a convolution depends on: the module's names (those present when the checks
+    were imported; torch may add more), the code of its functions and of FlopCounterMode's methods, and the
+    registry's formulas for the convolution operators (other modules may register formulas for other operators)."""
+    namespace = vars(flop_counter)
+    values = tuple(namespace.get(name, _MISSING) for name in names)
     code = tuple(
-        (k, v.__code__, v.__defaults__) for k, v in vars(flop_counter).items() if hasattr(v, "__code__")
-    ) + tuple((k, v.__code__) for k, v in vars(flop_counter.FlopCounterMode).items() if hasattr(v, "__code__"))
-    return names, code, tuple(flop_counter.flop_registry.items())
+        (getattr(v, "__code__", None), getattr(v, "__defaults__", None)) for v in values if hasattr(v, "__code__")
+    )
+    methods = tuple(v.__code__ for v in vars(flop_counter.FlopCounterMode).values() if hasattr(v, "__code__"))
+    formulas = tuple(flop_counter.flop_registry.get(op, _MISSING) for op in operators)
+    return values, code, methods, formulas
 
 
-_FLOP_COUNTER_STATE = _flop_counter_state()
+_MISSING = object()
+_NAMES = tuple(vars(flop_counter))
+_CONV_OPERATORS = tuple(op for op in flop_counter.flop_registry if "conv" in str(op))
+_FLOP_COUNTER_STATE = _flop_counter_state(_NAMES, _CONV_OPERATORS)
 _FLOP_COUNTER_MODE = flop_counter.FlopCounterMode
 
 
 def _same_state(before: tuple, after: tuple) -> bool:
     def flat(state: tuple) -> list:
-        return [item for part in state for entry in part for item in entry]
+        return [item for part in state for entry in part for item in (entry if type(entry) is tuple else (entry,))]
 
     a, b = flat(before), flat(after)
-    return len(a) == len(b) and all(x is y or (type(x) is str and x == y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 def _untouched_flop_counter(name: str) -> None:
-    if not _same_state(_FLOP_COUNTER_STATE, _flop_counter_state()):
+    if not _same_state(_FLOP_COUNTER_STATE, _flop_counter_state(_NAMES, _CONV_OPERATORS)):
         raise GradingError(
             f"{name}: cannot grade, because code in this notebook changed torch.utils.flop_counter, which the "
             "test uses to measure torch's count. Remove that code and restart the kernel."
