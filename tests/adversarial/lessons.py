@@ -481,6 +481,168 @@ L13_SUBMISSIONS = [
     ),  # fmt: skip
 ]
 # ---------------------------------------------------------------------------------------------------- END L13
+# ---- lesson 15 (device and dtype) ---------------------------------------------------------------------------
+L15 = "15_device_dtype"
+L15_POINTS = {"test_conv2d_flops": 4.0, "test_im2col_bytes": 3.0, "test_smallest_dtype": 3.0}
+L15_KEY = {"conv2d_flops": "KEY", "im2col_bytes": "KEY", "smallest_dtype": "KEY"}
+# Honest, in another style: the output size through lesson 02's formula with math.floor, the element size from an
+# empty tensor, the tolerance through torch.testing.assert_close (the same test as isclose).
+L15_OTHER_STYLE = {
+    "conv2d_flops": """
+import math
+
+
+def _two(v):
+    return (v, v) if isinstance(v, int) else (v[0], v[-1])
+
+
+def conv2d_flops(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+    if len(input_shape) not in (3, 4):
+        raise RuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv2d")
+    *batch, c, h, w = input_shape
+    o, cg, kh, kw = weight_shape
+    (sh, sw), (dh, dw) = _two(stride), _two(dilation)
+    if min(sh, sw, dh, dw) < 1 or c != cg * groups or o % groups:
+        raise RuntimeError("shapes do not fit")
+    if padding == "same":
+        if (sh, sw) != (1, 1):
+            raise RuntimeError("padding='same' is not supported for strided convolutions")
+        out_h, out_w = h, w
+    else:
+        ph, pw = (0, 0) if padding == "valid" else _two(padding)
+        out_h = math.floor((h + 2 * ph - dh * (kh - 1) - 1) / sh) + 1
+        out_w = math.floor((w + 2 * pw - dw * (kw - 1) - 1) / sw) + 1
+        if out_h < 1 or out_w < 1:
+            raise RuntimeError("kernel larger than the padded input")
+    images = batch[0] if batch else 1
+    return images * o * out_h * out_w * cg * kh * kw * 2
+""",
+    "im2col_bytes": """
+def im2col_bytes(input_shape, kernel_size, stride=1, padding=0, dilation=1, dtype=torch.float32):
+    pairs = [(v, v) if isinstance(v, int) else tuple(v) for v in (kernel_size, stride, padding, dilation)]
+    if any(len(p) != 2 for p in pairs):
+        raise RuntimeError("expected two numbers each")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pairs
+    if min(sh, sw) < 1 or min(ph, pw) < 0:
+        raise RuntimeError("invalid arguments")
+    *batch, c, h, w = input_shape
+    windows = ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1) * ((w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+    if len(batch) > 1 or windows < 1 or (h + 2 * ph - dh * (kh - 1) - 1) < 0:
+        raise RuntimeError("the kernel does not fit")
+    return (batch[0] if batch else 1) * c * kh * kw * windows * torch.empty(0, dtype=dtype).element_size()
+""",
+    "smallest_dtype": """
+def smallest_dtype(input, weight, rtol, atol=0.0):
+    exact = F.conv2d(input.double(), weight.double())
+    for dtype in [torch.float16, torch.bfloat16, torch.float32, torch.float64]:
+        try:
+            result = F.conv2d(input.to(dtype), weight.to(dtype)).double()
+            torch.testing.assert_close(result, exact, rtol=rtol, atol=atol)
+        except AssertionError:
+            continue
+        return dtype
+""",
+}
+L15_SUBMISSIONS = [
+    LessonSubmission("honest", "the answer key", L15_KEY, L15_POINTS, lesson=L15),
+    LessonSubmission("other_style", "correct, in another style", L15_OTHER_STYLE, L15_POINTS, lesson=L15),
+    LessonSubmission(
+        "macs",
+        "counts multiply-adds instead of FLOPs; bytes always for float32",
+        {
+            "conv2d_flops": "KEY_THEN:"
+            + """
+_flops = conv2d_flops
+
+
+def conv2d_flops(*args, **kwargs):
+    return _flops(*args, **kwargs) // 2
+""",
+            "im2col_bytes": "KEY_THEN:"
+            + """
+_bytes = im2col_bytes
+
+
+def im2col_bytes(*args, dtype=torch.float32, **kwargs):
+    return _bytes(*args, **kwargs)
+""",
+            "smallest_dtype": "KEY",
+        },
+        {"test_conv2d_flops": 0.0, "test_im2col_bytes": 0.0, "test_smallest_dtype": 3.0},
+        "FlopCounterMode counts 2 FLOPs per multiply-add",
+        lesson=L15,
+    ),
+    LessonSubmission(
+        "rounded_inputs",
+        "rounds the inputs to each dtype but convolves in float64 (misses float16's overflow)",
+        {
+            "conv2d_flops": "KEY",
+            "im2col_bytes": "KEY",
+            "smallest_dtype": """
+def smallest_dtype(input, weight, rtol, atol=0.0):
+    exact = F.conv2d(input, weight)
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        result = F.conv2d(input.to(dtype).double(), weight.to(dtype).double())
+        if torch.isclose(result, exact, rtol=rtol, atol=atol).all():
+            return dtype
+""",
+        },
+        {"test_conv2d_flops": 4.0, "test_im2col_bytes": 3.0, "test_smallest_dtype": 0.0},
+        lesson=L15,
+    ),
+    LessonSubmission(
+        "read_off_torch",
+        "FlopCounterMode and F.unfold through aliases, on meta tensors",
+        {
+            "conv2d_flops": """
+from torch.utils import flop_counter as _fc
+_conv = getattr(F, "conv" + "2d")
+
+
+def conv2d_flops(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+    with _fc.FlopCounterMode(display=False) as counter:
+        _conv(torch.empty(input_shape, device="meta"), torch.empty(weight_shape, device="meta"), None, stride,
+              padding, dilation, groups)
+    return counter.get_total_flops()
+""",
+            "im2col_bytes": """
+_windows = torch.nn.functional.unfold
+
+
+def im2col_bytes(input_shape, kernel_size, stride=1, padding=0, dilation=1, dtype=torch.float32):
+    result = _windows(torch.empty(input_shape, dtype=dtype, device="meta"), kernel_size, dilation, padding, stride)
+    return result.numel() * result.element_size()
+""",
+            "smallest_dtype": "KEY",
+        },
+        {"test_conv2d_flops": 0.0, "test_im2col_bytes": 0.0, "test_smallest_dtype": 3.0},
+        "FLOP counter",
+        lesson=L15,
+    ),
+    LessonSubmission(
+        "patch_counter",
+        "makes torch's FLOP counter agree with a wrong count (MACs)",
+        {
+            "conv2d_flops": "KEY_THEN:"
+            + """
+import torch.utils.flop_counter as _fc
+_original = _fc.conv_flop_count
+_fc.conv_flop_count = lambda *args, **kwargs: _original(*args, **kwargs) // 2
+_flops = conv2d_flops
+
+
+def conv2d_flops(*args, **kwargs):
+    return _flops(*args, **kwargs) // 2
+""",
+            "im2col_bytes": "KEY",
+            "smallest_dtype": "KEY",
+        },
+        {"test_conv2d_flops": 0.0},
+        "changed torch.utils.flop_counter",
+        lesson=L15,
+    ),
+]
+# ---- end of lesson 15 -----------------------------------------------------------------------------------------
 
 LESSONS = {
     L05: L05_SUBMISSIONS,
@@ -490,6 +652,7 @@ LESSONS = {
     L11: L11_SUBMISSIONS,
     L12: L12_SUBMISSIONS,
     L13: L13_SUBMISSIONS,
+    L15: L15_SUBMISSIONS,
 }
 
 
