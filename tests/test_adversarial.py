@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 #: infinite loops cost this plus interrupt handling (and 15 s unresponsive wait for the one that
 #: swallows KeyboardInterrupt).
 CELL_TIMEOUT = 8
+#: The wall-clock backstop is 5x that plus this (60 s by default): the learner whose loop sleeps waits it out.
+WALL_EXTRA = 10
 GRADED = [s for s in SUBMISSIONS if s.expected is not None]
 CORRUPTED = [s for s in SUBMISSIONS if s.expected is None]
 HIDDEN_TEXT = ['check_suite("corr2d", corr2d, "hidden")', "HIDDEN TESTS"]
@@ -36,6 +38,7 @@ def graded(tmp_path_factory):
     course = make_course(tmp, [LESSON], students=[s.student for s in SUBMISSIONS])
     with open(course.root / "nbgrader_config.py", "a") as config:
         config.write(f"c.Execute.timeout = {CELL_TIMEOUT}\n")
+        config.write(f"c.GuardedExecute.wall_extra_seconds = {WALL_EXTRA}\n")
     run_in(course, ["generate_assignment", LESSON, "--force"])
     submitted = {s.student: course.submit(LESSON, s.student, s.build()) for s in SUBMISSIONS}
     before = {student: path.read_bytes() for student, path in submitted.items()}

@@ -465,6 +465,7 @@ def adversarial(tmp_path_factory):
     course = make_course(tmp, [ADV_LESSON], students=[s.student for s in SUBMISSIONS])
     with open(course.root / "nbgrader_config.py", "a") as config:
         config.write("c.Execute.timeout = 8\n")  # as in test_adversarial.py
+        config.write("c.GuardedExecute.wall_extra_seconds = 10\n")  # as in test_adversarial.py
     run_in(course, ["generate_assignment", ADV_LESSON, "--force"])
     for s in SUBMISSIONS:
         course.submit(ADV_LESSON, s.student, s.build())

@@ -37,6 +37,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
+from traitlets import Integer
 
 from . import sandbox
 from .errors import CELL_TIMEOUT_ERROR, KERNEL_DIED, KERNEL_UNRESPONSIVE
@@ -63,9 +64,9 @@ def cell_timeout(cell: NotebookNode, default: int | None) -> int | None:
     return int(value) if value else default
 
 
-def wall_backstop(cpu_limit: int | None) -> int | None:
+def wall_backstop(cpu_limit: int | None, extra: int = WALL_EXTRA_SECONDS) -> int | None:
     """Wall-clock seconds after which a cell with a CPU limit of ``cpu_limit`` seconds is stopped anyway."""
-    return None if not cpu_limit else WALL_FACTOR * cpu_limit + WALL_EXTRA_SECONDS
+    return None if not cpu_limit else WALL_FACTOR * cpu_limit + extra
 
 
 def _process_cpu(process) -> float:
@@ -131,6 +132,10 @@ class GuardedExecute(Execute):
     """Execute with CPU-time cell limits, sandboxed kernels, dead-kernel handling and an integrity probe."""
 
     _placement: Placement | None = None
+    wall_extra_seconds = Integer(
+        WALL_EXTRA_SECONDS,
+        help="Seconds added to 5x a cell's CPU limit for its wall-clock backstop (a cell that sleeps or waits).",
+    ).tag(config=True)
 
     def create_kernel_manager(self):
         from .forkkernel import ForkKernelManager
@@ -212,7 +217,7 @@ class GuardedExecute(Execute):
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         self._cpu_default = self.timeout
-        self.timeout_func = lambda cell: wall_backstop(cell_timeout(cell, self._cpu_default))
+        self.timeout_func = lambda cell: wall_backstop(cell_timeout(cell, self._cpu_default), self.wall_extra_seconds)
         source = (self.resources.get("metadata") or {}).get("path")
         self._placement = Placement(Path(source) if source else None) if km is None else None
         try:
