@@ -113,7 +113,8 @@ clean:
 # ---- Instructor workflow (wraps the convcourse CLI; see README.md, "Instructor guide") ----------------
 # make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
 # make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
-# make grades [OUT=build/grades.csv] | summary LESSON=.. | integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
+# make grades [OUT=file.csv] | summary LESSON=.. [OUT=plot.png] [BY_LEARNER=1] | integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
+# (grades, summary and integrity write under <course>/reports/ unless OUT/CSV says otherwise)
 # make formgrader [PORT=8888] [COURSE=dir]
 CONVCOURSE = $(BIN)/python -m convcourse.cli $(if $(COURSE),--course $(COURSE))
 .PHONY: roster release collect grade feedback grades summary integrity formgrader
@@ -145,7 +146,7 @@ grades: $(STAMP)
 
 summary: $(STAMP)
 	$(call need,LESSON,01_sliding_window)
-	$(CONVCOURSE) summary $(LESSON)
+	$(CONVCOURSE) summary $(LESSON) $(if $(OUT),--plot $(OUT)) $(if $(BY_LEARNER),--by-learner)
 
 integrity: $(STAMP)
 	$(call need,LESSON,01_sliding_window)

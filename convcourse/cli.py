@@ -5,8 +5,8 @@
     convcourse collect 01_sliding_window --zip lms_download.zip   (or --exchange)
     convcourse grade 01_sliding_window [--student ID] [--workers N] [--timeout S] [--force]
     convcourse feedback 01_sliding_window [--student ID] [--exchange]
-    convcourse grades [--out build/grades.csv]
-    convcourse summary 01_sliding_window [--plot build/summary_01_sliding_window.png]
+    convcourse grades [--out <course>/reports/grades.csv]
+    convcourse summary 01_sliding_window [--by-learner] [--plot <course>/reports/summary_01_sliding_window.png]
     convcourse integrity 01_sliding_window [--threshold 0.6] [--csv FILE]
     convcourse formgrader [--port 8888] [--no-browser] [-- JUPYTER LAB OPTIONS]
 
@@ -160,40 +160,51 @@ def feedback(ns: argparse.Namespace) -> int:
 
 @command(
     "grades",
-    arg("--out", type=Path, help="CSV path (default build/grades.csv)"),
+    arg("--out", type=Path, help="CSV path (default <course>/reports/grades.csv)"),
     arg("--lesson", action="append", help="only this lesson (repeatable)"),
 )
 def grades(ns: argparse.Namespace) -> int:
-    """Export the gradebook as CSV (nbgrader export): one row per learner and lesson."""
-    from .instructor.report import DEFAULT_OUT, export_grades
+    """Export the gradebook as CSV (nbgrader export): one row per learner and lesson, with a status column
+    (graded / submitted, not graded / no submission)."""
+    from .instructor.report import export_grades, reports_dir
 
-    path = export_grades(_course(ns), ns.out or DEFAULT_OUT / "grades.csv", ns.lesson)
+    course = _course(ns)
+    path = export_grades(course, ns.out or reports_dir(course) / "grades.csv", ns.lesson)
     print(f"grades written to {path}")
     return 0
 
 
-@command("summary", LESSON, arg("--plot", type=Path, help="PNG path (default build/summary_<lesson>.png)"))
+@command(
+    "summary",
+    LESSON,
+    arg("--plot", type=Path, help="PNG path (default <course>/reports/summary_<lesson>.png)"),
+    arg("--by-learner", action="store_true", help="list the learners under each diagnosis"),
+)
 def summary(ns: argparse.Namespace) -> int:
-    """Per exercise: mean score and fail rate over the class, as a table and a bar chart."""
+    """Per exercise: mean score and fail rate over the class, what the failing submissions got wrong (the
+    grader's diagnoses), and per learner the score and integrity flags; as tables and a bar chart."""
+    from .instructor.autograde import sandbox_note
+    from .instructor.misconceptions import format_misconceptions, misconceptions
     from .instructor.report import (
-        DEFAULT_OUT,
         exercise_stats,
         format_learners,
         format_table,
         learner_stats,
         plot_summary,
+        reports_dir,
     )
 
     course = _course(ns)
     rows = exercise_stats(course, ns.lesson)
     print(format_table(rows))
     print()
+    diagnoses = misconceptions(course, ns.lesson)
+    print(format_misconceptions(diagnoses, by_learner=ns.by_learner))
+    print()
     print(format_learners(learner_stats(course, ns.lesson), ns.lesson))
-    path = plot_summary(rows, ns.plot or DEFAULT_OUT / f"summary_{ns.lesson}.png")
+    path = plot_summary(rows, ns.plot or reports_dir(course) / f"summary_{ns.lesson}.png", diagnoses)
     print(f"plot written to {path}")
-    from .instructor.autograde import sandbox_note
-
-    print(sandbox_note(_course(ns), ns.lesson))
+    print(sandbox_note(course, ns.lesson))
     return 0
 
 
@@ -213,6 +224,7 @@ def integrity(ns: argparse.Namespace) -> int:
     submissions similar to the answer key or to each other (reads the notebooks; runs nothing)."""
     from .instructor.course import CourseError
     from .instructor.integrity import DEFAULT_THRESHOLD, format_report, integrity_report, write_csv
+    from .instructor.report import reports_dir
 
     threshold = DEFAULT_THRESHOLD if ns.threshold is None else ns.threshold
     if not 0 < threshold <= 1:
@@ -220,7 +232,7 @@ def integrity(ns: argparse.Namespace) -> int:
     course = _course(ns)
     report = integrity_report(course, ns.lesson, threshold=threshold)
     print(format_report(report))
-    path = write_csv(report, ns.csv or course.root / "reports" / f"integrity_{ns.lesson}.csv")
+    path = write_csv(report, ns.csv or reports_dir(course) / f"integrity_{ns.lesson}.csv")
     print(f"\nCSV written to {path}")
     return 0
 

@@ -2,19 +2,34 @@
 
 The summary answers "which exercise does the class struggle with?": for every graded test cell of a
 lesson, over all graded submissions, the mean score and the *fail rate* (share of submissions that did
-not earn that cell's full points), printed as a table and drawn as a bar chart; then per learner the
-score and the integrity report's count of flags (:mod:`.integrity`; "-" for none).
+not earn that cell's full points), printed as a table and drawn as a bar chart; what the failing
+submissions got wrong (:mod:`.misconceptions`, a second panel of the chart); then per learner the score and
+the integrity report's count of flags (:mod:`.integrity`; "-" for none).
+
+Reports are written next to the course they describe, under ``<course>/reports/`` (see :func:`reports_dir`).
 """
 
 from __future__ import annotations
 
+import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .course import REPO, CourseError, CourseRoot
+from .course import CourseError, CourseRoot
 
-#: Where grades.csv and summary plots go unless --out says otherwise (git-ignored).
-DEFAULT_OUT = REPO / "build"
+if TYPE_CHECKING:
+    from .misconceptions import CellMisconceptions
+
+#: The grades CSV's column added to nbgrader's export, and its values.
+STATUS_COLUMN = "status"
+GRADED, NOT_GRADED, NO_SUBMISSION = "graded", "submitted, not graded", "no submission"
+
+
+def reports_dir(course: CourseRoot) -> Path:
+    """Where the grades CSV, summary plots and integrity CSVs go unless told otherwise: ``<course>/reports/``."""
+    return course.root / "reports"
 
 
 def feedback(course: CourseRoot, lesson: str, student: str | None = None, exchange: bool = False) -> Path:
@@ -29,12 +44,51 @@ def feedback(course: CourseRoot, lesson: str, student: str | None = None, exchan
 
 
 def export_grades(course: CourseRoot, out: Path, lessons: list[str] | None = None) -> Path:
-    """``nbgrader export`` to a CSV: one row per learner and lesson (score, max_score, late penalty...)."""
+    """``nbgrader export`` to a CSV: one row per learner and lesson (score, max_score, late penalty...),
+    plus a ``status`` column, since nbgrader writes score 0 both for a learner who scored 0 and for one who
+    never submitted: ``graded``, ``submitted, not graded`` (a submission in the gradebook or in
+    ``submitted/`` without scores: unreadable, timed out, not graded yet) or ``no submission``."""
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     extra = [f"--assignment={lesson}" for lesson in lessons or []]
-    course.nbgrader("export", f"--to={out}", *extra, quiet=True)
+    exported = out.with_name(f".{out.name}.export{os.getpid()}")
+    try:
+        course.nbgrader("export", f"--to={exported}", *extra, quiet=True)
+        with open(exported, newline="") as source:
+            reader = csv.DictReader(source)
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+        statuses = submission_statuses(course)
+        with open(exported, "w", newline="") as target:
+            writer = csv.DictWriter(target, fieldnames=[*columns, STATUS_COLUMN])
+            writer.writeheader()
+            for row in rows:
+                status = statuses.get((row["assignment"], row["student_id"]), NO_SUBMISSION)
+                writer.writerow({**row, STATUS_COLUMN: status})
+        os.replace(exported, out)
+    finally:
+        exported.unlink(missing_ok=True)
     return out
+
+
+def has_scores(submission) -> bool:
+    """Whether a gradebook submission was graded (any automatic or manual score)."""
+    return any(g.auto_score is not None or g.manual_score is not None for n in submission.notebooks for g in n.grades)
+
+
+def submission_statuses(course: CourseRoot) -> dict[tuple[str, str], str]:
+    """(lesson, learner) -> :data:`GRADED` or :data:`NOT_GRADED` for every submission; absent: none."""
+    statuses: dict[tuple[str, str], str] = {}
+    submitted = course.root / "submitted"
+    if submitted.is_dir():
+        for folder in submitted.glob("*/*"):
+            if folder.is_dir():
+                statuses[(folder.name, folder.parent.name)] = NOT_GRADED
+    with course.gradebook() as gb:
+        for assignment in gb.assignments:
+            for submission in assignment.submissions:
+                statuses[(assignment.name, submission.student.id)] = GRADED if has_scores(submission) else NOT_GRADED
+    return statuses
 
 
 @dataclass
@@ -62,11 +116,7 @@ def exercise_stats(course: CourseRoot, lesson: str) -> list[ExerciseStats]:
             assignment = gb.find_assignment(lesson)
         except Exception as error:
             raise CourseError(f"{lesson} is not in the gradebook (release and grade it first)") from error
-        graded = [
-            s
-            for s in assignment.submissions
-            if any(g.auto_score is not None or g.manual_score is not None for n in s.notebooks for g in n.grades)
-        ]
+        graded = [s for s in assignment.submissions if has_scores(s)]
         order = _cell_order(course, lesson)
         for nb in sorted(assignment.notebooks, key=lambda n: n.name):
             cells = sorted(nb.grade_cells, key=lambda c: order.get((nb.name, c.name), len(order)))
@@ -121,18 +171,26 @@ def format_table(rows: list[ExerciseStats]) -> str:
     return "\n".join(lines)
 
 
-def plot_summary(rows: list[ExerciseStats], path: Path) -> Path:
-    """A horizontal bar chart: fail rate and mean score (% of points) per test cell."""
+def plot_summary(rows: list[ExerciseStats], path: Path, misconceptions: list[CellMisconceptions] | None = None) -> Path:
+    """A horizontal bar chart: fail rate and mean score (% of points) per test cell; with
+    ``misconceptions``, a second panel: the most frequent diagnoses of failing cells (learners each)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .misconceptions import top_diagnoses
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    top = top_diagnoses(misconceptions or [])
+    heights = [1.2 + 0.45 * max(1, len(rows))] + ([1.2 + 0.45 * len(top)] if top else [])
+    fig, axes = plt.subplots(
+        len(heights), 1, figsize=(9, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False
+    )
+    ax = axes[0][0]
     labels = [r.cell for r in rows]
     ys = range(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(1, len(rows))))
     ax.barh(
         [y + 0.2 for y in ys],
         [100 * r.fail_rate for r in rows],
@@ -154,10 +212,23 @@ def plot_summary(rows: list[ExerciseStats], path: Path) -> Path:
     count = max((r.count for r in rows), default=0)
     ax.set_title(f"{rows[0].lesson if rows else ''}: per-exercise results ({count} submissions)")
     ax.legend(loc="lower right", fontsize="small")
+    if top:
+        ax = axes[1][0]
+        ax.barh(range(len(top)), [n for _, _, n in top], height=0.6, color="#ff7f0e")
+        ax.set_yticks(range(len(top)), [_short(f"{cell}: {diagnosis}", 70) for cell, diagnosis, _ in top])
+        ax.tick_params(axis="y", labelsize="small")
+        ax.invert_yaxis()
+        ax.set_xlabel("learners")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title("what the failing submissions got wrong (the grader's diagnosis)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 @dataclass
@@ -182,7 +253,7 @@ def learner_stats(course: CourseRoot, lesson: str) -> list[LearnerStats]:
             raise CourseError(f"{lesson} is not in the gradebook (release and grade it first)") from error
         max_score = float(assignment.max_score or 0)
         for s in assignment.submissions:
-            if any(g.auto_score is not None or g.manual_score is not None for n in s.notebooks for g in n.grades):
+            if has_scores(s):
                 scores[s.student.id] = float(s.score)
     counts: dict[str, int | None] = {}
     if submissions(course, lesson):
