@@ -174,8 +174,11 @@ class CellMisconceptions:
         return sum(len(names) for diagnosis, names in self.learners.items() if diagnosis in _NOT_GRADED)
 
     def counts(self) -> list[tuple[str, int]]:
-        """(diagnosis, learners), most frequent first."""
-        return sorted(((d, len(n)) for d, n in self.learners.items()), key=lambda item: (-item[1], item[0]))
+        """(diagnosis, learners), most frequent first; learners not graded last."""
+        return sorted(
+            ((d, len(n)) for d, n in self.learners.items()),
+            key=lambda item: (item[0] in _NOT_GRADED, -item[1], item[0]),
+        )
 
 
 def misconceptions(course: CourseRoot, lesson: str) -> list[CellMisconceptions]:
@@ -269,10 +272,11 @@ def format_misconceptions(rows: list[CellMisconceptions], by_learner: bool = Fal
 
 
 def top_diagnoses(rows: list[CellMisconceptions], limit: int = 12) -> list[tuple[str, str, int]]:
-    """(cell, diagnosis, learners) over the lesson, most frequent first (for the plot)."""
+    """(cell, diagnosis, learners) of graded submissions over the lesson, most frequent first (for the plot)."""
     counter: Counter = Counter()
     for row in rows:
         for diagnosis, count in row.counts():
-            counter[(row.cell, diagnosis)] = count
+            if diagnosis not in _NOT_GRADED:
+                counter[(row.cell, diagnosis)] = count
     ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [(cell, diagnosis, count) for (cell, diagnosis), count in ranked]

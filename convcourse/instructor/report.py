@@ -186,7 +186,7 @@ def plot_summary(rows: list[ExerciseStats], path: Path, misconceptions: list[Cel
     top = top_diagnoses(misconceptions or [])
     heights = [1.2 + 0.45 * max(1, len(rows))] + ([1.2 + 0.45 * len(top)] if top else [])
     fig, axes = plt.subplots(
-        len(heights), 1, figsize=(9, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False
+        len(heights), 1, figsize=(10, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False
     )
     ax = axes[0][0]
     labels = [r.cell for r in rows]
@@ -220,7 +220,7 @@ def plot_summary(rows: list[ExerciseStats], path: Path, misconceptions: list[Cel
         ax.invert_yaxis()
         ax.set_xlabel("learners")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_title("what the failing submissions got wrong (the grader's diagnosis)")
+        ax.set_title("what the failing submissions got wrong")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
