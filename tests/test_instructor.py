@@ -234,6 +234,7 @@ def test_export_and_summary(graded):
     assert float(rows["full"]["score"]) == FULL and float(rows["full"]["max_score"]) == FULL
     assert float(rows["wrong"]["score"]) == sum(QUESTIONS.values()) and rows["wrong"]["first_name"] == "Wrong"
     assert rows["broken"]["timestamp"] in ("", "None")  # never graded: no submission record
+    assert rows["broken"]["status"] == "submitted, not graded" and rows["zero"]["status"] == "graded"
 
     result = cli(course.root, "summary", LESSON, "--plot", str(tmp / "summary.png"))
     line = next(t for t in result.stdout.splitlines() if t.startswith("test_corr2d"))

@@ -72,6 +72,11 @@ def test_known_mistakes_are_named_from_the_graders_own_messages():
     scaled = failure(lambda: check_suite("corr2d", lambda x, k: corr2d(x, k, scale=2.0), "visible"))
     assert diagnose(*scaled) == NO_KNOWN_MISTAKE
 
+    def no_plus_one(size, kernel_size, stride=1, padding=0, dilation=1):  # lesson 02: exact values, not tensors
+        return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride
+
+    assert diagnose(*failure(lambda: check_suite("conv_output_size", no_plus_one, "visible"))) == "the +1 is missing"
+
 
 def test_generic_outcomes_exceptions_and_questions():
     def raises(x, k):

@@ -184,10 +184,10 @@ class CellMisconceptions:
 def misconceptions(course: CourseRoot, lesson: str) -> list[CellMisconceptions]:
     """Per graded code cell of ``lesson`` (notebook order): every failing learner under its diagnosis."""
     from .autograde import State, submissions
-    from .report import _cell_order, has_scores
+    from .report import cell_order, has_scores
 
     course.check_lesson(lesson)
-    order = _cell_order(course, lesson)
+    order = cell_order(course, lesson)
     cells: dict[tuple[str, str], CellMisconceptions] = {}
     graded_learners: set[str] = set()
     with course.gradebook() as gb:
@@ -199,7 +199,7 @@ def misconceptions(course: CourseRoot, lesson: str) -> list[CellMisconceptions]:
             for cell in nb.grade_cells:
                 if cell.cell_type == "code":
                     cells[(nb.name, cell.name)] = CellMisconceptions(nb.name, cell.name)
-        failing: dict[tuple[str, str], list[str]] = {}
+        failing: dict[str, list[tuple[str, str]]] = {}  # learner -> cells below full points
         for submission in assignment.submissions:
             if not has_scores(submission):
                 continue

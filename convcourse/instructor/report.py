@@ -117,7 +117,7 @@ def exercise_stats(course: CourseRoot, lesson: str) -> list[ExerciseStats]:
         except Exception as error:
             raise CourseError(f"{lesson} is not in the gradebook (release and grade it first)") from error
         graded = [s for s in assignment.submissions if has_scores(s)]
-        order = _cell_order(course, lesson)
+        order = cell_order(course, lesson)
         for nb in sorted(assignment.notebooks, key=lambda n: n.name):
             cells = sorted(nb.grade_cells, key=lambda c: order.get((nb.name, c.name), len(order)))
             for cell in cells:
@@ -137,7 +137,7 @@ def exercise_stats(course: CourseRoot, lesson: str) -> list[ExerciseStats]:
     return rows
 
 
-def _cell_order(course: CourseRoot, lesson: str) -> dict[tuple[str, str], int]:
+def cell_order(course: CourseRoot, lesson: str) -> dict[tuple[str, str], int]:
     import nbformat
 
     order: dict[tuple[str, str], int] = {}
