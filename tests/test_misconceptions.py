@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+import torch.nn.functional as F
 
 from convcourse import cli
 from convcourse.checks import check, check_answer, check_suite
@@ -87,6 +88,8 @@ def test_generic_outcomes_exceptions_and_questions():
 
     assert diagnose(*failure(lambda: check_suite("corr2d", raises, "visible"))) == "raised TypeError"
     assert diagnose(*failure(lambda: check_suite("corr2d", unimplemented, "visible"))) == NOT_ATTEMPTED
+    banned = failure(lambda: check_suite("corr2d", lambda x, k: F.conv2d(x[None, None], k[None, None])[0, 0]))
+    assert diagnose(*banned) == "called a banned operation or library"
     assert diagnose(*failure(lambda: check_answer(f"{LESSON}.q1", (91, 91)))) == "answered (91, 91)"
     assert diagnose(*failure(lambda: check_answer(f"{LESSON}.q1", ...))) == "not answered"
     assert diagnose("NameError", "name 'corr2d' is not defined") == "raised NameError in the test cell"
