@@ -113,8 +113,9 @@ clean:
 # ---- Instructor workflow (wraps the convcourse CLI; see README.md, "Instructor guide") ----------------
 # make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
 # make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
-# make grades [OUT=file.csv] | summary LESSON=.. [OUT=plot.png] [BY_LEARNER=1] | integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
-# (grades, summary and integrity write under <course>/reports/ unless OUT/CSV says otherwise)
+# make grades [OUT=file.csv] | summary LESSON=.. [OUT=plot.png] [BY_LEARNER=1]
+# make integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
+# (grades, summary and integrity write under <course>/reports/ unless OUT or CSV names another file)
 # make formgrader [PORT=8888] [COURSE=dir]
 CONVCOURSE = $(BIN)/python -m convcourse.cli $(if $(COURSE),--course $(COURSE))
 .PHONY: roster release collect grade feedback grades summary integrity formgrader
