@@ -112,7 +112,8 @@ clean:
 
 # ---- Instructor workflow (wraps the convcourse CLI; see README.md, "Instructor guide") ----------------
 # make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
-# make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
+# make grade LESSON=.. [STUDENT=id] [WORKERS=n | SCHEDULER=tcp://host:8786] [TIMEOUT=s] [FORCE=1]
+# make feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
 # make grades [OUT=build/grades.csv] | summary LESSON=.. | integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
 # make formgrader [PORT=8888] [COURSE=dir]
 CONVCOURSE = $(BIN)/python -m convcourse.cli $(if $(COURSE),--course $(COURSE))
@@ -134,6 +135,7 @@ collect: $(STAMP)
 grade: $(STAMP)
 	$(call need,LESSON,01_sliding_window)
 	$(CONVCOURSE) grade $(LESSON) $(if $(STUDENT),--student $(STUDENT)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
 	  $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(FORCE),--force)
 
 feedback: $(STAMP)
