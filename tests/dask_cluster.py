@@ -30,10 +30,10 @@ class LocalDaskCluster:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        self.address = f"tcp://127.0.0.1:{port}"
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
         self.scheduler = self._start(
-            "scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+            "scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"]
         )
         self.workers: dict[str, subprocess.Popen] = {}
 
@@ -80,6 +80,13 @@ class LocalDaskCluster:
         from distributed import Client
 
         deadline = time.monotonic() + timeout
+        while True:  # the scheduler listens before a client is made (a client that cannot connect is noisy)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                assert self.scheduler.poll() is None and time.monotonic() < deadline, self._log("scheduler")
+                time.sleep(0.2)
         with Client(self.address, timeout=timeout, set_as_default=False) as client:
             while not set(addresses) <= set(client.scheduler_info(n_workers=-1)["workers"]):
                 for name, proc in self.workers.items():

@@ -7,7 +7,8 @@ Upstream ``nbgrader autograde`` grades one submission after another in one proce
    a private sqlite gradebook seeded with the assignment copied from the course gradebook);
 2. ``--workers`` long-lived worker processes (:mod:`.worker`) take submissions from a queue, so nbgrader
    and its imports load once per worker; each learner has a wall-clock ``--timeout`` after which the
-   worker and its kernel are killed and the learner is reported;
+   worker and its kernel are killed and the learner is reported (with ``--scheduler``, the same worker
+   processes run on the workers of a Dask cluster instead: :mod:`.cluster`);
 3. this process alone writes to the course gradebook (sqlite or PostgreSQL alike): it copies each
    learner's automatic scores and comments from the private gradebook exactly as nbgrader's
    ``SaveAutoGrades`` would have written them (manual scores are kept), then replaces

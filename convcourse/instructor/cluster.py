@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -100,6 +101,16 @@ def grade_on_worker(job: bytes, config: bytes, lesson: str, student: str, timeou
 # ------------------------------------------------------------------------------- on the client
 
 
+def _knock(address: str) -> None:
+    """Raise OSError or ValueError unless a ``tcp://`` scheduler address takes connections (before a Dask
+    client is made: one that cannot connect leaves noise on stderr when Python exits)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme == "tcp":
+        socket.create_connection(parse_host_port(location), timeout=CONNECT_SECONDS).close()
+
+
 def _problem(student: str, job: Path, reason: str) -> tuple[str, Path, dict]:
     return student, job, {"status": Status.ERROR, "reason": reason}
 
@@ -114,8 +125,9 @@ class DaskGrading:
             raise CourseError(f"--scheduler needs Dask's distributed package ({error}); run make env") from error
         self.scheduler, self.say = scheduler, say
         try:
+            _knock(scheduler)
             self.client = Client(scheduler, timeout=CONNECT_SECONDS, set_as_default=False)
-        except OSError as error:
+        except (OSError, ValueError, TypeError) as error:  # no answer in time, or not an address
             raise CourseError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from error
         self.usable: dict[str, dict[str, str]] = {}  # address -> its fingerprint
         self.unusable: dict[str, str] = {}  # address -> why
@@ -189,12 +201,12 @@ class DaskGrading:
         skipped: dict[str, list[str]] = {}
         nobody_since: float | None = None
 
-        def submit(student: str) -> None:
+        def submit(student: str, where: set[str]) -> None:
+            """Send ``student`` to one of the workers ``where`` (never empty: no restriction means any worker)."""
             job = work / student
             if not job.exists():
                 skipped[student] = prepare_job(course, plan, work, template, student)[1]
             packed = _pack(job, ["source", "submitted", "gradebook.db"])
-            where = set(self.usable) & set(self._alive())
             future = self.client.submit(
                 grade_on_worker,
                 packed,
@@ -219,12 +231,12 @@ class DaskGrading:
                     if not future.done() and usable and not where & alive:  # its workers are all gone
                         future.cancel()
                         del pending[future]
-                        submit(student)
+                        submit(student, usable)
                 slots = sum(workers[address]["nthreads"] + 1 for address in usable)
                 while todo and len(pending) < slots:
                     student = todo.pop()
                     try:
-                        submit(student)
+                        submit(student, usable)
                     except Exception as error:  # noqa: BLE001 - reported, never silently skipped
                         yield _problem(student, work / student, f"{type(error).__name__}: {error}")
                 nobody_since = None if usable else (nobody_since or time.monotonic())
