@@ -143,13 +143,13 @@ class DaskGrading:
     def _alive(self) -> dict[str, dict]:
         return self.client.scheduler_info(n_workers=-1)["workers"]
 
-    def check_workers(self) -> None:
-        """Probe every worker not probed yet; report those that cannot grade (with their address and why)."""
+    def check_workers(self, alive: dict[str, dict]) -> None:
+        """Probe every worker of ``alive`` not probed yet; report those that cannot grade (address and why)."""
         import cloudpickle
 
         from . import cluster_probe
 
-        new = sorted(set(self._alive()) - set(self.usable) - set(self.unusable))
+        new = sorted(set(alive) - set(self.usable) - set(self.unusable))
         if not new:
             return
         cloudpickle.register_pickle_by_value(cluster_probe)  # answered by workers without convcourse too
@@ -177,7 +177,7 @@ class DaskGrading:
         deadline = time.monotonic() + CONNECT_SECONDS
         while not self._alive() and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
-        self.check_workers()
+        self.check_workers(self._alive())
         if not self.usable:
             found = f"{len(self.unusable)} worker(s), none usable (above)" if self.unusable else "no worker"
             raise CourseError(
@@ -223,8 +223,8 @@ class DaskGrading:
 
         try:
             while todo or pending:
-                self.check_workers()
                 workers = self._alive()
+                self.check_workers(workers)
                 alive = set(workers)
                 usable = set(self.usable) & alive
                 for future, (student, where) in list(pending.items()):
@@ -246,6 +246,7 @@ class DaskGrading:
                         yield _problem(student, work / student, reason)
                     for student in reversed(todo):
                         yield _problem(student, work / student, reason)
+                    self.client.cancel(list(pending))
                     pending.clear()
                     todo.clear()
                     break
@@ -264,12 +265,12 @@ class DaskGrading:
         """A finished task's answer, its results unpacked into ``job``; a failed task is a reported error."""
         try:
             answer = future.result()
+            files = answer.pop("files", None)
+            if files is not None:
+                (job / "gradebook.db").unlink()
+                _unpack(files, job)
         except Exception as error:  # noqa: BLE001 - e.g. KilledWorker: the workers grading it kept dying
             answer = {"status": Status.ERROR, "reason": f"the Dask task failed ({type(error).__name__}: {error})"}
-        files = answer.pop("files", None)
-        if files is not None:
-            (job / "gradebook.db").unlink()
-            _unpack(files, job)
         if skipped:
             answer["skipped"] = skipped
         return answer
