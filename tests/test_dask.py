@@ -139,7 +139,8 @@ def test_dask_grades_equal_local_grades_and_a_worker_without_the_course_is_named
 
 @pytest.mark.slow
 def test_killing_a_dask_worker_mid_run_loses_and_doubles_nobody(cluster, generated, tmp_path):
-    """Runs last: it kills worker "one" while it grades; Dask sends that learner to "two"."""
+    """Runs last among the cluster's users: it kills the worker with a learner in flight; Dask sends what
+    that worker had not finished to the other one."""
     from distributed import Client
 
     subs = {f"learner{i}": (KEY if i % 2 == 0 else RELEASED).read_bytes() for i in range(4)}
@@ -151,17 +152,24 @@ def test_killing_a_dask_worker_mid_run_loses_and_doubles_nobody(cluster, generat
         stderr=subprocess.STDOUT,
         text=True,
     )
-    victim, prefix = cluster.good["one"], f"convcourse-grade-{LESSON}-"
+    prefix = f"convcourse-grade-{LESSON}-"
     with Client(cluster.address, set_as_default=False) as client:
         deadline = time.monotonic() + 300
-        while True:  # once a first learner is recorded (workers warm), wait for one in flight on "one"
+        while True:  # once a first learner is recorded (workers warm), find a worker with learners in flight
             assert run.poll() is None and time.monotonic() < deadline, "the run ended before a worker was killed"
             recorded = json.loads(state.read_text()).get(LESSON, {}) if state.exists() else {}
-            in_flight = [key for key in client.processing([victim]).get(victim, ()) if key.startswith(prefix)]
-            if recorded and in_flight:
+            processing = client.processing(list(cluster.good.values()))
+            busy = {
+                name: [k for k in processing.get(address, ()) if k.startswith(prefix)]
+                for name, address in cluster.good.items()
+            }
+            victim = next((name for name, keys in busy.items() if keys), None)
+            if recorded and victim:
                 break
             time.sleep(0.1)
-    cluster.local.kill_worker("one")
+    cluster.local.kill_worker(victim)
+    in_flight = busy[victim]
+    survivor = cluster.good["two" if victim == "one" else "one"]
     lost = {key[len(prefix) :].rsplit("-", 1)[0] for key in in_flight}
     output, _ = run.communicate(timeout=600)
     assert run.returncode == 0, output
@@ -170,8 +178,8 @@ def test_killing_a_dask_worker_mid_run_loses_and_doubles_nobody(cluster, generat
     graded = [o["student"] for o in report["graded"]]
     assert sorted(graded) == sorted(subs), output  # each learner exactly once
     assert {o["status"] for o in report["graded"]} == {"ok"}
-    # what "one" had not finished went to "two" (a learner it finished just before it died may stay its own)
-    assert any(o["worker"] == cluster.good["two"] for o in report["graded"] if o["student"] in lost), (
+    # what the victim had not finished went to the survivor (one it finished just before it died stays its own)
+    assert any(o["worker"] == survivor for o in report["graded"] if o["student"] in lost), (
         lost,
         report["graded"],
     )
@@ -212,3 +220,15 @@ def test_local_grading_never_imports_dask_and_the_two_modes_exclude_each_other(t
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n", done.stdout + done.stderr
+
+
+def test_the_environment_probe_names_what_differs():
+    from convcourse.instructor.cluster_probe import differences, fingerprint
+
+    here = fingerprint()
+    assert here["python"] == "3.11" and len(here["convcourse code"]) == 16 and "convcourse" not in here
+    assert differences(dict(here, host="elsewhere", executable="/other/python", sandbox="UNSANDBOXED"), here) == []
+    assert differences(dict(here, torch="2.9.1"), here) == [f"torch 2.9.1 (here {here['torch']})"]
+    missing = {k: v for k, v in here.items() if k not in ("convcourse code", "course data")}
+    missing["convcourse"] = "cannot be imported (ModuleNotFoundError: No module named 'convcourse')"
+    assert differences(missing, here) == [f"convcourse {missing['convcourse']}"]
