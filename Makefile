@@ -112,7 +112,8 @@ clean:
 
 # ---- Instructor workflow (wraps the convcourse CLI; see README.md, "Instructor guide") ----------------
 # make roster CSV=students.csv | release LESSON=.. [EXCHANGE=1] | collect LESSON=.. ZIP=download.zip (or EXCHANGE=1)
-# make grade LESSON=.. [STUDENT=id] [WORKERS=n] [TIMEOUT=s] [FORCE=1] | feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
+# make grade LESSON=.. [STUDENT=id] [WORKERS=n | SCHEDULER=tcp://host:8786] [TIMEOUT=s] [FORCE=1]
+# make feedback LESSON=.. [STUDENT=id] [EXCHANGE=1]
 # make grades [OUT=file.csv] | summary LESSON=.. [OUT=plot.png] [BY_LEARNER=1]
 # make integrity LESSON=.. [THRESHOLD=0.6] [CSV=file]
 # (grades, summary and integrity write under <course>/reports/ unless OUT or CSV names another file)
@@ -136,6 +137,7 @@ collect: $(STAMP)
 grade: $(STAMP)
 	$(call need,LESSON,01_sliding_window)
 	$(CONVCOURSE) grade $(LESSON) $(if $(STUDENT),--student $(STUDENT)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
 	  $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(FORCE),--force)
 
 feedback: $(STAMP)

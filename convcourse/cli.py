@@ -3,7 +3,8 @@
     convcourse roster students.csv
     convcourse release 01_sliding_window [--exchange]
     convcourse collect 01_sliding_window --zip lms_download.zip   (or --exchange)
-    convcourse grade 01_sliding_window [--student ID] [--workers N] [--timeout S] [--force]
+    convcourse grade 01_sliding_window [--student ID] [--workers N | --scheduler tcp://HOST:8786]
+                                       [--timeout S] [--force]
     convcourse feedback 01_sliding_window [--student ID] [--exchange]
     convcourse grades [--out <course>/reports/grades.csv]
     convcourse summary 01_sliding_window [--by-learner] [--plot <course>/reports/summary_01_sliding_window.png]
@@ -115,6 +116,12 @@ def collect(ns: argparse.Namespace) -> int:
     arg("--student", action="append", help="grade only this learner (repeatable)"),
     arg("--workers", type=int, help="parallel grading processes (default: CPU cores)"),
     arg(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on the workers of this Dask scheduler, e.g. tcp://HOST:8786, instead of local processes "
+        "(README, 'Grading on a Dask cluster')",
+    ),
+    arg(
         "--timeout",
         type=float,
         default=None,
@@ -127,7 +134,10 @@ def collect(ns: argparse.Namespace) -> int:
 def grade(ns: argparse.Namespace) -> int:
     """Autograde a lesson in parallel (only new, changed or failed submissions unless --force)."""
     from .instructor.autograde import DEFAULT_TIMEOUT, autograde, format_report, report_json
+    from .instructor.course import CourseError
 
+    if ns.scheduler and ns.workers:
+        raise CourseError("give --workers (local processes) or --scheduler (a Dask cluster), not both")
     report = autograde(
         _course(ns),
         ns.lesson,
@@ -136,6 +146,7 @@ def grade(ns: argparse.Namespace) -> int:
         timeout=ns.timeout or DEFAULT_TIMEOUT,
         force=ns.force,
         progress=not ns.no_progress,
+        scheduler=ns.scheduler,
     )
     print(format_report(report))
     if ns.json:

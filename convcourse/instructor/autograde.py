@@ -7,7 +7,8 @@ Upstream ``nbgrader autograde`` grades one submission after another in one proce
    a private sqlite gradebook seeded with the assignment copied from the course gradebook);
 2. ``--workers`` long-lived worker processes (:mod:`.worker`) take submissions from a queue, so nbgrader
    and its imports load once per worker; each learner has a wall-clock ``--timeout`` after which the
-   worker and its kernel are killed and the learner is reported;
+   worker and its kernel are killed and the learner is reported (with ``--scheduler``, the same worker
+   processes run on the workers of a Dask cluster instead: :mod:`.cluster`);
 3. this process alone writes to the course gradebook (sqlite or PostgreSQL alike): it copies each
    learner's automatic scores and comments from the private gradebook exactly as nbgrader's
    ``SaveAutoGrades`` would have written them (manual scores are kept), then replaces
@@ -69,6 +70,8 @@ class Outcome:
     score: float | None = None
     max_score: float | None = None
     sandboxed: bool | None = None
+    #: The Dask worker that graded it (``--scheduler``), else "".
+    worker: str = ""
 
 
 @dataclass
@@ -79,6 +82,9 @@ class GradeReport:
     seconds: float = 0.0
     #: How the kernels ran: "sandboxed (...)" or "UNSANDBOXED: why" (:func:`sandbox.describe`).
     sandbox: str = ""
+    #: ``--scheduler``: the Dask scheduler, and the workers not used with why.
+    cluster: str = ""
+    unused_workers: dict[str, str] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[Outcome]:
@@ -412,13 +418,9 @@ def plan_grading(
     return plan
 
 
-def run_grading(
-    course: CourseRoot, plan: GradingPlan, workers: list[Worker], timeout: float, *, own_workers: bool
-) -> Iterator[tuple[str, Path, dict]]:
-    """Grade ``plan.todo`` with ``workers`` (one thread each feeding its worker process from a queue), each
-    learner in a private course copy; yields ``(student, private copy, worker's answer)`` as each finishes.
-    ``own_workers``: stop each worker when the queue is empty (else the caller keeps them running)."""
-    lesson = plan.lesson
+def start_work(course: CourseRoot, lesson: str) -> tuple[Path, Path]:
+    """A fresh ``.convcourse/work/<lesson>/`` (what a killed run left is removed, a half-done
+    :func:`install` undone) and the lesson's template gradebook in it. Returns (work folder, template)."""
     work = course.state_dir / "work" / lesson
     if work.exists():
         shutil.rmtree(work)  # what a killed run left behind
@@ -426,29 +428,46 @@ def run_grading(
     _recover(course.root / "autograded", lesson)
     template = work / "template.db"
     build_template(course, lesson, template)
+    return work, template
+
+
+def prepare_job(
+    course: CourseRoot, plan: GradingPlan, work: Path, template: Path, student: str
+) -> tuple[Path, list[str]]:
+    """One learner's private course copy ``work/<student>/``: the lesson's source, a safe copy of the
+    submission, the template gradebook (with the learner's extension). Returns (folder, files left out)."""
+    from nbgrader.api import Gradebook
+
+    from ..grading.sandbox import safe_copy
+
+    lesson = plan.lesson
+    job = work / student
+    shutil.copytree(
+        course.root / "source" / lesson,
+        job / "source" / lesson,
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
+    )
+    skipped = safe_copy(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson)
+    shutil.copy(template, job / "gradebook.db")
+    if plan.extensions[student] is not None:
+        with Gradebook(f"sqlite:///{job / 'gradebook.db'}", course.course_id) as private:
+            private.update_or_create_student(student)
+            private.add_submission(lesson, student, extension=plan.extensions[student])
+    return job, skipped
+
+
+def run_grading(
+    course: CourseRoot, plan: GradingPlan, workers: list[Worker], timeout: float, *, own_workers: bool
+) -> Iterator[tuple[str, Path, dict]]:
+    """Grade ``plan.todo`` with ``workers`` (one thread each feeding its worker process from a queue), each
+    learner in a private course copy; yields ``(student, private copy, worker's answer)`` as each finishes.
+    ``own_workers``: stop each worker when the queue is empty (else the caller keeps them running)."""
+    lesson = plan.lesson
+    work, template = start_work(course, lesson)
     jobs: queue.Queue = queue.Queue()
     for student in plan.todo:
         jobs.put(student)
     results: queue.Queue = queue.Queue()
-
-    def prepare(student: str) -> tuple[Path, list[str]]:
-        from nbgrader.api import Gradebook
-
-        from ..grading.sandbox import safe_copy
-
-        job = work / student
-        shutil.copytree(
-            course.root / "source" / lesson,
-            job / "source" / lesson,
-            ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
-        )
-        skipped = safe_copy(course.root / "submitted" / student / lesson, job / "submitted" / student / lesson)
-        shutil.copy(template, job / "gradebook.db")
-        if plan.extensions[student] is not None:
-            with Gradebook(f"sqlite:///{job / 'gradebook.db'}", course.course_id) as private:
-                private.update_or_create_student(student)
-                private.add_submission(lesson, student, extension=plan.extensions[student])
-        return job, skipped
 
     def serve(worker: Worker) -> None:
         try:
@@ -458,7 +477,7 @@ def run_grading(
                 except queue.Empty:
                     return
                 try:
-                    job, skipped = prepare(student)
+                    job, skipped = prepare_job(course, plan, work, template, student)
                     answer = worker.run(
                         {"course": str(course.root), "work": str(job), "lesson": lesson, "student": student}, timeout
                     )
@@ -494,6 +513,7 @@ def record_grading(gb, course: CourseRoot, plan: GradingPlan, student: str, job:
         answer.get("reason", ""),
         answer.get("seconds", 0.0),
         sandboxed=answer.get("sandboxed"),
+        worker=answer.get("worker", ""),
     )
     if answer.get("skipped"):
         outcome.reason = "; ".join(
@@ -534,6 +554,7 @@ def autograde(
     force: bool = False,
     progress: bool = True,
     pool: list[Worker] | None = None,
+    scheduler: str | None = None,
 ) -> GradeReport:
     """Autograde ``lesson`` for every learner with a submission (or only ``students``), in parallel:
     :func:`plan_grading`, then :func:`run_grading`, each result recorded by :func:`record_grading` as it comes.
@@ -541,6 +562,9 @@ def autograde(
     ``pool``: running :class:`Worker` objects to grade with instead of starting ``workers`` new ones; they
     are left running for the caller's next call (which saves each worker's start and fork server when
     one process grades many lessons, as the test suite does) and the caller stops them.
+
+    ``scheduler``: a Dask scheduler's address (``tcp://HOST:8786``); the learners are graded on its workers
+    (:mod:`.cluster`) instead of local worker processes, and recorded here as ever.
     """
     import warnings
 
@@ -557,22 +581,41 @@ def autograde(
     if not plan.todo:
         report.seconds = time.monotonic() - started
         return report
-    count = max(1, min(len(pool) if pool else workers or default_workers(), len(plan.todo)))
-    logs = course.state_dir / "logs"
-    logs.mkdir(exist_ok=True)
-    chosen = pool[:count] if pool else [Worker(logs / f"worker-{index}.log") for index in range(count)]
+    cluster = None
+    if scheduler:
+        from .cluster import DaskGrading
+
+        cluster = DaskGrading(scheduler, say=lambda line: tqdm.write(line, file=sys.stderr))
+        try:
+            report.sandbox = "; ".join(cluster.connect())
+        except BaseException:
+            cluster.close()
+            raise
+        report.cluster = f"Dask scheduler {scheduler}"
+        label = f"Dask, {len(cluster.usable)} workers"
+        results = cluster.run(course, plan, timeout)
+    else:
+        count = max(1, min(len(pool) if pool else workers or default_workers(), len(plan.todo)))
+        logs = course.state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        chosen = pool[:count] if pool else [Worker(logs / f"worker-{index}.log") for index in range(count)]
+        label = f"{count} workers"
+        results = run_grading(course, plan, chosen, timeout, own_workers=not pool)
     bar = tqdm(
         total=len(plan.todo),
-        desc=f"autograde {lesson} ({count} workers)",
+        desc=f"autograde {lesson} ({label})",
         unit="nb",
         disable=not progress,
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    results = run_grading(course, plan, chosen, timeout, own_workers=not pool)
+    recorded: set[str] = set()
     try:
         with course.gradebook() as gb:
             for student, job, answer in results:
+                if student in recorded:  # never twice, whatever a cluster sends back
+                    continue
+                recorded.add(student)
                 outcome = record_grading(gb, course, plan, student, job, answer)
                 report.graded.append(outcome)
                 if outcome.status != Status.OK:
@@ -581,6 +624,9 @@ def autograde(
     finally:
         results.close()  # an interrupted run stops feeding the workers and leaves their threads
         bar.close()
+        if cluster is not None:
+            report.unused_workers = dict(cluster.unusable)
+            cluster.close()
     unsandboxed = [o.student for o in report.graded if o.sandboxed is False]
     if unsandboxed and not report.sandbox.startswith("UNSANDBOXED"):
         report.sandbox = f"UNSANDBOXED for {len(unsandboxed)} learner(s) (see the worker logs); " + report.sandbox
@@ -602,6 +648,10 @@ def format_report(report: GradeReport) -> str:
         + (f" ({60 * graded / report.seconds:.1f} notebooks/minute)" if graded and report.seconds else "")
         + (f"; {len(report.up_to_date)} unchanged since the last run" if report.up_to_date else "")
     ]
+    if report.cluster:
+        lines.append(f"graded on the {report.cluster}")
+        for address, why in sorted(report.unused_workers.items()):
+            lines.append(f"  Dask worker {address} NOT used: its environment differs: {why}")
     if report.sandbox:
         lines.append(f"grading kernels: {report.sandbox}")
     if report.problems:
@@ -620,6 +670,8 @@ def report_json(report: GradeReport) -> str:
             "seconds": report.seconds,
             "up_to_date": report.up_to_date,
             "sandbox": report.sandbox,
+            "cluster": report.cluster,
+            "unused_workers": report.unused_workers,
             "graded": [asdict(o) for o in report.graded],
         },
         indent=1,
