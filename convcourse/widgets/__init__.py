@@ -132,14 +132,17 @@ def figure_output(figure: plt.Figure) -> dict:
 
 def _pin_titles(figure: plt.Figure) -> None:
     """Skip matplotlib's search for a title position above tick labels where there are none to avoid: on an
-    axes with its axis off, or without y ticks and with its x ticks below. The title stays where that search
-    would leave it (just above the axes), and each redraw saves a tight-bbox pass over the axes' ticks (the
-    largest cost of a redraw of many small panels)."""
+    axes with its axis off, or with its x ticks below and no y offset text (no y ticks, or a y formatter that
+    writes none, such as a log axis's or fixed labels). The title stays where that search would leave it
+    (just above the axes), and each redraw saves a tight-bbox pass over the axes' ticks (the largest cost of
+    a redraw of many small panels)."""
+    from matplotlib.ticker import ScalarFormatter
+
     for ax in figure.axes:
         no_ticks = not ax.axison or (
-            len(ax.get_yticks()) == 0
-            and ax.xaxis.get_ticks_position() == "bottom"
+            ax.xaxis.get_ticks_position() == "bottom"
             and ax.xaxis.get_label_position() == "bottom"
+            and (len(ax.get_yticks()) == 0 or not isinstance(ax.yaxis.get_major_formatter(), ScalarFormatter))
         )
         if no_ticks and getattr(ax, "_autotitlepos", False) and not ax.child_axes:
             ax._autotitlepos = False
@@ -163,6 +166,23 @@ def _sticks_out(figure: plt.Figure, slack: float = 1.0) -> bool:
         if box.x0 < -slack or box.y0 < -slack or box.x1 > width + slack or box.y1 > height + slack:
             return True
     return False
+
+
+def in_place(draw: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
+    """``draw(**values)`` called with ``figure=`` the figure it returned last time (None the first time).
+
+    For a :class:`FigureView` whose draw function can update a figure it built before (new data, titles and
+    colours on the same artists) instead of building a new one: a redraw then skips creating the axes,
+    images and texts, most of its cost after the PNG itself. The draw function decides whether the figure it
+    is given fits (its panels may depend on the values) and builds a new one when it does not."""
+    last: plt.Figure | None = None
+
+    def redraw(**values) -> plt.Figure:
+        nonlocal last
+        last = draw(figure=last, **values)
+        return last
+
+    return redraw
 
 
 def grader_agrees(exercise: str, fn: Callable, **inputs) -> bool:
