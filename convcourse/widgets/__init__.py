@@ -185,6 +185,26 @@ def in_place(draw: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
     return redraw
 
 
+def picture(ax: plt.Axes, values, *, cmap: str = "RdBu_r", vmin: float | None = None, vmax: float | None = None):
+    """``values`` (H, W) shown in ``ax`` as ``ax.imshow`` would, reusing the picture already there (new numbers,
+    extent and colour limits; the axes' limits follow the new shape): a redraw that updates its figure in
+    place (:func:`in_place`) makes no new image."""
+    import numpy as np
+
+    data = np.asarray(values)
+    rows, cols = data.shape[:2]
+    if not ax.images:
+        return ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
+    image = ax.images[0]
+    image.set_data(data)
+    image.set_cmap(cmap)
+    image.set_clim(vmin, vmax)
+    image.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    return image
+
+
 def grader_agrees(exercise: str, fn: Callable, **inputs) -> bool:
     """Whether the grader's own check passes for ``fn(**inputs)``: :func:`convcourse.checks.check`, so a
     widget's ✓/✗ uses the same comparison and tolerance as the tests (one tolerance, wherever it is set).

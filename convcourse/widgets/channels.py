@@ -7,12 +7,11 @@ from typing import Callable
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from . import FigureView, checked_call, in_place, learner_panel
+from . import FigureView, checked_call, in_place, learner_panel, picture
 
 CHANNEL_NAMES = ("red", "green", "blue")
 
@@ -161,21 +160,13 @@ def _layout(model: ChannelMixer, learner: Callable | None) -> Figure:
 
 
 def _show(ax: plt.Axes, values: torch.Tensor, limit: float) -> None:
-    """``values`` in ``ax``'s picture, blue (-limit) to red (+limit): the picture already there gets the new
-    numbers (a new one only for another shape), a message :func:`learner_panel` left is cleared."""
-    data = np.asarray(values)
-    if ax.texts:  # "not implemented yet" or an error, shown on an earlier redraw
+    """``values`` in ``ax``'s picture, blue (-limit) to red (+limit), clearing a message that
+    :func:`learner_panel` left there on an earlier redraw."""
+    if ax.texts:
         ax.cla()
         ax.set_xticks([])
         ax.set_yticks([])
-    if ax.images and ax.images[0].get_array().shape == data.shape:
-        image = ax.images[0]
-        image.set_data(data)
-    else:
-        for old in list(ax.images):
-            old.remove()
-        image = ax.imshow(data, cmap="RdBu_r")
-    image.set_clim(-limit, limit)
+    picture(ax, values, vmin=-limit, vmax=limit)
 
 
 class CallOnce:
