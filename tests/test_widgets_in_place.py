@@ -1,0 +1,53 @@
+"""Widgets that update their figure in place (convcourse.widgets.in_place) show, after any sequence of control
+moves, the same picture and alt text as a figure drawn from scratch for the same values."""
+
+import numpy as np
+import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from convcourse.plots import figure_alt_text
+from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
+from convcourse.widgets.channels import channels_widget
+from convcourse.widgets.conv2d_module import layer_widget
+
+
+def pixels(figure) -> np.ndarray:
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def broken_backward(*args, **kwargs):
+    raise IndexError("oops")
+
+
+WIDGETS = {
+    "channels": (
+        lambda: channels_widget(torch.rand(3, 12, 14, dtype=torch.float64), conv2d_channels=lambda x, weight: x),
+        [("o", 2), ("o", 3), ("o", 0)],
+    ),
+    "layer": (
+        lambda: layer_widget(image=torch.rand(3, 20, 24)),
+        [("out_channels", 2), ("kernel_size", 5), ("groups", 3), ("out_channels", 6), ("stride", 2), ("bias", False)],
+    ),
+    "backward": (
+        lambda: backward_widget(conv2d_backward=broken_backward),
+        [("mode", OUTPUT_TO_INPUTS), ("kernel_size", 2), ("padding", 0), ("dilation", 3), ("dilation", 1), ("row", 0)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", WIDGETS)
+def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name):
+    InteractiveShell.instance()  # the views render their PNG only inside IPython
+    make, moves = WIDGETS[name]
+    view = make()
+    for control, value in moves:
+        view.controls[control].value = value
+        assert view.last_error is None
+        fresh = view.draw.__wrapped__(figure=None, **view.values())
+        assert figure_alt_text(view.last_figure) == figure_alt_text(fresh), (control, value)
+        assert np.array_equal(pixels(view.last_figure), pixels(fresh)), (control, value)
+        assert view.output.outputs[0]["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)
