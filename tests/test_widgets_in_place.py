@@ -11,6 +11,7 @@ from convcourse.plots import figure_alt_text
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
+from convcourse.widgets.transposed import transposed_widget
 
 
 def pixels(figure) -> np.ndarray:
@@ -35,6 +36,10 @@ WIDGETS = {
     "backward": (
         lambda: backward_widget(conv2d_backward=broken_backward),
         [("mode", OUTPUT_TO_INPUTS), ("kernel_size", 2), ("padding", 0), ("dilation", 3), ("dilation", 1), ("row", 0)],
+    ),
+    "transposed": (
+        transposed_widget,
+        [("size", 4), ("stride", 2), ("output_padding", 2), ("output_padding", 1), ("kernel", 1), ("padding", 2)],
     ),
 }
 

@@ -18,10 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from ..geometry import transposed_output_size
 from ..plots import show_matrix
-from . import FigureView
+from . import FigureView, clear_drawing, in_place
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,17 +111,33 @@ def _image(ax: plt.Axes, values: torch.Tensor, title: str) -> None:
     ax.set_yticks([])
 
 
-def draw(call: TransposedCall, conv_transpose2d: Callable | None = None, verdict: str | None = None) -> plt.Figure:
-    """C (top), then y, torch's transposed convolution of y (compared with Cᵀy) and the learner's verdict."""
+def draw(
+    call: TransposedCall,
+    conv_transpose2d: Callable | None = None,
+    verdict: str | None = None,
+    figure: Figure | None = None,
+) -> Figure:
+    """C (top), then y, torch's transposed convolution of y (compared with Cᵀy) and the learner's verdict.
+    ``figure``: one this function drew before, redrawn on the same axes when torch's outcome is of the same
+    kind (an output, or an error: see :func:`convcourse.widgets.in_place`)."""
     result = call.torch_result()
-    fig = plt.figure(figsize=(10.0, 6.4))
-    grid = fig.add_gridspec(2, 3, height_ratios=[1.5, 1], width_ratios=[1, 1.3, 2.2])
-    ax_c = fig.add_subplot(grid[0, :])
-    ax_y, ax_out, ax_text = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 2])
-    ax_text.axis("off")
-    fig.subplots_adjust(left=0.05, right=0.98, top=0.93, bottom=0.03, wspace=0.3, hspace=0.3)
+    refused = isinstance(result, Exception)
+    if getattr(figure, "_convcourse_refused", None) is refused:
+        fig = figure
+        for ax in fig.axes:
+            clear_drawing(ax)
+        ax_c, ax_y, ax_out, ax_text = fig.axes
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(10.0, 6.4))
+        grid = fig.add_gridspec(2, 3, height_ratios=[1.5, 1], width_ratios=[1, 1.3, 2.2])
+        ax_c = fig.add_subplot(grid[0, :])
+        ax_y, ax_out, ax_text = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 2])
+        ax_text.axis("off")
+        fig.subplots_adjust(left=0.05, right=0.98, top=0.93, bottom=0.03, wspace=0.3, hspace=0.3)
+        fig._convcourse_refused = refused
     _image(ax_y, call.y(), f"y ({call.size}×{call.size})")
-    if isinstance(result, Exception):
+    if refused:
         for ax in (ax_c, ax_out):
             ax.axis("off")
         message = f"torch raises {type(result).__name__}: {str(result).splitlines()[0]}"
@@ -167,15 +184,15 @@ def transposed_widget(conv_transpose2d: Callable | None = None) -> FigureView:
     }
     cache: dict = {}
 
-    def render(**values: int) -> plt.Figure:
+    def render(figure: Figure | None, **values: int) -> Figure:
         call = TransposedCall(**values)
         if call not in cache:
             cache.clear()
             cache[call] = learner_verdict(call, conv_transpose2d)
-        return draw(call, conv_transpose2d, cache[call])
+        return draw(call, conv_transpose2d, cache[call], figure)
 
     return FigureView(
-        render,
+        in_place(render),
         controls,
         title="A transposed convolution is Cᵀ",
         description="C is the conv2d with the same stride, padding and dilation (kernel 1…k², row by row) "
