@@ -11,7 +11,10 @@ from convcourse.plots import figure_alt_text
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
+from convcourse.widgets.full_conv2d import conv2d_widget
+from convcourse.widgets.pooling import pooling_widget
 from convcourse.widgets.transposed import transposed_widget
+from convcourse.widgets.vectorized import im2col_widget
 
 
 def pixels(figure) -> np.ndarray:
@@ -40,6 +43,18 @@ WIDGETS = {
     "transposed": (
         transposed_widget,
         [("size", 4), ("stride", 2), ("output_padding", 2), ("output_padding", 1), ("kernel", 1), ("padding", 2)],
+    ),
+    "conv2d": (
+        conv2d_widget,
+        [("sh", 0), ("sh", 2), ("pixel", 3), ("kh", 5), ("h", 2), ("h", 7), ("groups", 2), ("bias", False)],
+    ),
+    "pooling": (
+        pooling_widget,
+        [("kind", "avg"), ("ph", 3), ("ph", 1), ("ceil_mode", True), ("pixel", 5), ("kind", "max")],
+    ),
+    "im2col": (
+        im2col_widget,
+        [("padding", 2), ("position", 7), ("kernel_size", 4), ("stride", 3), ("padding", 0)],
     ),
 }
 

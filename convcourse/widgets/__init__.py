@@ -222,6 +222,17 @@ def clear_drawing(ax: plt.Axes) -> None:
     ax.ignore_existing_data_limits = True
 
 
+def reused_axes(figure: plt.Figure | None, layout: object) -> list[plt.Axes] | None:
+    """The axes of ``figure``, each emptied with :func:`clear_drawing`, when ``figure`` was built for
+    ``layout`` (whatever a draw function's panels depend on, stored as ``figure._convcourse_layout``); None when
+    a new figure must be built (then give it that attribute)."""
+    if figure is None or getattr(figure, "_convcourse_layout", None) != layout:
+        return None
+    for ax in figure.axes:
+        clear_drawing(ax)
+    return list(figure.axes)
+
+
 def grader_agrees(exercise: str, fn: Callable, **inputs) -> bool:
     """Whether the grader's own check passes for ``fn(**inputs)``: :func:`convcourse.checks.check`, so a
     widget's ✓/✗ uses the same comparison and tolerance as the tests (one tolerance, wherever it is set).
