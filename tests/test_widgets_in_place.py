@@ -12,7 +12,9 @@ from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
 from convcourse.widgets.full_conv2d import conv2d_widget
+from convcourse.widgets.groups import groups_widget
 from convcourse.widgets.pooling import pooling_widget
+from convcourse.widgets.stride import stride_widget
 from convcourse.widgets.transposed import transposed_widget
 from convcourse.widgets.vectorized import im2col_widget
 
@@ -56,6 +58,8 @@ WIDGETS = {
         im2col_widget,
         [("padding", 2), ("position", 7), ("kernel_size", 4), ("stride", 3), ("padding", 0)],
     ),
+    "groups": (groups_widget, [("groups", 2), ("c_out", 6), ("groups", 2), ("c_in", 5), ("c_in", 4)]),
+    "stride": (stride_widget, [("sw", 3), ("step", 4), ("w", 12), ("kh", 6), ("h", 3), ("h", 8)]),
 }
 
 

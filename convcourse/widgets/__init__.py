@@ -211,6 +211,8 @@ def clear_drawing(ax: plt.Axes) -> None:
     axis labels) and forget its data limits, keeping the axes with their ticks and spines: ``ax.cla()`` for a
     redraw that draws everything again (:func:`in_place`), without rebuilding the axis (most of a small
     panel's cost). Settings the redraw changes (axis on or off, aspect, limits) stay as it left them."""
+    for container in list(ax.containers):  # bars, error bars: their artists and the container itself
+        container.remove()
     for artist in [*ax.images, *ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.artists, *ax.tables]:
         artist.remove()
     if ax.get_legend() is not None:
@@ -222,14 +224,21 @@ def clear_drawing(ax: plt.Axes) -> None:
     ax.ignore_existing_data_limits = True
 
 
-def reused_axes(figure: plt.Figure | None, layout: object) -> list[plt.Axes] | None:
+def reused_axes(
+    figure: plt.Figure | None, layout: object, width_ratios: list[float] | None = None
+) -> list[plt.Axes] | None:
     """The axes of ``figure``, each emptied with :func:`clear_drawing`, when ``figure`` was built for
     ``layout`` (whatever a draw function's panels depend on, stored as ``figure._convcourse_layout``); None when
-    a new figure must be built (then give it that attribute)."""
+    a new figure must be built (then give it that attribute). ``width_ratios``: new widths for the columns of
+    the axes' grid, applied to the axes kept."""
     if figure is None or getattr(figure, "_convcourse_layout", None) != layout:
         return None
     for ax in figure.axes:
         clear_drawing(ax)
+    if width_ratios is not None:
+        figure.axes[0].get_subplotspec().get_gridspec().set_width_ratios(width_ratios)
+        for ax in figure.axes:
+            ax.set_position(ax.get_subplotspec().get_position(figure))
     return list(figure.axes)
 
 
