@@ -13,7 +13,9 @@ from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
 from convcourse.widgets.full_conv2d import conv2d_widget
 from convcourse.widgets.groups import groups_widget
+from convcourse.widgets.kernel_size import kernel_size_widget
 from convcourse.widgets.pooling import pooling_widget
+from convcourse.widgets.sliding_window import sliding_window_widget
 from convcourse.widgets.stride import stride_widget
 from convcourse.widgets.transposed import transposed_widget
 from convcourse.widgets.vectorized import im2col_widget
@@ -60,6 +62,14 @@ WIDGETS = {
     ),
     "groups": (groups_widget, [("groups", 2), ("c_out", 6), ("groups", 2), ("c_in", 5), ("c_in", 4)]),
     "stride": (stride_widget, [("sw", 3), ("step", 4), ("w", 12), ("kh", 6), ("h", 3), ("h", 8)]),
+    "sliding window": (
+        lambda: sliding_window_widget(corr2d=lambda x, k: x[: len(x) - len(k) + 1, : x.shape[1] - k.shape[1] + 1]),
+        [("step", 3), ("step", 11)],
+    ),
+    "kernel size": (
+        lambda: kernel_size_widget(conv_output_size=lambda size, k: size - k + 1),
+        [("kw", 10), ("kw", 2), ("h", 9), ("kh", 12)],
+    ),
 }
 
 

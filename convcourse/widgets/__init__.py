@@ -235,6 +235,9 @@ def reused_axes(
         return None
     for ax in figure.axes:
         clear_drawing(ax)
+    for label in (figure._supxlabel, figure._supylabel):  # the figure's title (suptitle) is always set again
+        if label is not None:
+            label.set_text("")
     if width_ratios is not None:
         figure.axes[0].get_subplotspec().get_gridspec().set_width_ratios(width_ratios)
         for ax in figure.axes:
