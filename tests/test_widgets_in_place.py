@@ -11,6 +11,7 @@ from convcourse.plots import figure_alt_text
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
+from convcourse.widgets.dilation import dilation_widget
 from convcourse.widgets.full_conv2d import conv2d_widget
 from convcourse.widgets.groups import groups_widget
 from convcourse.widgets.kernel_size import kernel_size_widget
@@ -69,6 +70,10 @@ WIDGETS = {
     "kernel size": (
         lambda: kernel_size_widget(conv_output_size=lambda size, k: size - k + 1),
         [("kw", 10), ("kw", 2), ("h", 9), ("kh", 12)],
+    ),
+    "dilation": (
+        lambda: dilation_widget(receptive_field=lambda kernel_size, dilations: 1 + sum(dilations)),
+        [("layers", 4), ("kernel", 5), ("dilation", 4), ("layers", 1)],
     ),
 }
 
