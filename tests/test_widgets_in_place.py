@@ -15,6 +15,7 @@ from convcourse.widgets.dilation import dilation_widget
 from convcourse.widgets.full_conv2d import conv2d_widget
 from convcourse.widgets.groups import groups_widget
 from convcourse.widgets.kernel_size import kernel_size_widget
+from convcourse.widgets.padding import padding_widget
 from convcourse.widgets.pooling import pooling_widget
 from convcourse.widgets.sliding_window import sliding_window_widget
 from convcourse.widgets.stride import stride_widget
@@ -74,6 +75,10 @@ WIDGETS = {
     "dilation": (
         lambda: dilation_widget(receptive_field=lambda kernel_size, dilations: 1 + sum(dilations)),
         [("layers", 4), ("kernel", 5), ("dilation", 4), ("layers", 1)],
+    ),
+    "padding": (
+        lambda: padding_widget(pad2d=lambda x, pad, mode, value=0.0: x[..., :2, :2]),
+        [("left", 5), ("mode", "circular"), ("left", 0), ("source", "'same'"), ("kernel_w", 5), ("mode", "constant")],
     ),
 }
 
