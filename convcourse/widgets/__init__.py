@@ -157,7 +157,8 @@ def _sticks_out(figure: plt.Figure, slack: float = 1.0) -> bool:
     artists = list(figure.texts) + list(figure.legends)
     for ax in figure.axes:
         if ax.get_visible():
-            artists += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+            artists += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+            artists += [ax.xaxis.label, ax.yaxis.label] if ax.axison else []  # an axis turned off draws no label
             artists += [ax.get_legend()] if ax.get_legend() is not None else []
     for artist in artists:
         if not artist.get_visible() or (hasattr(artist, "get_text") and not artist.get_text()):
