@@ -9,6 +9,7 @@ draws C, the small input y, torch's ``F.conv_transpose2d(y)``, Cᵀy, and, when 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import textwrap
 import warnings
 from typing import Callable
@@ -71,11 +72,9 @@ class TransposedCall:
     def matrix(self) -> torch.Tensor:
         """C: the conv2d with the same stride, padding and dilation on an out_size² image, as a matrix with one
         column per input pixel (the convolution of that basis image) and one row per output pixel (size² of them,
-        more when output_padding ≥ stride)."""
-        n = self.out_size
-        basis = torch.eye(n * n, dtype=torch.float64).reshape(n * n, 1, n, n)
-        columns = F.conv2d(basis, self.weight(), stride=self.stride, padding=self.padding, dilation=self.dilation)
-        return columns.reshape(n * n, -1).T
+        more when output_padding ≥ stride). Computed once per call (a convolution of out_size² basis images:
+        a redraw needs C three times); each caller gets its own copy."""
+        return _matrix(self).clone()
 
     def via_matrix(self) -> torch.Tensor:
         """Cᵀ y, reshaped to the output image. (With output_padding ≥ stride, allowed when it is below the
@@ -83,6 +82,14 @@ class TransposedCall:
         rows = int(self.matrix().shape[0] ** 0.5)
         y = F.pad(self.y(), (0, rows - self.size, 0, rows - self.size))
         return (self.matrix().T @ y.flatten()).reshape(1, 1, self.out_size, self.out_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _matrix(call: TransposedCall) -> torch.Tensor:
+    n = call.out_size
+    basis = torch.eye(n * n, dtype=torch.float64).reshape(n * n, 1, n, n)
+    columns = F.conv2d(basis, call.weight(), stride=call.stride, padding=call.padding, dilation=call.dilation)
+    return columns.reshape(n * n, -1).T
 
 
 def learner_verdict(call: TransposedCall, conv_transpose2d: Callable | None) -> str:
