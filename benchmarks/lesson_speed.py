@@ -29,7 +29,11 @@ take turns, so the figure really changes). Per widget:
   leaves it to the frontend), the PNG is rendered after it as the inline backend would
   (``bbox_inches="tight"``) and counted in, so ``update`` is always draw + pixels;
 * ``bare``: an empty figure of the same size and dpi created and rendered to PNG (the whole canvas): the
-  floor set by this machine, measured in the same run, so ``update / bare`` can be compared across machines.
+  floor set by this machine, measured in the same run, so ``update / bare`` can be compared across machines;
+* ``new figs`` and ``pngs``: Figures made and PNGs rendered per update (0 new figures: the widget updates its
+  figure in place; 2 PNGs: the picture had to be cropped to its contents).
+
+The median and the 95th percentile (nearest rank) of ``update`` are the figures the targets are about.
 
 Figures are printed, never asserted: the exit status is 0 whatever the numbers (2 only for bad arguments).
 
@@ -81,6 +85,7 @@ def measure_widgets(repeats: int, out_path: str) -> None:
     import time
 
     import matplotlib.backend_bases
+    import matplotlib.figure
     import matplotlib.pyplot as plt
     from IPython.core.pylabtools import print_figure
 
@@ -89,10 +94,16 @@ def measure_widgets(repeats: int, out_path: str) -> None:
     canvas = matplotlib.backend_bases.FigureCanvasBase
     original_print = canvas.print_figure
     renders = []  # one entry per PNG (or other file) rendered while a redraw is timed
+    created = []  # one entry per Figure made while a redraw is timed (none: the widget updates its figure in place)
+    original_figure_init = matplotlib.figure.Figure.__init__
 
     def counting_print(self, *args, **kwargs):
         renders.append(kwargs.get("format"))
         return original_print(self, *args, **kwargs)
+
+    def counting_figure_init(self, *args, **kwargs):
+        created.append(1)
+        return original_figure_init(self, *args, **kwargs)
 
     def title_of(view) -> str:
         if getattr(view, "title", ""):
@@ -142,6 +153,8 @@ def measure_widgets(repeats: int, out_path: str) -> None:
         movable = [name for name, control in view.controls.items() if len(candidates(control)) > 1]
         turn = {name: 0 for name in movable}
         draw_s, update_s, bare_s, moved, cpu_s = [], [], [], [], []
+        renders.clear()
+        created.clear()
         explicit = 0
         original_draw = view.draw
 
@@ -170,6 +183,7 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                     moved.append(f"{name}={value!r}")
                 view.draw = timed_draw
                 canvas.print_figure = counting_print
+                matplotlib.figure.Figure.__init__ = counting_figure_init
                 try:
                     before = len(renders)
                     cpu_start = time.process_time()
@@ -183,6 +197,7 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                 finally:
                     view.draw = original_draw
                     canvas.print_figure = original_print
+                    matplotlib.figure.Figure.__init__ = original_figure_init
                 width, height = figure.get_size_inches()
                 start = time.perf_counter()
                 bare = plt.figure(figsize=(width, height), dpi=figure.dpi)
@@ -203,6 +218,9 @@ def measure_widgets(repeats: int, out_path: str) -> None:
             entry["bare_ms"], _ = median_max(bare_s)
             entry["redraws"] = len(update_s)
             entry["png_rendered_by_update"] = explicit == 0  # else added explicitly, inline-backend style
+            # Per update: PNGs rendered (2 when the picture had to be cropped) and Figures made (0: updated in place)
+            entry["pngs_per_update"] = round(len(renders) / len(update_s), 2)
+            entry["figures_per_update"] = round(len(created) / len(update_s), 2)
             entry["figure_inches"] = [round(float(width), 2), round(float(height), 2)]  # of the last redraw
             entry["figure_dpi"] = float(figure.dpi)
             entry["controls_moved"] = sorted(set(moved))
@@ -402,13 +420,14 @@ def print_report(report: dict) -> None:
     print(
         f"\nWidgets ({report['repeats']} redraws each; limits: update median <= {WIDGET_MEDIAN_LIMIT_MS:.0f} ms "
         f"and p95 <= {WIDGET_P95_LIMIT_MS:.0f} ms, update = draw + PNG; bare = an empty figure of the same size "
-        "rendered; cpu = the kernel's CPU time for the update; figure = the last redraw's; load = 1-minute load "
-        "average after the widget)"
+        "rendered; cpu = the kernel's CPU time for the update; figure = the last redraw's size; new figs = Figures "
+        "made per update (0: updated in place); pngs = PNGs rendered per update; load = 1-minute load average after "
+        "the widget)"
     )
     header = (
         f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
         f"{'p95 ms':>6} {'max ms':>6} {'cpu ms':>6} {'cpu p95':>7} {'bare ms':>7} {'x bare':>6} {'figure':>15} "
-        f"{'load':>5}  verdict"
+        f"{'new figs':>8} {'pngs':>4} {'load':>5}  verdict"
     )
     print(header + "\n" + "-" * len(header))
     for run in report["lessons"]:
@@ -425,6 +444,7 @@ def print_report(report: dict) -> None:
                 f"{fmt(widget.get('update_ms_max'), 0):>6} {fmt(widget.get('update_cpu_ms')):>6} "
                 f"{fmt(widget.get('update_cpu_ms_p95')):>7} {fmt(bare):>7} "
                 f"{fmt(update / bare if update and bare else None):>6} {figure:>15} "
+                f"{fmt(widget.get('figures_per_update'), 2):>8} {fmt(widget.get('pngs_per_update'), 1):>4} "
                 f"{fmt(widget.get('load_average'), 2):>5}  {verdicts}"
             )
             if widget.get("error"):

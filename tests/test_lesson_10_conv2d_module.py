@@ -323,10 +323,12 @@ def test_draw_and_widget_headless():
     assert "Invalid arguments" in _summary(fig).texts[0].get_text()
     plt.close(fig)
     view = layer_widget(Reference, image=image)
-    first = view.last_figure
+    assert "circular" not in _summary(view.last_figure).texts[0].get_text()
     view.controls["padding_mode"].value = "circular"
-    assert view.last_figure is not first
+    assert "padding_mode=circular" in _summary(view.last_figure).texts[0].get_text()  # redrawn (in place)
     assert "your Conv2d" in _summary(view.last_figure).texts[0].get_text()
+    view.controls["out_channels"].value = 2
+    assert [ax.get_title() for ax in view.last_figure.axes[2:]] == ["out channel 0", "out channel 1"]
     view.controls["groups"].value = 3  # 4 output channels: invalid
     assert "Invalid arguments" in _summary(view.last_figure).texts[0].get_text()
     plt.close("all")

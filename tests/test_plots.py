@@ -74,6 +74,11 @@ def test_widget_figures_become_png_outputs_with_alt_text_cropped_only_when_somet
     assert "inside" in output["metadata"]["image/png"]["alt"]
     fig.text(1.1, 0.5, "past the right edge")
     assert png_size(figure_output(fig))[0] > 200  # cropped to the content instead, which shows all of it
+    fig.texts[-1].remove()
+    ax.set_xlabel("\n".join(["a label far below the canvas"] * 8))
+    assert png_size(figure_output(fig))[1] > 150  # cropped to the content: the label below the axes shows
+    ax.set_axis_off()  # an axis turned off draws no label: nothing sticks out, one PNG of the canvas
+    assert png_size(figure_output(fig)) == (200, 150)
     plt.close(fig)
 
 

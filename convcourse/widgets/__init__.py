@@ -132,14 +132,17 @@ def figure_output(figure: plt.Figure) -> dict:
 
 def _pin_titles(figure: plt.Figure) -> None:
     """Skip matplotlib's search for a title position above tick labels where there are none to avoid: on an
-    axes with its axis off, or without y ticks and with its x ticks below. The title stays where that search
-    would leave it (just above the axes), and each redraw saves a tight-bbox pass over the axes' ticks (the
-    largest cost of a redraw of many small panels)."""
+    axes with its axis off, or with its x ticks below and no y offset text (no y ticks, or a y formatter that
+    writes none, such as a log axis's or fixed labels). The title stays where that search would leave it
+    (just above the axes), and each redraw saves a tight-bbox pass over the axes' ticks (the largest cost of
+    a redraw of many small panels)."""
+    from matplotlib.ticker import ScalarFormatter
+
     for ax in figure.axes:
         no_ticks = not ax.axison or (
-            len(ax.get_yticks()) == 0
-            and ax.xaxis.get_ticks_position() == "bottom"
+            ax.xaxis.get_ticks_position() == "bottom"
             and ax.xaxis.get_label_position() == "bottom"
+            and (len(ax.get_yticks()) == 0 or not isinstance(ax.yaxis.get_major_formatter(), ScalarFormatter))
         )
         if no_ticks and getattr(ax, "_autotitlepos", False) and not ax.child_axes:
             ax._autotitlepos = False
@@ -154,7 +157,8 @@ def _sticks_out(figure: plt.Figure, slack: float = 1.0) -> bool:
     artists = list(figure.texts) + list(figure.legends)
     for ax in figure.axes:
         if ax.get_visible():
-            artists += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+            artists += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+            artists += [ax.xaxis.label, ax.yaxis.label] if ax.axison else []  # an axis turned off draws no label
             artists += [ax.get_legend()] if ax.get_legend() is not None else []
     for artist in artists:
         if not artist.get_visible() or (hasattr(artist, "get_text") and not artist.get_text()):
@@ -163,6 +167,83 @@ def _sticks_out(figure: plt.Figure, slack: float = 1.0) -> bool:
         if box.x0 < -slack or box.y0 < -slack or box.x1 > width + slack or box.y1 > height + slack:
             return True
     return False
+
+
+def in_place(draw: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
+    """``draw(**values)`` called with ``figure=`` the figure it returned last time (None the first time).
+
+    For a :class:`FigureView` whose draw function can update a figure it built before (new data, titles and
+    colours on the same artists) instead of building a new one: a redraw then skips creating the axes,
+    images and texts, most of its cost after the PNG itself. The draw function decides whether the figure it
+    is given fits (its panels may depend on the values) and builds a new one when it does not."""
+    last: plt.Figure | None = None
+
+    def redraw(**values) -> plt.Figure:
+        nonlocal last
+        last = draw(figure=last, **values)
+        return last
+
+    redraw.__wrapped__ = draw  # type: ignore[attr-defined]  # the draw function itself (a figure from scratch)
+    return redraw
+
+
+def picture(ax: plt.Axes, values, *, cmap: str = "RdBu_r", vmin: float | None = None, vmax: float | None = None):
+    """``values`` (H, W) shown in ``ax`` as ``ax.imshow`` would, reusing the picture already there (new numbers,
+    extent and colour limits; the axes' limits follow the new shape): a redraw that updates its figure in
+    place (:func:`in_place`) makes no new image."""
+    import numpy as np
+
+    data = np.asarray(values)
+    rows, cols = data.shape[:2]
+    if not ax.images:
+        return ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
+    image = ax.images[0]
+    image.set_data(data)
+    image.set_cmap(cmap)
+    image.set_clim(vmin, vmax)
+    image.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    return image
+
+
+def clear_drawing(ax: plt.Axes) -> None:
+    """Take out what a redraw draws into ``ax`` (images, lines, collections, patches, texts, legend, title and
+    axis labels) and forget its data limits, keeping the axes with their ticks and spines: ``ax.cla()`` for a
+    redraw that draws everything again (:func:`in_place`), without rebuilding the axis (most of a small
+    panel's cost). Settings the redraw changes (axis on or off, aspect, limits) stay as it left them."""
+    for container in list(ax.containers):  # bars, error bars: their artists and the container itself
+        container.remove()
+    for artist in [*ax.images, *ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.artists, *ax.tables]:
+        artist.remove()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    for title in (ax.title, ax._left_title, ax._right_title):
+        title.set_text("")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.ignore_existing_data_limits = True
+
+
+def reused_axes(
+    figure: plt.Figure | None, layout: object, width_ratios: list[float] | None = None
+) -> list[plt.Axes] | None:
+    """The axes of ``figure``, each emptied with :func:`clear_drawing`, when ``figure`` was built for
+    ``layout`` (whatever a draw function's panels depend on, stored as ``figure._convcourse_layout``); None when
+    a new figure must be built (then give it that attribute). ``width_ratios``: new widths for the columns of
+    the axes' grid, applied to the axes kept."""
+    if figure is None or getattr(figure, "_convcourse_layout", None) != layout:
+        return None
+    for ax in figure.axes:
+        clear_drawing(ax)
+    for label in (figure._supxlabel, figure._supylabel):  # the figure's title (suptitle) is always set again
+        if label is not None:
+            label.set_text("")
+    if width_ratios is not None:
+        figure.axes[0].get_subplotspec().get_gridspec().set_width_ratios(width_ratios)
+        for ax in figure.axes:
+            ax.set_position(ax.get_subplotspec().get_position(figure))
+    return list(figure.axes)
 
 
 def grader_agrees(exercise: str, fn: Callable, **inputs) -> bool:

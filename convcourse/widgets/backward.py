@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..geometry import Pair, output_size, pair
 from ..plots import COLORS, cell_labels
-from . import FigureView, grader_agrees, learner_panel
+from . import FigureView, clear_drawing, grader_agrees, in_place, learner_panel
 
 Link = tuple[Pair, Pair]  # ((row, col) of the other pixel, (a, b) kernel tap)
 
@@ -202,26 +202,37 @@ def matplotlib_color(name: str) -> tuple[float, float, float]:
     return to_rgb(name)
 
 
-def draw(geometry: ConvGeometry, mode: str, row: int, col: int, conv2d_backward: Callable | None = None) -> plt.Figure:
-    """Input, kernel and output grids with the links of the chosen pixel (and the learner's grad_input)."""
+def draw(
+    geometry: ConvGeometry,
+    mode: str,
+    row: int,
+    col: int,
+    conv2d_backward: Callable | None = None,
+    figure: Figure | None = None,
+) -> Figure:
+    """Input, kernel and output grids with the links of the chosen pixel (and the learner's grad_input).
+    ``figure``: one this function drew before, redrawn on the same axes when it has as many panels (see
+    :func:`convcourse.widgets.in_place`)."""
     row, col = geometry.clamp(mode, row, col)
     kh, kw = geometry.kernel_size
     panels = 4 if conv2d_backward is not None else 3
     oh, ow = geometry.out_shape
     ph, pw = geometry.padding
-    # A Figure outside pyplot: the widget's redraws never pile up in pyplot's list of open figures. Fixed
-    # margins (no constrained layout: a layout pass per redraw) and 80 dpi: ~1000 px wide with four panels,
-    # the width of a notebook's output area (more pixels would only be scaled down by the browser).
-    fig = Figure(figsize=(3.2 * panels, 3.6), dpi=80)
-    axes = fig.subplots(
-        1,
-        panels,
-        gridspec_kw={
-            "width_ratios": [geometry.width + 2 * pw, max(kw, 2), max(ow, 2)]
-            + ([geometry.width] if panels == 4 else [])
-        },
-    )
-    fig.subplots_adjust(left=0.025, right=0.99, bottom=0.1, top=0.8, wspace=0.18)
+    ratios = [geometry.width + 2 * pw, max(kw, 2), max(ow, 2)] + ([geometry.width] if panels == 4 else [])
+    if getattr(figure, "_convcourse_panels", None) == panels:
+        fig, axes = figure, figure.axes
+        axes[0].get_subplotspec().get_gridspec().set_width_ratios(ratios)
+        for ax in axes:
+            clear_drawing(ax)
+            ax.set_position(ax.get_subplotspec().get_position(fig))
+    else:
+        # A Figure outside pyplot: the widget's redraws never pile up in pyplot's list of open figures. Fixed
+        # margins (no constrained layout: a layout pass per redraw) and 80 dpi: ~1000 px wide with four panels,
+        # the width of a notebook's output area (more pixels would only be scaled down by the browser).
+        fig = Figure(figsize=(3.2 * panels, 3.6), dpi=80)
+        axes = list(fig.subplots(1, panels, gridspec_kw={"width_ratios": ratios}))
+        fig.subplots_adjust(left=0.025, right=0.99, bottom=0.1, top=0.8, wspace=0.18)
+        fig._convcourse_panels = panels
     tap = lambda ab: f"w{ab[0]}{ab[1]}"  # noqa: E731
     if mode == INPUT_TO_OUTPUTS:
         links = geometry.outputs_of(row, col)
@@ -334,7 +345,7 @@ def backward_widget(height: int = 7, width: int = 7, conv2d_backward: Callable |
         "dilation": w.IntSlider(value=1, min=1, max=3, description="dilation"),
     }
 
-    def redraw(mode, row, col, kernel_size, stride, padding, dilation):
+    def redraw(mode, row, col, kernel_size, stride, padding, dilation, figure):
         try:
             geometry = ConvGeometry(height, width, kernel_size, stride, padding, dilation)
         except ValueError as error:
@@ -343,10 +354,10 @@ def backward_widget(height: int = 7, width: int = 7, conv2d_backward: Callable |
             ax.set_axis_off()
             ax.text(0.5, 0.5, str(error), ha="center", va="center", color=COLORS["highlight"])
             return fig
-        return draw(geometry, mode, row, col, conv2d_backward)
+        return draw(geometry, mode, row, col, conv2d_backward, figure)
 
     return FigureView(
-        redraw,
+        in_place(redraw),
         controls,
         title="Who touches whom",
         description="Row/col pick a pixel of the input or of the output (clipped to its grid). "

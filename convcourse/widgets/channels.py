@@ -9,8 +9,9 @@ import ipywidgets as w
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-from . import FigureView, checked_call, learner_panel
+from . import FigureView, checked_call, in_place, learner_panel, picture
 
 CHANNEL_NAMES = ("red", "green", "blue")
 
@@ -97,39 +98,52 @@ class ChannelMixer:
         return self.contributions(o).sum(0)
 
 
-def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Figure:
+def draw(model: ChannelMixer, o: int, learner: Callable | None = None, figure: Figure | None = None) -> Figure:
+    """Every input channel, its contribution to output channel ``o`` and their sum (and the learner's
+    result). ``figure``: one drawn before for the same model and learner, updated in place (the input
+    photos are drawn once; see :func:`convcourse.widgets.in_place`)."""
     parts = model.contributions(o)
     c = parts.shape[0]
     extra = 1 if learner is not None else 0
-    # dpi 90: eight to ten photo panels; the PNG's pixel count is most of a redraw's cost (≤ 100 ms target).
-    fig, axes = plt.subplots(2, c + 1 + extra, figsize=(2.4 * (c + 1 + extra), 5.0), squeeze=False, dpi=90)
+    drawn_for = getattr(figure, "_convcourse_channels", (None, None))
+    if drawn_for[0] is not model or drawn_for[1] is not learner:
+        figure = _layout(model, learner)
+    axes = figure._convcourse_axes
     limit = float(parts.abs().max()) or 1.0
+    for i in range(c):
+        _show(axes[1, i], parts[i], limit)
+        axes[1, i].set_title(f"⋆ weight[{o}, {i}]")
+    total = parts.sum(0)
+    tl = float(total.abs().max()) or 1.0
+    _show(axes[1, c], total, tl)
+    axes[1, c].set_title(f"= output channel {o}")
+    kernels = model.weight[o]
+    kl = float(kernels.abs().max()) or 1.0
+    _show(axes[0, c], torch.cat([torch.cat([k, torch.full((k.shape[0], 1), float("nan"))], 1) for k in kernels], 1), kl)
+    axes[0, c].set_title(f"weight[{o}]: one slice per input", fontsize=9)
+    if extra:
+        ax = axes[1, c + 1]
+        with learner_panel(ax, "conv2d_channels"):
+            ok, mine = checked_call("conv2d_channels", learner, x=model.image[None], weight=model.weight)
+            _show(ax, torch.as_tensor(mine)[0, o].to(total.dtype), tl)
+            ax.set_title("your conv2d_channels " + ("✓" if ok else "✗ differs"))
+    return figure
+
+
+def _layout(model: ChannelMixer, learner: Callable | None) -> Figure:
+    """The widget's figure without the pictures that depend on the output channel: the input photos, the
+    titles that stay, empty panels for the rest."""
+    c = model.image.shape[0]
+    extra = 1 if learner is not None else 0
+    # dpi 90: eight to ten photo panels; the PNG's pixel count is most of a redraw's cost (≤ 100 ms target).
+    # A Figure outside pyplot: the widget keeps it and updates it in place.
+    fig = Figure(figsize=(2.4 * (c + 1 + extra), 5.0), dpi=90)
+    axes = fig.subplots(2, c + 1 + extra, squeeze=False)
     for i in range(c):
         name = model.names[i] if i < len(model.names) else f"channel {i}"
         axes[0, i].imshow(model.image[i], cmap="gray", vmin=0, vmax=1)
         axes[0, i].set_title(f"input: {name}")
-        axes[1, i].imshow(parts[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[1, i].set_title(f"⋆ weight[{o}, {i}]")
-    total = parts.sum(0)
-    tl = float(total.abs().max()) or 1.0
-    axes[1, c].imshow(total, cmap="RdBu_r", vmin=-tl, vmax=tl)
-    axes[1, c].set_title(f"= output channel {o}")
-    kernels = model.weight[o]
-    kl = float(kernels.abs().max()) or 1.0
-    axes[0, c].imshow(
-        torch.cat([torch.cat([k, torch.full((k.shape[0], 1), float("nan"))], 1) for k in kernels], 1),
-        cmap="RdBu_r",
-        vmin=-kl,
-        vmax=kl,
-    )
-    axes[0, c].set_title(f"weight[{o}]: one slice per input", fontsize=9)
-    if learner is not None:
-        ax = axes[1, c + 1]
-        with learner_panel(ax, "conv2d_channels"):
-            ok, mine = checked_call("conv2d_channels", learner, x=model.image[None], weight=model.weight)
-            mine = torch.as_tensor(mine)[0, o].to(total.dtype)
-            ax.imshow(mine, cmap="RdBu_r", vmin=-tl, vmax=tl)
-            ax.set_title("your conv2d_channels " + ("✓" if ok else "✗ differs"))
+    if extra:
         axes[0, c + 1].set_axis_off()
     for ax in axes.flat:
         ax.set_xticks([])
@@ -140,7 +154,19 @@ def draw(model: ChannelMixer, o: int, learner: Callable | None = None) -> plt.Fi
     fig.subplots_adjust(
         left=0.01, right=0.99, top=0.85, bottom=0.02, hspace=0.25, wspace=0.08
     )  # fixed: faster than tight_layout
+    fig._convcourse_channels = (model, learner)
+    fig._convcourse_axes = axes
     return fig
+
+
+def _show(ax: plt.Axes, values: torch.Tensor, limit: float) -> None:
+    """``values`` in ``ax``'s picture, blue (-limit) to red (+limit), clearing a message that
+    :func:`learner_panel` left there on an earlier redraw."""
+    if ax.texts:
+        ax.cla()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    picture(ax, values, vmin=-limit, vmax=limit)
 
 
 class CallOnce:
@@ -189,7 +215,7 @@ def channels_widget(
     choice = w.Dropdown(options=labels, value=0, description="output")
     learner = CallOnce(conv2d_channels) if conv2d_channels is not None else None
     return FigureView(
-        lambda o: draw(model, o, learner),
+        in_place(lambda o, figure: draw(model, o, learner, figure)),
         {"o": choice},
         title="Channels add up",
         description="weight[o, c] is the kernel that output channel o applies to input channel c.",

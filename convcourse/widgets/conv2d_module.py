@@ -11,11 +11,12 @@ from typing import Any, Callable
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from ..data import load_image
 from ..plots import to_numpy
-from . import FigureView
+from . import FigureView, in_place, picture
 
 PADDINGS = {"0": 0, "1": 1, "2": 2, "(1, 2)": (1, 2), "same": "same", "valid": "valid"}
 
@@ -80,9 +81,44 @@ def layer_summary(
     return summary
 
 
-def draw(summary: dict[str, Any], image: torch.Tensor, channels_shown: int = 4) -> plt.Figure:
-    """The photo, up to ``channels_shown`` output channels, and a text panel with repr and shapes."""
-    fig = plt.figure(figsize=(12, 3.6))
+def draw(summary: dict[str, Any], image: torch.Tensor, channels_shown: int = 4, figure: Figure | None = None) -> Figure:
+    """The photo, up to ``channels_shown`` output channels, and a text panel with repr and shapes.
+    ``figure``: one drawn before for the same photo, updated in place when it has as many channel panels as
+    this layer needs (see :func:`convcourse.widgets.in_place`)."""
+    out, message = None, None
+    if summary["error"] is not None and "layer" not in summary:
+        message = "Invalid arguments:\n" + _wrap(summary["error"])
+    else:
+        layer = summary["layer"]
+        lines = [f"built by: {summary['built_by']}", "", _wrap(summary["repr"]), ""]
+        lines += [f"{name}: {shape}" for name, shape in summary["parameters"].items()]
+        lines += [f"parameters: {summary['count']:,}"]
+        try:
+            with torch.no_grad():
+                out = layer(image[None].to(layer.weight.dtype))[0]
+            lines += [f"output: {tuple(out.shape)}"]
+        except Exception as error:  # noqa: BLE001
+            lines += ["", "forward raised:", _wrap(f"{type(error).__name__}: {error}")]
+    panels = 0 if out is None else min(channels_shown, out.shape[0])
+    drawn_for = getattr(figure, "_convcourse_layer", (None,))
+    if drawn_for[0] is not image or drawn_for[1:] != (channels_shown, panels):
+        figure = _layout(image, channels_shown, panels)
+    text = figure._convcourse_text
+    if message is not None:
+        text.set(text=message, fontsize=9, color="#C44E52", family=plt.rcParams["font.family"])
+    else:
+        text.set(text="\n".join(lines), fontsize=8.5, color="black", family="monospace")
+    for k, ax in enumerate(figure.axes[2:]):
+        channel = out[k].numpy()
+        limit = float(abs(channel).max()) or 1.0
+        picture(ax, channel, vmin=-limit, vmax=limit)
+    return figure
+
+
+def _layout(image: torch.Tensor, channels_shown: int, panels: int) -> Figure:
+    """The photo, an empty text panel (label "summary") and ``panels`` empty output-channel panels."""
+    # A Figure outside pyplot: the widget keeps it and updates it in place.
+    fig = Figure(figsize=(12, 3.6))
     grid = fig.add_gridspec(1, channels_shown + 2, width_ratios=[1] * (channels_shown + 1) + [1.8])
     ax = fig.add_subplot(grid[0, 0])
     ax.imshow(to_numpy(image).clip(0, 1))
@@ -90,29 +126,14 @@ def draw(summary: dict[str, Any], image: torch.Tensor, channels_shown: int = 4) 
     ax.set_axis_off()
     text = fig.add_subplot(grid[0, -1], label="summary")
     text.set_axis_off()
-    if summary["error"] is not None and "layer" not in summary:
-        text.text(0, 0.5, "Invalid arguments:\n" + _wrap(summary["error"]), va="center", fontsize=9, color="#C44E52")
-        return fig
-    layer = summary["layer"]
-    lines = [f"built by: {summary['built_by']}", "", _wrap(summary["repr"]), ""]
-    lines += [f"{name}: {shape}" for name, shape in summary["parameters"].items()]
-    lines += [f"parameters: {summary['count']:,}"]
-    try:
-        with torch.no_grad():
-            out = layer(image[None].to(layer.weight.dtype))[0]
-        lines += [f"output: {tuple(out.shape)}"]
-        for k in range(min(channels_shown, out.shape[0])):
-            ax = fig.add_subplot(grid[0, k + 1])
-            channel = out[k].numpy()
-            limit = float(abs(channel).max()) or 1.0
-            ax.imshow(channel, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            ax.set_title(f"out channel {k}")
-            ax.set_axis_off()
-    except Exception as error:  # noqa: BLE001
-        lines += ["", "forward raised:", _wrap(f"{type(error).__name__}: {error}")]
-    text.text(0, 0.5, "\n".join(lines), va="center", fontsize=8.5, family="monospace")
+    fig._convcourse_text = text.text(0, 0.5, "", va="center")
+    for k in range(panels):
+        ax = fig.add_subplot(grid[0, k + 1])
+        ax.set_title(f"out channel {k}")
+        ax.set_axis_off()
     # Fixed margins, not a layout pass per redraw (the panels are pictures without axes).
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.9, wspace=0.08)
+    fig._convcourse_layer = (image, channels_shown, panels)
     return fig
 
 
@@ -140,7 +161,7 @@ def layer_widget(layer_class: Callable[..., nn.Module] | None = None, image: tor
         "bias": w.Checkbox(value=True, description="bias"),
     }
 
-    def view(out_channels, kernel_size, stride, padding, dilation, groups, padding_mode, bias):
+    def view(out_channels, kernel_size, stride, padding, dilation, groups, padding_mode, bias, figure):
         summary = layer_summary(
             in_channels,
             out_channels,
@@ -154,10 +175,10 @@ def layer_widget(layer_class: Callable[..., nn.Module] | None = None, image: tor
             tuple(image.shape[-2:]),
             layer_class,
         )
-        return draw(summary, image)
+        return draw(summary, image, figure=figure)
 
     return FigureView(
-        view,
+        in_place(view),
         controls,
         title="Build a Conv2d layer",
         description="Random (freshly initialised) weights, fixed seed. Invalid combinations show "

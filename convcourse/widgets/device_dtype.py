@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from typing import Callable, Iterator, Mapping, Sequence
@@ -72,12 +73,20 @@ class LayerCost:
         return self.batch * self.in_channels * size * size * torch.empty((), dtype=self.dtype).element_size()
 
     def measured(self, sizes: Sequence[int]) -> dict[str, list[int]]:
-        """torch's FLOP count and F.unfold's bytes for each image size."""
+        """torch's FLOP count and F.unfold's bytes for each image size (each measurement made once per
+        process: a redraw of the widget re-measures only what its arguments change)."""
         return {
-            "flops": [measured_flops(**self.flops_args(s)) for s in sizes],
-            "bytes": [measured_im2col_bytes(**self.bytes_args(s)) for s in sizes],
+            "flops": [_measured(measured_flops, **self.flops_args(s)) for s in sizes],
+            "bytes": [_measured(measured_im2col_bytes, **self.bytes_args(s)) for s in sizes],
             "input": [self.input_bytes(s) for s in sizes],
         }
+
+
+@functools.lru_cache(maxsize=4096)
+def _measured(measure: Callable[..., int], **arguments) -> int:
+    """``measure(**arguments)`` (shapes, ints and a dtype: hashable), remembered: the same call always
+    measures the same count, and a measurement costs 10-80 ms (a probe convolution and a meta-tensor run)."""
+    return measure(**arguments)
 
 
 def learner_values(
@@ -132,8 +141,10 @@ def draw_cost(
     right.set(xscale="log", yscale="log", xlabel="image size H = W", ylabel="bytes", title="im2col memory")
     for ax in (left, right):
         ax.set_xticks(list(sizes), [str(s) for s in sizes])
+        # Decades only: a log axis's minor ticks (eight per decade, each a Tick of its own) were most of a redraw.
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.grid(True, which="both", alpha=0.3)
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(
         f"Conv2d({cost.in_channels}, {cost.out_channels}, {cost.kernel_size}, stride={cost.stride}, "

@@ -7,11 +7,11 @@ import dataclasses
 from typing import Callable
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..plots import COLORS, cell_labels, index_labels
-from . import FigureView, grader_agrees
+from . import FigureView, grader_agrees, in_place, reused_axes
 
 SCHEDULES = {
     "1, 1, 1, 1 (no dilation)": (1, 1, 1, 1),
@@ -91,14 +91,26 @@ def learner_verdict(receptive_field: Callable | None, kernel_size: int, dilation
 
 
 def draw(
-    kernel_size: int, dilation: int, dilations: tuple[int, ...], receptive_field: Callable | None = None
-) -> plt.Figure:
+    kernel_size: int,
+    dilation: int,
+    dilations: tuple[int, ...],
+    receptive_field: Callable | None = None,
+    figure: Figure | None = None,
+) -> Figure:
     """Left: one dilated kernel's taps. Right: the input pixels feeding one output pixel of a stack, and the
-    learner's ``receptive_field`` for that stack when given."""
+    learner's ``receptive_field`` for that stack when given. ``figure``: one this function drew before, redrawn
+    on the same axes (see :func:`convcourse.widgets.in_place`)."""
     footprint = kernel_footprint(kernel_size, dilation)
     stack = LayerStack(kernel_size, dilations)
     levels = stack.paths()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 2.4]})
+    axes = reused_axes(figure, "dilation")
+    if axes is not None:
+        fig, (left, right) = figure, axes
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(10, 3.6))
+        fig._convcourse_layout = "dilation"
+        left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.4]})
     left.imshow(footprint, cmap="Oranges", vmin=0, vmax=1.3)
     index_labels(left, range(footprint.shape[1]), range(footprint.shape[0]), fontsize=6)
     left.set_title(
@@ -142,11 +154,11 @@ def dilation_widget(receptive_field: Callable | None = None) -> FigureView:
     layers = w.IntSlider(value=3, min=1, max=4, description="layers", continuous_update=False)
     schedule = w.Dropdown(options=list(SCHEDULES), value="1, 2, 4, 8 (doubling)", description="dilations")
 
-    def render(kernel, dilation, layers, schedule):
-        return draw(kernel, dilation, SCHEDULES[schedule][:layers], receptive_field)
+    def render(kernel, dilation, layers, schedule, figure):
+        return draw(kernel, dilation, SCHEDULES[schedule][:layers], receptive_field, figure)
 
     return FigureView(
-        render,
+        in_place(render),
         {"kernel": kernel, "dilation": dilation, "layers": layers, "schedule": schedule},
         title="Dilation and receptive field",
         description="Left: the kernel's taps (orange) inside the area it spans. Right: which input "

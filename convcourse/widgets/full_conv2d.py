@@ -15,10 +15,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from ..geometry import Pair, pads
 from ..plots import COLORS, index_labels
-from . import FigureView
+from . import FigureView, in_place, reused_axes
 
 Padding = int | Pair | str
 
@@ -138,13 +139,27 @@ def _cells(ax: plt.Axes, rows: int, cols: int, top: int, left: int, color: str) 
 
 
 def draw(
-    call: ConvCall, o: int = 0, pixel: int = 0, conv2d: Callable | None = None, verdict: str | None = None
-) -> plt.Figure:
-    """Padded input with the taps of one output pixel, the output grid, torch's answer and the verdict."""
+    call: ConvCall,
+    o: int = 0,
+    pixel: int = 0,
+    conv2d: Callable | None = None,
+    verdict: str | None = None,
+    figure: Figure | None = None,
+) -> Figure:
+    """Padded input with the taps of one output pixel, the output grid, torch's answer and the verdict.
+    ``figure``: one this function drew before, redrawn on the same axes when torch's outcome is of the same
+    kind (an output, or an error: see :func:`convcourse.widgets.in_place`)."""
     result = call.torch_result()
-    fig = plt.figure(figsize=(9.6, 5.0))
-    grid = fig.add_gridspec(2, 2, height_ratios=[4, 1.25], width_ratios=[1.35, 1])
-    ax_in, ax_out, ax_text = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    layout = ("conv2d", isinstance(result, Exception))
+    axes = reused_axes(figure, layout)
+    if axes is not None:
+        fig, (ax_in, ax_out, ax_text) = figure, axes
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(9.6, 5.0))
+        fig._convcourse_layout = layout
+        grid = fig.add_gridspec(2, 2, height_ratios=[4, 1.25], width_ratios=[1.35, 1])
+        ax_in, ax_out, ax_text = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
     left, right, top, bottom = (max(p, 0) for p in call.pads())
     ph, pw = call.h + top + bottom, call.w + left + right
     background = np.tile(np.array(matplotlib.colors.to_rgb(COLORS["padding"])), (ph, pw, 1))
@@ -278,17 +293,17 @@ def conv2d_widget(conv2d: Callable | None = None, in_channels: int = 4, out_chan
     }
     verdicts: dict[ConvCall, str] = {}  # the learner's function runs once per call, not once per redraw
 
-    def render(h, w, kh, kw, sh, sw, padding, dh, dw, groups, bias, o, pixel):
+    def render(h, w, kh, kw, sh, sw, padding, dh, dw, groups, bias, o, pixel, figure):
         call = ConvCall(h, w, kh, kw, (sh, sw), padding, (dh, dw), groups, bias, in_channels, out_channels)
         result = call.torch_result()
         if not isinstance(result, Exception):
             controls["pixel"].max = max(result.shape[-2] * result.shape[-1] - 1, 0)
         if conv2d is not None and call not in verdicts:
             verdicts[call] = learner_verdict(call, conv2d)
-        return draw(call, o, min(pixel, controls["pixel"].max), verdict=verdicts.get(call, ""))
+        return draw(call, o, min(pixel, controls["pixel"].max), verdict=verdicts.get(call, ""), figure=figure)
 
     return FigureView(
-        render,
+        in_place(render),
         controls,
         title="conv2d playground: every argument at once",
         description="Orange squares: the kernel taps that make the red output pixel (hollow ones fall on "

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
-from . import FigureView
+from . import FigureView, in_place, reused_axes
 
 GROUP_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
@@ -61,11 +61,27 @@ def valid_groups(in_channels: int, out_channels: int) -> list[int]:
     return [g for g in range(1, min(in_channels, out_channels) + 1) if in_channels % g == 0 and out_channels % g == 0]
 
 
-def draw(in_channels: int, out_channels: int, groups: int, kernel_size: int = 3) -> plt.Figure:
-    fig, (wires, bars) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.2, 1]})
+def draw(
+    in_channels: int, out_channels: int, groups: int, kernel_size: int = 3, figure: Figure | None = None
+) -> Figure:
+    """The wires from input to output channels, and the layer's weights beside two alternatives. ``figure``:
+    one this function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
     try:
         model = GroupedConv(in_channels, out_channels, groups, kernel_size)
-    except ValueError as error:
+    except ValueError as refusal:
+        error: ValueError | None = refusal
+    else:
+        error = None
+    layout = ("groups", error is None)
+    axes = reused_axes(figure, layout)
+    if axes is not None:
+        fig, (wires, bars) = figure, axes
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(10, 4.2))
+        fig._convcourse_layout = layout
+        wires, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
+    if error is not None:
         wires.set_axis_off()
         bars.set_axis_off()
         wires.text(0.5, 0.5, f"torch refuses this layer:\n{error}", ha="center", va="center", wrap=True)
@@ -120,7 +136,7 @@ def groups_widget(in_channels: int = 8, out_channels: int = 8) -> FigureView:
     c_in.observe(refresh_options, names="value")
     c_out.observe(refresh_options, names="value")
     return FigureView(
-        lambda c_in, c_out, groups: draw(c_in, c_out, groups or 1),
+        in_place(lambda c_in, c_out, groups, figure: draw(c_in, c_out, groups or 1, figure=figure)),
         {"c_in": c_in, "c_out": c_out, "groups": groups},
         title="Groups cut the wiring",
         description="Each line is one kH×kW kernel. Colours mark the groups.",

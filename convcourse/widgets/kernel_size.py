@@ -9,9 +9,10 @@ import ipywidgets as widgets
 import matplotlib.patches as patches
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..plots import COLORS, index_labels
-from . import FigureView, grader_agrees
+from . import FigureView, grader_agrees, in_place, reused_axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,10 +103,19 @@ def _grid(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
     ax.set_title(title)
 
 
-def draw(model: KernelFit, conv_output_size: Callable | None = None) -> plt.Figure:
+def draw(model: KernelFit, conv_output_size: Callable | None = None, figure: Figure | None = None) -> Figure:
     """Input grid with the kernel at its first and last positions, and the output grid; with a learner's
-    ``conv_output_size``, a line saying whether it agrees."""
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.2), gridspec_kw={"width_ratios": [model.w, max(model.w, 4)]})
+    ``conv_output_size``, a line saying whether it agrees. ``figure``: one this function drew before, redrawn
+    on the same axes (see :func:`convcourse.widgets.in_place`)."""
+    ratios = [model.w, max(model.w, 4)]
+    axes = reused_axes(figure, ("kernel size", model.fits), ratios)
+    if axes is not None:
+        fig = figure
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(8.4, 4.2))
+        fig._convcourse_layout = ("kernel size", model.fits)
+        axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": ratios})
     _grid(axes[0], model.h, model.w, COLORS["input"], f"input {model.h}×{model.w}")
     if model.fits:
         for (r, c), color, style, label in [
@@ -178,7 +188,7 @@ def kernel_size_widget(
 
     controls = {"h": slider("H", h), "w": slider("W", w), "kh": slider("kH", kh), "kw": slider("kW", kw)}
     return FigureView(
-        lambda h, w, kh, kw: draw(KernelFit(h, w, kh, kw), conv_output_size),
+        in_place(lambda h, w, kh, kw, figure: draw(KernelFit(h, w, kh, kw), conv_output_size, figure)),
         controls,
         title="Where does the kernel fit?",
         description="Solid: the kernel's first position; dashed: its last. Every top-left corner in "

@@ -15,9 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from ..plots import COLORS, cell_labels
-from . import FigureView, checked_call, learner_panel
+from . import FigureView, checked_call, in_place, learner_panel, reused_axes
 
 MODES = ("constant", "reflect", "replicate", "circular")
 SOURCES = ("sliders", "'same'")
@@ -179,10 +180,12 @@ def draw(
     *,
     kernel: tuple[int, int] | None = None,
     learner_same: Callable | None = None,
-) -> plt.Figure:
+    figure: Figure | None = None,
+) -> Figure:
     """The padded grid (torch), and beside it the learner's ``pad2d`` on the same input if given. With
     ``kernel`` (the pad being torch's 'same' padding for it), the window of output pixel (0, 0) is outlined
-    and the caption says how the padding was split (and whether ``learner_same`` agrees)."""
+    and the caption says how the padding was split (and whether ``learner_same`` agrees). ``figure``: one this
+    function drew before, resized and redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
     panels = 2 if learner is not None else 1
     h, w = model.x.shape
     left, right, top, bottom = model.pad
@@ -190,7 +193,22 @@ def draw(
     # at least as wide as the suptitle's longest line
     width = max(0.5 * (w + left + right) + 1.0, (4.6 if kernel is None else 6.4) / panels)
     height = 0.5 * (h + top + bottom) + 0.75 + 0.15 * lines
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+    try:
+        values, error = model.padded().numpy(), None
+    except RuntimeError as refusal:
+        values, error = None, refusal
+    layout = ("padding", panels, error is None)
+    axes = reused_axes(figure, layout)
+    if axes is not None:
+        fig = figure
+        fig.set_size_inches(width * panels, height)
+        for ax in axes:
+            ax.set_axis_on()  # as a new axes: a panel turned off on the last redraw shows again
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(width * panels, height))
+        fig._convcourse_layout = layout
+        axes = list(fig.subplots(1, panels, squeeze=False)[0])
     # Fixed margins in inches (suptitle and panel title on top); tight_layout would double the redraw time.
     fig.subplots_adjust(
         left=0.12 / (width * panels),
@@ -199,10 +217,7 @@ def draw(
         top=1 - (0.45 + 0.15 * lines) / height,
         wspace=0.1,
     )
-    axes = axes[0]
-    try:
-        values = model.padded().numpy()
-    except RuntimeError as error:
+    if error is not None:
         for ax in axes:
             ax.set_axis_off()
         axes[0].text(
@@ -295,14 +310,15 @@ def padding_widget(
     controls["source"].observe(enable_the_sliders_in_use, names="value")
     enable_the_sliders_in_use()
 
-    def render(mode, source, left, right, top, bottom, kernel_h, kernel_w):
+    def render(mode, source, left, right, top, bottom, kernel_h, kernel_w, figure):
         if source == "'same'":
             size = (kernel_h, kernel_w)
-            return draw(PaddedGrid(x, torch_same_padding(size), mode), pad2d, kernel=size, learner_same=same_padding)
-        return draw(PaddedGrid(x, (left, right, top, bottom), mode), pad2d)
+            grid = PaddedGrid(x, torch_same_padding(size), mode)
+            return draw(grid, pad2d, kernel=size, learner_same=same_padding, figure=figure)
+        return draw(PaddedGrid(x, (left, right, top, bottom), mode), pad2d, figure=figure)
 
     return FigureView(
-        render,
+        in_place(render),
         controls,
         title="Padding modes",
         description="The blue frame is the input. Grey cells are padding; each says which input "

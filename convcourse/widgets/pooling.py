@@ -15,10 +15,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from ..geometry import Pair, pool_output_size
 from ..plots import COLORS, cell_labels, index_labels
-from . import FigureView
+from . import FigureView, in_place, reused_axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,13 +128,28 @@ def _grid(ax: plt.Axes, rows: int, cols: int, top: int, left: int, color: str) -
     ax.hlines(np.arange(rows + 1) - 0.5 - top, -0.5 - left, cols - 0.5 - left, color=color, lw=0.5)
 
 
-def draw(call: PoolCall, pixel: int = 0, function: Callable | None = None, verdict: str | None = None) -> plt.Figure:
-    """The padded input with the values and the window of one output pixel, the output, and the verdict."""
+def draw(
+    call: PoolCall,
+    pixel: int = 0,
+    function: Callable | None = None,
+    verdict: str | None = None,
+    figure: Figure | None = None,
+) -> Figure:
+    """The padded input with the values and the window of one output pixel, the output, and the verdict.
+    ``figure``: one this function drew before, redrawn on the same axes when torch's outcome is of the same
+    kind (an output, or an error: see :func:`convcourse.widgets.in_place`)."""
     result = call.torch_result()
     x = call.inputs()["input"][0, 0]
-    fig = plt.figure(figsize=(9.6, 5.0))
-    grid = fig.add_gridspec(2, 2, height_ratios=[4, 1.3], width_ratios=[1.3, 1])
-    ax_in, ax_out, ax_text = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    layout = ("pooling", isinstance(result, Exception))
+    axes = reused_axes(figure, layout)
+    if axes is not None:
+        fig, (ax_in, ax_out, ax_text) = figure, axes
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(9.6, 5.0))
+        fig._convcourse_layout = layout
+        grid = fig.add_gridspec(2, 2, height_ratios=[4, 1.3], width_ratios=[1.3, 1])
+        ax_in, ax_out, ax_text = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
     ph, pw = (max(p, 0) for p in call.padding)
     rows, cols = call.h + 2 * ph, call.w + 2 * pw
     ax_in.add_patch(
@@ -217,7 +233,7 @@ def pooling_widget(max_pool2d: Callable | None = None, avg_pool2d: Callable | No
     }
     verdicts: dict[PoolCall, str] = {}
 
-    def render(kind, h, w, kh, kw, stride, ph, pw, dilation, ceil_mode, count_include_pad, pixel):
+    def render(kind, h, w, kh, kw, stride, ph, pw, dilation, ceil_mode, count_include_pad, pixel, figure):
         call = PoolCall(kind, h, w, (kh, kw), stride, (ph, pw), (dilation, dilation), ceil_mode, count_include_pad)
         controls["dilation"].disabled = kind == "avg"
         controls["count_include_pad"].disabled = kind == "max"
@@ -227,10 +243,10 @@ def pooling_widget(max_pool2d: Callable | None = None, avg_pool2d: Callable | No
         function = max_pool2d if kind == "max" else avg_pool2d
         if function is not None and call not in verdicts:
             verdicts[call] = learner_verdict(call, function)
-        return draw(call, min(pixel, controls["pixel"].max), verdict=verdicts.get(call, ""))
+        return draw(call, min(pixel, controls["pixel"].max), verdict=verdicts.get(call, ""), figure=figure)
 
     return FigureView(
-        render,
+        in_place(render),
         controls,
         title="Pooling: one window per output pixel",
         description="Orange: the window of the red output pixel (hollow squares fall on padding). Try padding "

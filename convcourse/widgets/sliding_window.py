@@ -6,11 +6,11 @@ import dataclasses
 from typing import Callable
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 
 from ..plots import COLORS, show_matrix
-from . import FigureView, checked_call, learner_panel
+from . import FigureView, checked_call, in_place, learner_panel, reused_axes
 
 
 @dataclasses.dataclass
@@ -64,20 +64,21 @@ class SlidingWindow:
         return f"out[{i}, {j}] = " + " + ".join(terms) + f" = {self.value(i, j):.4g}"
 
 
-def draw(model: SlidingWindow, step: int, learner: Callable | None = None) -> plt.Figure:
-    """Input with the window highlighted, the kernel, the products, and the output so far."""
+def draw(model: SlidingWindow, step: int, learner: Callable | None = None, figure: Figure | None = None) -> Figure:
+    """Input with the window highlighted, the kernel, the products, and the output so far. ``figure``: one this
+    function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
     i, j = model.position(step)
     kh, kw = model.k.shape
     panels = 5 if learner is not None else 4
-    fig, axes = plt.subplots(
-        1,
-        panels,
-        figsize=(3.1 * panels, 3.4),
-        gridspec_kw={
-            "width_ratios": [model.x.shape[1], kw, kw, model.out_shape[1]]
-            + ([model.out_shape[1]] if learner is not None else [])
-        },
-    )
+    ratios = [model.x.shape[1], kw, kw, model.out_shape[1]] + ([model.out_shape[1]] if learner is not None else [])
+    axes = reused_axes(figure, ("sliding window", panels), ratios)
+    if axes is not None:
+        fig = figure
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(3.1 * panels, 3.4))
+        fig._convcourse_layout = ("sliding window", panels)
+        axes = fig.subplots(1, panels, gridspec_kw={"width_ratios": ratios})
     show_matrix(axes[0], model.x, title="input x", highlight=(slice(i, i + kh), slice(j, j + kw)))
     show_matrix(axes[1], model.k, title="kernel k", cmap="Oranges")
     show_matrix(axes[2], model.products(i, j), title="x-window × k", cmap="Purples")
@@ -115,7 +116,7 @@ def sliding_window_widget(
     play = w.Play(value=0, min=0, max=model.steps - 1, interval=700, description="play")
     w.jslink((play, "value"), (step, "value"))
     view = FigureView(
-        lambda step: draw(model, step, corr2d),
+        in_place(lambda step, figure: draw(model, step, corr2d, figure)),
         {"step": step},
         title="Sliding window",
         description="Each output number is the sum of the products of the highlighted window and the kernel.",

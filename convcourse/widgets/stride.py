@@ -8,9 +8,10 @@ import ipywidgets as widgets
 import matplotlib.patches as patches
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..plots import COLORS, index_labels
-from . import FigureView
+from . import FigureView, in_place, reused_axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,13 +84,22 @@ def _grid(ax: plt.Axes, rows: int, cols: int, color: str) -> None:
     ax.set_aspect("equal")
 
 
-def draw(model: StrideGeometry, step: int = 0) -> plt.Figure:
-    """Input (pixels never read hatched, window corners dotted, current window boxed) and output."""
+def draw(model: StrideGeometry, step: int = 0, figure: Figure | None = None) -> Figure:
+    """Input (pixels never read hatched, window corners dotted, current window boxed) and output. ``figure``:
+    one this function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
     step = min(max(step, 0), model.steps - 1)
     i, j = model.output_index(step)
     r, c = model.corner(i, j)
     out_h, out_w = model.out_shape
-    fig, axes = plt.subplots(1, 2, figsize=(8.6, 4.3), gridspec_kw={"width_ratios": [model.w, max(out_w, 3)]})
+    ratios = [model.w, max(out_w, 3)]
+    axes = reused_axes(figure, "stride", ratios)
+    if axes is not None:
+        fig = figure
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(8.6, 4.3))
+        fig._convcourse_layout = "stride"
+        axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": ratios})
     ax = axes[0]
     read = model.coverage() > 0
     ax.imshow(np.where(read, 1.0, 0.0), cmap="Blues", vmin=-2.0, vmax=5.0)
@@ -152,7 +162,7 @@ def stride_widget(
         "step": slider("step", 0, 0, 200),
     }
 
-    def render(h, w, kh, kw, sh, sw, step):
+    def render(h, w, kh, kw, sh, sw, step, figure):
         try:
             model = StrideGeometry(h, w, kh, kw, sh, sw)
         except ValueError as error:
@@ -163,10 +173,10 @@ def stride_widget(
             )
             return fig
         controls["step"].max = model.steps - 1  # clamps the value; the view redraws if it changes
-        return draw(model, step)
+        return draw(model, step, figure)
 
     return FigureView(
-        render,
+        in_place(render),
         controls,
         title="Stride: the window jumps",
         description="The window moves sW columns, then sH rows at a time. Hatched pixels are never "

@@ -9,6 +9,7 @@ draws C, the small input y, torch's ``F.conv_transpose2d(y)``, Cᵀy, and, when 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import textwrap
 import warnings
 from typing import Callable
@@ -18,10 +19,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from ..geometry import transposed_output_size
 from ..plots import show_matrix
-from . import FigureView
+from . import FigureView, clear_drawing, in_place
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +72,9 @@ class TransposedCall:
     def matrix(self) -> torch.Tensor:
         """C: the conv2d with the same stride, padding and dilation on an out_size² image, as a matrix with one
         column per input pixel (the convolution of that basis image) and one row per output pixel (size² of them,
-        more when output_padding ≥ stride)."""
-        n = self.out_size
-        basis = torch.eye(n * n, dtype=torch.float64).reshape(n * n, 1, n, n)
-        columns = F.conv2d(basis, self.weight(), stride=self.stride, padding=self.padding, dilation=self.dilation)
-        return columns.reshape(n * n, -1).T
+        more when output_padding ≥ stride). Computed once per call (a convolution of out_size² basis images:
+        a redraw needs C three times); each caller gets its own copy."""
+        return _matrix(self).clone()
 
     def via_matrix(self) -> torch.Tensor:
         """Cᵀ y, reshaped to the output image. (With output_padding ≥ stride, allowed when it is below the
@@ -82,6 +82,14 @@ class TransposedCall:
         rows = int(self.matrix().shape[0] ** 0.5)
         y = F.pad(self.y(), (0, rows - self.size, 0, rows - self.size))
         return (self.matrix().T @ y.flatten()).reshape(1, 1, self.out_size, self.out_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _matrix(call: TransposedCall) -> torch.Tensor:
+    n = call.out_size
+    basis = torch.eye(n * n, dtype=torch.float64).reshape(n * n, 1, n, n)
+    columns = F.conv2d(basis, call.weight(), stride=call.stride, padding=call.padding, dilation=call.dilation)
+    return columns.reshape(n * n, -1).T
 
 
 def learner_verdict(call: TransposedCall, conv_transpose2d: Callable | None) -> str:
@@ -110,17 +118,33 @@ def _image(ax: plt.Axes, values: torch.Tensor, title: str) -> None:
     ax.set_yticks([])
 
 
-def draw(call: TransposedCall, conv_transpose2d: Callable | None = None, verdict: str | None = None) -> plt.Figure:
-    """C (top), then y, torch's transposed convolution of y (compared with Cᵀy) and the learner's verdict."""
+def draw(
+    call: TransposedCall,
+    conv_transpose2d: Callable | None = None,
+    verdict: str | None = None,
+    figure: Figure | None = None,
+) -> Figure:
+    """C (top), then y, torch's transposed convolution of y (compared with Cᵀy) and the learner's verdict.
+    ``figure``: one this function drew before, redrawn on the same axes when torch's outcome is of the same
+    kind (an output, or an error: see :func:`convcourse.widgets.in_place`)."""
     result = call.torch_result()
-    fig = plt.figure(figsize=(10.0, 6.4))
-    grid = fig.add_gridspec(2, 3, height_ratios=[1.5, 1], width_ratios=[1, 1.3, 2.2])
-    ax_c = fig.add_subplot(grid[0, :])
-    ax_y, ax_out, ax_text = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 2])
-    ax_text.axis("off")
-    fig.subplots_adjust(left=0.05, right=0.98, top=0.93, bottom=0.03, wspace=0.3, hspace=0.3)
+    refused = isinstance(result, Exception)
+    if getattr(figure, "_convcourse_refused", None) is refused:
+        fig = figure
+        for ax in fig.axes:
+            clear_drawing(ax)
+        ax_c, ax_y, ax_out, ax_text = fig.axes
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(10.0, 6.4))
+        grid = fig.add_gridspec(2, 3, height_ratios=[1.5, 1], width_ratios=[1, 1.3, 2.2])
+        ax_c = fig.add_subplot(grid[0, :])
+        ax_y, ax_out, ax_text = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 2])
+        ax_text.axis("off")
+        fig.subplots_adjust(left=0.05, right=0.98, top=0.93, bottom=0.03, wspace=0.3, hspace=0.3)
+        fig._convcourse_refused = refused
     _image(ax_y, call.y(), f"y ({call.size}×{call.size})")
-    if isinstance(result, Exception):
+    if refused:
         for ax in (ax_c, ax_out):
             ax.axis("off")
         message = f"torch raises {type(result).__name__}: {str(result).splitlines()[0]}"
@@ -167,15 +191,15 @@ def transposed_widget(conv_transpose2d: Callable | None = None) -> FigureView:
     }
     cache: dict = {}
 
-    def render(**values: int) -> plt.Figure:
+    def render(figure: Figure | None, **values: int) -> Figure:
         call = TransposedCall(**values)
         if call not in cache:
             cache.clear()
             cache[call] = learner_verdict(call, conv_transpose2d)
-        return draw(call, conv_transpose2d, cache[call])
+        return draw(call, conv_transpose2d, cache[call], figure)
 
     return FigureView(
-        render,
+        in_place(render),
         controls,
         title="A transposed convolution is Cᵀ",
         description="C is the conv2d with the same stride, padding and dilation (kernel 1…k², row by row) "

@@ -16,10 +16,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from ..geometry import output_size
 from ..plots import COLORS, show_matrix
-from . import FigureView, grader_agrees
+from . import FigureView, grader_agrees, in_place, reused_axes
 
 
 @dataclasses.dataclass
@@ -84,11 +85,21 @@ class Im2col:
         return (kernel.reshape(1, -1).to(self.x.dtype) @ self.columns()).reshape(self.out_shape)
 
 
-def draw(model: Im2col, kernel: torch.Tensor, position: int, learner: Callable | None = None) -> plt.Figure:
-    """Padded input with one window, the unfolded matrix with its column, and the output."""
+def draw(
+    model: Im2col, kernel: torch.Tensor, position: int, learner: Callable | None = None, figure: Figure | None = None
+) -> Figure:
+    """Padded input with one window, the unfolded matrix with its column, and the output. ``figure``: one this
+    function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
     position = min(position, model.positions - 1)
     rows, cols = model.window(position)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 1.6, 1]})
+    axes = reused_axes(figure, "im2col")
+    if axes is not None:
+        fig = figure
+    else:
+        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
+        fig = Figure(figsize=(12, 3.6))
+        fig._convcourse_layout = "im2col"
+        axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.6, 1]})
     padded = model.padded.numpy()
     ax = axes[0]
     ax.imshow(padded, cmap="Blues")
@@ -182,7 +193,7 @@ def im2col_widget(x: torch.Tensor | None = None, conv2d_fast: Callable | None = 
         "position": w.IntSlider(value=0, min=0, max=99, description="output pixel"),
     }
 
-    def view(kernel_size, stride, padding, dilation, position):
+    def view(kernel_size, stride, padding, dilation, position, figure):
         try:
             model = Im2col(x, kernel_size, stride, padding, dilation)
         except ValueError as error:
@@ -191,10 +202,10 @@ def im2col_widget(x: torch.Tensor | None = None, conv2d_fast: Callable | None = 
             ax.text(0.5, 0.5, str(error), ha="center", va="center", wrap=True)
             return fig
         kernel = torch.arange(1.0, kernel_size * kernel_size + 1, dtype=torch.float64).reshape(kernel_size, -1)
-        return draw(model, kernel - kernel.mean(), position, conv2d_fast)
+        return draw(model, kernel - kernel.mean(), position, conv2d_fast, figure)
 
     return FigureView(
-        view,
+        in_place(view),
         controls,
         title="im2col: windows become columns",
         description="Move the output pixel: its window (red) is one column of the matrix.",

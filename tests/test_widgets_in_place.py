@@ -1,0 +1,97 @@
+"""Widgets that update their figure in place (convcourse.widgets.in_place) show, after any sequence of control
+moves, the same picture and alt text as a figure drawn from scratch for the same values."""
+
+import numpy as np
+import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from convcourse.plots import figure_alt_text
+from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
+from convcourse.widgets.channels import channels_widget
+from convcourse.widgets.conv2d_module import layer_widget
+from convcourse.widgets.dilation import dilation_widget
+from convcourse.widgets.full_conv2d import conv2d_widget
+from convcourse.widgets.groups import groups_widget
+from convcourse.widgets.kernel_size import kernel_size_widget
+from convcourse.widgets.padding import padding_widget
+from convcourse.widgets.pooling import pooling_widget
+from convcourse.widgets.sliding_window import sliding_window_widget
+from convcourse.widgets.stride import stride_widget
+from convcourse.widgets.transposed import transposed_widget
+from convcourse.widgets.vectorized import im2col_widget
+
+
+def pixels(figure) -> np.ndarray:
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def broken_backward(*args, **kwargs):
+    raise IndexError("oops")
+
+
+WIDGETS = {
+    "channels": (
+        lambda: channels_widget(torch.rand(3, 12, 14, dtype=torch.float64), conv2d_channels=lambda x, weight: x),
+        [("o", 2), ("o", 3), ("o", 0)],
+    ),
+    "layer": (
+        lambda: layer_widget(image=torch.rand(3, 20, 24)),
+        [("out_channels", 2), ("kernel_size", 5), ("groups", 3), ("out_channels", 6), ("stride", 2), ("bias", False)],
+    ),
+    "backward": (
+        lambda: backward_widget(conv2d_backward=broken_backward),
+        [("mode", OUTPUT_TO_INPUTS), ("kernel_size", 2), ("padding", 0), ("dilation", 3), ("dilation", 1), ("row", 0)],
+    ),
+    "transposed": (
+        transposed_widget,
+        [("size", 4), ("stride", 2), ("output_padding", 2), ("output_padding", 1), ("kernel", 1), ("padding", 2)],
+    ),
+    "conv2d": (
+        conv2d_widget,
+        [("sh", 0), ("sh", 2), ("pixel", 3), ("kh", 5), ("h", 2), ("h", 7), ("groups", 2), ("bias", False)],
+    ),
+    "pooling": (
+        pooling_widget,
+        [("kind", "avg"), ("ph", 3), ("ph", 1), ("ceil_mode", True), ("pixel", 5), ("kind", "max")],
+    ),
+    "im2col": (
+        im2col_widget,
+        [("padding", 2), ("position", 7), ("kernel_size", 4), ("stride", 3), ("padding", 0)],
+    ),
+    "groups": (groups_widget, [("groups", 2), ("c_out", 6), ("groups", 2), ("c_in", 5), ("c_in", 4)]),
+    "stride": (stride_widget, [("sw", 3), ("step", 4), ("w", 12), ("kh", 6), ("h", 3), ("h", 8)]),
+    "sliding window": (
+        lambda: sliding_window_widget(corr2d=lambda x, k: x[: len(x) - len(k) + 1, : x.shape[1] - k.shape[1] + 1]),
+        [("step", 3), ("step", 11)],
+    ),
+    "kernel size": (
+        lambda: kernel_size_widget(conv_output_size=lambda size, k: size - k + 1),
+        [("kw", 10), ("kw", 2), ("h", 9), ("kh", 12)],
+    ),
+    "dilation": (
+        lambda: dilation_widget(receptive_field=lambda kernel_size, dilations: 1 + sum(dilations)),
+        [("layers", 4), ("kernel", 5), ("dilation", 4), ("layers", 1)],
+    ),
+    "padding": (
+        lambda: padding_widget(pad2d=lambda x, pad, mode, value=0.0: x[..., :2, :2]),
+        [("left", 5), ("mode", "circular"), ("left", 0), ("source", "'same'"), ("kernel_w", 5), ("mode", "constant")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", WIDGETS)
+def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name):
+    InteractiveShell.instance()  # the views render their PNG only inside IPython
+    make, moves = WIDGETS[name]
+    view = make()
+    for control, value in moves:
+        view.controls[control].value = value
+        assert view.last_error is None
+        fresh = view.draw.__wrapped__(figure=None, **view.values())
+        assert figure_alt_text(view.last_figure) == figure_alt_text(fresh), (control, value)
+        assert np.array_equal(pixels(view.last_figure), pixels(fresh)), (control, value)
+        assert view.output.outputs[0]["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)
