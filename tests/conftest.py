@@ -26,9 +26,17 @@ import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
+#: One torch/OpenMP thread in the test processes and everything they start (kernels, servers, fork servers), as
+#: grading kernels already have (convcourse.grading.limits.threads): make test runs more processes than cores,
+#: and a second OpenMP thread per process only waits for its turn, spinning (a capstone training test took 17x
+#: its CPU time in wall time on a loaded machine). Tests assert behaviour, never speed, so nothing else changes.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
 
 from convcourse.grading import ensure_tools_on_path
 
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 ensure_tools_on_path()
 
 

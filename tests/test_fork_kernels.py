@@ -194,7 +194,8 @@ def test_a_kernel_whose_startup_environment_differs_is_started_anew(server, tmp_
 
     async def run():
         code = OBSERVE + "import torch; print('THREADS', torch.get_num_threads())"
-        text, km = await _kernel(ForkKernelManager, tmp_path, code, OMP_NUM_THREADS="1")
+        differs = str(int(os.environ.get("OMP_NUM_THREADS", "1")) + 1)  # from the server's (conftest sets one)
+        text, km = await _kernel(ForkKernelManager, tmp_path, code, OMP_NUM_THREADS=differs)
         forked = km.provisioner.forked
         await km.shutdown_kernel(now=True)
         return text, forked
