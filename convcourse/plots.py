@@ -172,6 +172,12 @@ def cell_labels(
     return collection
 
 
+def grid_lines(ax: plt.Axes, rows: int, cols: int, top: int = 0, left: int = 0, color: str = "black") -> None:
+    """Thin lines around each of ``rows`` × ``cols`` cells whose first cell is at (-top, -left)."""
+    ax.vlines(np.arange(cols + 1) - 0.5 - left, -0.5 - top, rows - 0.5 - top, color=color, lw=0.5)
+    ax.hlines(np.arange(rows + 1) - 0.5 - top, -0.5 - left, cols - 0.5 - left, color=color, lw=0.5)
+
+
 def index_labels(
     ax: plt.Axes,
     columns: Sequence[int],

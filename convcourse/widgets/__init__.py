@@ -262,6 +262,28 @@ def grader_agrees(exercise: str, fn: Callable, **inputs) -> bool:
         return False
 
 
+def grader_verdict(exercise: str, fn: Callable | None, inputs: Mapping, torch_result: Callable[[], object]) -> str:
+    """One line for a widget's text panel: the grader's own check of ``fn(**inputs)``. '' without a function,
+    "your <exercise> ✗ <the grader's message>", or a ✓ line naming what torch did (``torch_result()``: an
+    output, or the exception the learner raised too)."""
+    if fn is None:
+        return ""
+    import warnings
+
+    from ..checks import GradingError, check
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check(exercise, fn, **inputs)
+    except GradingError as error:
+        return f"your {exercise} ✗ " + str(error)
+    result = torch_result()
+    if isinstance(result, Exception):
+        return f"your {exercise} ✓ raises {type(result).__name__}, like torch"
+    return f"your {exercise} ✓ matches torch: output {tuple(result.shape)}"
+
+
 def checked_call(exercise: str, fn: Callable, **inputs) -> tuple[bool, object]:
     """``fn(**inputs)`` called once, under the grader's own check: (whether the check passes, what ``fn``
     returned). What ``fn`` raised is raised again (a widget shows "not implemented yet" or the error), so a

@@ -11,15 +11,14 @@ from typing import Any, Callable
 import ipywidgets as widgets
 import matplotlib.colors
 import matplotlib.patches as patches
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from ..geometry import Pair, pads
-from ..plots import COLORS, index_labels
-from . import FigureView, in_place, reused_axes
+from ..plots import COLORS, grid_lines, index_labels
+from . import FigureView, grader_verdict, in_place, reused_axes
 
 Padding = int | Pair | str
 
@@ -117,25 +116,7 @@ class ConvCall:
 def learner_verdict(call: ConvCall, conv2d: Callable | None) -> str:
     """The grader's verdict on ``conv2d`` for this call: '' without a function, else a ✓ line or the
     grader's message (which also covers raising the same exception type as torch)."""
-    if conv2d is None:
-        return ""
-    from ..checks import GradingError, check
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            check("conv2d", conv2d, **call.inputs())
-    except GradingError as error:
-        return "your conv2d ✗ " + str(error)
-    result = call.torch_result()
-    if isinstance(result, Exception):
-        return f"your conv2d ✓ raises {type(result).__name__}, like torch"
-    return f"your conv2d ✓ matches torch: output {tuple(result.shape)}"
-
-
-def _cells(ax: plt.Axes, rows: int, cols: int, top: int, left: int, color: str) -> None:
-    ax.vlines(np.arange(cols + 1) - 0.5 - left, -0.5 - top, rows - 0.5 - top, color=color, lw=0.5)
-    ax.hlines(np.arange(rows + 1) - 0.5 - top, -0.5 - left, cols - 0.5 - left, color=color, lw=0.5)
+    return grader_verdict("conv2d", conv2d, call.inputs(), call.torch_result)
 
 
 def draw(
@@ -165,7 +146,7 @@ def draw(
     background = np.tile(np.array(matplotlib.colors.to_rgb(COLORS["padding"])), (ph, pw, 1))
     background[top : top + call.h, left : left + call.w] = matplotlib.colors.to_rgb("#BFD3EA")
     ax_in.imshow(background, extent=(-0.5 - left, pw - 0.5 - left, ph - 0.5 - top, -0.5 - top))
-    _cells(ax_in, ph, pw, top, left, COLORS["input"])
+    grid_lines(ax_in, ph, pw, top, left, COLORS["input"])
     if top or left or bottom or right:
         ax_in.add_patch(patches.Rectangle((-0.5, -0.5), call.w, call.h, fill=False, lw=1.6, edgecolor=COLORS["input"]))
     ax_in.set_xlim(-0.6 - left, pw - 0.4 - left)
@@ -209,7 +190,7 @@ def draw(
         )
         ax_out.imshow(np.ones((out_h, out_w)), cmap="Greens", vmin=0, vmax=4)
         ax_out.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=COLORS["highlight"], alpha=0.85))
-        _cells(ax_out, out_h, out_w, 0, 0, COLORS["output"])
+        grid_lines(ax_out, out_h, out_w, 0, 0, COLORS["output"])
         ax_out.set_xlim(-0.6, max(out_w, pw) - 0.4)  # the padded input's scale: the output's size compares
         ax_out.set_ylim(max(out_h, ph) - 0.4, -0.6)
         ax_out.set_aspect("equal")

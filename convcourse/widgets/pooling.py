@@ -11,15 +11,14 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 import matplotlib.patches as patches
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from ..geometry import Pair, pool_output_size
-from ..plots import COLORS, cell_labels, index_labels
-from . import FigureView, in_place, reused_axes
+from ..plots import COLORS, cell_labels, grid_lines, index_labels
+from . import FigureView, grader_verdict, in_place, reused_axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,26 +105,8 @@ class PoolCall:
 
 def learner_verdict(call: PoolCall, function: Callable | None) -> str:
     """The grader's verdict on the learner's function for this call ('' without one)."""
-    if function is None:
-        return ""
-    from ..checks import GradingError, check
-
     name = "max_pool2d" if call.kind == "max" else "avg_pool2d"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            check(name, function, **call.inputs())
-    except GradingError as error:
-        return f"your {name} ✗ " + str(error)
-    result = call.torch_result()
-    if isinstance(result, Exception):
-        return f"your {name} ✓ raises {type(result).__name__}, like torch"
-    return f"your {name} ✓ matches torch: output {tuple(result.shape)}"
-
-
-def _grid(ax: plt.Axes, rows: int, cols: int, top: int, left: int, color: str) -> None:
-    ax.vlines(np.arange(cols + 1) - 0.5 - left, -0.5 - top, rows - 0.5 - top, color=color, lw=0.5)
-    ax.hlines(np.arange(rows + 1) - 0.5 - top, -0.5 - left, cols - 0.5 - left, color=color, lw=0.5)
+    return grader_verdict(name, function, call.inputs(), call.torch_result)
 
 
 def draw(
@@ -156,7 +137,7 @@ def draw(
         patches.Rectangle((-0.5 - pw, -0.5 - ph), cols, rows, facecolor=COLORS["padding"], edgecolor="none")
     )
     ax_in.add_patch(patches.Rectangle((-0.5, -0.5), call.w, call.h, facecolor="#DCE6F2", edgecolor=COLORS["input"]))
-    _grid(ax_in, rows, cols, ph, pw, COLORS["input"])
+    grid_lines(ax_in, rows, cols, ph, pw, COLORS["input"])
     ys, xs = np.mgrid[0 : call.h, 0 : call.w]
     cell_labels(ax_in, xs.ravel(), ys.ravel(), [f"{int(v)}" for v in x.flatten().tolist()], fontsize=7)
     ax_in.set_xlim(-0.6 - pw, call.w + pw - 0.4)
@@ -182,7 +163,7 @@ def draw(
         ax_in.set_title(f"input {call.h}×{call.w} ({pad_word}): the window of out[{i}, {j}]", fontsize=10)
         ax_out.imshow(np.ones((out_h, out_w)), cmap="Greens", vmin=0, vmax=4)
         ax_out.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=COLORS["highlight"], alpha=0.6))
-        _grid(ax_out, out_h, out_w, 0, 0, COLORS["output"])
+        grid_lines(ax_out, out_h, out_w, 0, 0, COLORS["output"])
         oy, ox = np.mgrid[0:out_h, 0:out_w]
         values = result[0, 0].flatten().tolist()
         cell_labels(ax_out, ox.ravel(), oy.ravel(), [f"{v:.3g}" for v in values], fontsize=7)
