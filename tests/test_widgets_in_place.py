@@ -83,9 +83,18 @@ WIDGETS = {
 }
 
 
+@pytest.fixture
+def ipython():
+    """The views render their PNG only inside IPython: a shell for this test, removed after it unless one was
+    there before (tests of what happens outside IPython run in the same process)."""
+    existed = InteractiveShell.initialized()
+    yield InteractiveShell.instance()
+    if not existed:
+        InteractiveShell.clear_instance()
+
+
 @pytest.mark.parametrize("name", WIDGETS)
-def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name):
-    InteractiveShell.instance()  # the views render their PNG only inside IPython
+def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython):
     make, moves = WIDGETS[name]
     view = make()
     for control, value in moves:
