@@ -88,6 +88,15 @@ def proxy_command() -> str | None:
     return shutil.which("configurable-http-proxy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+def _cmdline(process) -> list[str]:
+    import psutil
+
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def load_config(path: Path, env: dict[str, str]):
     """The traitlets config that ``path`` gives JupyterHub in the environment ``env``."""
     from unittest import mock
@@ -108,13 +117,14 @@ class Hub:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(32)
+        self.service_port = _free_port()
         shutil.copy(CONFIG, folder / "jupyterhub_config.py")
         env = dict(
             os.environ,
             CONVCOURSE_HUB_LOCAL=str(folder),
             CONVCOURSE_HUB_COURSE=str(course_root),
             CONVCOURSE_HUB_ADMIN_TOKEN=self.token,
-            CONVCOURSE_HUB_SERVICE_PORT=str(_free_port()),
+            CONVCOURSE_HUB_SERVICE_PORT=str(self.service_port),
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         #: the instructors' grading service's environment, as the config gives it
@@ -133,6 +143,7 @@ class Hub:
                 command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.admin = requests.Session()
+        self.admin.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=len(PLAN) + 1))  # one per thread
         self.admin.headers["Authorization"] = f"token {self.token}"
 
     def log_tail(self) -> str:
@@ -186,6 +197,11 @@ class Hub:
             family = psutil.Process(self.process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             family = []
+        # the grading service first: the hub would interrupt it and wait 30 s before terminating it
+        service = [p for p in family if f"--port={self.service_port}" in _cmdline(p)]
+        for process in service:
+            process.terminate()
+        psutil.wait_procs(service, timeout=10)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -324,6 +340,9 @@ def hub(tmp_path):
         )
     (tmp_path / "exchange").mkdir(mode=0o777)
     course = make_course(tmp_path, [LESSON], list(PLAN))  # the roster: every learner, including who never submits
+    # the exchange as on a hub: from the grading service's environment (jupyter_config/hub), not the course config
+    config = course.root / "nbgrader_config.py"
+    config.write_text("".join(line for line in config.read_text().splitlines(True) if "Exchange.root" not in line))
     started = Hub(tmp_path, course.root)
     try:
         started.wait_until_up()
