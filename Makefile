@@ -19,7 +19,7 @@ START := $(shell date +%s)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test test-fast bytecode lint format browser-deps sandbox-deps build check-build html lock clean help
+.PHONY: env lab test test-fast bytecode lint format browser-deps sandbox-deps hub-deps build check-build html lock clean help
 
 help:
 	@echo "make lab     create the environment (first time) and open JupyterLab on notebooks/"
@@ -35,7 +35,7 @@ $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found " + sys.version.split()[0] + "). Install it, or run: make PYTHON=/path/to/python3.11 ...")'
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,hub]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (conv course)" >/dev/null
 	touch $@
 
@@ -50,7 +50,7 @@ lab: $(STAMP)
 	$(LAB_ENV) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
 		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
-test: $(STAMP) browser-deps sandbox-deps bytecode
+test: $(STAMP) browser-deps sandbox-deps hub-deps bytecode
 	@status=0; $(MAKE) --no-print-directory lint || status=$$?; \
 	  $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  echo "make test: $$(( $$(date +%s) - $(START) )) s wall in all (environment, browser deps and tests)"; \
@@ -98,6 +98,20 @@ sandbox-deps:
 	    || echo "sandbox-deps: could not install bubblewrap; grading runs unsandboxed and its tests are skipped"; \
 	else echo "sandbox-deps: bwrap is missing (sudo apt-get install bubblewrap); grading runs unsandboxed and" \
 	  "the sandbox tests are skipped"; fi
+
+# JupyterHub's proxy for tests/test_hub.py (and a trial hub): configurable-http-proxy from the npm registry,
+# installed into the environment ($(BIN), on PATH here) unless it is on PATH already. Without npm or the registry
+# the hub test is skipped with the reason.
+CHP_VERSION := 5.2.0
+hub-deps: $(STAMP)
+	@if command -v configurable-http-proxy >/dev/null; then :; \
+	elif ! command -v npm >/dev/null; then echo "hub-deps: npm is missing (sudo apt-get install npm);" \
+	  "the JupyterHub test will be skipped"; \
+	else echo "installing configurable-http-proxy@$(CHP_VERSION) into $(VENV) for the JupyterHub test"; \
+	  npm install --global --prefix $(VENV) --no-audit --no-fund --loglevel=error \
+	    configurable-http-proxy@$(CHP_VERSION) >/dev/null \
+	    || echo "hub-deps: could not install configurable-http-proxy from npm; the JupyterHub test will be skipped"; \
+	fi
 
 html: $(STAMP)
 	$(BIN)/python -m convcourse.html $(LESSONS)

@@ -18,7 +18,8 @@ def _name(requirement: str) -> str:
 
 def pyproject_pins() -> dict[str, str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pins = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    pins = project["dependencies"] + extras["hub"] + extras["dev"]
     parsed = {}
     for pin in pins:
         name, _, version = pin.partition("==")

@@ -371,6 +371,31 @@ def test_jupyterhub_config_example_is_valid_python_for_jupyterhub():
     assert "/srv/nbgrader/exchange" in config.DockerSpawner.volumes
 
 
+def test_the_grading_worker_keeps_nbgrader_messages_as_text_when_logged():
+    """nbgrader's warning about a late submission names its gradebook row, which cannot be read after nbgrader
+    closes the gradebook: the worker formats each message when it is logged (else late submissions crash)."""
+    import logging
+
+    from convcourse.instructor.worker import _Collect
+
+    class Row:
+        open = True
+
+        def __str__(self) -> str:
+            assert self.open, "the gradebook is closed"
+            return "SubmittedAssignment<01 for ana>"
+
+    row, collect, log = Row(), _Collect(), logging.getLogger("test-collect")
+    log.addHandler(collect)
+    try:
+        log.warning("%s is %s seconds late", row, 60.0)
+        log.info("%s submitted", row)  # below WARNING: not kept
+    finally:
+        log.removeHandler(collect)
+    row.open = False
+    assert collect.records == [(logging.WARNING, "SubmittedAssignment<01 for ana> is 60.0 seconds late")]
+
+
 def test_grading_statuses_are_one_type_read_from_json_and_worded_for_the_report():
     from convcourse.instructor.autograde import GradeReport, Outcome, _status, format_report
     from convcourse.instructor.status import Status

@@ -30,12 +30,15 @@ from convcourse.instructor.status import Status
 
 
 class _Collect(logging.Handler):
+    """nbgrader's warnings and errors, formatted when logged: their arguments may be gradebook rows (a late
+    submission's warning names it), which cannot be read once nbgrader has closed the gradebook."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
+        self.records: list[tuple[int, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        self.records.append((record.levelno, record.getMessage()))
 
 
 _CONFIGS: dict[str, object] = {}
@@ -102,13 +105,13 @@ def grade(job: dict) -> dict:
         converter.log = log
         converter.start()
     except Exception as error:  # noqa: BLE001 - nbgrader raises NbGraderException after logging why
-        messages = [r.getMessage() for r in collect.records if r.levelno >= logging.ERROR]
+        messages = [message for level, message in collect.records if level >= logging.ERROR]
         specific = [m for m in messages if not m.startswith(("There was an error processing", "Please see"))]
         reason = specific[-1].strip().splitlines()[-1] if specific else f"{type(error).__name__}: {error}"
         return {"status": Status.ERROR, "reason": reason[:500]}
     finally:
         log.removeHandler(collect)
-    notes = [r.getMessage() for r in collect.records if "No submitted file" in r.getMessage()]
+    notes = [message for _, message in collect.records if "No submitted file" in message]
     autograded = work / "autograded" / student / lesson
     died = [p for p in (kernel_problem(nb) for nb in sorted(autograded.glob("*.ipynb"))) if p]
     if died:
