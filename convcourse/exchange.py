@@ -18,7 +18,7 @@ tab work as before) and the permissions hold even for someone who knows every pa
   a link to it, which only its learner (and the instructors) can follow;
 * ``collect`` refuses (with an error naming it) any entry whose owner is not the learner it names, and any
   submission that is or contains a symbolic link (a link to the instructor's solutions would be graded and
-  handed back as feedback).
+  handed back as feedback), or whose name has no readable time (nbgrader would stop collecting everyone's).
 
 It needs one Unix account per learner (the name nbgrader uses as the student id), as JupyterHub's
 LocalProcessSpawner or SystemdSpawner give. Configure it with :data:`FACTORY`
@@ -35,6 +35,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+from datetime import datetime
 from glob import glob
 
 from nbgrader.exchange import default
@@ -210,8 +211,18 @@ class Collect(_Private, default.ExchangeCollect):
     """nbgrader's collect, refusing entries that are not their learner's own plain folder."""
 
     def _path_to_record(self, path: str) -> dict:
-        record = super()._path_to_record(path)
-        record["refused"] = self._refusal(path, record["username"])
+        try:
+            record = super()._path_to_record(path)
+            record["refused"] = self._refusal(path, record["username"])
+        except ValueError:  # nbgrader itself would stop the whole collect here
+            name = os.path.basename(path)
+            refusal = "its name does not end in a submission time"
+            record = {
+                "username": name.rsplit("+", 3)[0],
+                "filename": name,
+                "timestamp": datetime.min,
+                "refused": refusal,
+            }
         if record["refused"]:
             self.log.error(
                 "Not collected: %s claims to be %s's submission but %s.", path, record["username"], record["refused"]

@@ -19,12 +19,15 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from nbgrader.utils import notebook_hash
 
 from convcourse import exchange
 
@@ -39,7 +42,8 @@ if os.geteuid() != 0:
 REPO = Path(__file__).resolve().parent.parent
 LESSON = "ps"
 
-#: Run as learner B: each attempt on A's files, "allowed" or the error that stopped it.
+#: Run as learner B with the paths (JSON) and the attempts to make (comma-separated): prints each attempt's
+#: result, "allowed" or the error that stopped it.
 ATTEMPTS = r"""
 import json, os, sys
 paths = json.loads(sys.argv[1])
@@ -56,25 +60,49 @@ def replace(path):
 def rename_and_back(path):
     os.rename(path, path + ".moved")
     os.rename(path + ".moved", path)
-def plant(folder, notebook):
+def plant(folder, notebook=None, link_to=None):
     os.mkdir(folder)
-    with open(os.path.join(folder, os.path.basename(notebook)), "w") as fh:
-        fh.write(open(notebook).read())
+    target = os.path.join(folder, "ps.ipynb")
+    if link_to:
+        os.symlink(link_to, target)
+    elif notebook:
+        with open(target, "w") as fh:
+            fh.write(open(notebook).read())
 steps = {
     "list inbound": lambda: os.listdir(paths["inbound"]),
     "list feedback": lambda: os.listdir(paths["feedback_folder"]),
     "read submission": lambda: open(paths["submission"] + "/ps.ipynb").read(),
     "read secret": lambda: open(paths["submission"] + "/submission_secret.txt").read(),
     "read feedback": lambda: open(paths["feedback"]).read(),
+    "read solution": lambda: open(paths["solution"]).read(),
     "overwrite feedback": lambda: open(paths["feedback"], "a").close(),
     "delete feedback": lambda: os.unlink(paths["feedback"]),
     "replace submitted notebook": lambda: replace(paths["submission"] + "/ps.ipynb"),
     "rename submission": lambda: rename_and_back(paths["submission"]),
     "delete submitted file": lambda: os.unlink(paths["submission"] + "/timestamp.txt"),
-    "plant a submission as A": lambda: plant(paths["plant"], paths["own_notebook"]),
+    "plant a submission as A": lambda: plant(paths["plant_as_a"], notebook=paths["own_notebook"]),
+    "submit a link to the solution": lambda: plant(paths["plant_link"], link_to=paths["solution"]),
+    "plant a name without a time": lambda: plant(paths["plant_no_time"]),
 }
-print(json.dumps({name: attempt(step) for name, step in steps.items()}))
+print(json.dumps({name: attempt(steps[name]) for name in sys.argv[2].split(",")}))
 """
+#: What B tries before the second collect; after it, B plants a name without a time before a third collect.
+ATTACKS = [
+    "list inbound",
+    "list feedback",
+    "read submission",
+    "read secret",
+    "read feedback",
+    "read solution",
+    "overwrite feedback",
+    "delete feedback",
+    "replace submitted notebook",
+    "rename submission",
+    "delete submitted file",
+    "plant a submission as A",
+    "submit a link to the solution",
+]
+SOLUTION = "answer = 'the solution'"
 
 
 @dataclass
@@ -96,8 +124,9 @@ class Accounts:
     python: str
     env: dict[str, str]
 
-    def run(self, who: Account, args: list[str], cwd: Path, check: bool = True) -> str:
-        """Run ``python args`` as ``who`` (their own uid, primary and supplementary groups, HOME)."""
+    def run(self, who: Account, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``python args`` as ``who`` (their own uid, primary and supplementary groups, HOME); ``stdout``
+        holds stderr too."""
         env = {**self.env, "HOME": str(who.home), "USER": who.name, "LOGNAME": who.name}
         result = subprocess.run(
             [self.python, *args],
@@ -106,17 +135,22 @@ class Accounts:
             user=who.name,
             group=who.name,
             extra_groups=who.groups,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             timeout=120,
         )
-        output = result.stdout + result.stderr
         if check and result.returncode != 0:
-            raise AssertionError(f"{args} as {who.name} exited {result.returncode}:\n{output[-4000:]}")
-        return output
+            raise AssertionError(f"{args} as {who.name} exited {result.returncode}:\n{result.stdout[-4000:]}")
+        return result
 
     def nbgrader(self, who: Account, *args: str, cwd: Path) -> str:
-        return self.run(who, ["-m", "nbgrader", *args], cwd)
+        return self.run(who, ["-m", "nbgrader", *args], cwd).stdout
+
+    def each_learner(self, step: Callable[[Account], None]) -> None:
+        """``step`` for A and B at once, as on a hub."""
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(step, (self.a, self.b)))
 
 
 def _sh(*args: str) -> None:
@@ -183,15 +217,14 @@ def accounts():
 
 @dataclass
 class Outcome:
-    """What happened in one exchange: B's attempts, and the files the exchange holds for A."""
+    """What happened in one exchange: B's attempts, what collect made of them, what is left of A's work."""
 
     attempts: dict[str, str]
     listing: str
-    a_notebook: str
-    collected_a_after_attack: str
+    collected_after_attacks: dict[str, str]
     collect_log: str
-    a_feedback_fetched: str
-    b_feedback_fetched: str
+    no_time_collect: subprocess.CompletedProcess
+    feedback_fetched: dict[str, str]
     a_submission_before: str
     a_submission_after: str
     a_feedback_before: str
@@ -244,7 +277,6 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
     with Gradebook(f"sqlite:///{db}", course_id) as gb:
         gb.update_or_create_assignment(LESSON)
     (course / "nbgrader_config.py").write_text(config + f"c.CourseDirectory.db_url = 'sqlite:///{db}'\n")
-    _sh("chown", "-R", f"{teacher.name}:{teacher.name}", str(course))
 
     work = {}
     for learner in (a, b):
@@ -253,18 +285,25 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
         (work[learner.name] / "nbgrader_config.py").write_text(config)
         _sh("chown", "-R", f"{learner.name}:{learner.name}", str(work[learner.name]))
 
+    solution = course / "source" / LESSON / f"{LESSON}.ipynb"  # the instructor's own, closed to learners
+    solution.parent.mkdir(parents=True)
+    nbformat.write(_notebook(SOLUTION), solution)
+    _sh("chown", "-R", f"{teacher.name}:{teacher.name}", str(course))
+    solution.chmod(0o600)
+
     accounts.nbgrader(teacher, "release_assignment", LESSON, "--force", cwd=course)
     answers = {a.name: "answer = 'A, and only A'", b.name: "answer = 'B'"}
-    for learner in (a, b):
+
+    def fetch_and_submit(learner: Account) -> None:
         accounts.nbgrader(learner, "fetch_assignment", LESSON, cwd=work[learner.name])
         notebook = work[learner.name] / LESSON / f"{LESSON}.ipynb"
         nbformat.write(_notebook(answers[learner.name]), notebook)
         shutil.chown(notebook, learner.name, learner.name)
         accounts.nbgrader(learner, "submit", LESSON, cwd=work[learner.name])
+
+    accounts.each_learner(fetch_and_submit)
     accounts.nbgrader(teacher, "collect", LESSON, "--update", cwd=course)
-    for learner in (a, b):
-        collected = course / "submitted" / learner.name / LESSON / f"{LESSON}.ipynb"
-        assert answers[learner.name] in collected.read_text(), f"{learner.name}'s submission not collected intact"
+    assert _collected(course, a, b) == answers, "the submissions were not collected intact"
 
     # nbgrader generate_feedback's output: feedback/<learner>/<lesson>/<notebook>.html with the stamps beside it.
     for learner in (a, b):
@@ -276,16 +315,17 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
     _sh("chown", "-R", f"{teacher.name}:{teacher.name}", str(course / "feedback"))
     accounts.nbgrader(teacher, "release_feedback", LESSON, cwd=course)
     fetched = {}
-    for learner in (a, b):
+
+    def fetch_feedback(learner: Account) -> None:
         accounts.nbgrader(learner, "fetch_feedback", LESSON, cwd=work[learner.name])
-        pages = list((work[learner.name] / LESSON / "feedback").glob(f"*/{LESSON}.html"))
-        fetched[learner.name] = "".join(p.read_text() for p in pages)
+        pages = (work[learner.name] / LESSON / "feedback").glob(f"*/{LESSON}.html")
+        fetched[learner.name] = "".join(page.read_text() for page in pages)
+
+    accounts.each_learner(fetch_feedback)
 
     inbound = root / course_id / "inbound"
     a_submission = next(inbound.glob(f"{a.name}+{LESSON}+*"))
     secret = (a_submission / "submission_secret.txt").read_text()
-    from nbgrader.utils import notebook_hash
-
     a_feedback = root / course_id / "feedback" / f"{notebook_hash(secret=secret, notebook_id=LESSON)}.html"
     a_submission_before, a_feedback_before = _digest(a_submission), a_feedback.read_text()
     listing = accounts.nbgrader(b, "list", "--inbound", cwd=work[b.name])
@@ -294,20 +334,28 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
         "feedback_folder": str(a_feedback.parent),
         "submission": str(a_submission),
         "feedback": str(a_feedback),
-        "plant": str(inbound / f"{a.name}+{LESSON}+2099-01-01 00:00:00.000000 UTC+planted"),
+        "solution": str(solution),
+        "plant_as_a": str(inbound / f"{a.name}+{LESSON}+2099-01-01 00:00:00.000000 UTC+planted"),
+        "plant_link": str(inbound / f"{b.name}+{LESSON}+2099-01-01 00:00:00.000000 UTC+linked"),
+        "plant_no_time": str(inbound / f"{b.name}+{LESSON}+no time"),
         "own_notebook": str(work[b.name] / LESSON / f"{LESSON}.ipynb"),
     }
-    attempts = json.loads(accounts.run(b, ["-c", ATTEMPTS, json.dumps(paths)], cwd=work[b.name]))
+
+    def attempts(names: list[str]) -> dict[str, str]:
+        return json.loads(accounts.run(b, ["-c", ATTEMPTS, json.dumps(paths), ",".join(names)], work[b.name]).stdout)
+
+    made = attempts(ATTACKS)
     collect_log = accounts.nbgrader(teacher, "collect", LESSON, "--update", cwd=course)
-    collected_a = (course / "submitted" / a.name / LESSON / f"{LESSON}.ipynb").read_text()
+    collected = _collected(course, a, b)
+    assert attempts(["plant a name without a time"]) == {"plant a name without a time": "allowed"}
+    no_time_collect = accounts.run(teacher, ["-m", "nbgrader", "collect", LESSON, "--update"], course, check=False)
     return Outcome(
-        attempts=attempts,
+        attempts=made,
         listing=listing,
-        a_notebook=answers[a.name],
-        collected_a_after_attack=collected_a,
+        collected_after_attacks=collected,
         collect_log=collect_log,
-        a_feedback_fetched=fetched[a.name],
-        b_feedback_fetched=fetched[b.name],
+        no_time_collect=no_time_collect,
+        feedback_fetched=fetched,
         a_submission_before=a_submission_before,
         a_submission_after=_digest(a_submission),
         a_feedback_before=a_feedback_before,
@@ -316,12 +364,19 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
     )
 
 
+def _collected(course: Path, *learners: Account) -> dict[str, str]:
+    """Each learner's answer as collected into submitted/ (the notebook's one cell)."""
+    notebooks = {who.name: course / "submitted" / who.name / LESSON / f"{LESSON}.ipynb" for who in learners}
+    return {name: nbformat.read(path, as_version=4).cells[0].source for name, path in notebooks.items()}
+
+
 def test_default_exchange_lets_a_learner_read_alter_and_impersonate_another(accounts):
     """Negative control, and the upstream problem on record: with nbgrader's own exchange the same attempts
-    succeed (only listing is refused: names are hidden, not protected), and collect takes B's plant as A's."""
+    succeed (only listing is refused: names are hidden, not protected); collect takes B's plant as A's work,
+    grades the instructor's solution as B's, and one badly named folder stops it for everyone."""
     outcome = _exchange_flow(accounts, private=False)
     a, b = accounts.a.name, accounts.b.name
-    assert f"feedback for {a}" in outcome.a_feedback_fetched and f"feedback for {b}" in outcome.b_feedback_fetched
+    assert outcome.feedback_fetched == {a: f"<p>feedback for {a}</p>", b: f"<p>feedback for {b}</p>"}
     assert a not in outcome.listing
     assert outcome.attempts == {
         "list inbound": "PermissionError",
@@ -329,29 +384,35 @@ def test_default_exchange_lets_a_learner_read_alter_and_impersonate_another(acco
         "read submission": "allowed",
         "read secret": "allowed",
         "read feedback": "allowed",
+        "read solution": "PermissionError",
         "overwrite feedback": "PermissionError",
         "delete feedback": "PermissionError",
         "replace submitted notebook": "allowed",
         "rename submission": "allowed",
         "delete submitted file": "allowed",
         "plant a submission as A": "allowed",
+        "submit a link to the solution": "allowed",
     }
     assert outcome.a_submission_after != outcome.a_submission_before
-    assert "answer = 'B'" in outcome.collected_a_after_attack, "collect should have taken B's plant as A's"
+    assert outcome.collected_after_attacks == {a: "answer = 'B'", b: SOLUTION}
+    assert outcome.no_time_collect.returncode != 0, outcome.no_time_collect.stdout
 
 
 def test_private_exchange_keeps_each_learners_submission_and_feedback_to_themselves(accounts):
     outcome = _exchange_flow(accounts, private=True)
     a, b = accounts.a.name, accounts.b.name
-    assert f"feedback for {a}" in outcome.a_feedback_fetched and b not in outcome.a_feedback_fetched
-    assert f"feedback for {b}" in outcome.b_feedback_fetched and a not in outcome.b_feedback_fetched
+    assert outcome.feedback_fetched == {a: f"<p>feedback for {a}</p>", b: f"<p>feedback for {b}</p>"}
     assert a not in outcome.listing
-    planting = outcome.attempts.pop("plant a submission as A")
+    # B may drop folders into the drop box (that is how submitting works), but collect refuses those that are not
+    # B's own plain work, and keeps A's and B's real submissions.
+    plants = ["plant a submission as A", "submit a link to the solution"]
+    assert {name: outcome.attempts.pop(name) for name in plants} == dict.fromkeys(plants, "allowed")
     assert outcome.attempts == dict.fromkeys(outcome.attempts, "PermissionError")
-    # B may drop a folder named after A into the drop box, but collect refuses it and keeps A's own work.
-    assert planting == "allowed"
     assert f"claims to be {a}'s submission but it belongs to {b}" in outcome.collect_log
-    assert outcome.a_notebook in outcome.collected_a_after_attack
+    assert f"claims to be {b}'s submission but it contains a symbolic link (ps.ipynb)" in outcome.collect_log
+    assert outcome.collected_after_attacks == {a: "answer = 'A, and only A'", b: "answer = 'B'"}
     assert outcome.a_submission_after == outcome.a_submission_before
     assert outcome.a_feedback_after == outcome.a_feedback_before == f"<p>feedback for {a}</p>"
     assert outcome.a_cache_mode == 0o700
+    assert outcome.no_time_collect.returncode == 0, outcome.no_time_collect.stdout
+    assert "does not end in a submission time" in outcome.no_time_collect.stdout
