@@ -1,8 +1,9 @@
 """Learners can't see each other's work: the course's private exchange (convcourse.exchange) against nbgrader's
 default one, with real Unix accounts (an instructor in an instructors' group, learners A and B; created here and
-removed afterwards, so only as root) running the real nbgrader commands of a hub: release_assignment, fetch,
-submit, collect --update, release_feedback, fetch_feedback, list. Learner B then tries, with every path told, to
-list, read, overwrite, rename and delete A's submission and feedback, and to plant a submission in A's name.
+removed afterwards, so only as root, skipped otherwise) running the real nbgrader commands of a hub:
+release_assignment, fetch, submit, collect --update, release_feedback, fetch_feedback, list. Learner B then
+tries, with every path told, to list, read, overwrite, rename and delete A's submission and feedback, and to
+plant submissions that collect would take.
 
 The assignment is a one-cell notebook and its feedback HTML is written where ``nbgrader generate_feedback`` puts
 it (with the submission's timestamp and secret): grading is not what this file is about, the exchange is.
@@ -27,17 +28,13 @@ from typing import Callable
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.exchange import ExchangeError, ExchangeFactory
 from nbgrader.utils import notebook_hash
+from traitlets.config import PyFileConfigLoader
+from traitlets.utils.importstring import import_item
 
 from convcourse import exchange
-
-pytestmark = pytest.mark.slow
-
-if os.geteuid() != 0:
-    pytest.skip(
-        "needs root: the test creates and removes Unix accounts (useradd/userdel) to run nbgrader as separate learners",
-        allow_module_level=True,
-    )
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = "ps"
@@ -175,6 +172,8 @@ def _runnable_python(env: dict[str, str], user: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def accounts():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates and removes Unix accounts (useradd/userdel) to run nbgrader as separate users")
     prefix = f"ccpriv_{secrets.token_hex(3)}"
     group = f"{prefix}_staff"
     made_users: list[str] = []
@@ -370,6 +369,7 @@ def _collected(course: Path, *learners: Account) -> dict[str, str]:
     return {name: nbformat.read(path, as_version=4).cells[0].source for name, path in notebooks.items()}
 
 
+@pytest.mark.slow
 def test_default_exchange_lets_a_learner_read_alter_and_impersonate_another(accounts):
     """Negative control, and the upstream problem on record: with nbgrader's own exchange the same attempts
     succeed (only listing is refused: names are hidden, not protected); collect takes B's plant as A's work,
@@ -398,6 +398,7 @@ def test_default_exchange_lets_a_learner_read_alter_and_impersonate_another(acco
     assert outcome.no_time_collect.returncode != 0, outcome.no_time_collect.stdout
 
 
+@pytest.mark.slow
 def test_private_exchange_keeps_each_learners_submission_and_feedback_to_themselves(accounts):
     outcome = _exchange_flow(accounts, private=True)
     a, b = accounts.a.name, accounts.b.name
@@ -416,3 +417,23 @@ def test_private_exchange_keeps_each_learners_submission_and_feedback_to_themsel
     assert outcome.a_cache_mode == 0o700
     assert outcome.no_time_collect.returncode == 0, outcome.no_time_collect.stdout
     assert "does not end in a submission time" in outcome.no_time_collect.stdout
+
+
+def test_example_config_plugs_every_exchange_step_into_nbgrader():
+    config = PyFileConfigLoader("exchange_config.py.example", path=str(REPO / "autograder")).load_config()
+    assert dict(config.ExchangeFactory) == exchange.FACTORY
+    configured, nbgrader_own = ExchangeFactory(config=config), ExchangeFactory()
+    for step, name in exchange.FACTORY.items():
+        assert getattr(configured, step) is import_item(name), step
+        assert issubclass(import_item(name), getattr(nbgrader_own, step)), step
+
+
+def test_an_exchange_root_writable_by_everyone_is_refused(tmp_path):
+    root = tmp_path / "exchange"
+    root.mkdir()
+    root.chmod(0o777)
+    fetch = exchange.FetchAssignment(coursedir=CourseDirectory(course_id="c"), authenticator=None, root=str(root))
+    with pytest.raises(ExchangeError, match="writable by everyone"):
+        fetch.ensure_root()
+    root.chmod(0o2755)
+    fetch.ensure_root()
