@@ -16,9 +16,10 @@ tab work as before) and the permissions hold even for someone who knows every pa
 * at submit the learner also creates a private feedback box (mode 0770, named after the submission's secret);
   ``release_feedback`` writes the feedback there and puts nbgrader's usual ``feedback/<hash>.html`` in place as
   a link to it, which only its learner (and the instructors) can follow;
-* ``collect`` refuses (with an error naming it) any entry whose owner is not the learner it names, and any
+* ``collect`` refuses (with an error naming it) any entry whose owner is not the learner it names, any
   submission that is or contains a symbolic link (a link to the instructor's solutions would be graded and
-  handed back as feedback), or whose name has no readable time (nbgrader would stop collecting everyone's).
+  handed back as feedback), anything but files and folders, or what the instructors cannot read, and any
+  name without a readable time: nbgrader would stop collecting everyone's on the last three.
 
 It needs one Unix account per learner (the name nbgrader uses as the student id), as JupyterHub's
 LocalProcessSpawner or SystemdSpawner give. Configure it with :data:`FACTORY`
@@ -231,6 +232,7 @@ class Collect(_Private, default.ExchangeCollect):
 
     @staticmethod
     def _refusal(path: str, username: str) -> str | None:
+        """Why ``path`` is not ``username``'s own submission that the instructors can copy, or None."""
         if os.path.islink(path):
             return "it is a symbolic link"
         if not os.path.isdir(path):
@@ -238,10 +240,18 @@ class Collect(_Private, default.ExchangeCollect):
         owner = owner_name(path)
         if owner != username:
             return f"it belongs to {owner}"
+        if not os.access(path, os.R_OK | os.X_OK):
+            return "the instructors cannot read it"
         for folder, dirs, files in os.walk(path):
             for name in dirs + files:
-                if os.path.islink(os.path.join(folder, name)):
-                    return f"it contains a symbolic link ({os.path.relpath(os.path.join(folder, name), path)})"
+                entry = os.path.join(folder, name)
+                mode, where = os.lstat(entry).st_mode, os.path.relpath(entry, path)
+                if stat.S_ISLNK(mode):
+                    return f"it contains a symbolic link ({where})"
+                if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                    return f"it contains something that is neither a file nor a folder ({where})"
+                if not os.access(entry, os.R_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)):
+                    return f"the instructors cannot read {where}"
         return None
 
     def _sort_by_timestamp(self, records: list[dict]) -> list[dict]:
@@ -282,24 +292,43 @@ class ReleaseFeedback(_Private, default.ExchangeReleaseFeedback):
         box = os.path.join(self.dest_path, feedback_box_name(submission_secret))
         problem = None
         if not os.path.isdir(box) or os.path.islink(box):
-            problem = "their submission has no feedback box (was it submitted with convcourse.exchange.Submit?)"
+            problem = "the submission has no feedback box (made before the private exchange? submit again)"
         elif owner_name(box) != student:
             problem = f"its feedback box {box} belongs to {owner_name(box)}"
         elif os.stat(box).st_mode & 0o007:
             problem = f"its feedback box {box} is open to others"
+        elif not os.access(box, os.W_OK | os.X_OK):
+            problem = f"the instructors cannot write into its feedback box {box}"
+        else:
+            try:
+                self._write_feedback(
+                    html_file, box, f"{notebook_hash(secret=submission_secret, notebook_id=notebook)}.html"
+                )
+            except OSError as error:  # the learner owns the box: whatever they did there stops only their own
+                problem = str(error)
         if problem:
             self.log.error(
                 "Feedback for %s on %s/%s not released: %s.", student, self.coursedir.assignment_id, notebook, problem
             )
-            return
-        name = f"{notebook_hash(secret=submission_secret, notebook_id=notebook)}.html"
+        else:
+            self.log.info("Released feedback for %s on %s/%s", student, self.coursedir.assignment_id, notebook)
+
+    def _write_feedback(self, html_file: str, box: str, name: str) -> None:
+        """Copy ``html_file`` to ``box/name`` and point ``feedback/name`` at it, each replaced in one step."""
         handle, staged = tempfile.mkstemp(dir=box, suffix=".html")
-        with os.fdopen(handle, "wb") as out, open(html_file, "rb") as source:
-            shutil.copyfileobj(source, out)
-        os.chmod(staged, FEEDBACK_FILE_MODE)
-        os.replace(staged, os.path.join(box, name))
+        try:
+            with os.fdopen(handle, "wb") as out, open(html_file, "rb") as source:
+                shutil.copyfileobj(source, out)
+            os.chmod(staged, FEEDBACK_FILE_MODE)
+            os.replace(staged, os.path.join(box, name))
+        finally:
+            if os.path.lexists(staged):
+                os.unlink(staged)
         link = os.path.join(self.dest_path, name)
         staged_link = f"{link}.{secrets.token_hex(8)}"
         os.symlink(os.path.join(os.path.basename(box), name), staged_link)
-        os.replace(staged_link, link)
-        self.log.info("Released feedback for %s on %s/%s", student, self.coursedir.assignment_id, notebook)
+        try:
+            os.replace(staged_link, link)
+        finally:
+            if os.path.lexists(staged_link):
+                os.unlink(staged_link)

@@ -57,14 +57,18 @@ def replace(path):
 def rename_and_back(path):
     os.rename(path, path + ".moved")
     os.rename(path + ".moved", path)
-def plant(folder, notebook=None, link_to=None):
+def plant(folder, notebook=None, link_to=None, pipe=False, closed=False):
     os.mkdir(folder)
     target = os.path.join(folder, "ps.ipynb")
     if link_to:
         os.symlink(link_to, target)
+    elif pipe:
+        os.mkfifo(target)
     elif notebook:
         with open(target, "w") as fh:
             fh.write(open(notebook).read())
+        if closed:
+            os.chmod(target, 0o600)
 steps = {
     "list inbound": lambda: os.listdir(paths["inbound"]),
     "list feedback": lambda: os.listdir(paths["feedback_folder"]),
@@ -80,10 +84,13 @@ steps = {
     "plant a submission as A": lambda: plant(paths["plant_as_a"], notebook=paths["own_notebook"]),
     "submit a link to the solution": lambda: plant(paths["plant_link"], link_to=paths["solution"]),
     "plant a name without a time": lambda: plant(paths["plant_no_time"]),
+    "submit a pipe": lambda: plant(paths["plant_pipe"], pipe=True),
+    "submit a file closed to the instructors": lambda: plant(paths["plant_closed"], paths["own_notebook"], closed=True),
 }
 print(json.dumps({name: attempt(steps[name]) for name in sys.argv[2].split(",")}))
 """
-#: What B tries before the second collect; after it, B plants a name without a time before a third collect.
+#: What B tries before the second collect; after it, B plants what would stop nbgrader's collect for everyone
+#: (:data:`BLOCKERS`) before a third collect.
 ATTACKS = [
     "list inbound",
     "list feedback",
@@ -99,6 +106,7 @@ ATTACKS = [
     "plant a submission as A",
     "submit a link to the solution",
 ]
+BLOCKERS = ["plant a name without a time", "submit a pipe", "submit a file closed to the instructors"]
 SOLUTION = "answer = 'the solution'"
 
 
@@ -222,7 +230,8 @@ class Outcome:
     listing: str
     collected_after_attacks: dict[str, str]
     collect_log: str
-    no_time_collect: subprocess.CompletedProcess
+    blocked_collect: subprocess.CompletedProcess
+    collected_at_last: dict[str, str]
     feedback_fetched: dict[str, str]
     a_submission_before: str
     a_submission_after: str
@@ -337,6 +346,8 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
         "plant_as_a": str(inbound / f"{a.name}+{LESSON}+2099-01-01 00:00:00.000000 UTC+planted"),
         "plant_link": str(inbound / f"{b.name}+{LESSON}+2099-01-01 00:00:00.000000 UTC+linked"),
         "plant_no_time": str(inbound / f"{b.name}+{LESSON}+no time"),
+        "plant_pipe": str(inbound / f"{b.name}+{LESSON}+2100-01-01 00:00:00.000000 UTC+pipe"),
+        "plant_closed": str(inbound / f"{b.name}+{LESSON}+2101-01-01 00:00:00.000000 UTC+closed"),
         "own_notebook": str(work[b.name] / LESSON / f"{LESSON}.ipynb"),
     }
 
@@ -346,14 +357,16 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
     made = attempts(ATTACKS)
     collect_log = accounts.nbgrader(teacher, "collect", LESSON, "--update", cwd=course)
     collected = _collected(course, a, b)
-    assert attempts(["plant a name without a time"]) == {"plant a name without a time": "allowed"}
-    no_time_collect = accounts.run(teacher, ["-m", "nbgrader", "collect", LESSON, "--update"], course, check=False)
+    assert attempts(BLOCKERS) == dict.fromkeys(BLOCKERS, "allowed")
+    blocked_collect = accounts.run(teacher, ["-m", "nbgrader", "collect", LESSON, "--update"], course, check=False)
+    collected_at_last = _collected(course, a, b)
     return Outcome(
         attempts=made,
         listing=listing,
         collected_after_attacks=collected,
         collect_log=collect_log,
-        no_time_collect=no_time_collect,
+        blocked_collect=blocked_collect,
+        collected_at_last=collected_at_last,
         feedback_fetched=fetched,
         a_submission_before=a_submission_before,
         a_submission_after=_digest(a_submission),
@@ -373,7 +386,7 @@ def _collected(course: Path, *learners: Account) -> dict[str, str]:
 def test_default_exchange_lets_a_learner_read_alter_and_impersonate_another(accounts):
     """Negative control, and the upstream problem on record: with nbgrader's own exchange the same attempts
     succeed (only listing is refused: names are hidden, not protected); collect takes B's plant as A's work,
-    grades the instructor's solution as B's, and one badly named folder stops it for everyone."""
+    grades the instructor's solution as B's, and B's next plants stop it for everyone."""
     outcome = _exchange_flow(accounts, private=False)
     a, b = accounts.a.name, accounts.b.name
     assert outcome.feedback_fetched == {a: f"<p>feedback for {a}</p>", b: f"<p>feedback for {b}</p>"}
@@ -395,7 +408,7 @@ def test_default_exchange_lets_a_learner_read_alter_and_impersonate_another(acco
     }
     assert outcome.a_submission_after != outcome.a_submission_before
     assert outcome.collected_after_attacks == {a: "answer = 'B'", b: SOLUTION}
-    assert outcome.no_time_collect.returncode != 0, outcome.no_time_collect.stdout
+    assert outcome.blocked_collect.returncode != 0, outcome.blocked_collect.stdout
 
 
 @pytest.mark.slow
@@ -415,8 +428,14 @@ def test_private_exchange_keeps_each_learners_submission_and_feedback_to_themsel
     assert outcome.a_submission_after == outcome.a_submission_before
     assert outcome.a_feedback_after == outcome.a_feedback_before == f"<p>feedback for {a}</p>"
     assert outcome.a_cache_mode == 0o700
-    assert outcome.no_time_collect.returncode == 0, outcome.no_time_collect.stdout
-    assert "does not end in a submission time" in outcome.no_time_collect.stdout
+    assert outcome.blocked_collect.returncode == 0, outcome.blocked_collect.stdout
+    for refusal in (
+        "its name does not end in a submission time",
+        "it contains something that is neither a file nor a folder (ps.ipynb)",
+        "the instructors cannot read ps.ipynb",
+    ):
+        assert f"claims to be {b}'s submission but {refusal}" in outcome.blocked_collect.stdout
+    assert outcome.collected_at_last == outcome.collected_after_attacks
 
 
 def test_example_config_plugs_every_exchange_step_into_nbgrader():
