@@ -377,9 +377,13 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
 
 
 def _collected(course: Path, *learners: Account) -> dict[str, str]:
-    """Each learner's answer as collected into submitted/ (the notebook's one cell)."""
+    """Each learner's answer as collected into submitted/ (the notebook's one cell), or "missing": nbgrader's
+    collect --update removes the collected copy before copying the newer one, which can fail."""
     notebooks = {who.name: course / "submitted" / who.name / LESSON / f"{LESSON}.ipynb" for who in learners}
-    return {name: nbformat.read(path, as_version=4).cells[0].source for name, path in notebooks.items()}
+    return {
+        name: nbformat.read(path, as_version=4).cells[0].source if path.exists() else "missing"
+        for name, path in notebooks.items()
+    }
 
 
 @pytest.mark.slow
