@@ -1,13 +1,19 @@
 """Widgets that update their figure in place (convcourse.widgets.in_place) show, after any sequence of control
-moves, the same picture and alt text as a figure drawn from scratch for the same values."""
+moves, the same picture and alt text as a figure drawn from scratch for the same values; the PNG they send,
+rendered with kept glyph bitmaps (convcourse.widgets.glyphs), is pixel for pixel matplotlib's Agg rendering."""
+
+import base64
+import io
 
 import numpy as np
 import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
 
 from convcourse.plots import figure_alt_text
+from convcourse.widgets import figure_output, glyphs
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
@@ -27,6 +33,19 @@ def pixels(figure) -> np.ndarray:
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def png_pixels(output: dict) -> np.ndarray:
+    """The pixels of the PNG in a display_data output."""
+    png = base64.b64decode(output["data"]["image/png"])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+
+def matplotlib_png_pixels(figure, monkeypatch) -> np.ndarray:
+    """The PNG a view would send for ``figure``, rendered by matplotlib's own Agg canvas (no kept glyphs)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(glyphs, "GlyphCacheCanvas", FigureCanvasAgg)
+        return png_pixels(figure_output(figure))
 
 
 def broken_backward(*args, **kwargs):
@@ -94,13 +113,14 @@ def ipython():
 
 
 @pytest.mark.parametrize("name", WIDGETS)
-def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython):
+def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython, monkeypatch):
     make, moves = WIDGETS[name]
     view = make()
     for control, value in moves:
         view.controls[control].value = value
         assert view.last_error is None
         fresh = view.draw.__wrapped__(figure=None, **view.values())
+        assert np.array_equal(png_pixels(view.output.outputs[0]), matplotlib_png_pixels(fresh, monkeypatch))
         assert figure_alt_text(view.last_figure) == figure_alt_text(fresh), (control, value)
         assert np.array_equal(pixels(view.last_figure), pixels(fresh)), (control, value)
         assert view.output.outputs[0]["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)

@@ -108,15 +108,17 @@ def figure_output(figure: plt.Figure) -> dict:
     nothing would show it, or for an empty figure, only the text repr."""
     from IPython import get_ipython
     from IPython.core.pylabtools import print_figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from ..plots import figure_alt_text
+    from .glyphs import GlyphCacheCanvas
 
     output = {"output_type": "display_data", "data": {"text/plain": repr(figure)}, "metadata": {}}
     if get_ipython() is None:
         return output
-    if not isinstance(figure.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(figure)  # drawn on a canvas that keeps its renderer, for the check below
+    if type(figure.canvas) is not GlyphCacheCanvas:
+        # Agg, rendering each glyph once per process (text is most of a redraw); it keeps its renderer for the
+        # check below
+        GlyphCacheCanvas(figure)
     _pin_titles(figure)
     # zlib level 1: ~15-20 ms faster than the default level 6; the same size for line art, ~15 % larger for photos
     # Never more pixels than a notebook's output area shows (wider images are only scaled down by the browser).
