@@ -59,13 +59,15 @@ class GlyphCacheRenderer(RendererAgg):
                 if len(_glyphs) > MAX_GLYPHS:
                     _glyphs.popitem(last=False)
             buffer, left, top = kept
-            self._renderer.draw_text_image(buffer, (px >> 6) + left, height - ((py >> 6) + top) + buffer.shape[0], 0, gc)
+            bottom = height - ((py >> 6) + top) + buffer.shape[0]  # Agg's y is downwards, to the bitmap's bottom
+            self._renderer.draw_text_image(buffer, (px >> 6) + left, bottom, 0, gc)
 
     def _layout(self, s: str, prop, flags, mtext) -> list:
         """The glyphs of ``s`` and their offsets (matplotlib's text layout), kept per string and font."""
         features = mtext.get_fontfeatures() if mtext is not None else None
         language = mtext.get_language() if mtext is not None else None
-        key = (s, hash(prop), self.dpi, flags, features, language, mpl.rcParams["text.kerning_factor"])
+        factors = mpl.rcParams["text.kerning_factor"], mpl.rcParams["text.hinting_factor"]
+        key = (s, hash(prop), self.dpi, flags, features, language, factors)
         items = _layouts.get(key)
         if items is None:
             items = self._prepare_font(prop)._layout(s, flags=flags, features=features, language=language)
