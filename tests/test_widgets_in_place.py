@@ -1,6 +1,7 @@
 """Widgets that update their figure in place (convcourse.widgets.in_place) show, after any sequence of control
 moves, the same picture and alt text as a figure drawn from scratch for the same values; the PNG they send,
-rendered with kept glyph bitmaps (convcourse.widgets.glyphs), is pixel for pixel matplotlib's Agg rendering."""
+rendered with kept glyph bitmaps (convcourse.widgets.glyphs) and written by convcourse.widgets.png, is pixel for
+pixel what matplotlib's Agg canvas and Pillow make of it."""
 
 import base64
 import io
@@ -13,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from convcourse.plots import figure_alt_text
-from convcourse.widgets import figure_output, glyphs
+from convcourse.widgets import MAX_WIDTH_PX, figure_output, glyphs, png
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
@@ -41,10 +42,19 @@ def png_pixels(output: dict) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
 
 
+def pillow_png(rgba: np.ndarray) -> bytes:
+    """What matplotlib's savefig writes: Pillow's PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(rgba)).save(buffer, format="png")
+    return buffer.getvalue()
+
+
 def matplotlib_png_pixels(figure, monkeypatch) -> np.ndarray:
-    """The PNG a view would send for ``figure``, rendered by matplotlib's own Agg canvas (no kept glyphs)."""
+    """The PNG a view would send for ``figure``, rendered by matplotlib's own Agg canvas (no kept glyphs) and
+    written by Pillow."""
     with monkeypatch.context() as patch:
         patch.setattr(glyphs, "GlyphCacheCanvas", FigureCanvasAgg)
+        patch.setattr(png, "png_bytes", pillow_png)
         return png_pixels(figure_output(figure))
 
 
@@ -124,3 +134,28 @@ def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython, mon
         assert figure_alt_text(view.last_figure) == figure_alt_text(fresh), (control, value)
         assert np.array_equal(pixels(view.last_figure), pixels(fresh)), (control, value)
         assert view.output.outputs[0]["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)
+
+
+def test_a_widget_png_is_what_savefig_renders(ipython):
+    """The view's own rendering (dpi capped to the output area's width, kept glyphs, its PNG writer) against
+    ``savefig`` at the same dpi, decoded by Pillow."""
+    view = sliding_window_widget()
+    view.controls["step"].value = 7
+    fresh = view.draw.__wrapped__(figure=None, **view.values())
+    dpi = min(fresh.dpi, MAX_WIDTH_PX / fresh.get_figwidth())
+    buffer = io.BytesIO()
+    fresh.savefig(buffer, format="png", dpi=dpi)
+    expected = np.asarray(Image.open(buffer).convert("RGBA"))
+    assert expected.shape[1] <= MAX_WIDTH_PX
+    assert np.array_equal(png_pixels(view.output.outputs[0]), expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 211)])
+def test_png_bytes_round_trips_every_pixel(shape):
+    rgba = np.random.default_rng(0).integers(0, 256, size=(*shape, 4), dtype=np.uint8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.png_bytes(rgba)))), rgba)
+
+
+def test_png_bytes_refuses_what_is_not_rgba():
+    with pytest.raises(ValueError, match="uint8"):
+        png.png_bytes(np.zeros((4, 4, 3), dtype=np.uint8))
