@@ -33,8 +33,9 @@ take turns, so the figure really changes). Per widget:
   ``png cpu`` (the rest: encoding the pixels to PNG, base64, alt text); medians of each;
 * ``bare``: an empty figure of the same size and dpi created and rendered to PNG (the whole canvas): the
   floor set by this machine, measured in the same run, so ``update / bare`` can be compared across machines;
-* ``new figs`` and ``pngs``: Figures made and PNGs rendered per update (0 new figures: the widget updates its
-  figure in place; 2 PNGs: the picture had to be cropped to its contents).
+* ``new figs`` and ``pngs``: Figures made and pictures rendered into pixels (``FigureCanvasAgg.draw``, under
+  every PNG however it is encoded) per update (0 new figures: the widget updates its figure in place; 2 renders:
+  the picture had to be cropped to its contents).
 
 The median and the 95th percentile (nearest rank) of ``update`` are the figures the targets are about.
 
@@ -87,32 +88,26 @@ def measure_widgets(repeats: int, out_path: str) -> None:
     import statistics
     import time
 
-    import matplotlib.backend_bases
     import matplotlib.figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     import matplotlib.pyplot as plt
     from IPython.core.pylabtools import print_figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from convcourse.widgets import FigureView
 
-    canvas = matplotlib.backend_bases.FigureCanvasBase
-    original_print = canvas.print_figure
-    renders = []  # one entry per PNG (or other file) rendered while a redraw is timed
+    # One entry per rendering into pixels (FigureCanvasAgg.draw, which every PNG of a figure goes through, however
+    # it is encoded) while a redraw is timed: its CPU seconds
+    renders = []
     created = []  # one entry per Figure made while a redraw is timed (none: the widget updates its figure in place)
     original_figure_init = matplotlib.figure.Figure.__init__
     original_agg_draw = FigureCanvasAgg.draw
-    agg_cpu = []  # CPU seconds of each Agg rendering while a redraw is timed
 
     def timed_agg_draw(self):
         start = time.process_time()
         try:
             return original_agg_draw(self)
         finally:
-            agg_cpu.append(time.process_time() - start)
-
-    def counting_print(self, *args, **kwargs):
-        renders.append(kwargs.get("format"))
-        return original_print(self, *args, **kwargs)
+            renders.append(time.process_time() - start)
 
     def counting_figure_init(self, *args, **kwargs):
         created.append(1)
@@ -197,10 +192,8 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                         del view.update
                     moved.append(f"{name}={value!r}")
                 view.draw = timed_draw
-                canvas.print_figure = counting_print
                 matplotlib.figure.Figure.__init__ = counting_figure_init
                 FigureCanvasAgg.draw = timed_agg_draw
-                agg_cpu.clear()
                 try:
                     before = len(renders)
                     cpu_start = time.process_time()
@@ -211,10 +204,9 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                         explicit += 1
                     update_s.append(time.perf_counter() - start)
                     cpu_s.append(time.process_time() - cpu_start)
-                    render_cpu_s.append(sum(agg_cpu))
+                    render_cpu_s.append(sum(renders[before:]))
                 finally:
                     view.draw = original_draw
-                    canvas.print_figure = original_print
                     matplotlib.figure.Figure.__init__ = original_figure_init
                     FigureCanvasAgg.draw = original_agg_draw
                 width, height = figure.get_size_inches()
@@ -446,9 +438,8 @@ def print_report(report: dict) -> None:
         f"and p95 <= {WIDGET_P95_LIMIT_MS:.0f} ms, update = draw + PNG; bare = an empty figure of the same size "
         "rendered; cpu = the kernel's CPU time for the update, split into draw cpu (the draw function), agg cpu "
         "(Agg rendering) and png cpu (the rest: PNG encoding, base64, alt text), medians; figure = the last redraw's "
-        "size; new figs = Figures "
-        "made per update (0: updated in place); pngs = PNGs rendered per update; load = 1-minute load average after "
-        "the widget)"
+        "size; new figs = Figures made per update (0: updated in place); pngs = Agg renders per update (2: cropped); "
+        "load = 1-minute load average after the widget)"
     )
     header = (
         f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
