@@ -110,7 +110,7 @@ def figure_output(figure: plt.Figure) -> dict:
 
     Rendered by Agg as ``savefig`` would, on a canvas that keeps the glyphs it has rendered
     (:mod:`convcourse.widgets.glyphs`: text is most of a redraw), and encoded unfiltered at zlib level 1
-    (:mod:`convcourse.widgets.png`): the same pixels, in a third of the encoding time."""
+    (:mod:`convcourse.widgets.png`): the same pixels, in a third to a half of the encoding time."""
     from IPython import get_ipython
     from IPython.core.pylabtools import print_figure
 

@@ -2,7 +2,7 @@
 
 Pillow (what matplotlib's ``savefig`` uses) tries PNG's five row filters on every row and keeps the best; for
 a widget's picture (flat colours, lines and text) that is most of the encoding time and gains little: an
-unfiltered RGBA PNG at zlib level 1 is about the same size (0.9-1.3x) and takes a third of the time
+unfiltered RGBA PNG at zlib level 1 is 1.0-1.35x the size (20-50 KB) and takes a third to a half of the time
 (``benchmarks/lesson_speed.py``). Lossless: the browser shows exactly the rendered pixels.
 """
 
