@@ -1,6 +1,6 @@
 """Widgets that update their figure in place (convcourse.widgets.in_place) show, after any sequence of control
 moves, the same picture and alt text as a figure drawn from scratch for the same values; the PNG they send,
-rendered with kept glyph bitmaps (convcourse.widgets.glyphs) and written by convcourse.widgets.png, is pixel for
+rendered with kept glyph bitmaps (convcourse.glyphs) and written by convcourse.png, is pixel for
 pixel what matplotlib's Agg canvas and Pillow make of it."""
 
 import base64
@@ -13,8 +13,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
+from convcourse import glyphs, png
 from convcourse.plots import figure_alt_text
-from convcourse.widgets import MAX_WIDTH_PX, figure_output, glyphs, png
+from convcourse.widgets import MAX_WIDTH_PX, figure_output
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget

@@ -109,14 +109,14 @@ def figure_output(figure: plt.Figure) -> dict:
     plots do. Outside IPython, where nothing would show it, or for an empty figure, only the text repr.
 
     Rendered by Agg as ``savefig`` would, on a canvas that keeps the glyphs it has rendered
-    (:mod:`convcourse.widgets.glyphs`: text is most of a redraw), and encoded unfiltered at zlib level 1
-    (:mod:`convcourse.widgets.png`): the same pixels, in a third to a half of the encoding time."""
+    (:mod:`convcourse.glyphs`: text is most of a redraw), and encoded unfiltered at zlib level 1
+    (:mod:`convcourse.png`): the same pixels, in a third to a half of the encoding time."""
     from IPython import get_ipython
     from IPython.core.pylabtools import print_figure
 
+    from ..glyphs import GlyphCacheCanvas
     from ..plots import figure_alt_text
-    from .glyphs import GlyphCacheCanvas
-    from .png import png_bytes
+    from ..png import png_bytes
 
     output = {"output_type": "display_data", "data": {"text/plain": repr(figure)}, "metadata": {}}
     if get_ipython() is None or (not figure.axes and not figure.lines):  # as IPython shows no empty figure
