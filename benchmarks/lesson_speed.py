@@ -28,10 +28,14 @@ take turns, so the figure really changes). Per widget:
   sees, so this is the whole wait in the kernel. Should an update render no picture (a FigureView that
   leaves it to the frontend), the PNG is rendered after it as the inline backend would
   (``bbox_inches="tight"``) and counted in, so ``update`` is always draw + pixels;
+* ``cpu``: the kernel's CPU time for the update, split into ``draw cpu`` (the draw function), ``agg cpu``
+  (matplotlib's Agg rendering of the figure into pixels: ``FigureCanvasAgg.draw``, text, images, lines) and
+  ``png cpu`` (the rest: encoding the pixels to PNG, base64, alt text); medians of each;
 * ``bare``: an empty figure of the same size and dpi created and rendered to PNG (the whole canvas): the
   floor set by this machine, measured in the same run, so ``update / bare`` can be compared across machines;
-* ``new figs`` and ``pngs``: Figures made and PNGs rendered per update (0 new figures: the widget updates its
-  figure in place; 2 PNGs: the picture had to be cropped to its contents).
+* ``new figs`` and ``pngs``: Figures made and pictures rendered into pixels (``FigureCanvasAgg.draw``, under
+  every PNG however it is encoded) per update (0 new figures: the widget updates its figure in place; 2 renders:
+  the picture had to be cropped to its contents).
 
 The median and the 95th percentile (nearest rank) of ``update`` are the figures the targets are about.
 
@@ -84,22 +88,26 @@ def measure_widgets(repeats: int, out_path: str) -> None:
     import statistics
     import time
 
-    import matplotlib.backend_bases
     import matplotlib.figure
     import matplotlib.pyplot as plt
     from IPython.core.pylabtools import print_figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from convcourse.widgets import FigureView
 
-    canvas = matplotlib.backend_bases.FigureCanvasBase
-    original_print = canvas.print_figure
-    renders = []  # one entry per PNG (or other file) rendered while a redraw is timed
+    # One entry per rendering into pixels (FigureCanvasAgg.draw, which every PNG of a figure goes through, however
+    # it is encoded) while a redraw is timed: its CPU seconds
+    renders = []
     created = []  # one entry per Figure made while a redraw is timed (none: the widget updates its figure in place)
     original_figure_init = matplotlib.figure.Figure.__init__
+    original_agg_draw = FigureCanvasAgg.draw
 
-    def counting_print(self, *args, **kwargs):
-        renders.append(kwargs.get("format"))
-        return original_print(self, *args, **kwargs)
+    def timed_agg_draw(self):
+        start = time.process_time()
+        try:
+            return original_agg_draw(self)
+        finally:
+            renders.append(time.process_time() - start)
 
     def counting_figure_init(self, *args, **kwargs):
         created.append(1)
@@ -153,15 +161,17 @@ def measure_widgets(repeats: int, out_path: str) -> None:
         movable = [name for name, control in view.controls.items() if len(candidates(control)) > 1]
         turn = {name: 0 for name in movable}
         draw_s, update_s, bare_s, moved, cpu_s = [], [], [], [], []
+        draw_cpu_s, render_cpu_s = [], []
         renders.clear()
         created.clear()
         explicit = 0
         original_draw = view.draw
 
         def timed_draw(**values):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             figure = original_draw(**values)
             draw_s.append(time.perf_counter() - start)
+            draw_cpu_s.append(time.process_time() - cpu_start)
             return figure
 
         try:
@@ -182,8 +192,8 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                         del view.update
                     moved.append(f"{name}={value!r}")
                 view.draw = timed_draw
-                canvas.print_figure = counting_print
                 matplotlib.figure.Figure.__init__ = counting_figure_init
+                FigureCanvasAgg.draw = timed_agg_draw
                 try:
                     before = len(renders)
                     cpu_start = time.process_time()
@@ -194,10 +204,11 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                         explicit += 1
                     update_s.append(time.perf_counter() - start)
                     cpu_s.append(time.process_time() - cpu_start)
+                    render_cpu_s.append(sum(renders[before:]))
                 finally:
                     view.draw = original_draw
-                    canvas.print_figure = original_print
                     matplotlib.figure.Figure.__init__ = original_figure_init
+                    FigureCanvasAgg.draw = original_agg_draw
                 width, height = figure.get_size_inches()
                 start = time.perf_counter()
                 bare = plt.figure(figsize=(width, height), dpi=figure.dpi)
@@ -214,6 +225,11 @@ def measure_widgets(repeats: int, out_path: str) -> None:
             # (on a shared one, update_ms ~ cpu_ms x load / cores).
             entry["update_cpu_ms"], _ = median_max(cpu_s)
             entry["update_cpu_ms_p95"] = p95(cpu_s)
+            # Where that CPU time goes: the draw function, Agg's rendering, the rest (PNG encoding, base64, alt text)
+            entry["draw_cpu_ms"], _ = median_max(draw_cpu_s)
+            entry["render_cpu_ms"], _ = median_max(render_cpu_s)
+            rest = [total - drawn - rendered for total, drawn, rendered in zip(cpu_s, draw_cpu_s, render_cpu_s)]
+            entry["png_cpu_ms"], _ = median_max(rest)
             entry["update_ms_each"] = [round(1000 * seconds, 1) for seconds in update_s]
             entry["bare_ms"], _ = median_max(bare_s)
             entry["redraws"] = len(update_s)
@@ -420,13 +436,15 @@ def print_report(report: dict) -> None:
     print(
         f"\nWidgets ({report['repeats']} redraws each; limits: update median <= {WIDGET_MEDIAN_LIMIT_MS:.0f} ms "
         f"and p95 <= {WIDGET_P95_LIMIT_MS:.0f} ms, update = draw + PNG; bare = an empty figure of the same size "
-        "rendered; cpu = the kernel's CPU time for the update; figure = the last redraw's size; new figs = Figures "
-        "made per update (0: updated in place); pngs = PNGs rendered per update; load = 1-minute load average after "
-        "the widget)"
+        "rendered; cpu = the kernel's CPU time for the update, split into draw cpu (the draw function), agg cpu "
+        "(Agg rendering) and png cpu (the rest: PNG encoding, base64, alt text), medians; figure = the last redraw's "
+        "size; new figs = Figures made per update (0: updated in place); pngs = Agg renders per update (2: cropped); "
+        "load = 1-minute load average after the widget)"
     )
     header = (
         f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
-        f"{'p95 ms':>6} {'max ms':>6} {'cpu ms':>6} {'cpu p95':>7} {'bare ms':>7} {'x bare':>6} {'figure':>15} "
+        f"{'p95 ms':>6} {'max ms':>6} {'cpu ms':>6} {'cpu p95':>7} {'draw cpu':>8} {'agg cpu':>7} {'png cpu':>7} "
+        f"{'bare ms':>7} {'x bare':>6} {'figure':>15} "
         f"{'new figs':>8} {'pngs':>4} {'load':>5}  verdict"
     )
     print(header + "\n" + "-" * len(header))
@@ -442,7 +460,8 @@ def print_report(report: dict) -> None:
                 f"{run['lesson']:<20} {run['kind']:<9} {cell:>4}  {widget['title'][:32]:<32} "
                 f"{fmt(widget.get('draw_ms')):>7} {fmt(update):>9} {fmt(p95, 0):>6} "
                 f"{fmt(widget.get('update_ms_max'), 0):>6} {fmt(widget.get('update_cpu_ms')):>6} "
-                f"{fmt(widget.get('update_cpu_ms_p95')):>7} {fmt(bare):>7} "
+                f"{fmt(widget.get('update_cpu_ms_p95')):>7} {fmt(widget.get('draw_cpu_ms')):>8} "
+                f"{fmt(widget.get('render_cpu_ms')):>7} {fmt(widget.get('png_cpu_ms')):>7} {fmt(bare):>7} "
                 f"{fmt(update / bare if update and bare else None):>6} {figure:>15} "
                 f"{fmt(widget.get('figures_per_update'), 2):>8} {fmt(widget.get('pngs_per_update'), 1):>4} "
                 f"{fmt(widget.get('load_average'), 2):>5}  {verdicts}"

@@ -57,9 +57,11 @@ def test_lesson_speed_times_the_lesson_and_every_widget_it_shows(tmp_path):
         assert widget["update_ms"] >= widget["draw_ms"] > 0 and widget["bare_ms"] > 0
         assert widget["update_ms_max"] >= widget["update_ms_p95"] >= widget["update_ms"]  # p95 printed too
         assert widget["update_cpu_ms"] > 0 and widget["load_average"] >= 0
+        assert widget["draw_cpu_ms"] >= 0 and widget["render_cpu_ms"] > 0 and widget["pngs_per_update"] >= 1
         assert widget["png_rendered_by_update"] is True
         assert len(set(widget["controls_moved"])) == 2  # each redraw showed another window position
-    assert lesson in result.stdout and title in result.stdout and "p95 ms" in result.stdout
+    assert lesson in result.stdout and title in result.stdout
+    assert "p95 ms" in result.stdout and "agg cpu" in result.stdout
 
 
 def test_lesson_speed_refuses_unknown_lessons(capsys):

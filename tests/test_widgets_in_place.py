@@ -1,13 +1,21 @@
 """Widgets that update their figure in place (convcourse.widgets.in_place) show, after any sequence of control
-moves, the same picture and alt text as a figure drawn from scratch for the same values."""
+moves, the same picture and alt text as a figure drawn from scratch for the same values; the PNG they send,
+rendered with kept glyph bitmaps (convcourse.glyphs) and written by convcourse.png, is pixel for
+pixel what matplotlib's Agg canvas and Pillow make of it."""
+
+import base64
+import io
 
 import numpy as np
 import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
 
+from convcourse import glyphs, png
 from convcourse.plots import figure_alt_text
+from convcourse.widgets import MAX_WIDTH_PX, figure_output
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
@@ -27,6 +35,28 @@ def pixels(figure) -> np.ndarray:
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def png_pixels(output: dict) -> np.ndarray:
+    """The pixels of the PNG in a display_data output."""
+    png = base64.b64decode(output["data"]["image/png"])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+
+def pillow_png(rgba: np.ndarray) -> bytes:
+    """What matplotlib's savefig writes: Pillow's PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(rgba)).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def matplotlib_png_pixels(figure, monkeypatch) -> np.ndarray:
+    """The PNG a view would send for ``figure``, rendered by matplotlib's own Agg canvas (no kept glyphs) and
+    written by Pillow."""
+    with monkeypatch.context() as patch:
+        patch.setattr(glyphs, "GlyphCacheCanvas", FigureCanvasAgg)
+        patch.setattr(png, "png_bytes", pillow_png)
+        return png_pixels(figure_output(figure))
 
 
 def broken_backward(*args, **kwargs):
@@ -94,13 +124,39 @@ def ipython():
 
 
 @pytest.mark.parametrize("name", WIDGETS)
-def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython):
+def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython, monkeypatch):
     make, moves = WIDGETS[name]
     view = make()
     for control, value in moves:
         view.controls[control].value = value
         assert view.last_error is None
         fresh = view.draw.__wrapped__(figure=None, **view.values())
+        assert np.array_equal(png_pixels(view.output.outputs[0]), matplotlib_png_pixels(fresh, monkeypatch))
         assert figure_alt_text(view.last_figure) == figure_alt_text(fresh), (control, value)
         assert np.array_equal(pixels(view.last_figure), pixels(fresh)), (control, value)
         assert view.output.outputs[0]["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)
+
+
+def test_a_widget_png_is_what_savefig_renders(ipython):
+    """The view's own rendering (dpi capped to the output area's width, kept glyphs, its PNG writer) against
+    ``savefig`` at the same dpi, decoded by Pillow."""
+    view = sliding_window_widget()
+    view.controls["step"].value = 7
+    fresh = view.draw.__wrapped__(figure=None, **view.values())
+    dpi = min(fresh.dpi, MAX_WIDTH_PX / fresh.get_figwidth())
+    buffer = io.BytesIO()
+    fresh.savefig(buffer, format="png", dpi=dpi)
+    expected = np.asarray(Image.open(buffer).convert("RGBA"))
+    assert expected.shape[1] <= MAX_WIDTH_PX
+    assert np.array_equal(png_pixels(view.output.outputs[0]), expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 211)])
+def test_png_bytes_round_trips_every_pixel(shape):
+    rgba = np.random.default_rng(0).integers(0, 256, size=(*shape, 4), dtype=np.uint8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.png_bytes(rgba)))), rgba)
+
+
+def test_png_bytes_refuses_what_is_not_rgba():
+    with pytest.raises(ValueError, match="uint8"):
+        png.png_bytes(np.zeros((4, 4, 3), dtype=np.uint8))

@@ -137,7 +137,9 @@ def _layout(image: torch.Tensor, channels_shown: int, panels: int) -> Figure:
     return fig
 
 
-def _wrap(text: str, width: int = 44) -> str:
+def _wrap(text: str, width: int = 40) -> str:
+    """``text`` in lines that fit the text panel at the widest a view renders (``MAX_WIDTH_PX``): a longer line
+    would stick out of the canvas and cost a second, cropped rendering of every redraw."""
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width))
