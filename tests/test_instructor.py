@@ -386,12 +386,16 @@ def test_the_grading_worker_keeps_nbgrader_messages_as_text_when_logged():
             return "SubmittedAssignment<01 for ana>"
 
     row, collect, log = Row(), _Collect(), logging.getLogger("test-collect")
+    log.setLevel(logging.DEBUG)  # whatever earlier tests in this process set the root logger's level to
+    disabled = logging.root.manager.disable  # or passed to logging.disable
+    logging.disable(logging.NOTSET)
     log.addHandler(collect)
     try:
         log.warning("%s is %s seconds late", row, 60.0)
         log.info("%s submitted", row)  # below WARNING: not kept
     finally:
         log.removeHandler(collect)
+        logging.disable(disabled)
     row.open = False
     assert collect.records == [(logging.WARNING, "SubmittedAssignment<01 for ana> is 60.0 seconds late")]
 
