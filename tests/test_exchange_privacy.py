@@ -18,7 +18,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from traitlets.config import PyFileConfigLoader
 from traitlets.utils.importstring import import_item
 
 from convcourse import exchange
+
+from unix_accounts import course_environment, runnable_python, unix_accounts, why_not_root
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = "ps"
@@ -162,64 +163,22 @@ def _sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, text=True)
 
 
-def _runnable_python(env: dict[str, str], user: str) -> str | None:
-    """This interpreter if ``user`` may run it, else a system one of the same version that can import the
-    venv's packages (this machine's interpreter lives under root's 0700 home)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    probe = f"import sys, nbgrader, convcourse.exchange; assert sys.version_info[:2] == {sys.version_info[:2]}"
-    for python in dict.fromkeys([sys.executable, shutil.which(f"python{version}"), f"/usr/bin/python{version}"]):
-        if python and os.path.exists(python):
-            try:
-                result = subprocess.run([python, "-c", probe], env=env, user=user, cwd="/", capture_output=True)
-            except PermissionError:  # the interpreter, or a folder above it, is closed to the user
-                continue
-            if result.returncode == 0:
-                return python
-    return None
-
-
 @pytest.fixture(scope="module")
 def accounts():
-    if os.geteuid() != 0:
-        pytest.skip("needs root: creates and removes Unix accounts (useradd/userdel) to run nbgrader as separate users")
+    if why_not_root():
+        pytest.skip(f"{why_not_root()} to run nbgrader as separate users")
     prefix = f"ccpriv_{secrets.token_hex(3)}"
     group = f"{prefix}_staff"
-    made_users: list[str] = []
-    made_group = False
-    try:
-        _sh("groupadd", group)
-        made_group = True
-        people = {}
-        for role, groups in (("i", [group]), ("a", []), ("b", [])):
-            name = f"{prefix}_{role}"
-            _sh(
-                "useradd",
-                "--create-home",
-                "--user-group",
-                "--shell",
-                "/bin/sh",
-                *(["--groups", group] * bool(groups)),
-                name,
-            )
-            made_users.append(name)
-            os.chmod(Path("/home") / name, 0o700)  # README: learners' homes are private (HOME_MODE 0700)
-            people[role] = Account(name, [name, *groups])
-        paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], str(REPO)])
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": os.pathsep.join(paths),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "LANG": "C.UTF-8",
-        }
-        python = _runnable_python(env, people["b"].name)
+    people = {
+        role: Account(f"{prefix}_{role}", [f"{prefix}_{role}", *groups])
+        for role, groups in (("i", [group]), ("a", []), ("b", []))
+    }
+    with unix_accounts({who.name: who.groups[1:] for who in people.values()}, [group]):
+        env = course_environment()
+        python = runnable_python(env, people["b"].name)
         if python is None:
             pytest.skip(f"no Python {sys.version_info[:2]} that an unprivileged user may run (tried {sys.executable})")
         yield Accounts(people["i"], people["a"], people["b"], group, python, env)
-    finally:
-        for name in made_users:
-            subprocess.run(["userdel", "--remove", name], capture_output=True)
-        if made_group:
-            subprocess.run(["groupdel", group], capture_output=True)
 
 
 @dataclass

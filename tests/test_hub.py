@@ -2,17 +2,20 @@
 
 The test starts JupyterHub (with configurable-http-proxy, which `make hub-deps` installs from npm into the
 environment where it is not on PATH; without it the test is skipped with the reason) on loopback, the instructors'
-grading service it manages, and one single-user server per learner from this environment, with nbgrader's
-file-system exchange in a temporary folder. Everything goes through the hub's REST API and each learner's own
-server behind the proxy, with that learner's token: the Assignments tab's endpoints (list, fetch, submit,
-fetch_feedback) and jupyter_server's contents and kernels APIs.
+grading service it manages, and one single-user server per learner from this environment. As root, as in
+production, every learner is a Unix account of their own (made here, removed afterwards) and the exchange is the
+course's private one; otherwise every learner's server runs as this user with nbgrader's default exchange (the
+config's "shared" trial, which the test then says it ran). Everything goes through the hub's REST API and each
+learner's own server behind the proxy, with that learner's token: the Assignments tab's endpoints (list, fetch,
+submit, fetch_feedback) and jupyter_server's contents and kernels APIs.
 
-The class: the instructor releases lesson 01; eleven learners at once fetch it and write their answers (one
-runs the whole notebook in a kernel of their server first); some submit twice (the later one is graded), two after
+The class: the instructor releases lesson 01; eleven learners at once fetch it, write their answers and run the
+notebook in a kernel of their own server before submitting; some submit twice (the later one is graded), two after
 the due date, one never. The instructor's commands are the convcourse CLI in the course root with the grading
 service's environment (on a real hub, typed in that service's terminal): collect, grade (the parallel grader,
 two workers), feedback. Each learner then fetches feedback and must get exactly their own, scored as in the
-gradebook.
+gradebook; with own accounts, one learner's kernel also tries to list, read and change another's submission and
+feedback in the exchange, and must be refused.
 """
 
 from __future__ import annotations
@@ -24,22 +27,27 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader.utils import notebook_hash
 
 from convcourse.grading.config import COURSE_ID
 
 from course import REPO, make_course, points
+from unix_accounts import course_environment, runnable_python, unix_accounts, why_not_root
 
 pytestmark = pytest.mark.slow
 
@@ -53,28 +61,57 @@ POINTS = points(LESSON)
 FULL = sum(POINTS.values())
 WRONG = FULL - POINTS["test_corr2d"]  # corr2d wrong, the questions right
 
+#: Hub user names are Unix account names when learners have their own accounts: a prefix keeps them apart from
+#: the machine's.
+PREFIX = "cchub-"
 #: learner -> the answers submitted, in order ("key": the answer key's code, "wrong": corr2d returns zeros,
 #: "blank": the lesson as fetched), and when: "on time" or "late" (after the due date); () never submits.
+#: Each learner runs their first answer in a kernel of their server before submitting it.
 PLAN: dict[str, tuple[tuple[str, ...], str]] = {
-    "ada": (("key",), "on time"),
-    "ben": (("key",), "on time"),
-    "cy": (("key",), "on time"),
-    "eve": (("blank", "key"), "on time"),
-    "fay": (("blank", "key"), "on time"),
-    "gus": (("key", "wrong"), "on time"),
-    "jo": (("blank",), "on time"),
-    "kit": (("wrong",), "on time"),
-    "hal": (("key",), "late"),
-    "ivy": (("key",), "late"),
-    "lu": ((), "never"),
+    f"{PREFIX}{name}": plan
+    for name, plan in {
+        "ada": (("key",), "on time"),
+        "ben": (("key",), "on time"),
+        "cy": (("key",), "on time"),
+        "eve": (("blank", "key"), "on time"),
+        "fay": (("blank", "key"), "on time"),
+        "gus": (("key", "wrong"), "on time"),
+        "jo": (("blank",), "on time"),
+        "kit": (("wrong",), "on time"),
+        "hal": (("key",), "late"),
+        "ivy": (("key",), "late"),
+        "lu": ((), "never"),
+    }.items()
 }
 #: The score each learner's last submission earns.
 EXPECTED = {
     name: {"key": FULL, "wrong": WRONG, "blank": 0.0}[answers[-1]] for name, (answers, _) in PLAN.items() if answers
 }
-#: The learner who runs the whole notebook in a kernel of their server before submitting (one kernel: the
-#: grader runs everyone's).
-RUNNER = "ada"
+#: With own accounts: whose work another learner tries to reach from their kernel, and who tries.
+VICTIM, PRYING = f"{PREFIX}ada", f"{PREFIX}kit"
+INSTRUCTORS_GROUP = f"{PREFIX}instructors"
+#: Run by the prying learner: each attempt on the victim's work (paths in JSON) -> "allowed" or the error.
+PRY = """
+import json, os
+paths = json.loads({paths!r})
+def attempt(action):
+    try:
+        action()
+        return "allowed"
+    except OSError as error:
+        return type(error).__name__
+def replace(path):
+    with open(path, "w") as fh:
+        fh.write("{{}}")
+print(json.dumps({{
+    "list inbound": attempt(lambda: os.listdir(paths["inbound"])),
+    "list feedback": attempt(lambda: os.listdir(paths["feedback"])),
+    "read submission": attempt(lambda: open(paths["submission"]).read()),
+    "replace submission": attempt(lambda: replace(paths["submission"])),
+    "rename submission": attempt(lambda: os.rename(os.path.dirname(paths["submission"]), paths["inbound"] + "/x")),
+    "read feedback": attempt(lambda: open(paths["feedback_page"]).read()),
+}}))
+"""
 
 
 def _free_port() -> int:
@@ -110,7 +147,7 @@ def load_config(path: Path, env: dict[str, str]):
 class Hub:
     """JupyterHub started from the course's example config in its local mode, in ``folder``."""
 
-    def __init__(self, folder: Path, course_root: Path) -> None:
+    def __init__(self, folder: Path, course_root: Path, accounts_env: dict[str, str]) -> None:
         import requests
 
         self.folder = folder
@@ -126,10 +163,11 @@ class Hub:
             CONVCOURSE_HUB_ADMIN_TOKEN=self.token,
             CONVCOURSE_HUB_SERVICE_PORT=str(self.service_port),
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            **accounts_env,
         )
         #: the instructors' grading service's environment, as the config gives it
         self.service_env = load_config(folder / "jupyterhub_config.py", env).JupyterHub.services[0]["environment"]
-        self.log = folder / "hub.log"
+        self.log = course_root.parent / "hub.log"  # kept by pytest when the test fails
         command = [
             str(BIN / "jupyterhub"),
             "-f",
@@ -190,28 +228,23 @@ class Hub:
         return session
 
     def stop(self) -> None:
-        """Stop the hub (it stops the proxy, the service and the learners' servers); kill whatever survives."""
+        """Stop the hub, the proxy, the service and the learners' servers (all at once: how they shut down is not
+        under test); kill whatever survives."""
         import psutil
 
         try:
-            family = psutil.Process(self.process.pid).children(recursive=True)
+            family = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             family = []
-        # the grading service first: the hub would interrupt it and wait 30 s before terminating it
-        service = [p for p in family if f"--port={self.service_port}" in _cmdline(p)]
-        for process in service:
-            process.terminate()
-        psutil.wait_procs(service, timeout=10)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        for process in family:
             try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                process.terminate()
+            except psutil.NoSuchProcess:
+                pass
         _, alive = psutil.wait_procs(family, timeout=10)
         for process in alive:
             process.kill()
+        self.process.wait()
 
 
 class Learner:
@@ -330,6 +363,22 @@ def instructor(hub: Hub, course_root: Path, *args: str) -> str:
     return result.stdout
 
 
+@dataclass
+class Setup:
+    hub: Hub
+    course: object
+    exchange: Path
+    own_accounts: bool
+
+
+def _own_accounts_python() -> tuple[str | None, str]:
+    """The Python the learners' accounts run their servers with, or None and why they can't have accounts."""
+    if why_not_root():
+        return None, why_not_root()
+    python = runnable_python(course_environment(), VICTIM, "jupyterhub.singleuser, ipykernel, torch, convcourse")
+    return python, f"no Python {sys.version_info[:2]} that the learners' accounts may run"
+
+
 @pytest.fixture
 def hub(tmp_path):
     pytest.importorskip("jupyterhub", reason="jupyterhub is not installed (make test installs the '.[dev,hub]' pins)")
@@ -338,21 +387,38 @@ def hub(tmp_path):
             "configurable-http-proxy is neither in this environment nor on PATH, and 'make hub-deps' could not "
             "install it (it needs npm and the npm registry): the JupyterHub test cannot run here"
         )
-    (tmp_path / "exchange").mkdir(mode=0o777)
     course = make_course(tmp_path, [LESSON], list(PLAN))  # the roster: every learner, including who never submits
     # the exchange as on a hub: from the grading service's environment (jupyter_config/hub), not the course config
     config = course.root / "nbgrader_config.py"
     config.write_text("".join(line for line in config.read_text().splitlines(True) if "Exchange.root" not in line))
-    started = Hub(tmp_path, course.root)
-    try:
+    with ExitStack() as stack:
+        if not why_not_root():
+            stack.enter_context(unix_accounts(dict.fromkeys(PLAN, []), [INSTRUCTORS_GROUP]))
+        python, why_shared = _own_accounts_python()
+        if python:
+            # the hub's folder: learners pass through it (0711) to the exchange, which the administrator makes
+            # as the README says: install -d -m 2755 -o INSTRUCTOR -g instructors EXCHANGE
+            folder = Path(tempfile.mkdtemp(prefix="cchub-"))
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            folder.chmod(0o711)
+            (folder / "exchange").mkdir()
+            shutil.chown(folder / "exchange", group=INSTRUCTORS_GROUP)
+            (folder / "exchange").chmod(0o2755)
+            accounts_env = {"CONVCOURSE_HUB_ACCOUNTS": "own", "CONVCOURSE_HUB_PYTHON": python}
+            accounts_env["PYTHONPATH"] = course_environment()["PYTHONPATH"]
+        else:
+            warnings.warn(f"the hub test runs the 'shared' trial (one Unix user, nbgrader's exchange): {why_shared}")
+            folder = tmp_path
+            (folder / "exchange").mkdir(mode=0o777)
+            accounts_env = {"CONVCOURSE_HUB_ACCOUNTS": "shared"}
+        started = Hub(folder, course.root, accounts_env)
+        stack.callback(started.stop)
         started.wait_until_up()
-        yield started, course
-    finally:
-        started.stop()
+        yield Setup(started, course, folder / "exchange", python is not None)
 
 
 def test_a_class_on_jupyterhub(hub):
-    hub, course = hub
+    setup, hub, course = hub, hub.hub, hub.course
     with ThreadPoolExecutor(max_workers=len(PLAN) + 1) as pool:
         # the learners' accounts and servers (all at once), while the instructor releases the lesson
         hub.api("POST", "users", json={"usernames": list(PLAN)})
@@ -366,8 +432,8 @@ def test_a_class_on_jupyterhub(hub):
         # only instructors reach the grading service; learners' servers have no instructor UI
         service = f"{hub.url}/services/{COURSE_ID}/api/status"
         assert hub.session(INSTRUCTOR).get(service, timeout=60).status_code == 200
-        assert learners["ada"].http.get(service, timeout=60).status_code == 403
-        assert learners["ada"].http.get(f"{learners['ada'].base}/formgrader", timeout=60).status_code == 404
+        assert learners[VICTIM].http.get(service, timeout=60).status_code == 403
+        assert learners[VICTIM].http.get(f"{learners[VICTIM].base}/formgrader", timeout=60).status_code == 404
 
         def work(name: str, late: bool) -> None:
             learner = learners[name]
@@ -380,11 +446,15 @@ def test_a_class_on_jupyterhub(hub):
             if (when == "late") != late:
                 return
             fetched = nbformat.from_dict(learner.read(NOTEBOOK)["content"])
-            for answer in answers:
+            for attempt, answer in enumerate(answers):
                 nb = answered(fetched, answer, name)
-                if name == RUNNER:
-                    assert learner.run(nb) == {}, name
-                    assert [cell for cell in nb.cells if cell.cell_type == "code"][-1].outputs  # the self-check table
+                if attempt == 0:
+                    errors = learner.run(nb)
+                    if answer == "key":
+                        assert errors == {}, name
+                        assert [cell for cell in nb.cells if cell.cell_type == "code"][-1].outputs  # self-check table
+                    else:  # the run stops at the first test cell that fails, with the reason in its output
+                        assert errors, name
                 learner.write_notebook(nb)
                 submitted = learner.action("submit")
                 assert any(a["status"] == "submitted" for a in submitted), submitted
@@ -428,7 +498,25 @@ def test_a_class_on_jupyterhub(hub):
 
         fetched = dict(zip(PLAN, pool.map(feedback, PLAN)))
 
-    assert fetched["lu"] == {}
+        if setup.own_accounts:  # a learner's own kernel, knowing every path, tries to reach another's work
+            course_folder = setup.exchange / COURSE_ID
+            (submission,) = (course_folder / "inbound").glob(f"{VICTIM}+{LESSON}+{last_submission[VICTIM]}+*")
+            secret = (submission / "submission_secret.txt").read_text()
+            page = f"{notebook_hash(secret=secret, notebook_id=LESSON)}.html"
+            paths = {
+                "inbound": str(course_folder / "inbound"),
+                "feedback": str(course_folder / "feedback"),
+                "submission": str(submission / f"{LESSON}.ipynb"),
+                "feedback_page": str(course_folder / "feedback" / page),
+            }
+            before = (submission / f"{LESSON}.ipynb").read_bytes()
+            probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PRY.format(paths=json.dumps(paths)))])
+            assert learners[PRYING].run(probe) == {}
+            tried = json.loads(probe.cells[0].outputs[0]["text"])
+            assert tried == dict.fromkeys(tried, "PermissionError") and len(tried) == 6, tried
+            assert (submission / f"{LESSON}.ipynb").read_bytes() == before
+
+    assert fetched[f"{PREFIX}lu"] == {}
     for name, expected in EXPECTED.items():
         assert list(fetched[name]) == [last_submission[name]], (name, list(fetched[name]), last_submission[name])
         (html,) = fetched[name].values()
@@ -439,7 +527,7 @@ def test_a_class_on_jupyterhub(hub):
 
     with open(course.root.parent / "grades.csv", newline="") as table:
         rows = {row["student_id"]: row for row in csv.DictReader(table)}
-    assert rows["lu"]["status"] == "no submission"
+    assert rows[f"{PREFIX}lu"]["status"] == "no submission"
     for name in EXPECTED:
         assert rows[name]["status"] == "graded" and float(rows[name]["score"]) == EXPECTED[name], rows[name]
         late = datetime.fromisoformat(rows[name]["timestamp"]) > datetime.fromisoformat(rows[name]["duedate"])

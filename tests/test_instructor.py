@@ -358,17 +358,41 @@ def test_exchange_release_fetch_submit_collect_grade(course_factory, tmp_path):
     assert list((exchange / "conv2d-from-the-ground-up" / "feedback").glob("*.html"))
 
 
-def test_jupyterhub_config_example_is_valid_python_for_jupyterhub():
+def _hub_config(env: dict[str, str]):
+    from unittest import mock
+
     from traitlets.config import Config
 
     config = Config()
     source = (REPO / "autograder" / "jupyterhub_config.py.example").read_text()
-    exec(compile(source, "jupyterhub_config.py", "exec"), {"get_config": lambda: config})  # noqa: S102
+    with mock.patch.dict(os.environ, env):
+        exec(compile(source, "jupyterhub_config.py", "exec"), {"get_config": lambda: config})  # noqa: S102
+    return config
+
+
+def test_jupyterhub_config_example_runs_production_with_own_accounts_and_the_private_exchange(monkeypatch):
+    from traitlets.config import PyFileConfigLoader
+
+    from convcourse.exchange import FACTORY
     from convcourse.grading.config import COURSE_ID
 
+    monkeypatch.delenv("CONVCOURSE_HUB_LOCAL", raising=False)
+    monkeypatch.delenv("CONVCOURSE_HUB_ACCOUNTS", raising=False)
+    config = _hub_config({})
     service = config.JupyterHub.services[0]
     assert service["name"] == COURSE_ID and service["cwd"].endswith("/autograder")
-    assert "/srv/nbgrader/exchange" in config.DockerSpawner.volumes
+    assert config.JupyterHub.spawner_class == "localprocess"
+    assert config.Spawner.environment["CONVCOURSE_PRIVATE_EXCHANGE"] == "1"
+    assert service["environment"]["CONVCOURSE_PRIVATE_EXCHANGE"] == "1"
+    with pytest.raises(SystemExit, match="only for a local trial"):
+        _hub_config({"CONVCOURSE_HUB_ACCOUNTS": "shared"})
+
+    def nbgrader_config(private: str):
+        monkeypatch.setenv("CONVCOURSE_PRIVATE_EXCHANGE", private)
+        return PyFileConfigLoader("nbgrader_config.py", str(REPO / "jupyter_config" / "hub")).load_config()
+
+    assert dict(nbgrader_config("1").ExchangeFactory) == FACTORY
+    assert "ExchangeFactory" not in nbgrader_config("0")
 
 
 def test_the_grading_worker_keeps_nbgrader_messages_as_text_when_logged():

@@ -7,6 +7,13 @@ import os
 c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 c.CourseDirectory.course_id = "conv2d-from-the-ground-up"  # = convcourse.grading.config.COURSE_ID
 c.Exchange.root = os.environ.get("CONVCOURSE_EXCHANGE", "/srv/nbgrader/exchange")
+# The course's private exchange (convcourse/exchange.py) where every learner has their own Unix account: the
+# hub config sets this switch for learners' servers and the instructors' service alike.
+if os.environ.get("CONVCOURSE_PRIVATE_EXCHANGE") == "1":
+    from convcourse.exchange import FACTORY
+
+    for step, exchange_class in FACTORY.items():
+        setattr(c.ExchangeFactory, step, exchange_class)
 # The learner id is the hub user name. nbgrader takes the Unix user's name (under DockerSpawner's "jovyan", the
 # hub's JUPYTERHUB_USER); where every learner's server runs as the same Unix user (the trial hub's
 # SimpleLocalProcessSpawner), the hub config sets this switch and the id is the hub user name.
