@@ -135,12 +135,20 @@ class ReleaseAssignment(_Private, default.ExchangeReleaseAssignment):
         super().init_dest()
         feedback = os.path.join(self.course_path, "feedback")
         self.ensure_directory(feedback, DROP_BOX_MODE)
+        instructors = os.stat(self.root).st_gid  # nbgrader's chmod drops setgid, so the group is not inherited
         for path, mode in (
             (self.course_path, PUBLIC_MODE),
             (self.outbound_path, PUBLIC_MODE),
             (self.inbound_path, DROP_BOX_MODE),
             (feedback, DROP_BOX_MODE),
         ):
+            try:
+                os.chown(path, -1, instructors)
+            except PermissionError:
+                self.fail(
+                    f"Could not give {path} the exchange's group (gid {instructors}, the instructors' group): you "
+                    f"must belong to it."
+                )
             os.chmod(path, mode)
             if stat.S_IMODE(os.stat(path).st_mode) != mode:
                 # Linux drops setgid when the owner is not in the folder's group.

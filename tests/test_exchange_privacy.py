@@ -11,6 +11,7 @@ it (with the submission's timestamp and secret): grading is not what this file i
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
@@ -109,6 +110,8 @@ ATTACKS = [
 ]
 BLOCKERS = ["plant a name without a time", "submit a pipe", "submit a file closed to the instructors"]
 SOLUTION = "answer = 'the solution'"
+#: The course folders the private exchange makes.
+FOLDERS = (".", "outbound", "inbound", "feedback")
 
 
 @dataclass
@@ -259,6 +262,9 @@ def _flow_in(accounts: Accounts, private: bool, base: Path) -> Outcome:
     solution.chmod(0o600)
 
     accounts.nbgrader(teacher, "release_assignment", LESSON, "--force", cwd=course)
+    if private:  # every course folder has the instructors' group (the README's table), whoever's primary group
+        groups = {name: grp.getgrgid((root / course_id / name).stat().st_gid).gr_name for name in FOLDERS}
+        assert groups == dict.fromkeys(FOLDERS, accounts.instructors_group), groups
     answers = {a.name: "answer = 'A, and only A'", b.name: "answer = 'B'"}
 
     def fetch_and_submit(learner: Account) -> None:
