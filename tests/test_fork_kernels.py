@@ -3,8 +3,8 @@
 First the kernel manager and provisioner against a real fork server and real IPython kernels (a forked
 kernel looks like one started from scratch; interrupt, kill, exit status, reaping), then
 ``convcourse grade`` on real lesson notebooks in temporary courses: no state leaks from one learner to
-the next graded by the same worker, the memory cap and the cell timeout cost only their own test,
-the adversarial corpus gets the same scores as with plain nbgrader, a worker killed mid-run loses
+the next graded by the same worker, the memory cap and the cell timeout cost only their own test (the
+adversarial corpus, graded by both, is in test_adversarial.py), a worker killed mid-run loses
 only its learner (its kernel dies with it) and a rerun gives the same grades, and
 ``CONVCOURSE_FORK_KERNELS=0`` grades with ordinary kernels.
 """
@@ -451,47 +451,3 @@ def test_killing_a_worker_mid_run_loses_only_its_learner_and_a_rerun_gives_the_s
     graded = [o["student"] for o in json.loads((course.root.parent / "rerun.json").read_text())["graded"]]
     assert graded == ["a_slow"], rerun.stdout
     assert all_scores(course) == {"a_slow": FULL, "b_full": FULL, "c_zero": dict.fromkeys(FULL, 0.0)}
-
-
-# ------------------------------------------------------------- the adversarial corpus, forked kernels
-
-
-@pytest.fixture(scope="module")
-def adversarial(tmp_path_factory):
-    """Every submission of tests/adversarial graded by `convcourse grade` (2 workers, fork kernels)."""
-    from adversarial.submissions import LESSON as ADV_LESSON
-    from adversarial.submissions import SUBMISSIONS
-
-    tmp = tmp_path_factory.mktemp("adversarial-forked")
-    course = make_course(tmp, [ADV_LESSON], students=[s.student for s in SUBMISSIONS])
-    with open(course.root / "nbgrader_config.py", "a") as config:
-        config.write("c.Execute.timeout = 8\n")  # as in test_adversarial.py
-        config.write("c.GuardedExecute.wall_extra_seconds = 10\n")  # as in test_adversarial.py
-    run_in(course, ["generate_assignment", ADV_LESSON, "--force"])
-    for s in SUBMISSIONS:
-        course.submit(ADV_LESSON, s.student, s.build())
-    result = cli(course.root, "grade", ADV_LESSON, "--workers", "2", "--json", str(tmp / "out.json"), check=1)
-    return dict(course=course, result=result, out=json.loads((tmp / "out.json").read_text()))
-
-
-def test_adversarial_corpus_scores_the_same_with_forked_kernels(adversarial):
-    from adversarial.submissions import LESSON as ADV_LESSON
-    from adversarial.submissions import SUBMISSIONS, TEST_ID
-
-    course = adversarial["course"]
-    assert "fork server: ready" in worker_logs(course)
-    assert "starting an ordinary kernel" not in worker_logs(course)
-    outcomes = {o["student"]: o for o in adversarial["out"]["graded"]}
-    wrong = {}
-    for s in SUBMISSIONS:
-        if s.expected is None:  # corrupted: reported, not graded
-            outcome = outcomes[s.student]
-            assert outcome["status"] == "error" and "not a readable notebook" in outcome["reason"]
-            continue
-        scores = course.scores(ADV_LESSON, s.student)
-        if scores.get(TEST_ID) != s.expected or sum(v for k, v in scores.items() if k != TEST_ID) != s.quiz:
-            wrong[s.student] = (s.what, scores)
-        elif s.message and s.message not in outputs(course, s.student, ADV_LESSON):
-            wrong[s.student] = (s.what, f"message {s.message!r} missing")
-    assert not wrong, wrong
-    assert outcomes["os_exit"]["status"] == "kernel-died"

@@ -68,7 +68,8 @@ def test_slow_tests_that_share_a_module_fixture_are_grouped_by_fixture_and_param
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     groups = {node: marks[-1] if marks else None for node, marks in json.loads(out.read_text()).items()}
     corpus = {g for n, g in groups.items() if "test_each_submission_gets_its_expected_score" in n}
-    assert corpus == {"test_adversarial:graded"}  # one plain nbgrader run of the lesson-01 corpus
+    # the lesson-01 corpus: one run of each grader, each on one worker
+    assert corpus == {"test_adversarial:course", "test_adversarial:plain"}
     lessons = {g for n, g in groups.items() if "test_lesson_submissions_get_their_expected_scores" in n}
     assert len(lessons) == len(LESSONS) and all(g.startswith("test_adversarial:lesson_graded[") for g in lessons)
     browser = {g for n, g in groups.items() if "test_lesson_runs_in_jupyterlab" in n}
