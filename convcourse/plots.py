@@ -172,10 +172,22 @@ def cell_labels(
     return collection
 
 
-def grid_lines(ax: plt.Axes, rows: int, cols: int, top: int = 0, left: int = 0, color: str = "black") -> None:
+def grid_lines(
+    ax: plt.Axes, rows: int, cols: int, top: int = 0, left: int = 0, color: str = "black", lw: float = 0.5
+) -> None:
     """Thin lines around each of ``rows`` × ``cols`` cells whose first cell is at (-top, -left)."""
-    ax.vlines(np.arange(cols + 1) - 0.5 - left, -0.5 - top, rows - 0.5 - top, color=color, lw=0.5)
-    ax.hlines(np.arange(rows + 1) - 0.5 - top, -0.5 - left, cols - 0.5 - left, color=color, lw=0.5)
+    ax.vlines(np.arange(cols + 1) - 0.5 - left, -0.5 - top, rows - 0.5 - top, color=color, lw=lw)
+    ax.hlines(np.arange(rows + 1) - 0.5 - top, -0.5 - left, cols - 0.5 - left, color=color, lw=lw)
+
+
+def numbered_grid(ax: plt.Axes, rows: int, cols: int, color: str) -> None:
+    """A ``rows`` × ``cols`` grid of cells (one per data unit), framed with a small margin, its rows and columns
+    numbered."""
+    grid_lines(ax, rows, cols, color=color, lw=0.6)
+    ax.set_xlim(-0.7, cols - 0.3)
+    ax.set_ylim(rows - 0.3, -0.7)
+    index_labels(ax, range(cols), range(rows))
+    ax.set_aspect("equal")
 
 
 def index_labels(

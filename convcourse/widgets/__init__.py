@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Mapping
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 
 class FigureView:
@@ -258,6 +259,21 @@ def reused_axes(
         for ax in figure.axes:
             ax.set_position(ax.get_subplotspec().get_position(figure))
     return list(figure.axes)
+
+
+def input_output_text_axes(
+    figure: plt.Figure | None, layout: object, width_ratios: list[float], height_ratios: list[float]
+) -> tuple[plt.Figure, list[plt.Axes]]:
+    """``figure`` and its input, output and text axes when it was built for ``layout`` (:func:`reused_axes`),
+    else a new Figure outside pyplot (the widget keeps it and redraws on its axes) with those three: input and
+    output side by side above one text panel."""
+    axes = reused_axes(figure, layout)
+    if axes is not None:
+        return figure, axes
+    fig = Figure(figsize=(9.6, 5.0))
+    fig._convcourse_layout = layout
+    grid = fig.add_gridspec(2, 2, height_ratios=height_ratios, width_ratios=width_ratios)
+    return fig, [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
 
 
 def grader_agrees(exercise: str, fn: Callable, **inputs) -> bool:

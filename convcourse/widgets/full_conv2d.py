@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..geometry import Pair, pads
 from ..plots import COLORS, grid_lines, index_labels
-from . import FigureView, grader_verdict, in_place, reused_axes
+from . import FigureView, grader_verdict, in_place, input_output_text_axes
 
 Padding = int | Pair | str
 
@@ -132,15 +132,7 @@ def draw(
     kind (an output, or an error: see :func:`convcourse.widgets.in_place`)."""
     result = call.torch_result()
     layout = ("conv2d", isinstance(result, Exception))
-    axes = reused_axes(figure, layout)
-    if axes is not None:
-        fig, (ax_in, ax_out, ax_text) = figure, axes
-    else:
-        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
-        fig = Figure(figsize=(9.6, 5.0))
-        fig._convcourse_layout = layout
-        grid = fig.add_gridspec(2, 2, height_ratios=[4, 1.25], width_ratios=[1.35, 1])
-        ax_in, ax_out, ax_text = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    fig, (ax_in, ax_out, ax_text) = input_output_text_axes(figure, layout, [1.35, 1], [4, 1.25])
     left, right, top, bottom = (max(p, 0) for p in call.pads())
     ph, pw = call.h + top + bottom, call.w + left + right
     background = np.tile(np.array(matplotlib.colors.to_rgb(COLORS["padding"])), (ph, pw, 1))

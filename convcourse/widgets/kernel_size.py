@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..plots import COLORS, index_labels
+from ..plots import COLORS, numbered_grid
 from . import FigureView, grader_agrees, in_place, reused_axes
 
 
@@ -94,12 +94,7 @@ def learner_verdict(model: KernelFit, conv_output_size: Callable | None) -> str:
 def _grid(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
     ax.imshow(np.zeros((rows, cols)), cmap="Greys", vmin=0, vmax=1, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
     ax.add_patch(patches.Rectangle((-0.5, -0.5), cols, rows, facecolor=color, alpha=0.18, edgecolor=color, lw=1.5))
-    ax.vlines(np.arange(cols + 1) - 0.5, -0.5, rows - 0.5, color=color, lw=0.6)
-    ax.hlines(np.arange(rows + 1) - 0.5, -0.5, cols - 0.5, color=color, lw=0.6)
-    ax.set_xlim(-0.7, cols - 0.3)
-    ax.set_ylim(rows - 0.3, -0.7)
-    index_labels(ax, range(cols), range(rows))
-    ax.set_aspect("equal")
+    numbered_grid(ax, rows, cols, color)
     ax.set_title(title)
 
 

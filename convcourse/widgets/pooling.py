@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..geometry import Pair, pool_output_size
 from ..plots import COLORS, cell_labels, grid_lines, index_labels
-from . import FigureView, grader_verdict, in_place, reused_axes
+from . import FigureView, grader_verdict, in_place, input_output_text_axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,15 +122,7 @@ def draw(
     result = call.torch_result()
     x = call.inputs()["input"][0, 0]
     layout = ("pooling", isinstance(result, Exception))
-    axes = reused_axes(figure, layout)
-    if axes is not None:
-        fig, (ax_in, ax_out, ax_text) = figure, axes
-    else:
-        # A Figure outside pyplot: the widget keeps it and redraws on its axes.
-        fig = Figure(figsize=(9.6, 5.0))
-        fig._convcourse_layout = layout
-        grid = fig.add_gridspec(2, 2, height_ratios=[4, 1.3], width_ratios=[1.3, 1])
-        ax_in, ax_out, ax_text = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    fig, (ax_in, ax_out, ax_text) = input_output_text_axes(figure, layout, [1.3, 1], [4, 1.3])
     ph, pw = (max(p, 0) for p in call.padding)
     rows, cols = call.h + 2 * ph, call.w + 2 * pw
     ax_in.add_patch(

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..plots import COLORS, index_labels
+from ..plots import COLORS, numbered_grid
 from . import FigureView, in_place, reused_axes
 
 
@@ -75,15 +75,6 @@ class StrideGeometry:
         )
 
 
-def _grid(ax: plt.Axes, rows: int, cols: int, color: str) -> None:
-    ax.vlines(np.arange(cols + 1) - 0.5, -0.5, rows - 0.5, color=color, lw=0.6)
-    ax.hlines(np.arange(rows + 1) - 0.5, -0.5, cols - 0.5, color=color, lw=0.6)
-    ax.set_xlim(-0.7, cols - 0.3)
-    ax.set_ylim(rows - 0.3, -0.7)
-    index_labels(ax, range(cols), range(rows))
-    ax.set_aspect("equal")
-
-
 def draw(model: StrideGeometry, step: int = 0, figure: Figure | None = None) -> Figure:
     """Input (pixels never read hatched, window corners dotted, current window boxed) and output. ``figure``:
     one this function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
@@ -109,7 +100,7 @@ def draw(model: StrideGeometry, step: int = 0, figure: Figure | None = None) -> 
                 (cc - 0.5, rr - 0.5), 1, 1, facecolor=COLORS["padding"], hatch="///", edgecolor="white", lw=0
             )
         )
-    _grid(ax, model.h, model.w, COLORS["input"])
+    numbered_grid(ax, model.h, model.w, COLORS["input"])
     corners = np.array([model.corner(a, b) for a in range(out_h) for b in range(out_w)])
     ax.plot(corners[:, 1], corners[:, 0], "o", color=COLORS["kernel"], ms=4)
     ax.add_patch(
@@ -123,7 +114,7 @@ def draw(model: StrideGeometry, step: int = 0, figure: Figure | None = None) -> 
     ax = axes[1]
     ax.imshow(np.ones((out_h, out_w)), cmap="Greens", vmin=0, vmax=4)
     ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=COLORS["highlight"], alpha=0.85))
-    _grid(ax, out_h, out_w, COLORS["output"])
+    numbered_grid(ax, out_h, out_w, COLORS["output"])
     ax.set_xlim(-0.7, max(out_w, 3) - 0.3)
     ax.set_ylim(max(out_h, model.h) - 0.3, -0.7)
     ax.set_title(f"output {out_h}×{out_w}")
