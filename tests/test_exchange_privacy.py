@@ -36,22 +36,18 @@ from traitlets.utils.importstring import import_item
 
 from convcourse import exchange
 
-from unix_accounts import course_environment, runnable_python, unix_accounts, why_not_root
+from unix_accounts import ATTEMPT, course_environment, runnable_python, unix_accounts, why_not_root
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = "ps"
 
 #: Run as learner B with the paths (JSON) and the attempts to make (comma-separated): prints each attempt's
 #: result, "allowed" or the error that stopped it.
-ATTEMPTS = r"""
+ATTEMPTS = (
+    ATTEMPT
+    + r"""
 import json, os, sys
 paths = json.loads(sys.argv[1])
-def attempt(action):
-    try:
-        action()
-        return "allowed"
-    except OSError as error:
-        return type(error).__name__
 def replace(path):
     with open(path + ".b", "w") as fh:
         fh.write("B's version")
@@ -91,6 +87,7 @@ steps = {
 }
 print(json.dumps({name: attempt(steps[name]) for name in sys.argv[2].split(",")}))
 """
+)
 #: What B tries before the second collect; after it, B plants what would stop nbgrader's collect for everyone
 #: (:data:`BLOCKERS`) before a third collect.
 ATTACKS = [

@@ -47,7 +47,7 @@ from nbgrader.utils import notebook_hash
 from convcourse.grading.config import COURSE_ID
 
 from course import REPO, make_course, points
-from unix_accounts import course_environment, runnable_python, unix_accounts, why_not_root
+from unix_accounts import ATTEMPT, course_environment, runnable_python, unix_accounts, why_not_root
 
 pytestmark = pytest.mark.slow
 
@@ -91,15 +91,11 @@ EXPECTED = {
 VICTIM, PRYING = f"{PREFIX}ada", f"{PREFIX}kit"
 INSTRUCTORS_GROUP = f"{PREFIX}instructors"
 #: Run by the prying learner: each attempt on the victim's work (paths in JSON) -> "allowed" or the error.
-PRY = """
+PRY = (
+    ATTEMPT
+    + """
 import json, os
 paths = json.loads({paths!r})
-def attempt(action):
-    try:
-        action()
-        return "allowed"
-    except OSError as error:
-        return type(error).__name__
 def replace(path):
     with open(path, "w") as fh:
         fh.write("{{}}")
@@ -112,6 +108,7 @@ print(json.dumps({{
     "read feedback": attempt(lambda: open(paths["feedback_page"]).read()),
 }}))
 """
+)
 
 
 def _free_port() -> int:

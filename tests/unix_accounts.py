@@ -13,6 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+#: Python source for scripts a test runs as another user: ``attempt(action)`` is "allowed", or the name of the
+#: OSError that stopped it.
+ATTEMPT = """
+def attempt(action):
+    try:
+        action()
+        return "allowed"
+    except OSError as error:
+        return type(error).__name__
+"""
 
 
 def _sh(*args: str) -> None:
