@@ -60,7 +60,8 @@ assert PLAIN <= {s.student for s in SUBMISSIONS}, PLAIN - {s.student for s in SU
 GRADERS = ("course", "plain")
 
 
-def _corpus_course(tmp_path_factory, name: str, submissions: list):
+def _corpus_course(tmp_path_factory, name: str, submissions: list) -> dict:
+    """A course with ``submissions`` submitted: {course, submitted (learner -> file), before (their bytes)}."""
     course = make_course(tmp_path_factory.mktemp(name), [LESSON], students=[s.student for s in submissions])
     with open(course.root / "nbgrader_config.py", "a") as config:
         config.write(f"c.Execute.timeout = {CELL_TIMEOUT}\n")
@@ -68,7 +69,7 @@ def _corpus_course(tmp_path_factory, name: str, submissions: list):
     run_in(course, ["generate_assignment", LESSON, "--force"])
     submitted = {s.student: course.submit(LESSON, s.student, s.build()) for s in submissions}
     before = {student: path.read_bytes() for student, path in submitted.items()}
-    return course, submitted, before
+    return dict(course=course, submitted=submitted, before=before)
 
 
 def _convcourse(course, *args: str, check: int | None = 0) -> str:
@@ -85,44 +86,26 @@ def _convcourse(course, *args: str, check: int | None = 0) -> str:
 
 def _grade_with_the_course(tmp_path_factory) -> dict:
     """Every submission graded by ``convcourse grade`` (2 workers, fork-server kernels), then its feedback."""
-    course, submitted, before = _corpus_course(tmp_path_factory, "adversarial-course", SUBMISSIONS)
-    out = course.root.parent / "out.json"
+    corpus = _corpus_course(tmp_path_factory, "adversarial-course", SUBMISSIONS)
+    out = corpus["course"].root.parent / "out.json"
     start = time.monotonic()
-    log = _convcourse(course, "grade", LESSON, "--workers", "2", "--json", str(out), check=1)
+    log = _convcourse(corpus["course"], "grade", LESSON, "--workers", "2", "--json", str(out), check=1)
     seconds = time.monotonic() - start
     outcomes = {o["student"]: o for o in json.loads(out.read_text())["graded"]}
-    feedback_log = _convcourse(course, "feedback", LESSON)
-    return dict(
-        course=course,
-        submitted=submitted,
-        before=before,
-        log=log,
-        seconds=seconds,
-        outcomes=outcomes,
-        feedback_log=feedback_log,
-        graded=GRADED,
-    )
+    feedback_log = _convcourse(corpus["course"], "feedback", LESSON)
+    return corpus | dict(log=log, seconds=seconds, outcomes=outcomes, feedback_log=feedback_log, graded=GRADED)
 
 
 def _grade_with_plain_nbgrader(tmp_path_factory) -> dict:
     """The submissions in :data:`PLAIN`, graded by one plain ``nbgrader autograde`` run, then its feedback."""
-    submissions = [s for s in SUBMISSIONS if s.student in PLAIN]
-    course, submitted, before = _corpus_course(tmp_path_factory, "adversarial-plain", submissions)
+    corpus = _corpus_course(tmp_path_factory, "adversarial-plain", [s for s in SUBMISSIONS if s.student in PLAIN])
     start = time.monotonic()
     # Exit status 1: nbgrader finishes every other submission, then fails because of the corrupted one.
-    log = run_in(course, ["autograde", LESSON, "--force"], retcode=1)
+    log = run_in(corpus["course"], ["autograde", LESSON, "--force"], retcode=1)
     seconds = time.monotonic() - start
-    feedback_log = run_in(course, ["generate_feedback", LESSON, "--force"], retcode=None)
-    return dict(
-        course=course,
-        submitted=submitted,
-        before=before,
-        log=log,
-        seconds=seconds,
-        outcomes=None,
-        feedback_log=feedback_log,
-        graded=[s for s in GRADED if s.student in PLAIN],
-    )
+    feedback_log = run_in(corpus["course"], ["generate_feedback", LESSON, "--force"], retcode=None)
+    graded = [s for s in GRADED if s.student in PLAIN]
+    return corpus | dict(log=log, seconds=seconds, outcomes=None, feedback_log=feedback_log, graded=graded)
 
 
 @pytest.fixture(scope="module")
