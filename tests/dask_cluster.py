@@ -100,15 +100,17 @@ class LocalDaskCluster:
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker and everything it started (its nanny, worker process, grading processes,
         kernels), as when its machine fails."""
-        _kill_tree(self.workers.pop(name))
+        kill_tree(self.workers.pop(name))
 
     def stop(self) -> None:
         for proc in [*self.workers.values(), self.scheduler]:
-            _kill_tree(proc)
+            kill_tree(proc)
         self.workers.clear()
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and every process below it at once (how a test's servers shut down is not under test), and
+    reap them."""
     try:
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     except psutil.NoSuchProcess:

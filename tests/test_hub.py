@@ -42,6 +42,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from dask_cluster import kill_tree
 from nbgrader.utils import notebook_hash
 
 from convcourse.grading.config import COURSE_ID
@@ -120,15 +121,6 @@ def _free_port() -> int:
 def proxy_command() -> str | None:
     """configurable-http-proxy from this environment (make hub-deps) or PATH."""
     return shutil.which("configurable-http-proxy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
-def _cmdline(process) -> list[str]:
-    import psutil
-
-    try:
-        return process.cmdline()
-    except psutil.Error:
-        return []
 
 
 def load_config(path: Path, env: dict[str, str]):
@@ -225,23 +217,8 @@ class Hub:
         return session
 
     def stop(self) -> None:
-        """Stop the hub, the proxy, the service and the learners' servers (all at once: how they shut down is not
-        under test); kill whatever survives."""
-        import psutil
-
-        try:
-            family = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            family = []
-        for process in family:
-            try:
-                process.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(family, timeout=10)
-        for process in alive:
-            process.kill()
-        self.process.wait()
+        """Kill the hub, the proxy, the service and the learners' servers and kernels."""
+        kill_tree(self.process)
 
 
 class Learner:
