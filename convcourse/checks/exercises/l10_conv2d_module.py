@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -72,17 +72,20 @@ def _sample_input(layer: nn.Module, inputs: dict[str, Any], *, batched: bool = T
     return x if batched else x[0]
 
 
-def _parameters_problem(got: nn.Module, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
-    what = _what(inputs)
+def parameters_problem(
+    got: Any, expected: nn.Module, what: str, layer: str, weight_hint: Callable[[], str]
+) -> str | None:
+    """What is wrong with the parameters of the learner's layer ``got`` (torch's ``nn.<layer>`` is
+    ``expected``), or None; ``weight_hint()`` explains the weight's shape (lessons 10 and 14)."""
     if not isinstance(got, nn.Module):
-        return f"{what} should build an nn.Module (class Conv2d(nn.Module)), but it is {type(got).__name__}."
+        return f"{what} should build an nn.Module (class {layer}(nn.Module)), but it is {type(got).__name__}."
     if isinstance(got, _TORCH_CONV):
         return (
-            f"{what} is a subclass of torch's {_TORCH_CONV.__name__} ({type(got).__mro__[1].__name__}). This "
-            "lesson builds the layer yourself: subclass nn.Module, not nn.Conv2d."
+            f"{what} subclasses torch's conv layer ({type(got).__mro__[1].__name__}). This lesson builds the "
+            f"layer yourself: subclass nn.Module, not nn.{layer}."
         )
-    mine = {name: p for name, p in got.named_parameters()}
-    theirs = {name: p for name, p in expected.named_parameters()}
+    mine = dict(got.named_parameters())
+    theirs = dict(expected.named_parameters())
     if sorted(mine) != sorted(theirs):
         hint = ""
         if "bias" in theirs and "bias" not in mine:
@@ -100,11 +103,7 @@ def _parameters_problem(got: nn.Module, expected: nn.Module, inputs: dict[str, A
         if not isinstance(q, nn.Parameter):
             return f"{what}: {name} should be an nn.Parameter."
         if tuple(q.shape) != tuple(p.shape):
-            hint = ""
-            if name == "weight" and inputs.get("groups", 1) != 1:
-                hint = " With groups, the weight has in_channels // groups input channels."
-            elif name == "weight":
-                hint = " The weight is (out_channels, in_channels // groups, kH, kW)."
+            hint = weight_hint() if name == "weight" else ""
             return f"{what}: {name} has shape {tuple(q.shape)}, but torch's is {tuple(p.shape)}.{hint}"
         if q.dtype != p.dtype:
             return (
@@ -118,6 +117,15 @@ def _parameters_problem(got: nn.Module, expected: nn.Module, inputs: dict[str, A
     if not getattr(got, "training", False):
         return f"{what} is not in training mode after construction; did you call super().__init__()?"
     return None
+
+
+def _parameters_problem(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
+    def weight_hint() -> str:
+        if inputs.get("groups", 1) != 1:
+            return " With groups, the weight has in_channels // groups input channels."
+        return " The weight is (out_channels, in_channels // groups, kH, kW)."
+
+    return parameters_problem(got, expected, _what(inputs), "Conv2d", weight_hint)
 
 
 _TORCH_CONV = nn.modules.conv._ConvNd

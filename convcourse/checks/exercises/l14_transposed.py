@@ -38,7 +38,7 @@ from ..core import (
     watched_call,
 )
 from ..quiz import Question, error_name, register_question
-from .l10_conv2d_module import _load, _uniform_problem
+from .l10_conv2d_module import _load, _uniform_problem, parameters_problem
 
 LESSON = "14_transposed"
 PARTS = ("geometry", "output_padding", "groups", "unbatched", "errors")
@@ -401,37 +401,13 @@ def _sample_input(inputs: dict[str, Any], dtype: torch.dtype, *, batched: bool =
 
 
 def _parameters_problem(got: Any, expected: nn.Module, inputs: dict[str, Any]) -> str | None:
-    what = _what(inputs)
-    if not isinstance(got, nn.Module):
-        return f"{what} should build an nn.Module (class ConvTranspose2d(nn.Module)), but it is {type(got).__name__}."
-    if isinstance(got, nn.modules.conv._ConvNd):
-        return f"{what} subclasses torch's conv layer; this lesson builds it yourself: subclass nn.Module."
-    mine = dict(got.named_parameters())
-    theirs = dict(expected.named_parameters())
-    if sorted(mine) != sorted(theirs):
-        hint = ""
-        if "bias" in theirs and "bias" not in mine:
-            hint = " With bias=True, make the bias an nn.Parameter attribute named bias."
-        elif "bias" in mine and "bias" not in theirs:
-            hint = " With bias=False torch has no bias parameter: use self.register_parameter('bias', None)."
-        return f"{what} has parameters {sorted(mine)}, but torch's has {sorted(theirs)}.{hint}"
-    for name, p in theirs.items():
-        q = mine[name]
-        if not isinstance(q, nn.Parameter):
-            return f"{what}: {name} should be an nn.Parameter."
-        if tuple(q.shape) != tuple(p.shape):
-            hint = ""
-            if name == "weight":
-                hint = (
-                    " A transposed convolution's weight is (in_channels, out_channels // groups, kH, kW): the "
-                    "transpose of conv2d's (out_channels, in_channels // groups, kH, kW)."
-                )
-            return f"{what}: {name} has shape {tuple(q.shape)}, but torch's is {tuple(p.shape)}.{hint}"
-        if q.dtype != p.dtype:
-            return f"{what}: {name} has dtype {q.dtype}, but torch's is {p.dtype}. Pass dtype= to torch.empty."
-        if not q.requires_grad:
-            return f"{what}: {name} does not require grad; nn.Parameter does by default."
-    return None
+    return parameters_problem(got, expected, _what(inputs), "ConvTranspose2d", lambda: _WEIGHT_LAYOUT)
+
+
+_WEIGHT_LAYOUT = (
+    " A transposed convolution's weight is (in_channels, out_channels // groups, kH, kW): the "
+    "transpose of conv2d's (out_channels, in_channels // groups, kH, kW)."
+)
 
 
 @dataclasses.dataclass
