@@ -156,9 +156,54 @@ print("ATTACK" + json.dumps(R))
 """
 
 
-def submission(extra_cells: list[str] = ()) -> nbformat.NotebookNode:
-    """The answer key, with ``extra_cells`` (a learner's own code) after its last cell."""
+#: Lesson 07's graded exercise computed by torch's own convolution away from the watched thread: in a thread
+#: of the ``_thread`` module imported afresh (whose functions are not the grader's counting wrapper), or in a
+#: child process that switches the dispatcher tripwire off. Neither is seen by the call's own monitors (the
+#: profiler, the tripwire and the thread count watch this thread only); only the PID namespace check refuses them.
+OFFLOADED = {
+    "p_thread": """\
+import sys, time
+import torch.nn.functional as F
+del sys.modules["_thread"]
+import _thread as fresh_thread
+sys.modules.pop("_thread")
+import _thread
+def conv2d_grouped(x, weight, groups):
+    box = []
+    fresh_thread.start_new_thread(lambda: box.append(F.conv2d(x, weight, groups=groups)), ())
+    while not box:
+        time.sleep(0.001)
+    return box[0]
+""",
+    "q_fork": """\
+import os, pickle
+import torch.nn.functional as F
+from torch.utils._python_dispatch import _disable_current_modes
+def conv2d_grouped(x, weight, groups):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        with _disable_current_modes():
+            os.write(write, pickle.dumps(F.conv2d(x, weight, groups=groups)))
+        os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 1 << 16):
+        data += chunk
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+""",
+}
+OFFLOADED_TEST = "test_conv2d_grouped"
+
+
+def submission(extra_cells: list[str] = (), solution: str | None = None) -> nbformat.NotebookNode:
+    """The answer key, with ``extra_cells`` (a learner's own code) after its last cell and, if given, ``solution``
+    as its conv2d_grouped cell."""
     nb = nbformat.read(KEY, as_version=4)
+    if solution is not None:
+        cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "conv2d_grouped")
+        cell.source = solution
     nb.cells += [nbformat.v4.new_code_cell(source) for source in extra_cells]
     return nb
 
@@ -248,7 +293,7 @@ class Listener:
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
-    """One worker grades, in this order: a correct learner, three attackers, another correct learner."""
+    """One worker grades, in this order: a correct learner, five attackers, another correct learner."""
     if sandbox.unavailable() is not None:
         pytest.skip(f"grading kernels cannot be sandboxed here: {sandbox.unavailable()}")
     tmp = tmp_path_factory.mktemp("sandbox")
@@ -263,6 +308,7 @@ def attacked(tmp_path_factory):
         "m_snoop": submission([head + SNOOP]),
         "n_network": submission(SHELL_CELLS + [head + NETWORK]),
         "o_resources": submission([head + RESOURCES]),
+        **{student: submission(solution=code) for student, code in OFFLOADED.items()},
         "z_correct": submission(),
     }
     for student, nb in subs.items():
@@ -357,6 +403,22 @@ def test_resource_attacks_are_contained(attacked):
     assert sorted(p.name for p in autograded.iterdir()) == [f"{LESSON}.ipynb"]  # no big file, no linked gradebook
     out = {o["student"]: o for o in attacked["out"]["graded"]}
     assert "notes.txt (a link or special file)" in out["o_resources"]["reason"]  # the report says what was left out
+
+
+def test_work_done_in_another_thread_or_process_fails_its_exercise(attacked):
+    """Every thread or process a watched call starts is seen through the sandbox's PID namespace, however it
+    was started; the learner is told why, and keeps the marks of everything else."""
+    course = attacked["course"]
+    full = scores(course)["a_correct"]
+    for student in OFFLOADED:
+        got = scores(course)[student]
+        assert got[OFFLOADED_TEST] == 0, student
+        assert {k: v for k, v in got.items() if k != OFFLOADED_TEST} == {
+            k: v for k, v in full.items() if k != OFFLOADED_TEST
+        }, student
+        assert any("started a thread or a process" in e for e in error_outputs(course.autograded(LESSON, student))), (
+            student
+        )
 
 
 def test_every_other_learner_keeps_full_marks_and_intact_files(attacked):

@@ -7,7 +7,8 @@ Two concerns, both about what learner code can do while grading runs in its own 
   through aliases, ``torch.ops.aten``, Tensor subclasses and with the Python dispatch modes disabled,
   none of which a ``TorchDispatchMode`` sees), traps calls into banned Python libraries with
   ``sys.setprofile`` (``numpy.fft``, ``scipy.signal`` ...), and notices a thread started during the
-  call. An audit hook installed at import (audit hooks cannot be removed) reports learner code that
+  call (in a sandboxed grading kernel any thread or process, however started: :func:`tasks_gone_since`).
+  An audit hook installed at import (audit hooks cannot be removed) reports learner code that
   replaces the grader's ``sys.setprofile`` hook or adds audit hooks of its own.
 * :func:`reference_section` is entered after the learner's function has returned and before the
   grader computes torch's answer. It refuses to grade while learner code could still run and look
@@ -166,6 +167,49 @@ def foreign_threads() -> list[str]:
     return found
 
 
+# --------------------------------------------------------------------------- tasks of a sandboxed kernel
+
+#: In a sandboxed grading kernel (:mod:`convcourse.grading.sandbox`) the PID namespace is the kernel's own (and its
+#: fork server's, which starts nothing while a learner is graded), so the namespace's last PID tells whether a call
+#: created any thread or process, by whatever route: the ``_thread`` module imported afresh (its functions are not
+#: the counting wrapper above), ``os.fork``, ``subprocess``, ctypes. Decided once, when the kernel starts.
+_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+_WATCH_TASKS = os.environ.get("CONVCOURSE_SANDBOXED") == "1" and os.access(_LAST_PID, os.R_OK)
+_OPEN, _READ, _CLOSE, _LISTDIR = os.open, os.read, os.close, os.listdir
+#: More PIDs than this taken during one call: refused without looking at each.
+_MAX_NEW_TASKS = 4096
+
+
+def last_pid() -> int | None:
+    """The last PID handed out in a sandboxed kernel's PID namespace; None outside the sandbox."""
+    if not _WATCH_TASKS:
+        return None
+    try:
+        fd = _OPEN(_LAST_PID, os.O_RDONLY)
+        try:
+            return int(_READ(fd, 32))
+        finally:
+            _CLOSE(fd)
+    except (OSError, ValueError):
+        return None
+
+
+def tasks_gone_since(before: int | None) -> bool:
+    """Whether a thread or process created since :func:`last_pid` returned ``before`` has ended again (or still
+    runs as a process of its own). A thread pool's workers (OpenMP, BLAS) stay alive in this process and do not
+    count; a thread of learner code that still runs is found by :func:`foreign_threads`."""
+    after = last_pid()
+    if before is None or after is None or after == before:
+        return False
+    if after < before or after - before > _MAX_NEW_TASKS:
+        return True
+    try:
+        alive = set(_LISTDIR("/proc/self/task"))
+    except OSError:
+        return True
+    return any(str(pid) not in alive for pid in range(before + 1, after + 1))
+
+
 # --------------------------------------------------------------------------- watching one call
 
 _PROFILER_CONFIG = torch.autograd.ProfilerConfig(
@@ -189,8 +233,9 @@ class CallWatch:
 
     ``libraries``: (label, path prefixes, C function names) of Python code the call may not enter.
     After the ``with`` block: ``ops`` (aten names without the ``aten::`` prefix), ``autograd``
-    (autograd node names run), ``library_hits``, ``threads_started``, ``removed`` (a monitor was
-    switched off by learner code).
+    (autograd node names run), ``library_hits``, ``threads_started``, ``tasks_ended`` (where ops are recorded, in
+    a sandboxed kernel: a thread or process the call created and that is gone again, however it was started),
+    ``removed`` (a monitor was switched off by learner code).
     """
 
     def __init__(self, libraries: tuple | None = None, record_ops: bool = True):
@@ -201,6 +246,7 @@ class CallWatch:
         self.autograd: set[str] = set()
         self.library_hits: list[str] = []
         self.threads_started = 0
+        self.tasks_ended = False
         self.removed: list[str] = []
         self._profile_changes = 0
         self._previous_profile = None
@@ -242,11 +288,14 @@ class CallWatch:
             _set_profile(self._hook)
         self._threads_before = _STARTED_DURING_CALL["count"]
         _STARTED_DURING_CALL["watching"] += 1
+        # Only where something is banned: a training call may use a DataLoader's worker processes.
+        self._last_pid = last_pid() if self.record_ops else None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         _STARTED_DURING_CALL["watching"] -= 1
         self.threads_started = _STARTED_DURING_CALL["count"] - self._threads_before
+        self.tasks_ended = tasks_gone_since(self._last_pid)
         if self.libraries is not None:
             if sys.getprofile() is not self._hook and not self.library_hits:
                 self.removed.append("sys.setprofile hook")

@@ -343,6 +343,12 @@ def watched_call(
             f"{label} started a thread. The grader watches what your code computes "
             "in the notebook's own thread; compute the answer there (no threading)."
         )
+    if watch.tasks_ended:
+        raise GradingError(
+            f"{label} started a thread or a process while it ran. The grader watches what your code computes in "
+            "the notebook's own thread; compute the answer there (no threads, subprocesses or os.fork). If a "
+            "library your function imports starts one, import it at the top of the notebook instead."
+        )
     if stopped is not None:
         raise stopped
     if isinstance(outcome.error, NotImplementedError):
