@@ -72,6 +72,9 @@ def _sample_input(layer: nn.Module, inputs: dict[str, Any], *, batched: bool = T
     return x if batched else x[0]
 
 
+_TORCH_CONV = nn.modules.conv._ConvNd
+
+
 def parameters_problem(
     got: Any, expected: nn.Module, what: str, layer: str, weight_hint: Callable[[], str]
 ) -> str | None:
@@ -126,9 +129,6 @@ def _parameters_problem(got: Any, expected: nn.Module, inputs: dict[str, Any]) -
         return " The weight is (out_channels, in_channels // groups, kH, kW)."
 
     return parameters_problem(got, expected, _what(inputs), "Conv2d", weight_hint)
-
-
-_TORCH_CONV = nn.modules.conv._ConvNd
 
 
 def _wrong_outputs(torch_layer: nn.Module, x: torch.Tensor, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
