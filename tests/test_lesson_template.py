@@ -15,7 +15,8 @@ import nbformat
 import pytest
 
 from convcourse.build import lessons
-from convcourse.checks.quiz import get_question, is_quiz_cell
+from convcourse.checks.quiz import get_question
+from convcourse.quizcells import is_quiz_cell
 
 from course import REPO
 

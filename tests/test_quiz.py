@@ -3,7 +3,8 @@
 import pytest
 
 from convcourse.checks import GradingError, check_answer
-from convcourse.checks.quiz import QUESTIONS, Question, get_question, stub_answers
+from convcourse.checks.quiz import QUESTIONS, Question, get_question
+from convcourse.quizcells import stub_answers
 
 
 def test_every_registered_question_computes_its_answer():

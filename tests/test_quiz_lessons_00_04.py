@@ -7,7 +7,8 @@ import nbformat
 import pytest
 
 from convcourse.checks import GradingError, check_answer
-from convcourse.checks.quiz import get_question, is_quiz_cell
+from convcourse.checks.quiz import get_question
+from convcourse.quizcells import is_quiz_cell
 
 from course import REPO
 

@@ -11,8 +11,8 @@ A lesson registers its questions in its exercise module::
 
 The notebook has one plain (not nbgrader-marked) code cell with ``metadata.convcourse.quiz = true``
 that assigns the answers, one per line (``q1 = (2, 6, 30, 30)  # a tuple``). The learner copy is
-built with every right-hand side replaced by ``...`` (:class:`QuizStubs`), the answer key keeps the
-answers. Each question has a graded test cell ``assert check_answer("02_kernel_size.q1", q1)``.
+built with every right-hand side replaced by ``...`` (:class:`~convcourse.grading.solution.QuizStubs`, with
+:mod:`convcourse.quizcells`), the answer key keeps the answers. Each question has a graded test cell ``assert check_answer("02_kernel_size.q1", q1)``.
 
 The right answer is computed only after the learner's answer has been read and normalised, so no
 value the check compares against exists in the kernel before that. A wrong answer's message says
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from typing import Any, Callable
 
 from . import _guard
@@ -124,24 +123,6 @@ def error_name(call: Callable[[], Any]) -> str:
     except Exception as error:  # the type torch raises is the answer  # noqa: BLE001
         return type(error).__name__
     return "no error"
-
-
-_ANSWER_LINE = re.compile(r"^(?P<lhs>[A-Za-z_]\w*\s*=\s*)(?P<rhs>.*?)(?P<comment>\s+#.*)?$")
-
-
-def stub_answers(source: str) -> str:
-    """The learner's version of a quiz cell: every top-level ``name = value`` line becomes ``name = ...``."""
-    lines = []
-    for line in source.splitlines():
-        match = _ANSWER_LINE.match(line)
-        if match and match["rhs"].strip():
-            line = f"{match['lhs']}...{match['comment'] or ''}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def is_quiz_cell(cell: Any) -> bool:
-    return cell.get("cell_type") == "code" and bool(cell.get("metadata", {}).get("convcourse", {}).get("quiz"))
 
 
 _guard.register_protected(f"{__name__}.check_answer", check_answer)

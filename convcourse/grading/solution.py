@@ -8,6 +8,8 @@ import re
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from ..quizcells import is_quiz_cell, stub_answers
+
 _DELIMITER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 
@@ -24,8 +26,6 @@ class QuizStubs(NbGraderPreprocessor):
     """In the learner copy, replace each answer in a quiz cell (``metadata.convcourse.quiz``) by ``...``."""
 
     def preprocess_cell(self, cell: NotebookNode, resources, index):
-        from ..checks.quiz import is_quiz_cell, stub_answers
-
         if is_quiz_cell(cell):
             cell.source = stub_answers(cell.source)
         return cell, resources
