@@ -34,24 +34,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from convcourse.grading import ensure_tools_on_path
+from convcourse.grading import ensure_tools_on_path, stamp_gradebooks_in_process
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 ensure_tools_on_path()
-
-
-def _remember_nbgrader_schema_version() -> None:
-    """nbgrader stamps every new gradebook with ``alembic heads`` of its own migrations, run as a
-    subprocess (a second or two of CPU each time); the answer is a constant of the installed nbgrader,
-    so this test process asks once. nbgrader processes started by tests still ask themselves."""
-    import functools
-
-    import nbgrader.api
-
-    nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_version)
-
-
-_remember_nbgrader_schema_version()
+stamp_gradebooks_in_process()  # the gradebooks tests create, without an `alembic heads` subprocess each
 
 
 @pytest.fixture

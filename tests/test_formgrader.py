@@ -194,6 +194,27 @@ class Server:
         self.log.close()
 
 
+def test_a_new_gradebook_is_stamped_with_the_revision_alembic_heads_prints(tmp_path):
+    """The course looks up nbgrader's schema head in-process (convcourse.grading.stamp_gradebooks_in_process);
+    it must be the revision nbgrader itself would get from ``alembic heads``, and what a new gradebook records."""
+    import sqlite3
+
+    import nbgrader.api
+    from nbgrader.dbutil import _temp_alembic_ini
+
+    with _temp_alembic_ini("sqlite:///gradebook.db") as ini:
+        printed = subprocess.run(
+            [str(Path(sys.executable).parent / "alembic"), "-c", ini, "heads"], capture_output=True, text=True
+        )
+    assert printed.returncode == 0, printed.stderr
+    head = printed.stdout.split()[0]
+    assert nbgrader.api.get_alembic_version() == head  # the tests' process uses the in-process lookup too
+    db = tmp_path / "gradebook.db"
+    nbgrader.api.Gradebook(f"sqlite:///{db}").close()
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
+
+
 @pytest.mark.slow
 def test_plain_jupyter_lab_in_the_course_root_runs_alembic_without_the_environment_activated(tmp_path):
     """The repository's nbgrader_config.py puts the environment's tools on PATH, so even a JupyterLab started

@@ -11,8 +11,9 @@ A lesson registers its questions in its exercise module::
 
 The notebook has one plain (not nbgrader-marked) code cell with ``metadata.convcourse.quiz = true``
 that assigns the answers, one per line (``q1 = (2, 6, 30, 30)  # a tuple``). The learner copy is
-built with every right-hand side replaced by ``...`` (:class:`~convcourse.grading.solution.QuizStubs`, with
-:mod:`convcourse.quizcells`), the answer key keeps the answers. Each question has a graded test cell ``assert check_answer("02_kernel_size.q1", q1)``.
+built with every right-hand side replaced by ``...`` (:class:`~convcourse.grading.solution.QuizStubs`,
+with :mod:`convcourse.quizcells`), the answer key keeps the answers. Each question has a graded test
+cell ``assert check_answer("02_kernel_size.q1", q1)``.
 
 The right answer is computed only after the learner's answer has been read and normalised, so no
 value the check compares against exists in the kernel before that. A wrong answer's message says

@@ -35,10 +35,12 @@ def apply(c: Config, root: str | Path | None = None) -> Config:
         SaveAutoGrades,
     )
 
+    from . import stamp_gradebooks_in_process
     from .execute import GuardedExecute
     from .feedback import HideHiddenTests
     from .solution import QuizStubs, StripSolutionDelimiters
 
+    stamp_gradebooks_in_process()  # the nbgrader command this config is loaded into creates gradebooks faster
     if root is not None:
         c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = COURSE_ID

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from ..grading import ensure_tools_on_path
+from ..grading import ensure_tools_on_path, stamp_gradebooks_in_process
 
 REPO = Path(__file__).resolve().parent.parent.parent
 #: The course root used when neither --course nor $CONVCOURSE_COURSE says otherwise.
@@ -64,7 +64,8 @@ class CourseRoot:
     def gradebook(self):
         from nbgrader.api import Gradebook
 
-        ensure_tools_on_path()  # a new gradebook runs `alembic` from PATH
+        ensure_tools_on_path()  # nbgrader's gradebook upgrade runs `alembic` from PATH
+        stamp_gradebooks_in_process()  # a new gradebook's schema version, without running `alembic heads`
 
         return Gradebook(self.db_url, self.course_id)
 
