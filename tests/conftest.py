@@ -49,6 +49,34 @@ def course_factory(tmp_path):
     return lambda lessons=None, students=(): make_course(tmp_path, lessons, list(students))
 
 
+@pytest.fixture(scope="module")
+def fork_server():
+    """An unsandboxed fork server in this test process (convcourse.grading.forkserver): kernels started with
+    ``ForkKernelManager`` are forked from it, already past importing torch and the course. For tests that
+    compare forked kernels with ordinary ones, and for lessons run where the kernel's start is not what
+    is tested (the sandboxed server is tested through `convcourse grade`, here and in test_sandbox.py)."""
+    from convcourse.grading import forkserver, sandbox
+
+    reason = forkserver.unsupported()
+    assert reason is None, reason
+    assert forkserver.active() is None, "a fork server is already running in this test process"
+    saved = os.environ.get(sandbox.ENV_SWITCH)
+    os.environ[sandbox.ENV_SWITCH] = "0"  # read when the server starts: it and its kernels run unsandboxed
+    try:
+        started = forkserver.start()
+    finally:
+        if saved is None:
+            os.environ.pop(sandbox.ENV_SWITCH)
+        else:
+            os.environ[sandbox.ENV_SWITCH] = saved
+    try:
+        assert forkserver.active() is started and started.sandbox is None
+        yield started
+    finally:
+        forkserver.stop()
+    assert forkserver.active() is None
+
+
 @pytest.fixture(scope="session")
 def grading_pool(tmp_path_factory):
     """Grading workers shared by the session (each starts its fork server on first use)."""

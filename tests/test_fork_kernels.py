@@ -67,27 +67,6 @@ def observed(text: str) -> dict:
 FORK_ENV = {k: v for k, v in os.environ.items() if k != forkserver.ENV_SWITCH}
 
 
-@pytest.fixture(scope="module")
-def server():
-    """An unsandboxed fork server: these tests compare forked kernels with ordinary ones started by plain
-    jupyter_client (the sandboxed server is tested through `convcourse grade` here and in test_sandbox.py)."""
-    reason = forkserver.unsupported()
-    assert reason is None, reason
-    saved = os.environ.get("CONVCOURSE_SANDBOX")
-    os.environ["CONVCOURSE_SANDBOX"] = "0"
-    try:
-        started = forkserver.start()
-        assert forkserver.active() is started and started.sandbox is None
-        yield started
-    finally:
-        forkserver.stop()
-        if saved is None:
-            os.environ.pop("CONVCOURSE_SANDBOX")
-        else:
-            os.environ["CONVCOURSE_SANDBOX"] = saved
-    assert forkserver.active() is None
-
-
 async def _kernel(
     manager_class, tmp_path: Path, code: str, timeout: float = 60, **env_extra: str
 ) -> tuple[str, object]:
@@ -115,7 +94,7 @@ async def _kernel(
     return "".join(out), km
 
 
-def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(server, tmp_path):
+def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(fork_server, tmp_path):
     from jupyter_client.manager import AsyncKernelManager
 
     from convcourse.grading.forkkernel import ForkKernelManager, ForkProvisioner
@@ -136,7 +115,7 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(server, tmp_pa
     assert "convcourse.grading.forkserver" in forked["parent"]
     assert "convcourse.grading.forkserver" not in plain["parent"]
     assert forked["pid"] == forked["pgid"] == forked["sid"]  # own session, like the launcher's kernels
-    assert forked["jpy_parent"] == str(server.ready["pid"])
+    assert forked["jpy_parent"] == str(fork_server.ready["pid"])
     assert forked["environ"].get("TORCHINDUCTOR_CACHE_DIR")  # set by torch's import (in the server, here)
     from convcourse.grading.sandbox import kernel_environment
 
@@ -165,7 +144,7 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(server, tmp_pa
     assert forked["seed"] != plain["seed"]  # each process seeds torch from the OS
 
 
-def test_forked_kernels_are_separate_fresh_processes(server, tmp_path):
+def test_forked_kernels_are_separate_fresh_processes(fork_server, tmp_path):
     from convcourse.grading.forkkernel import ForkKernelManager
 
     leak = (
@@ -188,7 +167,7 @@ def test_forked_kernels_are_separate_fresh_processes(server, tmp_path):
     assert first["pid"] != second["pid"] and first["seed"] != second["seed"]
 
 
-def test_a_kernel_whose_startup_environment_differs_is_started_anew(server, tmp_path):
+def test_a_kernel_whose_startup_environment_differs_is_started_anew(fork_server, tmp_path):
     """OMP_NUM_THREADS and the like act when a library loads, i.e. in the server: such a kernel is not forked."""
     from convcourse.grading.forkkernel import ForkKernelManager
 
@@ -207,7 +186,7 @@ def test_a_kernel_whose_startup_environment_differs_is_started_anew(server, tmp_
     assert observed(text)["sealed"] and observed(text)["problems"] == []
 
 
-def test_interrupt_kill_exit_status_and_reaping(server, tmp_path):
+def test_interrupt_kill_exit_status_and_reaping(fork_server, tmp_path):
     from convcourse.grading.forkkernel import ForkKernelManager
 
     async def run():
@@ -251,7 +230,7 @@ def test_interrupt_kill_exit_status_and_reaping(server, tmp_path):
 
     pid = asyncio.run(run())
     assert not psutil.pid_exists(pid)
-    assert server.sweep() == []  # nothing left running
+    assert fork_server.sweep() == []  # nothing left running
 
 
 # --------------------------------------------------------------------------------- convcourse grade

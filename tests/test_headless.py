@@ -1,5 +1,9 @@
 """Learner copies run top to bottom headless, as a learner's kernel runs them before any work is done:
-the only errors allowed are the unimplemented exercises and the tests that report them."""
+the only errors allowed are the unimplemented exercises and the tests that report them.
+
+The kernels are forked from an unsandboxed fork server (the ``fork_server`` fixture), already past importing
+torch, IPython and the course: what is tested is the lessons, not a kernel's start, which the browser test
+(a real JupyterLab's kernels) and the self-check tests cover."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import nbformat
 import pytest
 
 from convcourse.build import lessons
+from convcourse.grading.forkkernel import ForkKernelManager
 from convcourse.lessonrun import lesson_client
 
 from course import REPO
@@ -16,9 +21,10 @@ EXPECTED_STUB_ERRORS = ("NotImplementedError", "GradingError", "AssertionError")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", lessons())
-def test_released_notebook_runs_headless(lesson, tmp_path):
+def test_released_notebook_runs_headless(lesson, tmp_path, fork_server):
     nb = nbformat.read(REPO / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
-    lesson_client(nb, tmp_path, timeout=240, allow_errors=True).execute()
+    client = lesson_client(nb, tmp_path, timeout=240, allow_errors=True, kernel_manager_class=ForkKernelManager)
+    client.execute()
     for index, cell in enumerate(nb.cells):
         _only_stub_errors(cell.get("outputs", []), f"cell {index}")
     widgets = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
