@@ -35,7 +35,7 @@ def stamp_gradebooks_in_process() -> None:
     nbgrader stamps every new gradebook with the head of its migrations by running ``alembic heads`` from
     PATH (``nbgrader.api.get_alembic_version``): about a CPU-second per new gradebook, and a crash where the
     environment's bin/ is not on PATH. The same lookup, done here with alembic's own API, gives the same
-    revision (tests/test_instructor.py compares them)."""
+    revision (tests/test_formgrader.py compares them)."""
     import nbgrader.api
 
     nbgrader.api.get_alembic_version = _gradebook_schema_head
