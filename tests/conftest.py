@@ -132,16 +132,22 @@ def xdist_group_of(item: pytest.Item, copies: dict[str, int]) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (it names groups in the node ids)
 def pytest_collection_modifyitems(config, items):
-    """Put tests that share an expensive fixture on one pytest-xdist worker (``--dist loadgroup``)."""
+    """Put tests that share an expensive fixture on one pytest-xdist worker (``--dist loadgroup``), and
+    order the run longest first: the tests that use ``graded_lessons``, then the other slow tests, then
+    the short ones. pytest-xdist hands out tests and groups in this order, so the run does not end with
+    one worker on a long group while the others wait; the many short tests fill the gaps at the end."""
     copies: dict[str, int] = {}
+    rank: dict[str, int] = {}
     for item in items:
         group = xdist_group_of(item, copies)
+        rank[item.nodeid] = 0 if group == SHARED else 1 if item.get_closest_marker("slow") else 2
         if group is None:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
         if group == SHARED and not item.get_closest_marker("timeout"):
             # pytest-timeout counts fixture setup: the first user grades every lesson (26 notebooks)
             item.add_marker(pytest.mark.timeout(GRADED_LESSONS_TIMEOUT))
+    items.sort(key=lambda item: rank[item.nodeid])  # stable: the collection order within each rank
 
 
 # ---- run report: wall time and CPU seconds per test (this process and its reaped children) ---------------
