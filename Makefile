@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum |
 PORT ?= 8888
 PYTEST_ARGS ?=
 # make test runs the tests in this many pytest-xdist processes (tests sharing a built result stay together):
-# one more than CI's 2 cores: the last 2-worker run used 30.5 CPU-minutes in 29 minutes, half the machine,
-# the rest waiting (kernels and servers starting, cell time limits, a browser rendering). The unit tests
-# (make test-fast) only compute, so they use FAST_JOBS.
+# one more than CI's 2 cores: a 2-worker run used 30.5 CPU-minutes in 29 minutes, half the machine, the rest
+# waiting (kernels and servers starting, cell time limits, a browser rendering); with 3 workers, and the tests
+# ordered longest first (tests/conftest.py), vmstat shows both cores 96-100 % busy from the first test to the
+# last minute (2026-12-01). The unit tests (make test-fast) only compute, so they use FAST_JOBS.
 TEST_JOBS ?= 3
 FAST_JOBS ?= 2
 # When make started: make test prints its wall time, environment creation included.
