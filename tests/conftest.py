@@ -54,7 +54,8 @@ def fork_server():
     """An unsandboxed fork server in this test process (convcourse.grading.forkserver): kernels started with
     ``ForkKernelManager`` are forked from it, already past importing torch and the course. For tests that
     compare forked kernels with ordinary ones, and for lessons run where the kernel's start is not what
-    is tested (the sandboxed server is tested through `convcourse grade`, here and in test_sandbox.py)."""
+    is tested (the sandboxed server is tested through `convcourse grade`, in test_fork_kernels.py and
+    test_sandbox.py)."""
     from convcourse.grading import forkserver, sandbox
 
     reason = forkserver.unsupported()
