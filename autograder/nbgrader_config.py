@@ -6,8 +6,8 @@ from pathlib import Path
 from convcourse.grading import ensure_tools_on_path
 from convcourse.grading.config import apply
 
-# nbgrader runs `alembic` (gradebook upgrades) from PATH: put this environment's bin/ first, so that a
-# formgrader started without activating the environment works too (see `make formgrader`).
+# nbgrader runs `alembic` (`nbgrader db upgrade`) and `jupyter` from PATH: put this environment's bin/ first,
+# so that a formgrader started without activating the environment works too (see `make formgrader`).
 ensure_tools_on_path()
 
 c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)

@@ -77,7 +77,7 @@ def test_server_gets_the_environments_tools_first_on_path(tmp_path):
     env, _ = server_environment(course, {"PATH": "/usr/bin:/bin"})
     bindir = str(Path(sys.executable).parent)
     assert env["PATH"].split(os.pathsep) == [bindir, "/usr/bin", "/bin"]
-    assert (Path(bindir) / "alembic").exists()  # what the gradebook upgrade runs from PATH
+    assert (Path(bindir) / "alembic").exists()  # what plain nbgrader runs from PATH for a gradebook
     command = lab_command(course, port=8765, open_browser=False)
     assert command[:4] == [sys.executable, "-m", "jupyter", "lab"]
     assert f"--ServerApp.root_dir={course.root}" in command and "--no-browser" in command
@@ -216,9 +216,10 @@ def test_a_new_gradebook_is_stamped_with_the_revision_alembic_heads_prints(tmp_p
 
 
 @pytest.mark.slow
-def test_plain_jupyter_lab_in_the_course_root_runs_alembic_without_the_environment_activated(tmp_path):
-    """The repository's nbgrader_config.py puts the environment's tools on PATH, so even a JupyterLab started
-    by hand (not by `make formgrader`) creates the gradebook (alembic) when the formgrader first lists."""
+def test_plain_jupyter_lab_in_the_course_root_creates_the_gradebook_without_the_environment_activated(tmp_path):
+    """The repository's nbgrader_config.py puts the environment's tools on PATH (and stamps new gradebooks
+    in-process), so even a JupyterLab started by hand (not by `make formgrader`) creates the gradebook when
+    the formgrader first lists."""
     root = tmp_path / "course"
     (root / "source").mkdir(parents=True)
     (root / "source" / LESSON).symlink_to(REPO / "autograder" / "source" / LESSON)
@@ -267,7 +268,7 @@ def formgrader(tmp_path_factory):
 
 
 def _graded_behind(server: Server, course: CourseRoot, tmp: Path):
-    # First use: no gradebook yet, so listing the lessons creates it (alembic, from PATH).
+    # First use: no gradebook yet, so listing the lessons creates it.
     first = server.get("/formgrader/api/assignments")
     (tmp / "roster.csv").write_text("id,first_name,last_name\nada,Ada,Lovelace\nbob,Bob,Builder\n")
     cli(course.root, "roster", str(tmp / "roster.csv"))
@@ -299,7 +300,7 @@ def _get(formgrader, path: str):
 @pytest.mark.slow
 def test_formgrader_lists_the_lessons_without_path_or_exchange_errors(formgrader):
     assert [(a["name"], a["num_submissions"]) for a in formgrader["first"]] == [(LESSON, 0)]  # before grading
-    assignments = _get(formgrader, "/formgrader/api/assignments")  # the gradebook upgrade runs alembic
+    assignments = _get(formgrader, "/formgrader/api/assignments")
     assert [a["name"] for a in assignments] == [LESSON]
     assert assignments[0]["num_submissions"] == 2
     submissions = _get(formgrader, f"/formgrader/api/submissions/{LESSON}")

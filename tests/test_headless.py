@@ -23,8 +23,7 @@ EXPECTED_STUB_ERRORS = ("NotImplementedError", "GradingError", "AssertionError")
 @pytest.mark.parametrize("lesson", lessons())
 def test_released_notebook_runs_headless(lesson, tmp_path, fork_server):
     nb = nbformat.read(REPO / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
-    client = lesson_client(nb, tmp_path, timeout=240, allow_errors=True, kernel_manager_class=ForkKernelManager)
-    client.execute()
+    lesson_client(nb, tmp_path, timeout=240, allow_errors=True, kernel_manager_class=ForkKernelManager).execute()
     for index, cell in enumerate(nb.cells):
         _only_stub_errors(cell.get("outputs", []), f"cell {index}")
     widgets = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})

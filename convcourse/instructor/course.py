@@ -64,7 +64,7 @@ class CourseRoot:
     def gradebook(self):
         from nbgrader.api import Gradebook
 
-        ensure_tools_on_path()  # nbgrader's gradebook upgrade runs `alembic` from PATH
+        ensure_tools_on_path()  # nbgrader runs `alembic` and `jupyter` from PATH
         stamp_gradebooks_in_process()  # a new gradebook's schema version, without running `alembic heads`
 
         return Gradebook(self.db_url, self.course_id)

@@ -3,10 +3,11 @@
 nbgrader's formgrader (review autograded notebooks, give manual grades and comments) and its Create
 Assignment toolbar live in JupyterLab. Started by hand they trip over two things this module takes care of:
 
-* **PATH.** The formgrader's gradebook upgrade runs ``alembic`` from PATH, so a JupyterLab of the course's
-  environment started without activating it crashes the assignment list (``FileNotFoundError: 'alembic'``).
-  The server gets this interpreter's ``bin/`` first on PATH (and the course's ``nbgrader_config.py`` does
-  the same for a server started any other way).
+* **PATH.** Plain nbgrader creates a gradebook by running ``alembic`` from PATH, so a JupyterLab of the
+  course's environment started without activating it crashes the assignment list (``FileNotFoundError:
+  'alembic'``). The server gets this interpreter's ``bin/`` first on PATH, and the course's
+  ``nbgrader_config.py`` does the same for a server started any other way (it also looks the gradebook's
+  schema version up in-process: :func:`convcourse.grading.stamp_gradebooks_in_process`).
 * **The exchange.** nbgrader's default exchange, ``/usr/local/share/nbgrader/exchange``, rarely exists on
   an instructor's machine ("Unwritable directory"). Unless an ``Exchange.root`` is configured (the course's
   ``nbgrader_config.py`` or any Jupyter config directory, e.g. ``/etc/jupyter`` on a hub), the server
