@@ -279,6 +279,33 @@ def test_monitor_counts_and_restores_tracing():
     assert sys.gettrace() is before
 
 
+def test_library_code_run_for_the_first_time_is_not_counted():
+    """The first isinstance against an abstract base class runs Python in the frozen modules abc and
+    _collections_abc (CI once failed the answer key on it, run first in a fresh worker)."""
+    import collections.abc
+
+    def learner(value):
+        return isinstance(value, collections.abc.Sequence)
+
+    fresh_type = type("FreshSequenceLike", (), {"__len__": lambda self: 0, "__getitem__": lambda self, i: i})
+    monitor = LoopMonitor(budget=10_000)
+    with monitor:
+        learner(fresh_type())
+    assert monitor.lines == 1
+
+
+def test_learner_code_named_after_a_library_file_is_still_counted():
+    source = "def loop(steps):\n    for _ in range(steps):\n        pass\n"
+    namespace: dict = {}
+    for name in (torch.__file__, "<frozen abc>"):
+        namespace.clear()
+        exec(compile(source, name, "exec"), namespace)
+        monitor = LoopMonitor(budget=10_000)
+        with monitor:
+            namespace["loop"](100)
+        assert monitor.lines >= 100, name
+
+
 # ------------------------------------------------------------------ widget and plots
 
 

@@ -114,6 +114,19 @@ def _exclusions() -> tuple[str, ...]:
     return tuple(os.path.realpath(p) + os.sep for p in paths if p)
 
 
+def _module_owning(namespace: dict) -> Any:
+    """The imported module whose namespace this is, or None (``_collections_abc`` calls itself ``collections.abc``,
+    so the name alone does not find it)."""
+    name = namespace.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    if module is not None and getattr(module, "__dict__", None) is namespace:
+        return module
+    for module in list(sys.modules.values()):
+        if getattr(module, "__dict__", None) is namespace:
+            return module
+    return None
+
+
 class LoopMonitor(TorchDispatchMode):
     """Counts Python lines run outside libraries and torch operations dispatched, while active.
 
@@ -130,7 +143,8 @@ class LoopMonitor(TorchDispatchMode):
         self.ops = 0
         self._previous_trace = None
         self._excluded = _exclusions()
-        self._counted_files: dict[str, bool] = {}
+        self._excluded_paths: dict[str, bool] = {}
+        self._library_modules: dict[int, tuple[dict, bool]] = {}
 
     @property
     def steps(self) -> int:
@@ -154,16 +168,34 @@ class LoopMonitor(TorchDispatchMode):
         self._count()
         return func(*args, **(kwargs or {}))
 
-    def _counted(self, filename: str) -> bool:
-        known = self._counted_files.get(filename)
+    def _excluded_path(self, path: str) -> bool:
+        known = self._excluded_paths.get(path)
         if known is None:
-            real = os.path.realpath(filename) if os.path.isabs(filename) else filename
-            known = not real.startswith(self._excluded)
-            self._counted_files[filename] = known
+            known = os.path.realpath(path).startswith(self._excluded)
+            self._excluded_paths[path] = known
         return known
 
+    def _counted(self, frame) -> bool:
+        """A frame is library code when its module is a library module (torch, numpy, the standard library, the
+        checks) and its code comes from that library: a file under the library's folder, a frozen standard-library
+        module (``<frozen abc>``: the first ``isinstance`` against an abstract base class runs one) or code the
+        library generated (``<string>``: a dataclass's ``__init__``). Learner code compiled under a library's file
+        name still counts unless it also runs in that library's module namespace."""
+        filename = frame.f_code.co_filename
+        if os.path.isabs(filename) and not self._excluded_path(filename):
+            return True
+        module_globals = frame.f_globals
+        known = self._library_modules.get(id(module_globals))
+        if known is None or known[0] is not module_globals:
+            module = _module_owning(module_globals)
+            module_file = getattr(module, "__file__", None)
+            verdict = isinstance(module_file, str) and self._excluded_path(module_file)
+            known = (module_globals, verdict)  # the dict is kept, so that its id is not reused
+            self._library_modules[id(module_globals)] = known
+        return not known[1]
+
     def _trace(self, frame, event, arg):
-        if event != "call" or not self._counted(frame.f_code.co_filename):
+        if event != "call" or not self._counted(frame):
             return None
         return self._trace_lines
 
