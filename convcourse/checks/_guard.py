@@ -19,10 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-# Before anything is captured, although it is 2.3 s of every kernel's start: torch imports torch._dynamo lazily
-# (first F.pad call, dispatch modes, an optimizer's step), which would run thousands of lines inside a watched
-# learner call (the loop detector counts them) and re-wrap torch.manual_seed after it was captured.
-import torch._dynamo
 import torch.nn.functional as F
 
 # (module object, attribute name) pairs whose values must stay the objects captured here.
@@ -418,12 +414,37 @@ def _sealed_problems() -> list[str]:
     return problems
 
 
+#: The wrapper ``torch._disable_dynamo(fn)`` returns (making one imports nothing): its code and its globals.
+_DYNAMO_DISABLE_WRAPPER = torch._disable_dynamo(lambda: None)
+_DYNAMO_DISABLE_CODE, _DYNAMO_DISABLE_GLOBALS = _DYNAMO_DISABLE_WRAPPER.__code__, _DYNAMO_DISABLE_WRAPPER.__globals__
+
+
+def _torchs_own_rewrap(key: str, live: Any, original: Any) -> bool:
+    """Whether ``live`` is the wrapper torch itself puts around ``torch.manual_seed`` when it first imports
+    ``torch._dynamo``. torch imports it lazily (an optimizer's first step, say: 1.7 CPU-s most lessons never
+    spend), so the import may come after the originals were recorded. Only that exact wrapper is accepted: torch's
+    own code and globals, around the recorded original."""
+    if key != "torch.manual_seed" or type(live) is not types.FunctionType:
+        return False
+    if live.__code__ is not _DYNAMO_DISABLE_CODE or live.__globals__ is not _DYNAMO_DISABLE_GLOBALS:
+        return False
+    if live.__defaults__ is not None or live.__kwdefaults__ is not None:
+        return False
+    cells = dict(zip(live.__code__.co_freevars, live.__closure__ or ()))
+    try:
+        return cells["fn"].cell_contents is original
+    except (KeyError, ValueError):  # no such cell, or an empty one
+        return False
+
+
 def tampering() -> list[str]:
     """Names of watched functions, builtins or checks that no longer are the original objects."""
     problems: list[str] = _sealed_problems()
     for owner, oname, name in _WATCHED:
-        if inspect.getattr_static(owner, name, _MISSING) is not ORIGINALS[f"{oname}.{name}"]:
-            problems.append(f"{oname}.{name}")
+        key = f"{oname}.{name}"
+        live = inspect.getattr_static(owner, name, _MISSING)
+        if live is not ORIGINALS[key] and not _torchs_own_rewrap(key, live, ORIGINALS[key]):
+            problems.append(key)
         elif not _same(_fingerprint(ORIGINALS[f"{oname}.{name}"]), _ORIGINAL_FINGERPRINTS[f"{oname}.{name}"]):
             problems.append(f"{oname}.{name}.__code__")
     live_builtins = vars(builtins)

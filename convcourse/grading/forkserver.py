@@ -54,7 +54,6 @@ PRELOAD = (
     "torch",
     "torch.nn",
     "torch.nn.functional",
-    "torch._dynamo",
     "matplotlib",
     "matplotlib.pyplot",
     "IPython",

@@ -134,6 +134,12 @@ class LoopMonitor(TorchDispatchMode):
     Once it exceeds ``abort_at`` the call is stopped at once, so a looping solution fails fast.
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # As for checks.core._Tripwire: no dynamo wrapper around __torch_dispatch__ (grading never compiles), and
+        # defining the class does not import torch._dynamo.
+        return False
+
     def __init__(self, budget: int = STEP_BUDGET, abort_at: int | None = None, name: str = "conv2d_fast"):
         super().__init__()
         self.budget = budget
