@@ -299,7 +299,7 @@ def test_learner_code_named_after_a_library_file_is_still_counted():
     namespace: dict = {}
     for name in (torch.__file__, "<frozen abc>"):
         namespace.clear()
-        exec(compile(source, name, "exec"), namespace)
+        exec(compile(source, name, "exec"), namespace)  # noqa: S102  (learner code that hides its file name)
         monitor = LoopMonitor(budget=10_000)
         with monitor:
             namespace["loop"](100)

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
 # (module object, attribute name) pairs whose values must stay the objects captured here.
