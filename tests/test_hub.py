@@ -306,6 +306,10 @@ class Learner:
         return errors
 
 
+#: Prints how the kernel it runs in talks to its server (tcp or ipc).
+KERNEL_TRANSPORT = "import json, ipykernel.connect\nprint(json.load(open(ipykernel.connect.get_connection_file()))['transport'])"
+
+
 def answered(fetched: nbformat.NotebookNode, answer: str, learner: str) -> nbformat.NotebookNode:
     """The fetched lesson with a learner's answers: the answer key's code ("key"), the key with a corr2d that
     returns zeros ("wrong"), or none ("blank"); each marked with the learner's name in the corr2d cell."""
@@ -408,6 +412,10 @@ def test_a_class_on_jupyterhub(hub):
         assert hub.session(INSTRUCTOR).get(service, timeout=60).status_code == 200
         assert learners[VICTIM].http.get(service, timeout=60).status_code == 403
         assert learners[VICTIM].http.get(f"{learners[VICTIM].base}/formgrader", timeout=60).status_code == 404
+        # learners' kernels talk to their server over unix sockets: no TCP port two servers can race for
+        transport = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(KERNEL_TRANSPORT)])
+        assert learners[VICTIM].run(transport) == {}, transport.cells[0].outputs
+        assert transport.cells[0].outputs[0]["text"].strip() == "ipc", transport.cells[0].outputs
 
         def work(name: str, late: bool) -> None:
             learner = learners[name]

@@ -54,6 +54,9 @@ PRELOAD = (
     "torch",
     "torch.nn",
     "torch.nn.functional",
+    # Not imported by a kernel started from scratch (torch imports it on first need: an optimizer's step), but
+    # once per server here instead of once per learner in the lessons that train (07, 12, 15).
+    "torch._dynamo",
     "matplotlib",
     "matplotlib.pyplot",
     "IPython",
