@@ -117,8 +117,10 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(fork_server, t
     assert "convcourse.grading.forkserver" not in plain["parent"]
     assert forked["pid"] == forked["pgid"] == forked["sid"]  # own session, like the launcher's kernels
     assert forked["jpy_parent"] == str(fork_server.ready["pid"])
-    # torch._dynamo (1.6 CPU-s) waits until learner code needs it in a plain kernel; the server preloads it once
+    # torch._dynamo (1.6 CPU-s) waits until learner code needs it in a plain kernel; the server preloads it once,
+    # and with it the one variable its import sets (the value a plain kernel gets when it imports it)
     assert forked["dynamo"] and not plain["dynamo"]
+    assert forked["environ"].pop("TORCHINDUCTOR_CACHE_DIR") and "TORCHINDUCTOR_CACHE_DIR" not in plain["environ"]
     from convcourse.grading.sandbox import kernel_environment
 
     # a grading kernel's environment is allow-listed (no secrets); plain jupyter_client passes everything.

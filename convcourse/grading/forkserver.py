@@ -131,7 +131,7 @@ def _threads() -> int:
 class _Server:
     def __init__(self, sock: socket.socket, env_before: dict[str, str]) -> None:
         self.sock = sock
-        # Variables the imports set (torch sets TORCHINDUCTOR_CACHE_DIR): a kernel importing them itself
+        # Variables the imports set (torch._dynamo sets TORCHINDUCTOR_CACHE_DIR): a kernel importing them itself
         # would have them too, so children get them unless the kernel's environment sets them.
         self.env_added = {k: v for k, v in os.environ.items() if env_before.get(k) != v}
         self.env_before = env_before
