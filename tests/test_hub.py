@@ -307,7 +307,9 @@ class Learner:
 
 
 #: Prints how the kernel it runs in talks to its server (tcp or ipc).
-KERNEL_TRANSPORT = "import json, ipykernel.connect\nprint(json.load(open(ipykernel.connect.get_connection_file()))['transport'])"
+KERNEL_TRANSPORT = (
+    "import json, ipykernel.connect\nprint(json.load(open(ipykernel.connect.get_connection_file()))['transport'])"
+)
 
 
 def answered(fetched: nbformat.NotebookNode, answer: str, learner: str) -> nbformat.NotebookNode:

@@ -472,6 +472,37 @@ def test_unsandboxed_grading_works_gives_the_same_grades_and_says_so(attacked, c
     assert "UNSANDBOXED: turned off" in summary.stdout
 
 
+#: Prints how the kernel it runs in talks to the grader, and where (one JSON line).
+KERNEL_TRANSPORT = (
+    "import json, ipykernel.connect\n"
+    "info = json.load(open(ipykernel.connect.get_connection_file()))\n"
+    "print(json.dumps({'transport': info['transport'], 'ip': info['ip']}))"
+)
+
+
+@pytest.mark.parametrize("sandboxed", ["1", "0"])
+def test_grading_kernels_talk_over_unix_sockets_sandboxed_or_not(sandboxed, tmp_path, monkeypatch):
+    """No TCP port for a grading kernel, so parallel workers starting kernels at once cannot race for one (a
+    kernel that loses the race never starts). Without the sandbox the sockets are in a folder of their own,
+    removed afterwards."""
+    from convcourse.grading.execute import GuardedExecute
+    from convcourse.selfcheck import grader_config
+
+    if sandboxed == "1" and sandbox.unavailable():
+        pytest.skip(f"no sandbox here: {sandbox.unavailable()}")
+    monkeypatch.setenv(sandbox.ENV_SWITCH, sandboxed)
+    monkeypatch.setenv("CONVCOURSE_FORK_KERNELS", "0")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(KERNEL_TRANSPORT)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    GuardedExecute(config=grader_config()).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    (output,) = nb.cells[0].outputs
+    seen = json.loads(output["text"])
+    assert seen["transport"] == "ipc", seen
+    if sandboxed == "0":
+        folder = Path(seen["ip"]).parent
+        assert folder.name.startswith("convcourse-ipc-") and not folder.exists()
+
+
 def test_without_bubblewrap_grading_says_why(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv(sandbox.ENV_SWITCH, raising=False)

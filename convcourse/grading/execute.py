@@ -97,6 +97,7 @@ class Placement:
 
         self.owned: sandbox.Sandbox | None = None
         self.scratch: Path | None = None
+        self.ipc_dir: Path | None = None
         self.skipped: list[str] = []
         server = forkserver.active()
         self.sandbox = server.sandbox if server is not None else None
@@ -114,18 +115,27 @@ class Placement:
             self.host_cwd = self.scratch
 
     def configure(self, km) -> None:
-        """Sandboxed kernels talk over unix sockets in the sandbox's ipc folder (no network inside)."""
+        """The kernel talks to the grader over unix sockets (ZeroMQ's ``ipc`` transport): in the sandbox's ipc
+        folder (no network inside), else in a private folder of its own, outside its working folder. No TCP
+        port: kernels that parallel workers start at once cannot pick the same free port, which leaves the
+        loser unable to start."""
         km.placement = self
         if self.sandbox is not None:
-            km.transport = "ipc"
-            km.connection_file = str(self.sandbox.ipc_dir / f"k{secrets.token_hex(4)}.json")
-            km.ip = km.connection_file[:-5] + "-ipc"
+            folder = self.sandbox.ipc_dir
+        else:
+            if self.ipc_dir is None:
+                self.ipc_dir = Path(tempfile.mkdtemp(prefix="convcourse-ipc-"))
+            folder = self.ipc_dir
+        km.transport = "ipc"
+        km.connection_file = str(folder / f"k{secrets.token_hex(4)}.json")
+        km.ip = km.connection_file[:-5] + "-ipc"
 
     def close(self) -> None:
         if self.owned is not None:
             self.owned.close()
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+        for folder in (self.scratch, self.ipc_dir):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 class GuardedExecute(Execute):
