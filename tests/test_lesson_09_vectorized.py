@@ -306,6 +306,22 @@ def test_learner_code_named_after_a_library_file_is_still_counted():
         assert monitor.lines >= 100, name
 
 
+def test_an_odd_entry_in_sys_modules_does_not_break_the_monitor(monkeypatch):
+    import sys
+
+    class NoDict:
+        def __getattribute__(self, name):
+            raise RuntimeError("not a module")
+
+    monkeypatch.setitem(sys.modules, "odd_entry", NoDict())
+    namespace: dict = {}
+    exec(compile("def loop(steps):\n    for _ in range(steps):\n        pass\n", "<string>", "exec"), namespace)  # noqa: S102
+    monitor = LoopMonitor(budget=10_000)
+    with monitor:
+        namespace["loop"](10)
+    assert monitor.lines >= 10
+
+
 # ------------------------------------------------------------------ widget and plots
 
 

@@ -118,12 +118,14 @@ def _module_owning(namespace: dict) -> Any:
     """The imported module whose namespace this is, or None (``_collections_abc`` calls itself ``collections.abc``,
     so the name alone does not find it)."""
     name = namespace.get("__name__")
-    module = sys.modules.get(name) if isinstance(name, str) else None
-    if module is not None and getattr(module, "__dict__", None) is namespace:
-        return module
-    for module in list(sys.modules.values()):
-        if getattr(module, "__dict__", None) is namespace:
-            return module
+    candidates = [sys.modules.get(name)] if isinstance(name, str) else []
+    for module in candidates + list(sys.modules.values()):
+        try:
+            # object.__getattribute__: no module's own __getattr__ (a lazy module would import on lookup)
+            if module is not None and object.__getattribute__(module, "__dict__") is namespace:
+                return module
+        except Exception:  # noqa: BLE001 - an odd entry in sys.modules (no __dict__): not this namespace's module
+            continue
     return None
 
 
@@ -193,8 +195,7 @@ class LoopMonitor(TorchDispatchMode):
         module_globals = frame.f_globals
         known = self._library_modules.get(id(module_globals))
         if known is None or known[0] is not module_globals:
-            module = _module_owning(module_globals)
-            module_file = getattr(module, "__file__", None)
+            module_file = module_globals.get("__file__") if _module_owning(module_globals) is not None else None
             verdict = isinstance(module_file, str) and self._excluded_path(module_file)
             known = (module_globals, verdict)  # the dict is kept, so that its id is not reused
             self._library_modules[id(module_globals)] = known
