@@ -103,6 +103,14 @@ class GradedLessons:
         return {o.student: f"{o.status}: {o.reason}" if o.reason else o.status for o in self.reports[lesson].graded}
 
 
+#: A code cell that prints how the kernel running it talks to its server or grader: {"transport", "ip"} as JSON.
+KERNEL_TRANSPORT = (
+    "import json, ipykernel.connect\n"
+    "info = json.load(open(ipykernel.connect.get_connection_file()))\n"
+    "print(json.dumps({'transport': info['transport'], 'ip': info['ip']}))"
+)
+
+
 def grade_every_lesson(tmp: Path, pool: list) -> GradedLessons:
     """One course with all lessons; one ``nbgrader generate_assignment`` for all of them; the answer key and
     the learner copy of each lesson submitted and graded by the course's grader with ``pool``."""

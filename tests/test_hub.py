@@ -47,7 +47,7 @@ from nbgrader.utils import notebook_hash
 
 from convcourse.grading.config import COURSE_ID
 
-from course import REPO, make_course, points
+from course import KERNEL_TRANSPORT, REPO, make_course, points
 from unix_accounts import ATTEMPT, course_environment, runnable_python, unix_accounts, why_not_root
 
 pytestmark = pytest.mark.slow
@@ -306,12 +306,6 @@ class Learner:
         return errors
 
 
-#: Prints how the kernel it runs in talks to its server (tcp or ipc).
-KERNEL_TRANSPORT = (
-    "import json, ipykernel.connect\nprint(json.load(open(ipykernel.connect.get_connection_file()))['transport'])"
-)
-
-
 def answered(fetched: nbformat.NotebookNode, answer: str, learner: str) -> nbformat.NotebookNode:
     """The fetched lesson with a learner's answers: the answer key's code ("key"), the key with a corr2d that
     returns zeros ("wrong"), or none ("blank"); each marked with the learner's name in the corr2d cell."""
@@ -417,7 +411,7 @@ def test_a_class_on_jupyterhub(hub):
         # learners' kernels talk to their server over unix sockets: no TCP port two servers can race for
         transport = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(KERNEL_TRANSPORT)])
         assert learners[VICTIM].run(transport) == {}, transport.cells[0].outputs
-        assert transport.cells[0].outputs[0]["text"].strip() == "ipc", transport.cells[0].outputs
+        assert json.loads(transport.cells[0].outputs[0]["text"])["transport"] == "ipc", transport.cells[0].outputs
 
         def work(name: str, late: bool) -> None:
             learner = learners[name]

@@ -28,7 +28,7 @@ import pytest
 
 from convcourse.grading import sandbox
 
-from course import REPO, make_course, run_in
+from course import KERNEL_TRANSPORT, REPO, make_course, run_in
 
 pytestmark = pytest.mark.slow  # every test grades with real kernels
 
@@ -470,14 +470,6 @@ def test_unsandboxed_grading_works_gives_the_same_grades_and_says_so(attacked, c
         env=dict(os.environ, CONVCOURSE_SANDBOX="0"),
     )
     assert "UNSANDBOXED: turned off" in summary.stdout
-
-
-#: Prints how the kernel it runs in talks to the grader, and where (one JSON line).
-KERNEL_TRANSPORT = (
-    "import json, ipykernel.connect\n"
-    "info = json.load(open(ipykernel.connect.get_connection_file()))\n"
-    "print(json.dumps({'transport': info['transport'], 'ip': info['ip']}))"
-)
 
 
 @pytest.mark.parametrize("sandboxed", ["1", "0"])

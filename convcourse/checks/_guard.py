@@ -444,8 +444,8 @@ def tampering() -> list[str]:
         live = inspect.getattr_static(owner, name, _MISSING)
         if live is not ORIGINALS[key] and not _torchs_own_rewrap(key, live, ORIGINALS[key]):
             problems.append(key)
-        elif not _same(_fingerprint(ORIGINALS[f"{oname}.{name}"]), _ORIGINAL_FINGERPRINTS[f"{oname}.{name}"]):
-            problems.append(f"{oname}.{name}.__code__")
+        elif not _same(_fingerprint(ORIGINALS[key]), _ORIGINAL_FINGERPRINTS[key]):
+            problems.append(f"{key}.__code__")
     live_builtins = vars(builtins)
     for name, obj in BUILTINS.items():
         if live_builtins.get(name, _MISSING) is not obj:
