@@ -1,12 +1,13 @@
 """The course as learners see it: JupyterLab in Debian's Chromium, driven by Playwright.
 
-One JupyterLab server (on a free loopback port, over a temporary copy of notebooks/) and one browser
-serve every lesson (found at test time under notebooks/). For each lesson the test runs all cells ("Run
-All", resumed below each failing test cell, as a learner would) and checks: every cell ran; the only errors
-are the unimplemented exercises (NotImplementedError / "not implemented yet"); no warnings or tracebacks on
-stderr; plots appear and load; every widget renders and what it shows changes when its slider (keyboard) or
-dropdown moves; the self-check cell prints its table. Screenshots: artifacts/browser/<lesson>.png (at the last
-widget) and <lesson>-end.png (the end of the lesson); per-lesson seconds: artifacts/browser/timings[-gwN].tsv.
+One JupyterLab server (on a free loopback port, over a temporary copy of notebooks/) and one browser page
+serve every lesson (found at test time under notebooks/), opened one at a time. For each lesson the test runs
+all cells ("Run All", resumed below each failing test cell, as a learner would) and checks: every cell ran;
+the only errors are the unimplemented exercises (NotImplementedError / "not implemented yet"); no warnings or
+tracebacks on stderr; plots appear and load; every widget renders and what it shows changes when its slider
+(keyboard) or dropdown moves; the self-check cell prints its table. Screenshots:
+artifacts/browser/<lesson>.png (at the last widget) and <lesson>-end.png (the end of the lesson); per-lesson
+seconds: artifacts/browser/timings[-gwN].tsv.
 If /usr/bin/chromium is missing (`make browser-deps` installs it as root on Debian) the test is skipped
 with the reason.
 """
@@ -116,7 +117,13 @@ def lab(tmp_path_factory):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield {"url": url, "token": token, "browser": browser}
+            # One page, loaded once, opens every lesson in turn: loading JupyterLab costs the browser about 7
+            # CPU-seconds, opening a notebook in a loaded JupyterLab about 2 (measured 2026-12-01).
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/lab/workspaces/course-test?reset&token={token}", wait_until="domcontentloaded")
+            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
+            page.evaluate("() => window.jupyterapp.restored.then(() => 1)")
+            yield {"url": url, "token": token, "browser": browser, "page": page}
         finally:
             browser.close()
             server.terminate()
@@ -152,6 +159,25 @@ NOTEBOOK_STATE = f"""(path) => {{
     }}
   }}
   return state;
+}}"""
+
+# Close every open document after shutting down its kernel (no "save changes?" dialog: the copy is a scratch
+# one), so that the next lesson opens alone, as in a fresh JupyterLab, and no kernel is left running.
+CLOSE_ALL = """async () => {
+  for (const w of Array.from(window.jupyterapp.shell.widgets('main'))) {
+    if (w.sessionContext && w.sessionContext.session) { await w.sessionContext.shutdown(); }
+    if (w.context && w.context.model) { w.context.model.dirty = false; }
+    w.dispose();
+  }
+  return 1;
+}"""
+
+OPEN = f"""async (path) => {{
+  await window.jupyterapp.commands.execute('docmanager:open', {{path, factory: 'Notebook'}});
+  const widget = ({PANEL})(path);
+  await widget.context.ready;
+  window.jupyterapp.shell.activateById(widget.id);
+  return widget.id;
 }}"""
 
 # "Run All", as a learner would. JupyterLab stops a run at the first cell that raises (here: the test cells
@@ -258,16 +284,14 @@ def timings():
 def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
+    page = lab["page"]
+    path = f"{lesson}/{lesson}.ipynb"
     try:
-        path = f"{lesson}/{lesson}.ipynb"
-        # A workspace of its own per lesson, so that JupyterLab restores no other lesson's tab.
-        page.goto(
-            f"{lab['url']}/lab/workspaces/{lesson}/tree/{path}?token={lab['token']}", wait_until="domcontentloaded"
-        )
-        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        page.evaluate(CLOSE_ALL)  # whatever an earlier lesson left open
+        notebook = page.locator(f"#{page.evaluate(OPEN, path)}")  # this lesson's panel: every query below
+        notebook.locator(".jp-Notebook").wait_for(timeout=120_000)
         state = _run_all_and_wait(page, path, timeout=420)
-        page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)  # replaced below if all goes well
 
         assert not state["unexecuted"], f"{lesson}: cells {state['unexecuted']} did not run"
         unexpected = [e for e in state["errors"] if not any(a in f"{e[1]} {e[2]}" for a in ALLOWED_ERRORS)]
@@ -275,21 +299,21 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
         noisy = [s for s in state["stderr"] if any(w in s[1] for w in ("Traceback", "Error", "Warning"))]
         assert not noisy, f"{lesson}: errors or warnings on stderr {noisy}"
         # The DOM agrees: every error output on the page is an expected one.
-        for text in page.locator(
+        for text in notebook.locator(
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
         ).all_inner_texts():
             assert "Traceback" not in text or any(a in text for a in ALLOWED_ERRORS), f"{lesson}: {text[:500]}"
 
         source = (REPO / "notebooks" / lesson / f"{lesson}.ipynb").read_text()
         if any(marker in source for marker in ("plt.", "show_images", "_widget(", "gallery", "plot_")):
-            page.wait_for_selector(".jp-OutputArea-output img", state="attached", timeout=30_000)
-            images = page.locator(".jp-OutputArea-output img")
+            notebook.locator(".jp-OutputArea-output img").first.wait_for(state="attached", timeout=30_000)
+            images = notebook.locator(".jp-OutputArea-output img")
             assert images.count() > 0, f"{lesson}: no plot rendered"
             assert all(
                 images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count())
             ), f"{lesson}: an image did not load"
 
-        widgets = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)")
+        widgets = notebook.locator(".jp-OutputArea-output:has(> .jupyter-widgets)")
         if "_widget(" in source or "ipywidgets" in source:
             assert widgets.count() > 0, f"{lesson}: the lesson creates widgets but none rendered (text repr only?)"
         moved = 0
@@ -316,9 +340,9 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
                 f"{lesson}: the self-check cell printed no table:\n{text[-1500:]}"
             )
         page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)
-        page.locator(".jp-Notebook .jp-Cell").last.scroll_into_view_if_needed()  # the summary and the self-check
+        notebook.locator(".jp-Notebook .jp-Cell").last.scroll_into_view_if_needed()  # the summary and the self-check
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / f"{lesson}-end.png"), full_page=True)
     finally:
-        page.close()
+        page.evaluate(CLOSE_ALL)
         timings[lesson] = time.monotonic() - started
