@@ -36,7 +36,7 @@ $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found " + sys.version.split()[0] + "). Install it, or run: make PYTHON=/path/to/python3.11 ...")'
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,hub]'
+	$(BIN)/python -m convcourse.install $(BIN)/python --editable '.[dev,hub]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (conv course)" >/dev/null
 	touch $@
 
