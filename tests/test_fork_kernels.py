@@ -117,10 +117,10 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(fork_server, t
     assert "convcourse.grading.forkserver" not in plain["parent"]
     assert forked["pid"] == forked["pgid"] == forked["sid"]  # own session, like the launcher's kernels
     assert forked["jpy_parent"] == str(fork_server.ready["pid"])
-    # torch._dynamo (1.6 CPU-s) waits until learner code needs it in a plain kernel; the server preloads it once,
-    # and with it the one variable its import sets (the value a plain kernel gets when it imports it)
-    assert forked["dynamo"] and not plain["dynamo"]
-    assert forked["environ"].pop("TORCHINDUCTOR_CACHE_DIR") and "TORCHINDUCTOR_CACHE_DIR" not in plain["environ"]
+    # torch._dynamo (1.3-1.6 CPU-s) waits until learner code needs it, in both (the server imports it on demand:
+    # test_the_server_imports_torch_dynamo_once_a_graded_kernel_has), and so does the variable its import sets
+    assert not forked["dynamo"] and not plain["dynamo"]
+    assert "TORCHINDUCTOR_CACHE_DIR" not in forked["environ"] and "TORCHINDUCTOR_CACHE_DIR" not in plain["environ"]
     from convcourse.grading.sandbox import kernel_environment
 
     # a grading kernel's environment is allow-listed (no secrets); plain jupyter_client passes everything.
@@ -146,6 +146,34 @@ def test_a_forked_kernel_looks_like_a_kernel_started_from_scratch(fork_server, t
         assert forked[key] == plain[key], (key, forked[key], plain[key])
     assert forked["limits"][0][0] == 3000 * 2**20 and forked["sealed"] and forked["problems"] == []
     assert forked["seed"] != plain["seed"]  # each process seeds torch from the OS
+
+
+def test_the_server_imports_torch_dynamo_once_a_graded_kernel_has(fork_server, tmp_path, monkeypatch):
+    """A server grading a lesson whose kernels never import torch._dynamo never pays for it. Once the integrity
+    probe of a graded kernel reports it imported, the grader has its server import it, and the kernels forked
+    after that start with it and with the variable its import sets. The request names come from a learner's
+    kernel, so the server imports nothing outside ON_DEMAND."""
+    from convcourse.grading.execute import GuardedExecute
+    from convcourse.grading.forkkernel import ForkKernelManager
+    from convcourse.selfcheck import grader_config
+
+    monkeypatch.setenv("CONVCOURSE_SANDBOX", "0")  # a kernel forked from this unsandboxed server
+    assert "torch._dynamo" not in fork_server.preloaded
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch._dynamo")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    GuardedExecute(config=grader_config()).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    assert nb.cells[0].outputs == [] and fork_server.preloaded == {"torch._dynamo"}
+
+    async def observe():
+        text, km = await _kernel(ForkKernelManager, tmp_path, OBSERVE)
+        await km.shutdown_kernel(now=True)
+        return observed(text)
+
+    later = asyncio.run(observe())
+    assert later["dynamo"] and later["environ"].get("TORCHINDUCTOR_CACHE_DIR")
+    answer, _ = fork_server._request({"op": "preload", "modules": ["os", "antigravity", "torch._dynamo"]})
+    assert answer == {"imported": [], "threads": 1}
+    assert fork_server.preload(["antigravity"]) == []
 
 
 def test_forked_kernels_are_separate_fresh_processes(fork_server, tmp_path):

@@ -89,6 +89,21 @@ def _process_cpu(process) -> float:
     return total
 
 
+def _preload_for_the_next(imported) -> None:
+    """Have this process's fork server import what the kernel just graded imported on demand
+    (:data:`~.forkserver.ON_DEMAND`), so that the next learners' kernels start with it. The list comes from
+    the learner's kernel: the server ignores any name outside ON_DEMAND, and a failure only costs speed."""
+    from . import forkserver
+
+    server = forkserver.active()
+    if server is None or not isinstance(imported, list):
+        return
+    try:
+        server.preload([str(name) for name in imported])
+    except forkserver.ForkServerError:
+        pass
+
+
 class Placement:
     """Where one notebook's kernel runs: its sandbox (or none) and the host folder it starts in."""
 
@@ -340,6 +355,8 @@ class GuardedExecute(Execute):
                 problems = [str(p) for p in payload["problems"]]
             except (ValueError, KeyError, IndexError, TypeError):
                 problems = ["the integrity check's report was altered"]
+            else:
+                _preload_for_the_next(payload.get("imported"))
         for problem in problems:
             if problem not in self._integrity:
                 self._integrity.append(problem)

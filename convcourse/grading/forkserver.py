@@ -54,9 +54,6 @@ PRELOAD = (
     "torch",
     "torch.nn",
     "torch.nn.functional",
-    # Not imported by a kernel started from scratch (torch imports it on first need: an optimizer's step), but
-    # once per server here instead of once per learner in the lessons that train (07, 12, 15).
-    "torch._dynamo",
     "matplotlib",
     "matplotlib.pyplot",
     "IPython",
@@ -74,6 +71,11 @@ PRELOAD = (
     "convcourse.data",
     "convcourse.selfcheck",
 )
+#: Modules that only some lessons' kernels import, which the server imports once a kernel it forked has (the
+#: grader's integrity probe reports it: :meth:`ForkServer.preload`), so that the learners after the first get
+#: them ready. torch imports torch._dynamo (1.3 CPU-s) on first need: an optimizer's step, FlopCounterMode
+#: (lessons 07, 12 and 15); a server grading any other lesson never pays for it.
+ON_DEMAND = ("torch._dynamo",)
 ENV_SWITCH = "CONVCOURSE_FORK_KERNELS"
 #: Variables read when the interpreter starts or a library loads (thread pools, paths, config dirs): a
 #: kernel whose environment differs from the server's in one of them is not forked but started anew.
@@ -123,6 +125,15 @@ def _threads() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return threading.active_count()
+
+
+def _stop_library_threads() -> None:
+    """Libraries that keep worker threads (numpy's OpenBLAS) stop them in a pthread_atfork handler: fork once
+    so that they have (the caller then checks that no thread is left)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
 
 
 # ===================================================================================== server process
@@ -193,6 +204,21 @@ class _Server:
         self.send({"pid": pid, "known": pid in self.children, "status": self.children.get(pid)})
         if self.children.get(pid) is not None:
             del self.children[pid]  # asked once, after it ended
+
+    def op_preload(self, request: dict) -> None:
+        """Import the modules of ``request["modules"]`` that are in :data:`ON_DEMAND` (any other name is
+        ignored: the request repeats what a learner's kernel reported), as the start-up imports were."""
+        import importlib
+
+        imported = []
+        for name in request.get("modules", []):
+            if name in ON_DEMAND and name not in sys.modules:
+                importlib.import_module(name)
+                imported.append(name)
+        if imported:
+            _stop_library_threads()
+            self.env_added = {k: v for k, v in os.environ.items() if self.env_before.get(k) != v}
+        self.send({"imported": imported, "threads": _threads()})
 
     def op_sweep(self, request: dict) -> None:
         killed = self.kill_all(forget=False)
@@ -394,12 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in PRELOAD:
             importlib.import_module(name)
         server = _Server(sock, env_before)
-        # Libraries that keep worker threads (numpy's OpenBLAS) stop them in a pthread_atfork handler:
-        # fork once so that they have, then make sure that no thread is left.
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
+        _stop_library_threads()
         threads = _threads()
         if threads != 1:
             raise RuntimeError(f"the server is not single-threaded after its imports ({threads} threads)")
@@ -510,6 +531,8 @@ class ForkServer:
         self.lock = threading.Lock()
         #: The sandbox the server and its kernels run in (None: unsandboxed).
         self.sandbox = None
+        #: The :data:`ON_DEMAND` modules asked for (:meth:`preload`).
+        self.preloaded: set[str] = set()
 
     def start(self) -> "ForkServer":
         """Start the server process; it imports in the background until :meth:`wait_ready`."""
@@ -602,6 +625,16 @@ class ForkServer:
             return -1
         status = answer.get("status")
         return -1 if status is None else int(status)
+
+    def preload(self, modules: list[str]) -> list[str]:
+        """Have the server import those of ``modules`` that are in :data:`ON_DEMAND` and not yet imported
+        (for the kernels it forks from now on); returns the ones it imported."""
+        wanted = [m for m in modules if m in ON_DEMAND and m not in self.preloaded]
+        if not wanted:
+            return []
+        answer, _ = self._request({"op": "preload", "modules": wanted})
+        self.preloaded.update(wanted)
+        return list(answer.get("imported", []))
 
     def sweep(self) -> list[int]:
         """Kill every kernel the server forked that is still running (the pids killed)."""
