@@ -82,7 +82,7 @@ def notebook(
 ) -> nbformat.NotebookNode:
     """The released notebook with ``solution`` as the learner's corr2d cell.
 
-    lean: drop the ungraded demo cells (photo, widgets, filter gallery) that call corr2d on a 96x96
+    lean: drop the ungraded demo cells (photo, widgets, filter gallery) that call corr2d on a 64x64
     image; learners may delete them, and an infinite loop would otherwise time out in each of them.
     after_solution/before_solution: extra learner code cells around the solution cell.
     """
