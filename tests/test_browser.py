@@ -14,6 +14,7 @@ with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -344,5 +345,6 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / f"{lesson}-end.png"), full_page=True)
     finally:
-        page.evaluate(CLOSE_ALL)
+        with contextlib.suppress(Exception):  # the next lesson closes what is left; this test's own error stands
+            page.evaluate(CLOSE_ALL)
         timings[lesson] = time.monotonic() - started
