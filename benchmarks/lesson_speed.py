@@ -1,9 +1,9 @@
 """How long each lesson takes to run headless, and how long its widgets take to redraw.
 
-Targets (issues 3 and 16): every lesson runs in <= 20 s on a 2-core machine; every widget's update (the
-redraw a learner waits for, PNG included, calling the update path directly) takes <= 50 ms median and
-<= 100 ms at the 95th percentile. The 1-minute load average is printed with each widget (the machine is
-shared: compare figures taken under similar load).
+Targets (issues 3 and 16): every lesson runs in <= 20 s on a 2-core machine; every widget's redraw (what a
+learner waits for: the kernel's update, calling the update path directly, plus the browser's paint of the
+figure) takes <= 50 ms median and <= 100 ms at the 95th percentile. The 1-minute load average is printed
+with each widget (the machine is shared: compare figures taken under similar load).
 
 For each lesson (``convcourse.build.lessons()``, so a new lesson is picked up as soon as its source
 exists) the answer key ``solutions/<lesson>/<lesson>.ipynb`` is executed in a fresh kernel, in a
@@ -24,20 +24,26 @@ Then, in the same kernel, every ``convcourse.widgets.FigureView`` the lesson cre
 take turns, so the figure really changes). Per widget:
 
 * ``draw``: the lesson's draw function alone (model + matplotlib figure, no pixels);
-* ``update``: ``FigureView.update()`` as a control change calls it, which renders the PNG the learner
-  sees, so this is the whole wait in the kernel. Should an update render no picture (a FigureView that
-  leaves it to the frontend), the PNG is rendered after it as the inline backend would
-  (``bbox_inches="tight"``) and counted in, so ``update`` is always draw + pixels;
+* ``update``: ``FigureView.update()`` as a control change calls it: the draw function, the figure recorded
+  as drawing commands (``convcourse/scene.py``) and sent to the frontend, so this is the whole wait in the
+  kernel. Should an update show no picture (neither a scene nor a PNG), a PNG is rendered after it as the
+  inline backend would (``bbox_inches="tight"``) and counted in, so ``update`` always includes the picture;
+* ``paint``: each timed update's scene painted by headless Chromium with the widgets' own script
+  (``convcourse/scene_browser.py``: the message's JSON parsed, painted and rasterised), after the lessons ran;
+  ``total`` = update + paint, redraw by redraw: the figures the targets are about. The messages between
+  kernel and browser (loopback) are not in it; ``tests/test_browser.py`` records, per widget, one move from
+  key press to painted figure in real JupyterLab (artifacts/browser/widget-latency*.tsv);
 * ``cpu``: the kernel's CPU time for the update, split into ``draw cpu`` (the draw function), ``agg cpu``
-  (matplotlib's Agg rendering of the figure into pixels: ``FigureCanvasAgg.draw``, text, images, lines) and
-  ``png cpu`` (the rest: encoding the pixels to PNG, base64, alt text); medians of each;
+  (matplotlib's Agg rendering into pixels, for a PNG) and ``pic cpu`` (the rest: recording the scene and
+  sending it, or encoding a PNG; alt text); medians of each;
 * ``bare``: an empty figure of the same size and dpi created and rendered to PNG (the whole canvas): the
   floor set by this machine, measured in the same run, so ``update / bare`` can be compared across machines;
 * ``new figs`` and ``pngs``: Figures made and pictures rendered into pixels (``FigureCanvasAgg.draw``, under
   every PNG however it is encoded) per update (0 new figures: the widget updates its figure in place; 2 renders:
   the picture had to be cropped to its contents).
 
-The median and the 95th percentile (nearest rank) of ``update`` are the figures the targets are about.
+The median and the 95th percentile (nearest rank) of ``total`` are the figures the targets are about (of
+``update`` where Chromium is missing: the report says so).
 
 Figures are printed, never asserted: the exit status is 0 whatever the numbers (2 only for bad arguments).
 
@@ -79,8 +85,10 @@ KERNEL_ENV = {
 BASELINE_CODE = "import torch, matplotlib.pyplot, ipywidgets, convcourse.plots, convcourse.widgets"
 
 
-def measure_widgets(repeats: int, out_path: str) -> None:
-    """Kernel side (its source is sent to the lesson's kernel): redraw every FigureView, write JSON."""
+def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None) -> None:
+    """Kernel side (its source is sent to the lesson's kernel): redraw every FigureView, write JSON; with
+    ``scenes_path``, also each timed update's scene (one JSON line each, ``<scenes_path>.<widget index>``)."""
+    import base64
     import gc
     import io
     import json
@@ -139,6 +147,11 @@ def measure_widgets(repeats: int, out_path: str) -> None:
             return sorted(picks)
         return []
 
+    def _base64(value):
+        if isinstance(value, (bytes, memoryview)):
+            return base64.b64encode(bytes(value)).decode("ascii")
+        raise TypeError(type(value).__name__)
+
     def median_max(seconds: list[float]) -> tuple[float, float]:
         return round(1000 * statistics.median(seconds), 2), round(1000 * max(seconds), 2)
 
@@ -155,9 +168,10 @@ def measure_widgets(repeats: int, out_path: str) -> None:
 
     views = list({id(o): o for o in gc.get_objects() if is_view(o)}.values())  # sorted by cell later
     results = []
-    for view in views:
+    for index, view in enumerate(views):
         entry = {"title": title_of(view), "model_id": view.widget.model_id, "error": None}
         results.append(entry)
+        scenes: list[str] = []
         movable = [name for name, control in view.controls.items() if len(candidates(control)) > 1]
         turn = {name: 0 for name in movable}
         draw_s, update_s, bare_s, moved, cpu_s = [], [], [], [], []
@@ -199,12 +213,15 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                     cpu_start = time.process_time()
                     start = time.perf_counter()
                     figure = type(view).update(view)
-                    if len(renders) == before:  # update showed no picture: render it as the inline backend would
+                    shown = getattr(view, "canvas", None) is not None and bool(view.canvas.scene)
+                    if len(renders) == before and not shown:  # no PNG, no scene: render it as inline would
                         print_figure(figure, "png", bbox_inches="tight")
                         explicit += 1
                     update_s.append(time.perf_counter() - start)
                     cpu_s.append(time.process_time() - cpu_start)
                     render_cpu_s.append(sum(renders[before:]))
+                    if shown and scenes_path:  # for the browser's side: painted in Chromium afterwards
+                        scenes.append(json.dumps(view.canvas.scene, default=_base64))
                 finally:
                     view.draw = original_draw
                     matplotlib.figure.Figure.__init__ = original_figure_init
@@ -217,6 +234,10 @@ def measure_widgets(repeats: int, out_path: str) -> None:
                 bare_s.append(time.perf_counter() - start)
         except Exception as error:  # a widget that fails to redraw is reported, not fatal  # noqa: BLE001
             entry["error"] = f"{type(error).__name__}: {error}"
+        if scenes:
+            entry["scenes_file"] = f"{scenes_path}.{index}"
+            with open(entry["scenes_file"], "w") as file:
+                file.write("\n".join(scenes) + "\n")
         if update_s:
             entry["draw_ms"], entry["draw_ms_max"] = median_max(draw_s)
             entry["update_ms"], entry["update_ms_max"] = median_max(update_s)
@@ -225,11 +246,12 @@ def measure_widgets(repeats: int, out_path: str) -> None:
             # (on a shared one, update_ms ~ cpu_ms x load / cores).
             entry["update_cpu_ms"], _ = median_max(cpu_s)
             entry["update_cpu_ms_p95"] = p95(cpu_s)
-            # Where that CPU time goes: the draw function, Agg's rendering, the rest (PNG encoding, base64, alt text)
+            # Where that CPU time goes: the draw function, Agg's rendering, the rest (the scene recorded and sent,
+            # or the PNG encoded; alt text)
             entry["draw_cpu_ms"], _ = median_max(draw_cpu_s)
             entry["render_cpu_ms"], _ = median_max(render_cpu_s)
             rest = [total - drawn - rendered for total, drawn, rendered in zip(cpu_s, draw_cpu_s, render_cpu_s)]
-            entry["png_cpu_ms"], _ = median_max(rest)
+            entry["picture_cpu_ms"], _ = median_max(rest)
             entry["update_ms_each"] = [round(1000 * seconds, 1) for seconds in update_s]
             entry["bare_ms"], _ = median_max(bare_s)
             entry["redraws"] = len(update_s)
@@ -312,6 +334,37 @@ async def _execute(client, nb, probe_source: str | None, result: dict, cells: li
             result["errors"].append(f"{type(error).__name__}: {str(error)[:300]}")
 
 
+def paint_in_browser(report: dict) -> None:
+    """The browser's side of each timed update: its scene painted by Chromium with the widgets' script
+    (``convcourse/scene_browser.py``: the message parsed, painted and rasterised), and the update's total, the
+    kernel's update plus the browser's paint, redraw by redraw. Without Chromium the reason is noted."""
+    import statistics
+
+    from convcourse.scene_browser import chromium_missing, scene_painter
+
+    widgets = [w for run in report["lessons"] for w in run.get("widgets", []) if w.get("scenes")]
+    if not widgets:
+        return
+    missing = chromium_missing()
+    if missing:
+        report["paint_note"] = f"not painted in a browser: {missing}"
+        for widget in widgets:
+            widget.pop("scenes")
+        return
+    print("painting the widgets' scenes in Chromium ...", flush=True)
+    with scene_painter() as painter:
+        for widget in widgets:
+            scenes = widget.pop("scenes")
+            painter.paint(scenes[0])  # warm-up: the page's first paint of this size
+            paint_ms = [painter.paint(scene) for scene in scenes]
+            totals = [update + paint for update, paint in zip(widget["update_ms_each"], paint_ms)]
+            widget["paint_ms"] = round(statistics.median(paint_ms), 2)
+            widget["paint_ms_max"] = round(max(paint_ms), 2)
+            widget["total_ms"] = round(statistics.median(totals), 2)
+            widget["total_ms_p95"] = round(sorted(totals)[max(0, -(-95 * len(totals) // 100) - 1)], 2)
+            widget["scene_kb"] = round(statistics.median(len(scene) for scene in scenes) / 1024, 1)
+
+
 def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, measure: bool = True) -> dict:
     """Execute ``notebook`` (a temporary copy of its folder) and time kernel start, cells and widgets."""
     from jupyter_core.utils import run_sync
@@ -328,7 +381,8 @@ def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, meas
         client = lesson_client(nb, copy.parent, timeout=timeout, allow_errors=True, record_timing=True)
         out_path = copy.parent.parent / "widgets.json"
         probe = (
-            inspect.getsource(measure_widgets) + f"\nmeasure_widgets({repeats}, {str(out_path)!r})\n"
+            inspect.getsource(measure_widgets)
+            + f"\nmeasure_widgets({repeats}, {str(out_path)!r}, {str(out_path.with_suffix('.scenes'))!r})\n"
             if measure
             else None
         )
@@ -338,6 +392,10 @@ def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, meas
             run_sync(_execute)(client, nb, probe, result, cells)
         if out_path.exists():
             result["widgets"] = json.loads(out_path.read_text())
+        for widget in result["widgets"]:  # read before the temporary folder goes
+            scenes_file = widget.pop("scenes_file", None)
+            if scenes_file:
+                widget["scenes"] = Path(scenes_file).read_text().splitlines()
         displayed = widget_cells(nb)
     for widget in result["widgets"]:
         widget["cell"] = displayed.get(widget.pop("model_id"))
@@ -434,37 +492,43 @@ def print_report(report: dict) -> None:
             print(f"    {note}")
 
     print(
-        f"\nWidgets ({report['repeats']} redraws each; limits: update median <= {WIDGET_MEDIAN_LIMIT_MS:.0f} ms "
-        f"and p95 <= {WIDGET_P95_LIMIT_MS:.0f} ms, update = draw + PNG; bare = an empty figure of the same size "
-        "rendered; cpu = the kernel's CPU time for the update, split into draw cpu (the draw function), agg cpu "
-        "(Agg rendering) and png cpu (the rest: PNG encoding, base64, alt text), medians; figure = the last redraw's "
-        "size; new figs = Figures made per update (0: updated in place); pngs = Agg renders per update (2: cropped); "
-        "load = 1-minute load average after the widget)"
+        f"\nWidgets ({report['repeats']} redraws each; limits: median <= {WIDGET_MEDIAN_LIMIT_MS:.0f} ms and p95 <= "
+        f"{WIDGET_P95_LIMIT_MS:.0f} ms for what the learner waits for: total = the kernel's update (draw + the "
+        "picture: a scene sent to the browser, or a PNG) + the browser's paint of the scene, redraw by redraw. "
+        "cpu = the kernel's CPU time for the update, split into draw cpu (the draw function), agg cpu (Agg "
+        "rendering, PNGs only) and pic cpu (the rest: recording the scene and sending it, or encoding the PNG), "
+        "medians; paint = Chromium parsing, painting and rasterising the scene (scene.js); scene KB = its JSON; "
+        "bare = an empty figure of the same size rendered to PNG; figure = the last redraw's size; new figs = "
+        "Figures made per update (0: updated in place); pngs = Agg renders per update; load = 1-minute load "
+        "average after the widget)"
     )
+    if report.get("paint_note"):
+        print(f"  {report['paint_note']}: total = update")
     header = (
-        f"{'lesson':<20} {'notebook':<9} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} "
-        f"{'p95 ms':>6} {'max ms':>6} {'cpu ms':>6} {'cpu p95':>7} {'draw cpu':>8} {'agg cpu':>7} {'png cpu':>7} "
-        f"{'bare ms':>7} {'x bare':>6} {'figure':>15} "
-        f"{'new figs':>8} {'pngs':>4} {'load':>5}  verdict"
+        f"{'lesson':<20} {'cell':>4}  {'widget':<32} {'draw ms':>7} {'update ms':>9} {'p95 ms':>6} "
+        f"{'cpu ms':>6} {'draw cpu':>8} {'agg cpu':>7} {'pic cpu':>7} {'paint ms':>8} {'total ms':>8} "
+        f"{'total p95':>9} {'max ms':>6} {'scene KB':>8} {'bare ms':>7} {'figure':>15} {'new figs':>8} {'pngs':>4} "
+        f"{'load':>5}  verdict"
     )
     print(header + "\n" + "-" * len(header))
     for run in report["lessons"]:
         for widget in run.get("widgets", []):
-            update, bare, size = widget.get("update_ms"), widget.get("bare_ms"), widget.get("figure_inches")
-            p95 = widget.get("update_ms_p95")
+            size = widget.get("figure_inches")
             figure = f"{size[0]:g}x{size[1]:g}in@{widget['figure_dpi']:g}" if size else "-"
             cell = "?" if widget.get("cell") is None else str(widget["cell"])
-            median_ok, p95_ok = verdict(update, WIDGET_MEDIAN_LIMIT_MS), verdict(p95, WIDGET_P95_LIMIT_MS)
+            total = widget.get("total_ms", widget.get("update_ms"))
+            p95 = widget.get("total_ms_p95", widget.get("update_ms_p95"))
+            median_ok, p95_ok = verdict(total, WIDGET_MEDIAN_LIMIT_MS), verdict(p95, WIDGET_P95_LIMIT_MS)
             verdicts = "ok" if median_ok == p95_ok == "ok" else f"median {median_ok}, p95 {p95_ok}"
             print(
-                f"{run['lesson']:<20} {run['kind']:<9} {cell:>4}  {widget['title'][:32]:<32} "
-                f"{fmt(widget.get('draw_ms')):>7} {fmt(update):>9} {fmt(p95, 0):>6} "
-                f"{fmt(widget.get('update_ms_max'), 0):>6} {fmt(widget.get('update_cpu_ms')):>6} "
-                f"{fmt(widget.get('update_cpu_ms_p95')):>7} {fmt(widget.get('draw_cpu_ms')):>8} "
-                f"{fmt(widget.get('render_cpu_ms')):>7} {fmt(widget.get('png_cpu_ms')):>7} {fmt(bare):>7} "
-                f"{fmt(update / bare if update and bare else None):>6} {figure:>15} "
-                f"{fmt(widget.get('figures_per_update'), 2):>8} {fmt(widget.get('pngs_per_update'), 1):>4} "
-                f"{fmt(widget.get('load_average'), 2):>5}  {verdicts}"
+                f"{run['lesson'] + ('' if run['kind'] == 'solutions' else ' (released)'):<20} {cell:>4}  "
+                f"{widget['title'][:32]:<32} {fmt(widget.get('draw_ms')):>7} {fmt(widget.get('update_ms')):>9} "
+                f"{fmt(widget.get('update_ms_p95'), 0):>6} {fmt(widget.get('update_cpu_ms')):>6} "
+                f"{fmt(widget.get('draw_cpu_ms')):>8} {fmt(widget.get('render_cpu_ms')):>7} "
+                f"{fmt(widget.get('picture_cpu_ms')):>7} {fmt(widget.get('paint_ms')):>8} {fmt(total):>8} "
+                f"{fmt(p95, 0):>9} {fmt(widget.get('update_ms_max'), 0):>6} {fmt(widget.get('scene_kb')):>8} "
+                f"{fmt(widget.get('bare_ms')):>7} {figure:>15} {fmt(widget.get('figures_per_update'), 2):>8} "
+                f"{fmt(widget.get('pngs_per_update'), 1):>4} {fmt(widget.get('load_average'), 2):>5}  {verdicts}"
             )
             if widget.get("error"):
                 print(f"    {widget['error']}")
@@ -513,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                 run.update(run_notebook(notebook, args.repeats, args.timeout))
             report["lessons"].append(run)
     report["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
+    paint_in_browser(report)
     print_report(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

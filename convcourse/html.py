@@ -55,11 +55,15 @@ def execute(notebook: Path, timeout: int = LESSON_CELL_TIMEOUT) -> nbformat.Note
 def _kernel_environment():
     """Environment the kernel inherits: matplotlib's inline backend (an inherited MPLBACKEND=Agg, as in the
     test suite, would show no plots at all), and a note for the lesson's self-check cell, which then prints
-    one line instead of starting a kernel of its own."""
+    one line instead of starting a kernel of its own; widgets show PNGs (no kernel will update them, and a
+    reader without the widgets' script sees the picture)."""
+    from .widgets import PICTURES_SWITCH
+
     return environment(
         {
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "CONVCOURSE_SELFCHECK_ACTIVE": "static HTML rendering",
+            PICTURES_SWITCH: "1",
         }
     )
 

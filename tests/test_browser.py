@@ -4,10 +4,12 @@ One JupyterLab server (on a free loopback port, over a temporary copy of noteboo
 serve every lesson (found at test time under notebooks/), opened one at a time. For each lesson the test runs
 all cells ("Run All", resumed below each failing test cell, as a learner would) and checks: every cell ran;
 the only errors are the unimplemented exercises (NotImplementedError / "not implemented yet"); no warnings or
-tracebacks on stderr; plots appear and load; every widget renders and what it shows changes when its slider
-(keyboard) or dropdown moves; the self-check cell prints its table. Screenshots:
+tracebacks on stderr; plots appear and load; every widget renders (its figure painted on a canvas by the
+widgets' script, named by its alt text) and what it shows changes when its slider (keyboard) or dropdown
+moves; the self-check cell prints its table. Screenshots:
 artifacts/browser/<lesson>.png (at the last widget) and <lesson>-end.png (the end of the lesson); per-lesson
-seconds: artifacts/browser/timings[-gwN].tsv.
+seconds: artifacts/browser/timings[-gwN].tsv; from each control moved to the end of the browser's paint of the new
+figure: artifacts/browser/widget-latency[-gwN].tsv.
 If /usr/bin/chromium is missing (`make browser-deps` installs it as root on Debian) the test is skipped
 with the reason.
 """
@@ -219,13 +221,23 @@ RUN_ALL = f"""async (path) => {{
   return stops;
 }}"""
 
-# What a widget shows, without its own controls (a slider's readout changes with the slider itself).
+# What a widget shows, without its own controls (a slider's readout changes with the slider itself): its HTML and
+# the pixels of the figure the browser painted (convcourse/scene.js).
 WIDGET_CONTENT = """(el) => {
   const copy = el.cloneNode(true);
   copy.querySelectorAll('.widget-slider, .widget-dropdown, .widget-play, .widget-toggle-buttons, .widget-readout')
       .forEach(node => node.remove());
-  return copy.innerHTML;
+  const pictures = Array.from(el.querySelectorAll('canvas.convcourse-scene')).map(canvas => canvas.toDataURL());
+  return copy.innerHTML + pictures.join('');
 }"""
+# When the widget's figures were last painted (performance.now() of the page; 0 if never).
+PAINTED_AT = """(el) => Math.max(0, ...Array.from(el.querySelectorAll('canvas.convcourse-scene'))
+  .map(canvas => Number(canvas.dataset.paintedAt || 0)))"""
+# Every figure a widget painted: its size and how long its last paint took.
+SCENES = """(el) => Array.from(el.querySelectorAll('canvas.convcourse-scene'))
+  .filter(canvas => canvas.style.display !== 'none')
+  .map(canvas => ({width: canvas.width, height: canvas.height, paints: Number(canvas.dataset.paints || 0),
+                   paintMs: Number(canvas.dataset.paintMs), label: canvas.getAttribute('aria-label') || ''}))"""
 
 
 def _run_all_and_wait(page, path: str, timeout: float) -> dict:
@@ -281,8 +293,21 @@ def timings():
         (ARTIFACTS / f"timings{'-' + worker if worker else ''}.tsv").write_text("\n".join(lines) + "\n")
 
 
+@pytest.fixture(scope="module")
+def latencies():
+    """Per widget moved: milliseconds from the key press to the end of the browser's paint of the new figure (the
+    kernel's redraw, the messages both ways and the paint; one sample each, on a machine busy with the tests)."""
+    found: dict[str, float] = {}
+    yield found
+    if found:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        lines = [f"{widget}\t{ms:.1f}" for widget, ms in found.items()]
+        (ARTIFACTS / f"widget-latency{'-' + worker if worker else ''}.tsv").write_text("\n".join(lines) + "\n")
+
+
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
+def test_lesson_runs_in_jupyterlab(lab, timings, latencies, lesson):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     page = lab["page"]
@@ -307,9 +332,12 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
 
         source = (REPO / "notebooks" / lesson / f"{lesson}.ipynb").read_text()
         if any(marker in source for marker in ("plt.", "show_images", "_widget(", "gallery", "plot_")):
-            notebook.locator(".jp-OutputArea-output img").first.wait_for(state="attached", timeout=30_000)
+            # A plot is an image; a widget's figure is painted on a canvas by the widget's script.
+            notebook.locator(".jp-OutputArea-output img, canvas.convcourse-scene").first.wait_for(
+                state="attached", timeout=30_000
+            )
             images = notebook.locator(".jp-OutputArea-output img")
-            assert images.count() > 0, f"{lesson}: no plot rendered"
+            assert images.count() + notebook.locator("canvas.convcourse-scene").count() > 0, f"{lesson}: no plot"
             assert all(
                 images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count())
             ), f"{lesson}: an image did not load"
@@ -321,7 +349,11 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
         for index in range(widgets.count()):
             widget = widgets.nth(index)
             widget.scroll_into_view_if_needed()
+            for scene in widget.evaluate(SCENES):  # each figure painted, with its alt text as its name
+                assert scene["paints"] > 0 and scene["width"] > 100 and scene["height"] > 50, (lesson, index, scene)
+                assert len(scene["label"]) > 10, (lesson, index, scene)  # the figure's alt text
             before = widget.evaluate(WIDGET_CONTENT)
+            pressed = page.evaluate("performance.now()")
             if _move_control(page, widget):
                 moved += 1
                 try:
@@ -329,9 +361,13 @@ def test_lesson_runs_in_jupyterlab(lab, timings, lesson):
                         f"([el, before]) => ({WIDGET_CONTENT})(el) !== before",
                         arg=[widget.element_handle(), before],
                         timeout=30_000,
+                        polling=250,
                     )
                 except Exception:  # noqa: BLE001
                     raise AssertionError(f"{lesson}: widget {index} did not change when its control moved") from None
+                painted = widget.evaluate(PAINTED_AT)
+                if painted > pressed:
+                    latencies[f"{lesson} widget {index}"] = painted - pressed
         if widgets.count():
             assert moved > 0, f"{lesson}: no widget has a slider or dropdown the test could move"
 

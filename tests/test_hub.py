@@ -28,6 +28,7 @@ import re
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,16 @@ print(json.dumps({{
 }}))
 """
 )
+
+
+def _json_part(message: str | bytes) -> str | bytes:
+    """A kernel message from Jupyter's websocket: text, or (a message with binary buffers, such as a widget's
+    picture) the server's binary frame, whose first part after the offsets is the message's JSON."""
+    if isinstance(message, str):
+        return message
+    count = struct.unpack_from("!I", message)[0]
+    offsets = struct.unpack_from(f"!{count}I", message, 4)
+    return message[offsets[0] : offsets[1] if count > 1 else None]
 
 
 def _free_port() -> int:
@@ -284,7 +295,7 @@ class Learner:
                 while not (replied and idle):
                     message = await asyncio.wait_for(socket_.read_message(), timeout=300)
                     assert message is not None, f"{self.name}: the kernel's websocket closed"
-                    msg = json.loads(message)
+                    msg = json.loads(_json_part(message))
                     if msg.get("parent_header", {}).get("msg_id") != msg_id:
                         continue
                     kind = msg["msg_type"]

@@ -134,7 +134,7 @@ def test_widget_draw_and_view(data):
     view = feature_map_widget(model, x_test, y_test)
     first = view.last_figure
     view.controls["index"].value = 5
-    assert view.last_figure is not first and "#5" in view.last_figure.axes[0].get_title()
+    assert view.last_figure is first and "#5" in first.axes[0].get_title()  # redrawn in place
     empty = feature_map_widget(None, x_test, y_test)
     assert empty.controls["layer"].options == ("(none)",)
     plt.close("all")

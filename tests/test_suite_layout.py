@@ -73,5 +73,5 @@ def test_slow_tests_that_share_a_module_fixture_are_grouped_by_fixture_and_param
     lessons = {g for n, g in groups.items() if "test_lesson_submissions_get_their_expected_scores" in n}
     assert len(lessons) == len(LESSONS) and all(g.startswith("test_adversarial:lesson_graded[") for g in lessons)
     browser = {g for n, g in groups.items() if "test_lesson_runs_in_jupyterlab" in n}
-    assert browser == {"test_browser:lab+timings#0", "test_browser:lab+timings#1"}  # two servers
+    assert browser == {"test_browser:lab+latencies+timings#0", "test_browser:lab+latencies+timings#1"}  # two servers
     assert not {g for n, g in groups.items() if "test_geometry" in n} - {None}  # unit tests spread freely

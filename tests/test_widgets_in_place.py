@@ -1,5 +1,6 @@
 """Widgets that update their figure in place (convcourse.widgets.in_place) show, after any sequence of control
-moves, the same picture and alt text as a figure drawn from scratch for the same values; the PNG they send,
+moves, the same picture and alt text as a figure drawn from scratch for the same values (the scene the browser
+paints, convcourse.scene, and the PNG of make html); the PNG,
 rendered with kept glyph bitmaps (convcourse.glyphs) and written by convcourse.png, is pixel for
 pixel what matplotlib's Agg canvas and Pillow make of it."""
 
@@ -15,10 +16,13 @@ from PIL import Image
 
 from convcourse import glyphs, png
 from convcourse.plots import figure_alt_text
-from convcourse.widgets import MAX_WIDTH_PX, figure_output
+from convcourse.scene import figure_scene
+from convcourse.widgets import MAX_WIDTH_PX, PICTURES_SWITCH, figure_output
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
+from convcourse.widgets.capstone import feature_map_widget
 from convcourse.widgets.channels import channels_widget
 from convcourse.widgets.conv2d_module import layer_widget
+from convcourse.widgets.device_dtype import cost_widget
 from convcourse.widgets.dilation import dilation_widget
 from convcourse.widgets.full_conv2d import conv2d_widget
 from convcourse.widgets.groups import groups_widget
@@ -63,7 +67,33 @@ def broken_backward(*args, **kwargs):
     raise IndexError("oops")
 
 
+class Conv2d(torch.nn.Module):
+    """A learner's Conv2d as lesson 12's widget finds them (named Conv2d, not torch's)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(0.3 * torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = torch.nn.Parameter(torch.zeros(out_channels))
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight, self.bias)
+
+
+def capstone_widget():
+    """Lesson 12's widget on a small untrained network of two Conv2d layers and three random digits."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        Conv2d(1, 4, 3), torch.nn.ReLU(), Conv2d(4, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 24 * 24, 10)
+    )
+    return feature_map_widget(model, torch.rand(3, 1, 28, 28), torch.tensor([1, 2, 3]))
+
+
 WIDGETS = {
+    "cost": (
+        lambda: cost_widget(conv2d_flops=lambda **kw: 1000),
+        [("kernel_size", 5), ("dtype", torch.float64), ("groups", 4), ("batch", 8)],
+    ),
+    "feature maps": (capstone_widget, [("index", 1), ("layer", "2"), ("index", 2), ("layer", "0")]),
     "channels": (
         lambda: channels_widget(torch.rand(3, 12, 14, dtype=torch.float64), conv2d_channels=lambda x, weight: x),
         [("o", 2), ("o", 3), ("o", 0)],
@@ -131,16 +161,23 @@ def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython, mon
         view.controls[control].value = value
         assert view.last_error is None
         fresh = view.draw.__wrapped__(figure=None, **view.values())
-        assert np.array_equal(png_pixels(view.output.outputs[0]), matplotlib_png_pixels(fresh, monkeypatch))
-        assert figure_alt_text(view.last_figure) == figure_alt_text(fresh), (control, value)
+        # What the browser is sent to paint: the same drawing commands, alt text included.
+        assert view.canvas.scene == figure_scene(fresh), (control, value)
+        assert view.canvas.scene["alt"] == figure_alt_text(fresh)
+        assert view.output.outputs == ()  # the Output holds errors only
+        # And the picture make html shows: the same pixels as matplotlib's own Agg and PNG writer.
+        shown = figure_output(view.last_figure)
+        assert np.array_equal(png_pixels(shown), matplotlib_png_pixels(fresh, monkeypatch))
         assert np.array_equal(pixels(view.last_figure), pixels(fresh)), (control, value)
-        assert view.output.outputs[0]["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)
+        assert shown["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)
 
 
-def test_a_widget_png_is_what_savefig_renders(ipython):
-    """The view's own rendering (dpi capped to the output area's width, kept glyphs, its PNG writer) against
-    ``savefig`` at the same dpi, decoded by Pillow."""
+def test_a_widget_png_is_what_savefig_renders(ipython, monkeypatch):
+    """In ``make html``'s kernel (:data:`PICTURES_SWITCH`) a view shows PNGs: its own rendering (dpi capped to the
+    output area's width, kept glyphs, its PNG writer) against ``savefig`` at the same dpi, decoded by Pillow."""
+    monkeypatch.setenv(PICTURES_SWITCH, "1")
     view = sliding_window_widget()
+    assert view.canvas is None and view.canvas not in view.widget.children  # the Output has the picture
     view.controls["step"].value = 7
     fresh = view.draw.__wrapped__(figure=None, **view.values())
     dpi = min(fresh.dpi, MAX_WIDTH_PX / fresh.get_figwidth())

@@ -1,8 +1,12 @@
 """Interactive widgets. Each lesson's widget is a pure model (testable headless) plus a thin view.
 
 The view side is always :class:`FigureView`: ipywidgets controls whose values are passed to a
-``draw(**values) -> Figure`` function, redrawn into an Output on every change. When ``draw`` raises, the
-Output shows the error with its traceback (as ipywidgets' ``interact`` does) and the controls keep working.
+``draw(**values) -> Figure`` function, redrawn on every change. The figure is painted by the learner's browser
+(:mod:`convcourse.scene`: the kernel sends what matplotlib would paint, the browser paints it on a canvas), not
+rendered to a PNG in the kernel (issue 16: a redraw within 50 ms). Where no browser will run the widget's
+script, the static HTML of ``make html`` (:data:`PICTURES_SWITCH`), the figure goes into an Output as a PNG
+instead. When ``draw`` raises, the Output shows the error with its traceback (as ipywidgets' ``interact``
+does) and the controls keep working.
 
 Speed (issue 3: a redraw within 100 ms, ``benchmarks/lesson_speed.py``): the PNG is rendered once, at
 the figure's own size, not cropped with ``bbox_inches="tight"`` as the inline backend would (that costs a
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import time
 from typing import Callable, Iterator, Mapping
 
@@ -36,10 +41,16 @@ class FigureView:
         title: str = "",
         description: str = "",
     ):
+        from ..scene import SceneCanvas
+
         self.draw = draw
         self.title = title
         self.controls = dict(controls)
+        #: Whether each redraw is a PNG in :attr:`output` (static HTML) instead of a scene on :attr:`canvas`
+        #: (None then: a static page would try to load the canvas's script from the internet).
+        self.pictures = os.environ.get(PICTURES_SWITCH) == "1"
         self.output = w.Output()
+        self.canvas = None if self.pictures else SceneCanvas()
         self.status = w.HTML()
         self.last_figure: plt.Figure | None = None
         self.last_error: Exception | None = None
@@ -49,7 +60,8 @@ class FigureView:
             header.append(w.HTML(f"<span style='color:#555'>{description}</span>"))
         self.widget = w.VBox(
             header
-            + [w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap")), self.output, self.status]
+            + [w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))]
+            + [self.output, *([self.canvas] if self.canvas is not None else []), self.status]
         )
         self.widget.add_class("convcourse-widget")
         for control in self.controls.values():
@@ -68,13 +80,20 @@ class FigureView:
         except Exception as error:  # noqa: BLE001 - shown in the widget, as ipywidgets' interact shows it
             self.last_error = error
             self.output.outputs = (error_output(error),)
+            if self.canvas is not None:
+                self.canvas.scene = {}
             self.last_seconds = time.perf_counter() - start
             return None
         # The picture replaces the Output's contents through the widget's state: one message to the frontend.
         # (``with output: display(...)`` makes nbclient, which runs lessons headless for the tests, the
         # self-check and grading, echo every output back on the shell channel, and that echo can leave it
         # waiting out the whole cell timeout for an execute reply that has already arrived.)
-        self.output.outputs = (figure_output(figure),)
+        if self.pictures:
+            self.output.outputs = (figure_output(figure),)
+        else:
+            self.canvas.scene = figure_scene_if_shown(figure)
+            if self.output.outputs:  # the error of an earlier redraw
+                self.output.outputs = ()
         # Closed at once: the Output already holds the rendered image, and an open figure would be shown
         # again by the inline backend at the end of whatever cell runs next.
         plt.close(figure)
@@ -90,6 +109,23 @@ class FigureView:
 
 #: The widest picture a widget renders, in pixels: about a notebook output area's width in JupyterLab.
 MAX_WIDTH_PX = 1000
+
+#: Environment variable: "1" makes every :class:`FigureView` show PNGs in its Output (``make html`` sets it for
+#: the kernel that renders the static pages, which no kernel will ever update and readers may see without the
+#: widgets' script).
+PICTURES_SWITCH = "CONVCOURSE_WIDGET_PICTURES"
+
+
+def figure_scene_if_shown(figure: plt.Figure) -> dict:
+    """:func:`convcourse.scene.figure_scene` of ``figure``; outside IPython, where nothing would show it, or for
+    an empty figure, an empty scene (as :func:`figure_output` then renders no PNG)."""
+    from IPython import get_ipython
+
+    from ..scene import figure_scene
+
+    if get_ipython() is None or (not figure.axes and not figure.lines):
+        return {}
+    return figure_scene(figure)
 
 
 def error_output(error: BaseException) -> dict:
@@ -165,11 +201,11 @@ def _pin_titles(figure: plt.Figure) -> None:
             ax._autotitlepos = False
 
 
-def _sticks_out(figure: plt.Figure, slack: float = 1.0) -> bool:
+def _sticks_out(figure: plt.Figure, slack: float = 1.0, renderer=None) -> bool:
     """Whether a title, axis label, legend or text of a just-drawn ``figure`` reaches past its canvas (which
     a PNG of the canvas would cut off). Ticks are not checked: they sit in the margins the layout made. Cheap
-    after a draw, which cached the text sizes in the canvas's renderer."""
-    renderer = figure.canvas.get_renderer()
+    after a draw, which cached the text sizes in ``renderer`` (default: the canvas's renderer)."""
+    renderer = renderer or figure.canvas.get_renderer()
     width, height = figure.canvas.get_width_height(physical=True)
     artists = list(figure.texts) + list(figure.legends)
     for ax in figure.axes:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..plots import COLORS
 from ..training import course_convs, feature_maps, model_device, mosaic
-from . import FigureView
+from . import FigureView, in_place, reused_axes
 
 
 @torch.no_grad()
@@ -31,16 +31,30 @@ def class_probabilities(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 
 def draw(
-    model: nn.Module | None, images: torch.Tensor, labels: torch.Tensor, index: int, layer: str | None = None
+    model: nn.Module | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    index: int,
+    layer: str | None = None,
+    figure: Figure | None = None,
 ) -> Figure:
-    """Digit ``index``, the feature maps of ``layer`` (default: the first Conv2d) and the class probabilities."""
-    fig = Figure(figsize=(11, 3.3), layout="constrained")
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2.6, 1.4]})
+    """Digit ``index``, the feature maps of ``layer`` (default: the first Conv2d) and the class probabilities.
+    ``figure``: the figure of the last redraw, whose axes are reused (:func:`convcourse.widgets.in_place`)."""
+    convs = course_convs(model) if model is not None else []
+    layout = ("capstone", bool(convs))
+    axes = reused_axes(figure, layout)
+    if axes is None:
+        # Fixed margins, not a layout engine: constrained layout would lay the figure out again on every redraw.
+        fig = Figure(figsize=(11, 3.3))
+        fig._convcourse_layout = layout
+        axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2.6, 1.4]})
+        fig.subplots_adjust(left=0.015, right=0.975, top=0.88, bottom=0.16, wspace=0.12)
+    else:
+        fig = figure
     image, label = images[index], int(labels[index])
     axes[0].imshow(image[0].numpy(), cmap="gray_r")
     axes[0].set_title(f"test digit #{index} (label {label})")
     axes[0].set_axis_off()
-    convs = course_convs(model) if model is not None else []
     if not convs:
         for ax in axes[1:]:
             ax.set_axis_off()
@@ -64,8 +78,9 @@ def draw(
     guess = int(probabilities.argmax())
     colors = [COLORS["output"] if d == label else (COLORS["highlight"] if d == guess else "#bbb") for d in range(10)]
     axes[2].barh(range(10), probabilities, color=colors)
-    axes[2].set_yticks(range(10))
-    axes[2].invert_yaxis()
+    if not axes[2].yaxis_inverted():  # a new axes (a reused one keeps its ticks and orientation)
+        axes[2].set_yticks(range(10))
+        axes[2].invert_yaxis()
     axes[2].set_xlim(0, 1)
     axes[2].set_title(f"prediction: {guess} {'✓' if guess == label else '✗'}")
     axes[2].set_xlabel("probability")
@@ -80,7 +95,7 @@ def feature_map_widget(model: nn.Module | None, images: torch.Tensor, labels: to
         "layer": w.Dropdown(options=names or ["(none)"], description="layer"),
     }
     return FigureView(
-        lambda index, layer: draw(model, images, labels, index, layer),
+        in_place(lambda index, layer, figure: draw(model, images, labels, index, layer, figure)),
         controls,
         title="Inside the network",
         description="Red: positive responses, blue: negative. Green bar: the true label; red bar: a wrong prediction.",

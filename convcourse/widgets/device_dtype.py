@@ -20,11 +20,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from ..checks.exercises.l15_device_dtype import measured_flops, measured_im2col_bytes
 from ..plots import COLORS
-from . import FigureView, checked_call
+from . import FigureView, checked_call, in_place, reused_axes
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 DTYPE_COLORS = {torch.float16: "#C44E52", torch.bfloat16: "#8172B3", torch.float32: "#4C72B0", torch.float64: "#55A868"}
@@ -125,11 +126,19 @@ def draw_cost(
     sizes: Sequence[int] = (8, 16, 32, 64),
     conv2d_flops: Callable | None = None,
     im2col_bytes: Callable | None = None,
-) -> plt.Figure:
-    """FLOPs and bytes against image size, log-log: torch's measurement as lines, the learner's as markers."""
+    figure: Figure | None = None,
+) -> Figure:
+    """FLOPs and bytes against image size, log-log: torch's measurement as lines, the learner's as markers.
+    ``figure``: the figure of the last redraw, whose axes are reused (:func:`convcourse.widgets.in_place`)."""
     measured = cost.measured(sizes)
     mine, verdicts = learner_values(cost, sizes, conv2d_flops, im2col_bytes)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.7))
+    axes = reused_axes(figure, "cost")
+    if axes is None:
+        fig = Figure(figsize=(9.0, 3.7))
+        fig._convcourse_layout = "cost"
+        left, right = fig.subplots(1, 2)
+    else:
+        fig, (left, right) = figure, axes
     left.plot(sizes, measured["flops"], "-", color=COLORS["input"], lw=2, label="FlopCounterMode")
     right.plot(sizes, measured["bytes"], "-", color=COLORS["kernel"], lw=2, label="F.unfold result")
     right.plot(sizes, measured["input"], "--", color=COLORS["input"], lw=1.5, label="the input itself")
@@ -178,11 +187,11 @@ def cost_widget(conv2d_flops: Callable | None = None, im2col_bytes: Callable | N
         ),
     }
 
-    def draw(**values) -> plt.Figure:
-        return draw_cost(LayerCost(**values), conv2d_flops=conv2d_flops, im2col_bytes=im2col_bytes)
+    def draw(figure: Figure | None = None, **values) -> Figure:
+        return draw_cost(LayerCost(**values), conv2d_flops=conv2d_flops, im2col_bytes=im2col_bytes, figure=figure)
 
     return FigureView(
-        draw,
+        in_place(draw),
         controls,
         title="What a convolution costs",
         description="Lines: torch's own measurement (FlopCounterMode; the bytes of F.unfold's result). "
