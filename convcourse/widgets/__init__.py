@@ -94,8 +94,8 @@ class FigureView:
             self.canvas.scene = figure_scene_if_shown(figure)
             if self.output.outputs:  # the error of an earlier redraw
                 self.output.outputs = ()
-        # Closed at once: the Output already holds the rendered image, and an open figure would be shown
-        # again by the inline backend at the end of whatever cell runs next.
+        # Closed at once: the picture has been sent (scene or PNG), and an open figure would be shown again by
+        # the inline backend at the end of whatever cell runs next.
         plt.close(figure)
         self.last_figure = figure
         self.last_seconds = time.perf_counter() - start
