@@ -216,6 +216,7 @@ def painter():
 
 
 @pytest.mark.browser
+@pytest.mark.slow  # one worker, one Chromium for all of them (tests/conftest.py groups slow tests by fixture)
 @pytest.mark.parametrize("name", list(every_widget()))
 def test_chromium_paints_each_widget_as_matplotlib_renders_it(name, painter, ipython):
     """The same picture up to text rasterisation: the browser draws text in its own copy of the font, and
@@ -234,6 +235,7 @@ def test_chromium_paints_each_widget_as_matplotlib_renders_it(name, painter, ipy
 
 
 @pytest.mark.browser
+@pytest.mark.slow  # one worker, one Chromium for all of them (tests/conftest.py groups slow tests by fixture)
 def test_the_comparison_sees_a_missing_part_of_the_picture(painter, ipython):
     view = every_widget()["sliding window"]()
     agg = png_pixels(figure_output(view.last_figure))
