@@ -88,7 +88,6 @@ BASELINE_CODE = "import torch, matplotlib.pyplot, ipywidgets, convcourse.plots, 
 def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None) -> None:
     """Kernel side (its source is sent to the lesson's kernel): redraw every FigureView, write JSON; with
     ``scenes_path``, also each timed update's scene (one JSON line each, ``<scenes_path>.<widget index>``)."""
-    import base64
     import gc
     import io
     import json
@@ -101,6 +100,7 @@ def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None)
     from IPython.core.pylabtools import print_figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    from convcourse.scene_browser import scene_json  # what the frontend receives, image bytes as base64
     from convcourse.widgets import FigureView
 
     # One entry per rendering into pixels (FigureCanvasAgg.draw, which every PNG of a figure goes through, however
@@ -146,11 +146,6 @@ def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None)
                 picks = {min(high, low + round((high - low) * i / 3 / step) * step) for i in range(4)}
             return sorted(picks)
         return []
-
-    def _base64(value):
-        if isinstance(value, (bytes, memoryview)):
-            return base64.b64encode(bytes(value)).decode("ascii")
-        raise TypeError(type(value).__name__)
 
     def median_max(seconds: list[float]) -> tuple[float, float]:
         return round(1000 * statistics.median(seconds), 2), round(1000 * max(seconds), 2)
@@ -221,7 +216,7 @@ def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None)
                     cpu_s.append(time.process_time() - cpu_start)
                     render_cpu_s.append(sum(renders[before:]))
                     if shown and scenes_path:  # for the browser's side: painted in Chromium afterwards
-                        scenes.append(json.dumps(view.canvas.scene, default=_base64))
+                        scenes.append(scene_json(view.canvas.scene))
                 finally:
                     view.draw = original_draw
                     matplotlib.figure.Figure.__init__ = original_figure_init

@@ -25,14 +25,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -46,8 +42,10 @@ from test_browser import (  # noqa: E402 - the browser test's own way to drive J
     MARK_INPUT,
     OPEN,
     PAINTED_AT,
-    _free_port,
     _run_all_and_wait,
+    lab_page,
+    start_lab,
+    stop_lab,
 )
 
 DEFAULT_WIDGET = "from convcourse.widgets.groups import groups_widget\ngroups_widget()"
@@ -77,35 +75,12 @@ def measure(widget_code: str, moves: int, folder: Path) -> list[dict]:
     )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "latency.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(
-        os.environ,
-        JUPYTER_CONFIG_DIR=str(folder / "config"),
-        JUPYTER_RUNTIME_DIR=str(folder / "runtime"),
-        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-    )
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1"]
-    command += [f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-    command += ["--LabApp.expose_app_in_browser=True"] + (["--allow-root"] if os.geteuid() == 0 else [])
-    with open(folder / "lab.log", "w") as lab_log:
-        server = subprocess.Popen(command, stdout=lab_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    with open(folder / "lab.log", "w") as lab_log:  # the server keeps writing to its own copy
+        server, url, token = start_lab(root, folder / "home", lab_log)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: {folder / 'lab.log'}") from None
-                time.sleep(0.5)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/lab/workspaces/latency?reset&token={token}", wait_until="domcontentloaded")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
-            page.evaluate("() => window.jupyterapp.restored.then(() => 1)")
+            page = lab_page(browser, url, token, "latency")
             panel = page.locator(f"#{page.evaluate(OPEN, 'latency.ipynb')}")
             panel.locator(".jp-Notebook").wait_for(timeout=120_000)
             _run_all_and_wait(page, "latency.ipynb", timeout=300)
@@ -120,9 +95,9 @@ def measure(widget_code: str, moves: int, folder: Path) -> list[dict]:
                 handle.focus()
                 page.keyboard.press("ArrowRight" if (move // 2) % 2 == 0 else "ArrowLeft")  # stays in range
                 page.wait_for_function(
-                    "([el, before]) => window.__courseInputAt > 0 && Number((el.querySelector("
+                    "(el) => window.__courseInputAt > 0 && Number((el.querySelector("
                     "'canvas.convcourse-scene') || {dataset: {}}).dataset.paintedAt || 0) > window.__courseInputAt",
-                    arg=[widget.element_handle(), 0],
+                    arg=widget.element_handle(),
                     timeout=30_000,
                     polling=50,
                 )
@@ -133,8 +108,7 @@ def measure(widget_code: str, moves: int, folder: Path) -> list[dict]:
                 page.wait_for_timeout(300)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_lab(server)
     kernel_side = [tuple(map(float, line.split())) for line in log.read_text().splitlines() if line.strip()]
     return [
         {

@@ -262,7 +262,7 @@ class SceneRenderer(RendererBase):
             "h": rows,
             "rgba": np.ascontiguousarray(im, dtype=np.uint8).tobytes(),
             "m": [round(float(v), 4) for v in (a, b, c, d, e, f)],
-            "smooth": bool(min(abs(a * d - b * c), 1e9) < 1),  # shrunk: smooth it; enlarged: crisp pixels
+            "smooth": bool(abs(a * d - b * c) < 1),  # shrunk: smooth it; enlarged: crisp pixels
         }
         if gc.get_alpha() is not None and gc.get_alpha() != 1:
             op["alpha"] = round(float(gc.get_alpha()), 3)

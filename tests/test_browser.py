@@ -59,29 +59,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is not installed and 'make browser-deps' could not install it "
-            "(needs root and Debian's apt); the browser test cannot run here"
-        )
-    root = tmp_path_factory.mktemp("lab") / "notebooks"
-    shutil.copytree(REPO / "notebooks", root)
+def start_lab(root: Path, home: Path, log) -> tuple[subprocess.Popen, str, str]:
+    """JupyterLab serving ``root`` on a free loopback port, its config and runtime in ``home``, its output to
+    ``log`` (an open file); returns (process, url, token) once it answers."""
     port, token = _free_port(), secrets.token_hex(16)
-    home = tmp_path_factory.mktemp("home")
     env = dict(
         os.environ,
         JUPYTER_CONFIG_DIR=str(home / "config"),
         JUPYTER_RUNTIME_DIR=str(home / "runtime"),
         PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     )
-    # No "get notified about Jupyter news?" toast over the screenshots (a setting of this test's own config dir).
-    (home / "config" / "labconfig").mkdir(parents=True)
+    # No "get notified about Jupyter news?" toast over the screenshots (a setting of this server's own config dir).
+    (home / "config" / "labconfig").mkdir(parents=True, exist_ok=True)
     (home / "config" / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
-    log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")
     server = subprocess.Popen(
         [
             sys.executable,
@@ -108,12 +100,42 @@ def lab(tmp_path_factory):
     while True:
         try:
             urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-            break
+            return server, url, token
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                raise AssertionError("JupyterLab did not start; see " + log.name)
+                raise AssertionError("JupyterLab did not start; see " + log.name) from None
             time.sleep(0.5)
+
+
+def lab_page(browser, url: str, token: str, workspace: str):
+    """A page of ``browser`` with JupyterLab loaded and restored (in a fresh workspace of that name)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/lab/workspaces/{workspace}?reset&token={token}", wait_until="domcontentloaded")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
+    page.evaluate("() => window.jupyterapp.restored.then(() => 1)")
+    return page
+
+
+def stop_lab(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is not installed and 'make browser-deps' could not install it "
+            "(needs root and Debian's apt); the browser test cannot run here"
+        )
+    root = tmp_path_factory.mktemp("lab") / "notebooks"
+    shutil.copytree(REPO / "notebooks", root)
+    log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")
+    server, url, token = start_lab(root, tmp_path_factory.mktemp("home"), log)
 
     from playwright.sync_api import sync_playwright
 
@@ -122,18 +144,11 @@ def lab(tmp_path_factory):
         try:
             # One page, loaded once, opens every lesson in turn: loading JupyterLab costs the browser about 7
             # CPU-seconds, opening a notebook in a loaded JupyterLab about 2 (measured 2026-12-01).
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/lab/workspaces/course-test?reset&token={token}", wait_until="domcontentloaded")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=120_000)
-            page.evaluate("() => window.jupyterapp.restored.then(() => 1)")
+            page = lab_page(browser, url, token, "course-test")
             yield {"url": url, "token": token, "browser": browser, "page": page}
         finally:
             browser.close()
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_lab(server)
             log.close()
 
 
