@@ -8,7 +8,7 @@ with each widget (the machine is shared: compare figures taken under similar loa
 For each lesson (``convcourse.build.lessons()``, so a new lesson is picked up as soon as its source
 exists) the answer key ``solutions/<lesson>/<lesson>.ipynb`` is executed in a fresh kernel, in a
 temporary copy of its folder (the repository is not touched), with the kernel name and arguments of
-``tests/test_headless.py`` and the inline matplotlib backend a learner's JupyterLab uses. Timed apart:
+``convcourse.lessonrun`` (as ``make html``) and the inline matplotlib backend a learner's JupyterLab uses. Timed apart:
 
 * kernel start (launch until the kernel answers), and
 * the notebook's cells, by the wall clock and by the kernel's own (input received to reply sent; a big
@@ -77,7 +77,7 @@ from convcourse.selfcheck import ACTIVE_FLAG  # noqa: E402
 LESSON_LIMIT_S = 20.0
 WIDGET_MEDIAN_LIMIT_MS = 50.0  # issue 16: median <= 50 ms and 95th percentile <= 100 ms per widget
 WIDGET_P95_LIMIT_MS = 100.0
-CELL_TIMEOUT = 240  # as tests/test_headless.py
+CELL_TIMEOUT = 240  # per cell (make html allows convcourse.lessonrun.LESSON_CELL_TIMEOUT)
 KERNEL_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     ACTIVE_FLAG: "timed by benchmarks/lesson_speed.py",

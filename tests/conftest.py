@@ -12,7 +12,7 @@ Grading in tests (see tests/course.py):
   (``run_in(course, ["autograde", ...])``) only where plain nbgrader itself is what the test is about.
 
 Tests that use ``graded_lessons``, and slow tests that share a module fixture, stay on one pytest-xdist
-worker (see :func:`xdist_group_of`), so that a shared result is built once.
+worker (see :func:`xdist_groups`), so that a shared result is built once.
 """
 
 from __future__ import annotations
@@ -104,31 +104,59 @@ SHARED = "graded_lessons"
 _SHARED_SCOPES = ("module", "package", "class")
 
 
-def xdist_group_of(item: pytest.Item, copies: dict[str, int]) -> str | None:
-    """The xdist group of a test, or None to let xdist place it anywhere.
-
-    Users of ``graded_lessons`` form one group. A slow test that uses module-scoped fixtures (servers, a
-    graded class) groups with the tests that use the same fixtures with the same parameters, so each such
-    result is built once: a parametrized module fixture (one course per lesson, say) gives one group per
-    parameter, which can run on different workers. A module that sets ``XDIST_COPIES = n`` (a cheap
-    fixture such as one JupyterLab server) is split round-robin into n groups, each building its own copy.
-    """
-    if SHARED in item.fixturenames:
-        return SHARED
+def _shared_instances(item: pytest.Item) -> set[str]:
+    """The module-scoped (or wider, short of the session) fixture instances a slow test uses: each fixture's
+    name, with its parameter where it is parametrized ("lesson_graded[05_padding]")."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None or not item.get_closest_marker("slow"):
-        return None
-    scoped = sorted(name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope in _SHARED_SCOPES)
-    if not scoped:
-        return None
+        return set()
     params = getattr(getattr(item, "callspec", None), "params", {})
-    group = f"{item.module.__name__}:{'+'.join(scoped)}"
-    group += "".join(f"[{params[name]}]" for name in scoped if name in params)
-    split = getattr(item.module, "XDIST_COPIES", 1)
-    if split > 1:
-        index = copies[group] = copies.get(group, -1) + 1
-        group += f"#{index % split}"
-    return group
+    scoped = [name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope in _SHARED_SCOPES]
+    return {f"{name}[{params[name]}]" if name in params else name for name in scoped}
+
+
+def xdist_groups(items: list[pytest.Item]) -> dict[str, str | None]:
+    """The xdist group of each test (by node id), or None to let xdist place it anywhere.
+
+    Users of ``graded_lessons`` form one group. Slow tests of one module that use a module-scoped fixture
+    instance in common (the same fixture with the same parameter) form one group, so each such result (a
+    server, a graded class) is built once: a test using fixtures A and B joins the tests using A and those
+    using B. A parametrized module fixture (one course per lesson, say) gives one group per parameter, which
+    can run on different workers. A module that sets ``XDIST_COPIES = n`` (a cheap fixture such as one
+    JupyterLab server) is split round-robin into n groups, each building its own copy.
+    """
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(key: tuple[str, str]) -> tuple[str, str]:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    uses = {item.nodeid: [(item.module.__name__, name) for name in sorted(_shared_instances(item))] for item in items}
+    for keys in uses.values():
+        for other in keys[1:]:
+            parent[root(other)] = root(keys[0])
+    members: dict[tuple[str, str], set[str]] = {}
+    for keys in uses.values():
+        for key in keys:
+            members.setdefault(root(key), set()).add(key[1])
+    groups: dict[str, str | None] = {}
+    copies: dict[str, int] = {}
+    for item in items:
+        if SHARED in item.fixturenames:
+            groups[item.nodeid] = SHARED
+            continue
+        keys = uses[item.nodeid]
+        if not keys:
+            groups[item.nodeid] = None
+            continue
+        group = f"{item.module.__name__}:{'+'.join(sorted(members[root(keys[0])]))}"
+        split = getattr(item.module, "XDIST_COPIES", 1)
+        if split > 1:
+            index = copies[group] = copies.get(group, -1) + 1
+            group += f"#{index % split}"
+        groups[item.nodeid] = group
+    return groups
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (it names groups in the node ids)
@@ -137,10 +165,10 @@ def pytest_collection_modifyitems(config, items):
     order the run longest first: the tests that use ``graded_lessons``, then the other slow tests, then
     the short ones. pytest-xdist hands out tests and groups in this order, so the run does not end with
     one worker on a long group while the others wait; the many short tests fill the gaps at the end."""
-    copies: dict[str, int] = {}
+    groups = xdist_groups(items)
     rank: dict[str, int] = {}
     for item in items:
-        group = xdist_group_of(item, copies)
+        group = groups[item.nodeid]
         rank[item.nodeid] = 0 if group == SHARED else 1 if item.get_closest_marker("slow") else 2
         if group is None:
             continue

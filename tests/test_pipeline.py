@@ -1,4 +1,7 @@
-"""The foundation: build in sync, answer keys earn full marks, releases earn zero, all with real nbgrader."""
+"""The foundation: build in sync, answer keys earn full marks, releases earn zero, all with real nbgrader.
+
+The learner copies' run by the grader doubles as the check that each one runs top to bottom before any work is
+done, with no error but the unimplemented exercises (tests/test_browser.py runs them in JupyterLab too)."""
 
 from __future__ import annotations
 
@@ -61,6 +64,32 @@ def test_answer_key_scores_full_marks_and_release_scores_zero(graded_lessons, le
     released = course.autograded(lesson, "blank")
     for grade_id in blank:
         assert any(o.get("output_type") == "error" for o in cell_by_id(released, grade_id).outputs), grade_id
+    # The learner copy ran top to bottom, as a learner's kernel runs it before any work is done: the only errors,
+    # in cells and in the widgets' own outputs (a widget shows what its drawing raised), are the unimplemented
+    # exercises and the tests that report them.
+    for index, cell in enumerate(released.cells):
+        assert_only_stub_errors(cell.get("outputs", []), f"{lesson} cell {index}")
+    widgets = released.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    for model_id, model in widgets.get("state", {}).items():
+        assert_only_stub_errors(model.get("state", {}).get("outputs", []), f"{lesson} widget {model_id}")
+    if any("_widget(" in "".join(c.source) for c in released.cells if c.cell_type == "code"):
+        assert widgets.get("state"), f"{lesson}: widgets were created but no widget state was saved"
+
+
+#: Errors a learner copy shows before any work is done: the exercises' stubs and the tests that report them.
+STUB_ERRORS = ("NotImplementedError", "GradingError", "AssertionError")
+
+
+def assert_only_stub_errors(outputs: list, where: str) -> None:
+    for output in outputs:
+        if output.get("output_type") != "error":
+            continue
+        ename, evalue = output.get("ename"), output.get("evalue", "")
+        assert ename in STUB_ERRORS, f"{where}: {ename}: {evalue}"
+        if ename != "NotImplementedError":
+            assert any(s in evalue for s in ("not implemented yet", "not answered yet", "NotImplementedError")), (
+                f"{where}: {ename}: {evalue}"
+            )
 
 
 #: The lesson graded a second time by plain ``nbgrader autograde`` (ordinary kernels, one process): exercises,

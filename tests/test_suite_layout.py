@@ -56,7 +56,7 @@ def test_slow_tests_that_share_a_module_fixture_are_grouped_by_fixture_and_param
     (tmp_path / "recorder.py").write_text(RECORDER)
     out = tmp_path / "groups.json"
     env = dict(os.environ, GROUPS_OUT=str(out), PYTHONPATH=str(tmp_path))
-    files = ["tests/test_adversarial.py", "tests/test_browser.py", "tests/test_geometry.py"]
+    files = ["tests/test_adversarial.py", "tests/test_browser.py", "tests/test_formgrader.py", "tests/test_geometry.py"]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--co", "-q", "-p", "recorder", "-p", "no:cacheprovider", *files],
         cwd=REPO,
@@ -74,4 +74,7 @@ def test_slow_tests_that_share_a_module_fixture_are_grouped_by_fixture_and_param
     assert len(lessons) == len(LESSONS) and all(g.startswith("test_adversarial:lesson_graded[") for g in lessons)
     browser = {g for n, g in groups.items() if "test_lesson_runs_in_jupyterlab" in n}
     assert browser == {"test_browser:lab+latencies+timings#0", "test_browser:lab+latencies+timings#1"}  # two servers
+    # a test using fixtures A and B joins those using A alone: the formgrader's graded class is built once
+    formgrader = {g for n, g in groups.items() if "test_formgrader" in n and g}
+    assert formgrader == {"test_formgrader:browser+formgrader"}, formgrader
     assert not {g for n, g in groups.items() if "test_geometry" in n} - {None}  # unit tests spread freely
