@@ -115,6 +115,13 @@ def plot_filters(model: nn.Module | None, *, columns: int = 8) -> plt.Figure:
 @torch.no_grad()
 def feature_maps(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
     """{layer name: (C, H, W) output} of every course Conv2d for one (1, H, W) image, in order."""
+    return maps_and_logits(model, image)[0]
+
+
+@torch.no_grad()
+def maps_and_logits(model: nn.Module, image: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`feature_maps` and the model's (classes,) output for one (1, H, W) image, from one forward pass in
+    eval mode without autograd, on the CPU."""
     maps: dict[str, torch.Tensor] = {}
     hooks = [
         m.register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out[0].detach().cpu()))
@@ -125,12 +132,12 @@ def feature_maps(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tenso
         model.eval()
         device = model_device(model)
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), image.dtype)
-        model(image[None].to(device=device, dtype=dtype))
+        logits = model(image[None].to(device=device, dtype=dtype))[0]
     finally:
         for hook in hooks:
             hook.remove()
         model.train(was_training)
-    return maps
+    return maps, logits.detach().cpu()
 
 
 def mosaic(maps: torch.Tensor, columns: int = 8, gap: float = float("nan")) -> np.ndarray:
@@ -187,6 +194,7 @@ __all__: Sequence[str] = [
     "plot_history",
     "plot_filters",
     "feature_maps",
+    "maps_and_logits",
     "mosaic",
     "confusion_matrix",
     "show_mistakes",

@@ -14,6 +14,7 @@ from convcourse.widgets.backward import (
     INPUT_TO_OUTPUTS,
     OUTPUT_TO_INPUTS,
     ConvGeometry,
+    LearnerResults,
     backward_widget,
     draw,
     touch_counts_figure,
@@ -174,6 +175,39 @@ def test_draw_both_modes_and_the_learners_function():
             assert text in _panel_text(fig, 3), (learner.__name__, mode, _panel_text(fig, 3))
             reused = draw(geo, mode, 1, 1, learner, figure=reused)
             assert _panel_text(reused, 3) == _panel_text(fig, 3)  # redrawn in place: the same panel
+
+
+def test_the_learners_backward_runs_once_per_example():
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return loop_backward(*args, **kwargs)
+
+    geo = ConvGeometry(5, 5, 3, stride=2, padding=1)
+    results = LearnerResults(counted)
+    ok, mine, expected = results(geo, INPUT_TO_OUTPUTS, 0, 0)
+    assert ok and torch.equal(mine, expected) and len(calls) == 1  # once, under the grader's check
+    results(geo, INPUT_TO_OUTPUTS, 2, 1)  # input mode: grad_output is all ones, whichever pixel is picked
+    results(geo, OUTPUT_TO_INPUTS, 1, 1)
+    results(geo, OUTPUT_TO_INPUTS, 0, 1)
+    results(geo, OUTPUT_TO_INPUTS, 1, 1)  # seen before
+    assert results.calls == 3 and len(calls) == 3
+
+    def flipped(grad_output, input, weight, **kwargs):
+        return loop_backward(grad_output, input, weight.flip(-1, -2), **kwargs)
+
+    ok, mine, expected = LearnerResults(flipped)(geo, OUTPUT_TO_INPUTS, 1, 1)
+    assert not ok and not torch.equal(mine, expected)
+
+    def not_done(*args, **kwargs):
+        raise NotImplementedError
+
+    failing = LearnerResults(not_done)
+    for _ in range(2):  # an error is raised each time, not kept
+        with pytest.raises(NotImplementedError):
+            failing(geo, INPUT_TO_OUTPUTS, 0, 0)
+    assert failing.calls == 2
 
 
 def test_widget_builds_redraws_and_reports_impossible_settings():

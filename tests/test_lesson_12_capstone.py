@@ -14,7 +14,7 @@ from torch import nn
 from convcourse import training
 from convcourse.checks import GradingError, check
 from convcourse.data import digits_split
-from convcourse.widgets.capstone import class_probabilities, draw, feature_map_widget
+from convcourse.widgets.capstone import ModelViews, class_probabilities, draw, feature_map_widget
 
 
 class Conv2d(nn.Module):
@@ -135,6 +135,24 @@ def test_widget_draw_and_view(data):
     first = view.last_figure
     view.controls["index"].value = 5
     assert view.last_figure is first and "#5" in first.axes[0].get_title()  # redrawn in place
+    probabilities = [p.get_width() for p in first.axes[2].patches]
+    assert probabilities == pytest.approx(class_probabilities(model, x_test[5]).tolist())
+
+
+def test_the_widget_runs_the_model_once_per_digit_until_the_model_changes(data):
+    (_, _), (x_test, y_test) = data
+    model = small_model()
+    views = ModelViews(model)
+    maps, probabilities = views(5, x_test[5])
+    assert torch.equal(maps["0"], training.feature_maps(model, x_test[5])["0"])
+    assert probabilities == pytest.approx(class_probabilities(model, x_test[5]).numpy())
+    views(5, x_test[5])
+    assert views.runs == 1  # kept: the same digit, the same model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    F.cross_entropy(model(x_test[:32]), y_test[:32]).backward()
+    optimizer.step()  # trained further, in place
+    changed, _ = views(5, x_test[5])
+    assert views.runs == 2 and not torch.equal(changed["0"], maps["0"])
     empty = feature_map_widget(None, x_test, y_test)
     assert empty.controls["layer"].options == ("(none)",)
     plt.close("all")

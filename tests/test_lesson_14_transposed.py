@@ -437,6 +437,11 @@ def test_draw_and_widget_headless():
     before = len(calls)
     view.update()
     assert len(calls) == before  # the same call is graded once, not on every redraw
+    figure = view.last_figure
     view.controls["output_padding"].value = 2  # not below stride 2 or dilation 1: torch refuses
     assert view.last_error is None
+    assert not figure.axes[0].axison and not figure.axes[2].axison  # C and torch's output: nothing to show
+    view.controls["output_padding"].value = 1  # accepted again
+    assert figure.axes[0].axison and "C: conv2d" in figure.axes[0].get_title()
+    assert view.last_figure is figure  # refused or not, the same figure redrawn in place
     plt.close("all")

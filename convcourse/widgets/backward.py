@@ -18,9 +18,10 @@ from matplotlib.figure import Figure
 
 from ..geometry import Pair, output_size, pair
 from ..plots import COLORS, cell_labels
-from . import FigureView, clear_drawing, grader_agrees, in_place, learner_panel
+from . import FigureView, checked_call, clear_drawing, in_place, learner_panel
 
 Link = tuple[Pair, Pair]  # ((row, col) of the other pixel, (a, b) kernel tap)
+Verdict = tuple[bool, torch.Tensor, torch.Tensor]  # (the grader's check passes, learner's grad_input, torch's)
 
 INPUT_TO_OUTPUTS = "input → outputs"
 OUTPUT_TO_INPUTS = "output → inputs"
@@ -115,10 +116,10 @@ def example_call(geometry: ConvGeometry, mode: str, row: int, col: int) -> dict:
     )
 
 
-def learner_grad_input(
-    conv2d_backward: Callable, geometry: ConvGeometry, mode: str, row: int, col: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(learner's grad_input, torch's) on the widget's example, as (H, W) tensors.
+def learner_grad_input(conv2d_backward: Callable, geometry: ConvGeometry, mode: str, row: int, col: int) -> Verdict:
+    """(whether the grader's check passes, the learner's grad_input, torch's) on the widget's example, the
+    gradients as (H, W) tensors. The learner's function runs once, under the grader's own check
+    (:func:`convcourse.widgets.checked_call`); what it raises is raised.
 
     Output mode: grad_output is 1 at the chosen output pixel, so grad_input is the kernel laid
     over the inputs that pixel reads. Input mode: grad_output is all ones, so grad_input[r, c] is
@@ -130,8 +131,31 @@ def learner_grad_input(
     with torch.enable_grad():
         out = torch.nn.functional.conv2d(x_ref, weight, None, **args)
         (expected,) = torch.autograd.grad(out, x_ref, grad_output)
-    mine = conv2d_backward(grad_output.clone(), x.clone(), weight.clone(), **args)[0]
-    return torch.as_tensor(mine, dtype=torch.float64).reshape(expected.shape)[0, 0], expected[0, 0]
+    ok, grads = checked_call("conv2d_backward", conv2d_backward, **inputs)
+    mine = torch.as_tensor(grads[0], dtype=torch.float64).reshape(expected.shape)
+    return ok, mine[0, 0], expected[0, 0]
+
+
+class LearnerResults:
+    """:func:`learner_grad_input` for one learner function, each example computed once and kept: the example
+    depends on the geometry, and on the picked pixel only in output mode, so moving the pick in input mode, or
+    back to a pixel seen before, redraws without running the learner's (loop-based, slow) backward again.
+    What the function raises is not kept (it is raised again next time)."""
+
+    def __init__(self, conv2d_backward: Callable, limit: int = 512):
+        self.conv2d_backward, self.limit = conv2d_backward, limit
+        self.calls = 0
+        self._kept: dict[tuple, Verdict] = {}
+
+    def __call__(self, geometry: ConvGeometry, mode: str, row: int, col: int) -> Verdict:
+        key = (dataclasses.astuple(geometry), mode, (row, col) if mode == OUTPUT_TO_INPUTS else None)
+        if key not in self._kept:
+            self.calls += 1
+            result = learner_grad_input(self.conv2d_backward, geometry, mode, row, col)
+            if len(self._kept) >= self.limit:
+                self._kept.clear()
+            self._kept[key] = result
+        return self._kept[key]
 
 
 def _grid(
@@ -209,10 +233,12 @@ def draw(
     col: int,
     conv2d_backward: Callable | None = None,
     figure: Figure | None = None,
+    results: LearnerResults | None = None,
 ) -> Figure:
     """Input, kernel and output grids with the links of the chosen pixel (and the learner's grad_input).
     ``figure``: one this function drew before, redrawn on the same axes when it has as many panels (see
-    :func:`convcourse.widgets.in_place`)."""
+    :func:`convcourse.widgets.in_place`). ``results``: the learner's results kept across redraws (for
+    ``conv2d_backward``; without it the learner's function runs on this call)."""
     row, col = geometry.clamp(mode, row, col)
     kh, kw = geometry.kernel_size
     panels = 4 if conv2d_backward is not None else 3
@@ -281,9 +307,8 @@ def draw(
     if conv2d_backward is not None:
         ax = axes[3]
         with learner_panel(ax, "conv2d_backward", color=COLORS["highlight"]):
-            mine, expected = learner_grad_input(conv2d_backward, geometry, mode, row, col)
             # ✓ only when the grader's own check of conv2d_backward passes on this call (all three gradients)
-            ok = grader_agrees("conv2d_backward", conv2d_backward, **example_call(geometry, mode, row, col))
+            ok, mine, expected = (results or LearnerResults(conv2d_backward))(geometry, mode, row, col)
             _grid(
                 ax,
                 (geometry.height, geometry.width),
@@ -333,6 +358,7 @@ def touch_counts_figure(
 def backward_widget(height: int = 7, width: int = 7, conv2d_backward: Callable | None = None) -> FigureView:
     """Pick an input pixel to see the outputs it touches, or an output pixel to see what it reads."""
     size = max(height, width)
+    results = LearnerResults(conv2d_backward) if conv2d_backward is not None else None
     controls = {
         "mode": w.ToggleButtons(
             options=[INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS], value=INPUT_TO_OUTPUTS, description="pick"
@@ -354,7 +380,7 @@ def backward_widget(height: int = 7, width: int = 7, conv2d_backward: Callable |
             ax.set_axis_off()
             ax.text(0.5, 0.5, str(error), ha="center", va="center", color=COLORS["highlight"])
             return fig
-        return draw(geometry, mode, row, col, conv2d_backward, figure)
+        return draw(geometry, mode, row, col, conv2d_backward, figure, results)
 
     return FigureView(
         in_place(redraw),

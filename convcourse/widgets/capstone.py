@@ -1,7 +1,7 @@
 """Lesson 12 widget: a test digit, what each of the model's Conv2d layers makes of it, and the prediction.
 
-The model side is :func:`convcourse.training.feature_maps` / :func:`class_probabilities` (pure,
-headless); :func:`draw` renders one digit; :func:`feature_map_widget` adds the controls.
+The model side is :func:`convcourse.training.maps_and_logits` (pure, headless); :func:`draw` renders one
+digit; :func:`feature_map_widget` adds the controls.
 """
 
 from __future__ import annotations
@@ -13,21 +13,36 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..plots import COLORS
-from ..training import course_convs, feature_maps, model_device, mosaic
+from ..training import course_convs, maps_and_logits, mosaic
 from . import FigureView, in_place, reused_axes
 
 
-@torch.no_grad()
 def class_probabilities(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Softmax of the model's 10 logits for one (1, H, W) image, on the CPU."""
-    was_training = model.training
-    model.eval()
-    try:
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), image.dtype)
-        logits = model(image[None].to(device=model_device(model), dtype=dtype))[0]
-    finally:
-        model.train(was_training)
-    return torch.softmax(logits.double(), 0).cpu()
+    return torch.softmax(maps_and_logits(model, image)[1].double(), 0)
+
+
+class ModelViews:
+    """What the widget shows of ``model`` for a digit, the feature maps and the class probabilities, from one
+    forward pass, kept per digit: moving back to a digit, or picking another layer, runs no model. Kept while
+    the model's parameters and buffers are the same tensors at the same version (torch counts every in-place
+    change, an optimizer's step included), so a model trained further is run again."""
+
+    def __init__(self, model: nn.Module, limit: int = 256):
+        self.model, self.limit = model, limit
+        self.runs = 0
+        self._kept: dict[tuple, tuple[dict[str, torch.Tensor], np.ndarray]] = {}
+
+    def __call__(self, index: int, image: torch.Tensor) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        state = tuple((id(t), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
+        key = (index, state)
+        if key not in self._kept:
+            self.runs += 1
+            maps, logits = maps_and_logits(self.model, image)
+            if len(self._kept) >= self.limit:
+                self._kept.clear()
+            self._kept[key] = maps, torch.softmax(logits.double(), 0).numpy()
+        return self._kept[key]
 
 
 def draw(
@@ -37,9 +52,11 @@ def draw(
     index: int,
     layer: str | None = None,
     figure: Figure | None = None,
+    views: ModelViews | None = None,
 ) -> Figure:
     """Digit ``index``, the feature maps of ``layer`` (default: the first Conv2d) and the class probabilities.
-    ``figure``: the figure of the last redraw, whose axes are reused (:func:`convcourse.widgets.in_place`)."""
+    ``figure``: the figure of the last redraw, whose axes are reused (:func:`convcourse.widgets.in_place`).
+    ``views``: the model's results kept across redraws (without it the model runs on this call)."""
     convs = course_convs(model) if model is not None else []
     layout = ("capstone", bool(convs))
     axes = reused_axes(figure, layout)
@@ -67,14 +84,13 @@ def draw(
             color="#555",
         )
         return fig
-    maps = feature_maps(model, image)
+    maps, probabilities = (views or ModelViews(model))(index, image)
     name = layer if layer in maps else next(iter(maps))
     tiles = mosaic(maps[name])
     limit = float(np.nanmax(np.abs(tiles))) or 1.0
     axes[1].imshow(np.ma.masked_invalid(tiles), cmap="RdBu_r", vmin=-limit, vmax=limit)
     axes[1].set_title(f"'{name}' output: {maps[name].shape[0]} maps of {tuple(maps[name].shape[1:])}")
     axes[1].set_axis_off()
-    probabilities = class_probabilities(model, image).numpy()
     guess = int(probabilities.argmax())
     colors = [COLORS["output"] if d == label else (COLORS["highlight"] if d == guess else "#bbb") for d in range(10)]
     axes[2].barh(range(10), probabilities, color=colors)
@@ -90,12 +106,13 @@ def draw(
 def feature_map_widget(model: nn.Module | None, images: torch.Tensor, labels: torch.Tensor) -> FigureView:
     """Browse test digits and the feature maps each Conv2d layer of ``model`` computes for them."""
     names = [name for name, _ in course_convs(model)] if model is not None else []
+    views = ModelViews(model) if model is not None else None
     controls = {
         "index": w.IntSlider(value=0, min=0, max=len(images) - 1, description="digit"),
         "layer": w.Dropdown(options=names or ["(none)"], description="layer"),
     }
     return FigureView(
-        in_place(lambda index, layer, figure: draw(model, images, labels, index, layer, figure)),
+        in_place(lambda index, layer, figure: draw(model, images, labels, index, layer, figure, views)),
         controls,
         title="Inside the network",
         description="Red: positive responses, blue: negative. Green bar: the true label; red bar: a wrong prediction.",

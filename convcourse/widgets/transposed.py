@@ -111,11 +111,12 @@ def draw(
     figure: Figure | None = None,
 ) -> Figure:
     """C (top), then y, torch's transposed convolution of y (compared with Cᵀy) and the learner's verdict.
-    ``figure``: one this function drew before, redrawn on the same axes when torch's outcome is of the same
-    kind (an output, or an error: see :func:`convcourse.widgets.in_place`)."""
+    ``figure``: one this function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
     result = call.torch_result()
     refused = isinstance(result, Exception)
-    if getattr(figure, "_convcourse_refused", None) is refused:
+    if getattr(figure, "_convcourse_transposed", False):
+        # The same four axes whatever torch did (a refused call turns two of them off): a setting that makes
+        # torch refuse, or accept again, redraws in place rather than building a figure (issue 16's p95).
         fig = figure
         for ax in fig.axes:
             clear_drawing(ax)
@@ -128,11 +129,11 @@ def draw(
         ax_y, ax_out, ax_text = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 2])
         ax_text.axis("off")
         fig.subplots_adjust(left=0.05, right=0.98, top=0.93, bottom=0.03, wspace=0.3, hspace=0.3)
-        fig._convcourse_refused = refused
+        fig._convcourse_transposed = True
+    for ax in (ax_c, ax_out):
+        ax.axis("off" if refused else "on")
     _image(ax_y, call.y(), f"y ({call.size}×{call.size})")
     if refused:
-        for ax in (ax_c, ax_out):
-            ax.axis("off")
         message = f"torch raises {type(result).__name__}: {str(result).splitlines()[0]}"
     else:
         matrix = call.matrix().numpy()
