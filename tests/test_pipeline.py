@@ -65,8 +65,8 @@ def test_answer_key_scores_full_marks_and_release_scores_zero(graded_lessons, le
     for grade_id in blank:
         assert any(o.get("output_type") == "error" for o in cell_by_id(released, grade_id).outputs), grade_id
     # The learner copy ran top to bottom, as a learner's kernel runs it before any work is done: the only errors,
-    # in cells and in the widgets' own outputs (a widget shows what its drawing raised), are the unimplemented
-    # exercises and the tests that report them.
+    # in cells and in the widgets' own outputs, are the unimplemented exercises and the tests that report them.
+    # (While graded, widgets are made but not drawn: tests/test_browser.py draws and moves every lesson's widgets.)
     for index, cell in enumerate(released.cells):
         assert_only_stub_errors(cell.get("outputs", []), f"{lesson} cell {index}")
     widgets = released.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})

@@ -7,17 +7,19 @@ pixel what matplotlib's Agg canvas and Pillow make of it."""
 import base64
 import io
 
+import ipywidgets
 import numpy as np
 import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image
 
 from convcourse import glyphs, png
 from convcourse.plots import figure_alt_text
 from convcourse.scene import figure_scene
-from convcourse.widgets import MAX_WIDTH_PX, PICTURES_SWITCH, figure_output
+from convcourse.widgets import MAX_WIDTH_PX, PICTURES_SWITCH, FigureView, figure_output
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.capstone import feature_map_widget
 from convcourse.widgets.channels import channels_widget
@@ -171,6 +173,28 @@ def test_a_figure_updated_in_place_is_the_figure_drawn_afresh(name, ipython, mon
     assert np.array_equal(png_pixels(shown), matplotlib_png_pixels(fresh, monkeypatch))
     assert np.array_equal(pixels(view.last_figure), pixels(fresh))
     assert shown["metadata"]["image/png"]["alt"] == figure_alt_text(fresh)
+
+
+@pytest.mark.parametrize("switch", [("NBGRADER_EXECUTION", "autograde"), ("CONVCOURSE_SELFCHECK_ACTIVE", "1")])
+def test_a_widget_draws_nothing_while_its_notebook_is_graded(switch, ipython, monkeypatch):
+    """Grading runs every cell, but nobody sees the widgets: they draw when a control first moves, not before."""
+    for name in ("NBGRADER_EXECUTION", "CONVCOURSE_SELFCHECK_ACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(*switch)
+    calls = []
+
+    def draw(step):
+        calls.append(step)
+        return Figure()
+
+    view = FigureView(draw, {"step": ipywidgets.IntSlider(value=1, min=0, max=3)})
+    assert calls == [] and view.last_figure is None and view.canvas.scene == {}
+    assert "not drawn while the notebook is graded" in view.status.value
+    view.controls["step"].value = 2
+    assert calls == [2] and view.last_figure is not None and view.status.value == ""
+    monkeypatch.delenv(switch[0])
+    FigureView(draw, {"step": ipywidgets.IntSlider(value=3)})
+    assert calls == [2, 3]  # not graded: drawn at once
 
 
 def test_a_widget_png_is_what_savefig_renders(ipython, monkeypatch):
