@@ -112,7 +112,6 @@ def plot_filters(model: nn.Module | None, *, columns: int = 8) -> plt.Figure:
     return fig
 
 
-@torch.no_grad()
 def feature_maps(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
     """{layer name: (C, H, W) output} of every course Conv2d for one (1, H, W) image, in order."""
     return maps_and_logits(model, image)[0]
