@@ -340,14 +340,44 @@ def test_torchs_lazy_dynamo_import_is_not_tampering_but_a_lookalike_is():
     }
 
 
-@pytest.fixture
-def sealed(monkeypatch):
-    monkeypatch.setattr(_guard, "_SEALED", None)
-    _guard.seal()
-    assert _guard.tampering() == []
-    return monkeypatch
+def _in_a_sealed_fork(test):
+    """Run ``test(monkeypatch)`` in a forked child of this process after ``_guard.seal()``, as a grading kernel
+    seals itself once before any learner code: a seal cannot be undone in the process that made it."""
+    import os
+    import traceback
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report "ok" or the traceback, then leave without running pytest's teardown
+        os.close(read)
+        try:
+            _guard.seal()
+            assert _guard.tampering() == []
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                test(monkeypatch)
+            message = b"ok"
+        except BaseException:  # noqa: BLE001
+            message = traceback.format_exc().encode()
+        os.write(write, message)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert message == "ok", message
 
 
+def sealed(test):
+    """The test, run in a sealed fork (:func:`_in_a_sealed_fork`)."""
+
+    def run():
+        _in_a_sealed_fork(test)
+
+    run.__name__, run.__doc__ = test.__name__, test.__doc__
+    return run
+
+
+@sealed
 def test_sealed_private_references_code_objects_and_suites(sealed):
     judge = core.VALUES.judge
     sealed.setattr(_guard, "allclose", lambda *a, **k: True)
@@ -364,6 +394,36 @@ def test_sealed_private_references_code_objects_and_suites(sealed):
     assert _guard.tampering() == []
 
 
+@sealed
+def test_switching_the_check_itself_off_is_tampering_too(sealed):
+    """Rebinding the guard's own names (its helpers, its seal) to switch the comparison off is found first, by the
+    check's own record of its namespace, and grading refuses (this once bought a wrong corr2d full marks)."""
+    sealed.setattr(_guard, "_sealed_problems", lambda: [])
+    sealed.setattr(core, "_judge", lambda *args, **kwargs: None)
+    assert {"convcourse.checks._guard._sealed_problems", "convcourse.checks.core._judge"} <= set(_guard.tampering())
+    with pytest.raises(GradingError, match="cannot grade, because code in this notebook replaced"):
+        run_case(core.get_exercise("corr2d"), _zeros, dict(x=X, k=K))
+    sealed.undo()
+    for name, value in (("_SEALED", None), ("_problems", lambda: []), ("_untouched", lambda exercise=None: True)):
+        sealed.setattr(_guard, name, value)
+        assert f"convcourse.checks._guard.{name}" in _guard.tampering(), name
+        sealed.undo()
+    assert _guard.tampering() == []
+    with pytest.raises(RuntimeError, match="sealed once per process"):
+        _guard.seal()  # a second seal would take a tampered state for the original
+
+
+@sealed
+def test_a_test_case_compares_its_own_exercise_and_the_probe_every_exercise(sealed):
+    sealed.setitem(core.REGISTRY["conv2d_strided"].suites, "hidden", lambda: [])
+    assert _guard.tampering("corr2d") == [] and _guard.tampering("conv2d_strided") == [
+        "the test suites of 'conv2d_strided'"
+    ]
+    assert _guard.tampering() == ["the test suites of 'conv2d_strided'"]
+    run_case(core.get_exercise("corr2d"), corr2d, dict(x=X, k=K))  # grading corr2d goes on
+
+
+@sealed
 def test_every_course_module_the_checks_use_is_sealed(sealed):
     """The sealed modules are derived (what the checks and exercises use, transitively), not listed."""
     import convcourse.geometry

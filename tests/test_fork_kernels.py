@@ -464,3 +464,34 @@ def test_killing_a_worker_mid_run_loses_only_its_learner_and_a_rerun_gives_the_s
     graded = [o["student"] for o in json.loads((course.root.parent / "rerun.json").read_text())["graded"]]
     assert graded == ["a_slow"], rerun.stdout
     assert all_scores(course) == {"a_slow": FULL, "b_full": FULL, "c_zero": dict.fromkeys(FULL, 0.0)}
+
+
+def test_a_cells_cpu_counts_what_the_processes_it_starts_use():
+    """A cell's CPU limit counts its kernel's own CPU from the cell's start and that of the processes the kernel
+    started, found at the first poll (a learner cannot dodge the limit by spinning in a child process)."""
+    from convcourse.grading.execute import _CellCPU
+
+    spin = "while True: pass"
+    kernel = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {spin!r}]); time.sleep(120)",
+        ]
+    )
+    try:
+        process = psutil.Process(kernel.pid)
+        cpu = _CellCPU(process)
+        deadline = time.monotonic() + 60
+        while not process.children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (child,) = process.children()
+        first = cpu.used()  # the first poll: the child's CPU from here on counts
+        at_first = child.cpu_times().user
+        while child.cpu_times().user < at_first + 1.0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cpu.used() - first >= 0.9
+    finally:
+        for member in psutil.Process(kernel.pid).children(recursive=True) + [psutil.Process(kernel.pid)]:
+            member.kill()
+        kernel.wait()

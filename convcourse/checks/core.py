@@ -214,7 +214,7 @@ def _ban_description(hits: Iterable[str]) -> str:
 
 
 def assert_untampered(exercise: str) -> None:
-    problems = _guard.tampering()
+    problems = _guard.tampering(exercise)
     if problems:
         raise GradingError(
             f"{exercise}: cannot grade, because code in this notebook replaced "

@@ -94,7 +94,7 @@ def _equal(question: Question, mine: Any, right: Any) -> bool:
 def check_answer(name: str, answer: Any) -> bool:
     """True when ``answer`` is the right answer to question ``name``; else AssertionError explaining it."""
     question = get_question(name)
-    problems = _guard.tampering()
+    problems = _guard.tampering(name)
     if problems:
         raise GradingError(f"{name}: cannot grade, because code in this notebook replaced {', '.join(problems)}.")
     if answer is Ellipsis:

@@ -22,8 +22,8 @@ Differences from upstream:
 
 from __future__ import annotations
 
+import ast
 import asyncio
-import json
 import secrets
 import shutil
 import tempfile
@@ -41,6 +41,7 @@ from traitlets import Integer
 
 from . import sandbox
 from .errors import CELL_TIMEOUT_ERROR, KERNEL_DIED, KERNEL_UNRESPONSIVE
+from .forkserver import ON_DEMAND
 from .probe import MARKER
 
 #: The wall-clock backstop of a cell is this many times its CPU limit, plus :data:`WALL_EXTRA_SECONDS`.
@@ -49,9 +50,24 @@ WALL_EXTRA_SECONDS = 60
 #: How often (seconds) the kernel's CPU time is read while a cell runs.
 CPU_POLL_SECONDS = 0.25
 
-PROBE_SOURCE = (
-    "import convcourse.grading.probe as _convcourse_probe\n_convcourse_probe.report({nonce!r})\ndel _convcourse_probe"
-)
+#: The integrity probe: fresh code each time, not a function of the kernel's (a notebook could replace one). It prints
+#: what :func:`convcourse.grading.probe.problems` finds, the on-demand modules the kernel imported, and the ids of
+#: the check itself (that function, ``_guard.tampering``, their code and what tampering's closure holds): the
+#: grader takes the first probe's, run before any cell, as the original, and any later difference is tampering.
+PROBE_SOURCE = """\
+import sys as _cc_sys
+_cc_p = _cc_sys.modules["convcourse.grading.probe"]
+_cc_g = _cc_p._guard
+_cc_t = _cc_g.tampering
+_cc_cells = [_cc_c.cell_contents for _cc_c in _cc_t.__closure__ or ()]
+print({marker!r} + {{nonce!r}} + repr({{{{
+    "problems": _cc_p.problems(),
+    "imported": [_cc_n for _cc_n in {on_demand!r} if _cc_n in _cc_sys.modules],
+    "anchor": [id(_cc_o) for _cc_o in (_cc_p, _cc_p.problems, _cc_p.problems.__code__, _cc_g, _cc_t, _cc_t.__code__,
+               *_cc_cells, *(_cc_x for _cc_c in _cc_cells if type(_cc_c) is list for _cc_x in _cc_c))],
+}}}}))
+del _cc_sys, _cc_p, _cc_g, _cc_t, _cc_cells
+""".format(marker=MARKER, on_demand=ON_DEMAND)
 
 
 def _error(ename: str, message: str) -> NotebookNode:
@@ -69,24 +85,47 @@ def wall_backstop(cpu_limit: int | None, extra: int = WALL_EXTRA_SECONDS) -> int
     return None if not cpu_limit else WALL_FACTOR * cpu_limit + extra
 
 
-def _process_cpu(process) -> float:
-    """User-mode CPU seconds of ``process`` and all its descendants (alive ones, and those they reaped).
+def _own_cpu(process) -> float:
+    """User-mode CPU seconds of ``process`` itself and of the children it reaped (0.0 once it is gone).
 
     User time is what the cell's own computation costs, whatever else runs on the machine; time the OS
     spends on the kernel's behalf (zeroing pages, reclaiming memory) grows with the machine's load, so
     it is left to the wall-clock backstop and the notebook's RLIMIT_CPU."""
-    total = 0.0
     try:
-        family = [process] + process.children(recursive=True)
+        t = process.cpu_times()
     except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: gone
-        return total
-    for member in family:
-        try:
-            t = member.cpu_times()
-            total += t.user + t.children_user
-        except Exception:  # noqa: BLE001 - ended meanwhile
-            pass
-    return total
+        return 0.0
+    return t.user + t.children_user
+
+
+def _descendants_cpu(process) -> float:
+    """User-mode CPU seconds of the live descendants of ``process`` (and of the children they reaped).
+
+    Finding them reads every process's parent (/proc/*/stat), so it is only done once a cell has run
+    for a poll interval: most cells end before, and a class's grading runs thousands of them."""
+    try:
+        family = process.children(recursive=True)
+    except Exception:  # noqa: BLE001 - gone
+        return 0.0
+    return sum(_own_cpu(member) for member in family)
+
+
+class _CellCPU:
+    """CPU seconds a cell has used: the kernel's own since the cell started, plus its descendants' since the
+    first poll (a process the cell starts is found within one poll interval, :data:`CPU_POLL_SECONDS`)."""
+
+    def __init__(self, process) -> None:
+        self.process = process
+        self.own_start = _own_cpu(process) if process is not None else 0.0
+        self.others_start: float | None = None
+
+    def used(self) -> float:
+        if self.process is None:
+            return 0.0
+        others = _descendants_cpu(self.process)
+        if self.others_start is None:
+            self.others_start = others
+        return _own_cpu(self.process) - self.own_start + others - self.others_start
 
 
 def _preload_for_the_next(imported) -> None:
@@ -192,7 +231,7 @@ class GuardedExecute(Execute):
         """nbclient's loop, with the cell's CPU limit checked every :data:`CPU_POLL_SECONDS`."""
         cpu_limit = cell_timeout(cell, self._cpu_default) if cell is not None else self._cpu_default
         process = self._kernel_process()
-        cpu_start = _process_cpu(process) if process is not None else 0.0
+        cpu = _CellCPU(process)
         deadline = None if timeout is None else monotonic() + timeout
         timed_out_reply = None
         while True:
@@ -215,7 +254,7 @@ class GuardedExecute(Execute):
                     task_poll_kernel_alive.cancel()
                     return msg
             except Empty:
-                used = _process_cpu(process) - cpu_start if process is not None else 0.0
+                used = cpu.used()
                 why = None
                 if cpu_limit and used > cpu_limit:
                     why = (
@@ -257,10 +296,12 @@ class GuardedExecute(Execute):
         reason = ""
         self._nonce = secrets.token_hex(8)
         self._integrity: list[str] = []
+        self._anchor: list[int] | None = None
         try:
             with self.setup_kernel():
                 info_msg = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+                self._probe()  # before any cell: the check's own ids, as the kernel started
                 for index, cell in enumerate(self.nb.cells):
                     test_cell = cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
                     try:
@@ -351,11 +392,18 @@ class GuardedExecute(Execute):
             problems = ["the integrity check could not run (its output was suppressed or altered)"]
         else:
             try:
-                payload = json.loads(text.split(marker, 1)[1].splitlines()[0])
+                payload = ast.literal_eval(text.split(marker, 1)[1].splitlines()[0])
                 problems = [str(p) for p in payload["problems"]]
-            except (ValueError, KeyError, IndexError, TypeError):
+                anchor = [int(i) for i in payload["anchor"]]
+            except (ValueError, KeyError, IndexError, TypeError, SyntaxError, MemoryError, RecursionError):
                 problems = ["the integrity check's report was altered"]
             else:
+                if self._anchor is None:
+                    self._anchor = anchor
+                elif anchor != self._anchor:
+                    problems.append(
+                        "replaced the integrity check itself (convcourse.grading.probe or _guard.tampering)"
+                    )
                 _preload_for_the_next(payload.get("imported"))
         for problem in problems:
             if problem not in self._integrity:

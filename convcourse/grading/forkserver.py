@@ -62,6 +62,7 @@ PRELOAD = (
     "ipykernel.zmqshell",
     "ipykernel.iostream",
     "ipykernel.comm",
+    "ipykernel.debugger",  # what the kernel's debugger trait names; it imports debugpy (0.1 CPU-s)
     "convcourse.checks",
     "convcourse.checks._guard",
     "convcourse.checks.exercises",
@@ -93,6 +94,7 @@ STARTUP_ENV = (
     "MPLCONFIGDIR",
     "HOME",
     "XDG_",
+    "PYDEVD_",
 )
 _MAX_MESSAGE = 1 << 20
 _LAUNCHER = ("-m", "ipykernel_launcher")
@@ -402,6 +404,24 @@ def _prepare(request: dict, server: _Server) -> list[str]:
     return argv
 
 
+def _fail_for_warm_up() -> None:
+    raise ValueError("warm-up")
+
+
+def _warm_tracebacks() -> None:
+    """Format one traceback as a kernel shows a cell's error (IPython's Context mode: stack_data, pygments).
+
+    The first traceback a process formats fills caches that no output depends on: pygments compiles its
+    Python lexer's rules, ``inspect.getmodule`` maps every loaded module's file. In a kernel forked without
+    this, that was about a fifth of its CPU when a learner's cells raise."""
+    from IPython.core.ultratb import AutoFormattedTB
+
+    try:
+        _fail_for_warm_up()
+    except ValueError as error:
+        AutoFormattedTB(mode="Context").structured_traceback(type(error), error, error.__traceback__)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The server process: ``python -m convcourse.grading.forkserver FD`` (FD: a SOCK_SEQPACKET socket)."""
     args = sys.argv[1:] if argv is None else argv
@@ -419,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         env_before = dict(os.environ)
         for name in PRELOAD:
             importlib.import_module(name)
+        _warm_tracebacks()
         server = _Server(sock, env_before)
         _stop_library_threads()
         threads = _threads()

@@ -43,5 +43,28 @@ from convcourse.grading import probe  # noqa: E402
 
 torch.set_num_threads(limits.threads())
 
+
+def _store_errors_plainly() -> None:
+    """IPython 9 formats each error a cell raises twice: once for the notebook's output, and once more, the
+    same costly way, for ``history_manager.exceptions``, which only the ``%notebook`` magic reads. Grading
+    never does, so the kernel stores the standard library's formatting there (the output is unchanged)."""
+    import traceback
+
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "_format_exception_for_storage"):
+        return
+
+    def plain(exception, filename=None, running_compiled_code=False):
+        lines = traceback.format_exception(type(exception), exception, exception.__traceback__)
+        return {"ename": type(exception).__name__, "evalue": str(exception), "traceback": lines}
+
+    shell._format_exception_for_storage = plain
+
+
+_store_errors_plainly()
+del _store_errors_plainly
+
 probe.snapshot()
 _guard.seal()  # imports every exercise, then records the grading machinery itself

@@ -1,4 +1,5 @@
-"""Integrity report, run by the grader in the kernel after the last cell (see GuardedExecute).
+"""Integrity report: what :func:`problems` finds, read by the grader's probe in the kernel before the first cell,
+around every test cell and after the last (the probe's code is the grader's own: see GuardedExecute).
 
 It lists replaced torch/numpy/builtin functions and checks, and IPython hooks that learner code
 installed to rewrite or hide later cells (input/AST transformers, run-cell callbacks, a silenced
@@ -7,8 +8,9 @@ traceback display).
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from convcourse.checks import _guard  # the grader's probe reaches the check through this module
 
 MARKER = "CONVCOURSE-INTEGRITY"
 _SNAPSHOT: dict[str, Any] = {}
@@ -53,8 +55,6 @@ _TEST_NAMES = {
 
 
 def snapshot() -> None:
-    from convcourse.checks import _guard
-
     _SNAPSHOT["tampering"] = (_guard.tampering, _guard.tampering.__code__)
     shell = _shell()
     if shell is not None:
@@ -63,8 +63,6 @@ def snapshot() -> None:
 
 
 def _namespace_problems(shell) -> list[str]:
-    from convcourse.checks import _guard
-
     found = []
     user_ns = getattr(shell, "user_ns", {})
     for name, qualname in _TEST_NAMES.items():
@@ -76,8 +74,6 @@ def _namespace_problems(shell) -> list[str]:
 
 
 def problems() -> list[str]:
-    from convcourse.checks import _guard
-
     found = []
     if "tampering" in _SNAPSHOT and (
         _guard.tampering is not _SNAPSHOT["tampering"][0] or _guard.tampering.__code__ is not _SNAPSHOT["tampering"][1]
@@ -103,14 +99,3 @@ def problems() -> list[str]:
     if sys.excepthook is not sys.__excepthook__ and _foreign([sys.excepthook]):
         found.append("sys.excepthook replaced")
     return found
-
-
-def report(nonce: str = "") -> None:
-    """Print the integrity report as one marked JSON line (``nonce`` lets the grader tell it apart), with the
-    fork server's on-demand modules this kernel imported (the grader has its fork server import them)."""
-    import sys
-
-    from .forkserver import ON_DEMAND
-
-    imported = [name for name in ON_DEMAND if name in sys.modules]
-    print(MARKER + nonce + json.dumps({"problems": problems(), "imported": imported}))

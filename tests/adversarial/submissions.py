@@ -298,6 +298,26 @@ SUBMISSIONS: list[Submission] = [
         "convcourse.checks._guard.allclose",
     ),
     Submission(
+        "switch_the_check_off",
+        0.0,
+        "rebinds the guard's own seal, the verdict and the probe's entry points to stubs",
+        lambda: to_bytes(
+            notebook(
+                """
+        import convcourse.checks.core as core, convcourse.grading.probe as probe
+        from convcourse.checks import _guard
+        _guard._SEALED = None
+        _guard._sealed_problems = lambda: []
+        core._judge = lambda *a, **k: None
+        core.assert_untampered = lambda name: None
+        probe.problems = lambda: []
+        """,
+                ZEROS,
+            )
+        ),
+        "replaced the integrity check itself",
+    ),
+    Submission(
         "patch_code_object",
         0.0,
         "swaps the __code__ of compare_tensors",
@@ -484,6 +504,7 @@ ZERO_EVERYTHING = {
     "patch_numpy",
     "patch_checks_module",
     "patch_private_guard",
+    "switch_the_check_off",
     "patch_code_object",
     "rebind_check",
     "patch_builtins",
