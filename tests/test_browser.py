@@ -360,7 +360,6 @@ def test_lesson_runs_in_jupyterlab(lab, timings, latencies, lesson):
         notebook.locator(".jp-Notebook").wait_for(timeout=120_000)
         skip = None if lesson in SELFCHECK_LESSONS else f"import os; os.environ[{ACTIVE_FLAG!r}] = {SKIP_SELFCHECK!r}"
         state = _run_all_and_wait(page, path, timeout=420, setup=skip)
-        page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)  # replaced below if all goes well
 
         assert not state["unexecuted"], f"{lesson}: cells {state['unexecuted']} did not run"
         unexpected = [e for e in state["errors"] if not any(a in f"{e[1]} {e[2]}" for a in ALLOWED_ERRORS)]
@@ -426,6 +425,10 @@ def test_lesson_runs_in_jupyterlab(lab, timings, latencies, lesson):
         notebook.locator(".jp-Notebook .jp-Cell").last.scroll_into_view_if_needed()  # the summary and the self-check
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / f"{lesson}-end.png"), full_page=True)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the page as the failure left it
+            page.screenshot(path=str(ARTIFACTS / f"{lesson}.png"), full_page=True)
+        raise
     finally:
         with contextlib.suppress(Exception):  # the next lesson closes what is left; this test's own error stands
             page.evaluate(CLOSE_ALL)
