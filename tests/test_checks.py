@@ -420,6 +420,9 @@ def test_a_test_case_compares_its_own_exercise_and_the_probe_every_exercise(seal
         "the test suites of 'conv2d_strided'"
     ]
     assert _guard.tampering() == ["the test suites of 'conv2d_strided'"]
+    sealed.setattr(torch, "allclose", _always_true)  # the full comparison, which names what changed, scopes alike
+    assert _guard.tampering("corr2d") == ["torch.allclose"]
+    sealed.undo()
     run_case(core.get_exercise("corr2d"), corr2d, dict(x=X, k=K))  # grading corr2d goes on
 
 

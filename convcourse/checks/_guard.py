@@ -441,12 +441,15 @@ def seal() -> None:
     _anchor_seal(_SEALED)
 
 
-def _sealed_problems() -> list[str]:
+def _sealed_problems(exercise: str | None = None) -> list[str]:
     if _SEALED is None:
         return []
     problems = [problem for module in _SEALED.modules for problem in module.problems()]
     registry = _registry()
-    problems += [problem for exercise in _SEALED.exercises for problem in exercise.problems(registry)]
+    record = _SEALED.by_name.get(exercise) if exercise is not None else None
+    problems += [
+        problem for each in (_SEALED.exercises if record is None else (record,)) for problem in each.problems(registry)
+    ]
     problems += [problem for code in _SEALED.code if (problem := code.problem())]
     return problems + _table_problems(_SEALED.tables)
 
@@ -530,8 +533,9 @@ def _untouched(exercise: str | None = None) -> bool:
         if _table_problems(sealed.tables):
             return False
     live = tuple(map(_static, *zip(*((owner, name) for owner, _, name in _WATCHED))))
-    if not _identical(live, tuple(ORIGINALS.values())):
-        return False
+    for key, now, original in zip(ORIGINALS, live, ORIGINALS.values()):
+        if now is not original and not _torchs_own_rewrap(key, now, original):
+            return False
     if not _identical(_function_state(_ORIGINAL_FUNCTIONS), _ORIGINAL_FUNCTION_STATE):
         return False
     names = tuple(BUILTINS)
@@ -542,9 +546,9 @@ def _untouched(exercise: str | None = None) -> bool:
     return all(_lookup(qualname) is obj for qualname, obj in _SELF_CHECK_REGISTRY.items())
 
 
-def _problems() -> list[str]:
+def _problems(exercise: str | None = None) -> list[str]:
     """Names of watched functions, builtins or checks that no longer are the original objects."""
-    problems: list[str] = _sealed_problems()
+    problems: list[str] = _sealed_problems(exercise)
     for owner, oname, name in _WATCHED:
         key = f"{oname}.{name}"
         live = inspect.getattr_static(owner, name, _MISSING)
@@ -592,13 +596,13 @@ def _make_tampering():
             if is_not(namespace.get(name, missing), expected[name])
         }
         if not any_(changed):
-            return [] if _untouched(exercise) else _problems()
+            return [] if _untouched(exercise) else _problems(exercise)
         # The rest is compared too, by the recorded helpers put back for that while; then the namespace is left
         # as the notebook made it.
         own = [f"convcourse.checks._guard.{name}" for name in changed]
         try:
             namespace.update({name: expected[name] for name in changed})
-            own += expected["_problems"]()
+            own += expected["_problems"](exercise)
         finally:
             for name, value in changed.items():
                 if value is missing:
