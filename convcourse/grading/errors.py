@@ -15,3 +15,6 @@ KERNEL_UNRESPONSIVE = "KernelUnresponsive"
 
 #: The kernel-death errors and how an instructor's report words them.
 KERNEL_ERRORS = {KERNEL_DIED: "the kernel died", KERNEL_UNRESPONSIVE: "the kernel stopped answering"}
+
+#: Starts the line the integrity probe prints in the kernel (the grader finds its report by it).
+PROBE_MARKER = "CONVCOURSE-INTEGRITY"

@@ -41,8 +41,8 @@ from traitlets import Integer
 
 from . import sandbox
 from .errors import CELL_TIMEOUT_ERROR, KERNEL_DIED, KERNEL_UNRESPONSIVE
+from .errors import PROBE_MARKER as MARKER
 from .forkserver import ON_DEMAND
-from .probe import MARKER
 
 #: The wall-clock backstop of a cell is this many times its CPU limit, plus :data:`WALL_EXTRA_SECONDS`.
 WALL_FACTOR = 5

@@ -12,7 +12,6 @@ from typing import Any
 
 from convcourse.checks import _guard  # the grader's probe reaches the check through this module
 
-MARKER = "CONVCOURSE-INTEGRITY"
 _SNAPSHOT: dict[str, Any] = {}
 # Modules whose IPython hooks are part of a normal kernel.
 _TRUSTED_PREFIXES = (
