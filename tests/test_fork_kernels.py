@@ -495,3 +495,15 @@ def test_a_cells_cpu_counts_what_the_processes_it_starts_use():
         for member in psutil.Process(kernel.pid).children(recursive=True) + [psutil.Process(kernel.pid)]:
             member.kill()
         kernel.wait()
+
+
+def test_a_grading_worker_does_not_import_torch():
+    """Workers and `convcourse grade` only drive kernels: torch (2-4 CPU-s to import) belongs in the kernels and
+    the fork server. (The grader once reached it through the probe module's import of the checks.)"""
+    probe = (
+        "import sys; import convcourse.cli, convcourse.instructor.autograde, convcourse.instructor.worker, "
+        "convcourse.grading.execute; "
+        "print(sorted(m for m in ('torch', 'numpy', 'convcourse.checks') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout == "[]\n", done.stdout + done.stderr
