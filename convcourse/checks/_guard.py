@@ -14,7 +14,7 @@ import math  # noqa: F401  (watched below)
 import operator
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
@@ -266,13 +266,11 @@ class _SealedModule:
         module = sys.modules[name]
         return cls(name, module, tuple((k, v) for k, v in vars(module).items() if _sealable(v)))
 
-    @property
-    def layout(self) -> tuple[tuple[str, ...], tuple]:
-        """The bound names and their objects, as two tuples."""
-        return self._layout
+    #: The bound names and their objects, as two tuples (for :func:`_untouched`).
+    layout: tuple[tuple[str, ...], tuple] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_layout", (tuple(k for k, _ in self.bindings), tuple(v for _, v in self.bindings)))
+        object.__setattr__(self, "layout", (tuple(k for k, _ in self.bindings), tuple(v for _, v in self.bindings)))
 
     def problems(self) -> list[str]:
         if sys.modules.get(self.name) is not self.module:
@@ -398,7 +396,7 @@ class _Seal:
     functions: tuple = ()
     function_state: tuple = ()
     classes: tuple[_SealedCode, ...] = ()
-    by_name: dict = None  # type: ignore[assignment]
+    by_name: dict = field(default_factory=dict)
 
 
 def _registry() -> dict:
@@ -509,7 +507,7 @@ def _static(owner: Any, name: str) -> Any:
 
 def _untouched(exercise: str | None = None) -> bool:
     """True only when every object :func:`_problems` compares is still the very object recorded: the same
-    comparisons by identity, mostly in C loops (about a fifth of the time: the checks ask twice per test case).
+    comparisons by identity, mostly in C loops (about a third of the time: the checks ask twice per test case).
     Any difference, even one _problems accepts (torch's own wrap of torch.manual_seed), returns False, and
     _problems then decides and names it. With ``exercise``, only that exercise's own record is compared (the
     one being graded, where it is a sealed one; the integrity probe compares every exercise)."""
