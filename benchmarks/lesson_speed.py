@@ -100,7 +100,7 @@ def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None)
     from IPython.core.pylabtools import print_figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from convcourse.scene_browser import scene_json  # what the frontend receives, image bytes as base64
+    from convcourse.scene_browser import wire_text  # what the frontend receives, its binary frames as base64
     from convcourse.widgets import FigureView
 
     # One entry per rendering into pixels (FigureCanvasAgg.draw, which every PNG of a figure goes through, however
@@ -216,7 +216,7 @@ def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None)
                     cpu_s.append(time.process_time() - cpu_start)
                     render_cpu_s.append(sum(renders[before:]))
                     if shown and scenes_path:  # for the browser's side: painted in Chromium afterwards
-                        scenes.append(scene_json(view.canvas.scene))
+                        scenes.append(wire_text(view.canvas.scene))
                 finally:
                     view.draw = original_draw
                     matplotlib.figure.Figure.__init__ = original_figure_init
@@ -335,7 +335,7 @@ def paint_in_browser(report: dict) -> None:
     kernel's update plus the browser's paint, redraw by redraw. Without Chromium the reason is noted."""
     import statistics
 
-    from convcourse.scene_browser import chromium_missing, scene_painter
+    from convcourse.scene_browser import chromium_missing, scene_painter, wire_size
 
     widgets = [w for run in report["lessons"] for w in run.get("widgets", []) if w.get("scenes")]
     if not widgets:
@@ -357,7 +357,7 @@ def paint_in_browser(report: dict) -> None:
             widget["paint_ms_max"] = round(max(paint_ms), 2)
             widget["total_ms"] = round(statistics.median(totals), 2)
             widget["total_ms_p95"] = round(sorted(totals)[max(0, -(-95 * len(totals) // 100) - 1)], 2)
-            widget["scene_kb"] = round(statistics.median(len(scene) for scene in scenes) / 1024, 1)
+            widget["scene_kb"] = round(statistics.median(wire_size(scene) for scene in scenes) / 1024, 1)
 
 
 def run_notebook(notebook: Path, repeats: int, timeout: int = CELL_TIMEOUT, measure: bool = True) -> dict:
@@ -492,8 +492,9 @@ def print_report(report: dict) -> None:
         "picture: a scene sent to the browser, or a PNG) + the browser's paint of the scene, redraw by redraw. "
         "cpu = the kernel's CPU time for the update, split into draw cpu (the draw function), agg cpu (Agg "
         "rendering, PNGs only) and pic cpu (the rest: recording the scene and sending it, or encoding the PNG), "
-        "medians; paint = Chromium parsing, painting and rasterising the scene (scene.js); scene KB = its JSON; "
-        "bare = an empty figure of the same size rendered to PNG; figure = the last redraw's size; new figs = "
+        "medians; paint = Chromium decoding, painting and rasterising the scene (scene.js); scene KB = what the "
+        "kernel sends (the scene's JSON and its images' bytes); bare = an empty figure of the same size rendered "
+        "to PNG; figure = the last redraw's size; new figs = "
         "Figures made per update (0: updated in place); pngs = Agg renders per update; load = 1-minute load "
         "average after the widget)"
     )

@@ -51,13 +51,15 @@ def set_alt_text(fig: plt.Figure, text: str) -> plt.Figure:
 
 def figure_alt_text(fig: plt.Figure) -> str:
     """A description of ``fig``: the text set with :func:`set_alt_text`, else one built from its titles and
-    caption (panel titles, suptitle, and the caption that ``show_images(caption=...)`` writes)."""
+    caption (panel titles, suptitle, and the caption that ``show_images(caption=...)`` writes). An axes marked
+    ``_convcourse_not_a_panel`` (one that only carries another panel's legend) is not counted as a panel."""
     explicit = getattr(fig, "_convcourse_alt", None)
     if explicit:
         return explicit
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title() and ax.get_visible()]
+    shown = [ax for ax in fig.axes if ax.get_visible() and not getattr(ax, "_convcourse_not_a_panel", False)]
+    titles = [ax.get_title() for ax in shown if ax.get_title()]
     parts = [text for text in (fig.get_suptitle(), fig.get_supxlabel()) if text]
-    panels = len([ax for ax in fig.axes if ax.get_visible()])
+    panels = len(shown)
     summary = f"Figure with {panels} panel{'s' if panels != 1 else ''}" + (": " + "; ".join(titles) if titles else "")
     return ". ".join([summary] + parts).replace("$", "")
 

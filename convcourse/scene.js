@@ -128,6 +128,15 @@ function drawOp(ctx, op, hatches) {
   ctx.restore();
 }
 
+// The scene the kernel sent (scene_wire in convcourse/scene.py): its JSON as UTF-8 bytes, images apart.
+export function sceneOf(wire) {
+  const scene = JSON.parse(new TextDecoder().decode(wire.json));
+  for (const op of scene.ops) {
+    if (op.o === "i" && op.rgba && op.rgba.image !== undefined) op.rgba = wire.images[op.rgba.image];
+  }
+  return scene;
+}
+
 // Paints `scene` on `canvas`; returns the milliseconds it took.
 export function paintScene(canvas, scene) {
   const start = performance.now();
@@ -162,13 +171,13 @@ function render({ model, el }) {
   canvas.style.display = "block";
   el.appendChild(canvas);
   const draw = () => {
-    const scene = model.get("scene");
-    if (!scene || !scene.ops) {
+    const wire = model.get("scene");
+    if (!wire || !wire.json) {
       canvas.style.display = "none";
       return;
     }
     canvas.style.display = "block";
-    paintScene(canvas, scene);
+    paintScene(canvas, sceneOf(wire));
   };
   model.on("change:scene", draw);
   draw();

@@ -23,6 +23,7 @@ matplotlib's line; everything else is matplotlib's geometry.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import pathlib
 from typing import Iterator
@@ -32,7 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import traitlets
 from matplotlib.backend_bases import GraphicsContextBase, RendererBase
-from matplotlib.font_manager import weight_dict
+from matplotlib.font_manager import fontManager, get_font, weight_dict
 from matplotlib.path import Path
 from matplotlib.transforms import Affine2D
 
@@ -93,6 +94,16 @@ class SceneRenderer(RendererBase):
                 _text_sizes.clear()
             size = _text_sizes[key] = self.metrics.get_text_width_height_descent(s, prop, ismath)
         return size
+
+    def _get_font_height_metrics(self, prop):
+        # matplotlib's Text layout asks a renderer for these first, and otherwise looks up the font and reads its
+        # tables for every text it lays out (a tenth of a redraw of a figure with many labels). The same values,
+        # by the same arithmetic (``Text._get_layout``), kept per font, size and dpi (the figure's while it draws).
+        key = hash(prop), self.dpi
+        metrics = _height_metrics.get(key)
+        if metrics is None:
+            metrics = _height_metrics[key] = _font_height_metrics(prop, self.dpi)
+        return metrics
 
     def option_image_nocomposite(self) -> bool:  # each image on its own, at its data's resolution
         return True
@@ -274,7 +285,9 @@ class SceneRenderer(RendererBase):
             return self._draw_math(gc, x, y, s, prop, angle, ismath)
         width, _height, _descent = self.get_text_width_height_descent(s, prop, ismath)
         theta = math.radians(angle)
-        family = self.metrics._prepare_font(prop).family_name
+        family = _families.get(hash(prop))
+        if family is None:
+            family = _families[hash(prop)] = self.metrics._prepare_font(prop).family_name
         generic = _FALLBACKS.get(prop.get_family()[0] if prop.get_family() else "", _SANS)
         weight = prop.get_weight()
         weight = weight if isinstance(weight, int) else weight_dict.get(weight, 400)
@@ -313,7 +326,24 @@ class SceneRenderer(RendererBase):
         self.draw_path(gc, path, transform, rgbFace=gc.get_rgb())
 
 
+def _font_height_metrics(prop, dpi: float) -> tuple:
+    """(ascent, descent, line gap) in pixels of ``prop``'s font at ``dpi`` as ``Text._get_layout`` reads them from
+    the font's OS/2 or hhea table; Nones where it has neither (matplotlib then measures "lp")."""
+    font = get_font(fontManager._find_fonts_by_props(prop))
+    for table_name, gap, ascent, descent in (
+        ("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+        ("hhea", "lineGap", "ascent", "descent"),
+    ):
+        table = font.get_sfnt_table(table_name)
+        if table is not None:
+            scale = 1 / font.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points() * dpi / 72
+            return table[ascent] * scale, -table[descent] * scale, table[gap] * scale
+    return None, None, None
+
+
 _math_paths: dict[tuple, Path] = {}
+_height_metrics: dict[tuple, tuple] = {}
+_families: dict[int, str] = {}
 _text_sizes: dict[tuple, tuple] = {}
 _renderers: dict[tuple, SceneRenderer] = {}
 
@@ -430,9 +460,44 @@ def figure_scene(figure: plt.Figure) -> dict:
     return scene
 
 
+def scene_wire(scene: dict, _widget=None) -> dict:
+    """What :class:`SceneCanvas` sends for ``scene``: its JSON as UTF-8 bytes (``json``), each image's pixels
+    replaced by ``{"image": k}``, the k-th of ``images``. Both travel as binary frames of the message, so the
+    kernel neither has ipywidgets walk the scene for buffers (element by element, every coordinate) nor the
+    message's JSON escape it; ``scene.js`` decodes it. An empty scene is sent as it is."""
+    if not scene:
+        return {}
+    images: list = []
+
+    def image(value):
+        if isinstance(value, (bytes, memoryview)):
+            images.append(value)
+            return {"image": len(images) - 1}
+        raise TypeError(f"{type(value).__name__} in a scene")
+
+    try:
+        text = json.dumps(scene, separators=(",", ":"), default=image, allow_nan=False)
+    except ValueError:  # a NaN or infinity: null in JSON (the browser skips what it cannot place)
+        images.clear()
+        text = json.dumps(_finite(scene), separators=(",", ":"), default=image, allow_nan=False)
+    return {"json": text.encode("utf-8"), "images": images}
+
+
+def _finite(value):
+    """``value`` with every NaN and infinity (in dicts and lists) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 class SceneCanvas(anywidget.AnyWidget):
     """The browser side of a widget's picture: paints :attr:`scene` (:func:`figure_scene`) on an HTML canvas,
-    sharp at the screen's pixel density, with the figure's alt text as its accessible name."""
+    sharp at the screen's pixel density, with the figure's alt text as its accessible name. The scene travels
+    as :func:`scene_wire` makes it."""
 
     _esm = pathlib.Path(__file__).with_name("scene.js").read_text(encoding="utf-8")
-    scene = traitlets.Dict().tag(sync=True)
+    scene = traitlets.Dict().tag(sync=True, to_json=scene_wire)

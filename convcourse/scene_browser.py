@@ -18,13 +18,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = Path(__file__).with_name("scene.js")
 
 _PAGE_SCRIPT = """
-import { paintScene } from '%s';
+import { paintScene, sceneOf } from '%s';
 const canvas = document.getElementById('scene');
-// The whole of what a redraw costs the browser: parse the message's scene, paint it, and make Chromium
-// rasterise it now (reading a pixel back) instead of at the next frame.
+const bytes = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+// The whole of what a redraw costs the browser: decode the scene the kernel sent (its binary frames arrive as
+// bytes: base64 here is only the way into the page, not timed), paint it, and make Chromium rasterise it now
+// (reading a pixel back) instead of at the next frame.
 window.paintTimed = (text) => {
+  const sent = JSON.parse(text);
+  const wire = { json: bytes(sent.json), images: sent.images.map(bytes) };
   const start = performance.now();
-  paintScene(canvas, JSON.parse(text));
+  paintScene(canvas, sceneOf(wire));
   canvas.getContext('2d').getImageData(0, 0, 1, 1);
   return performance.now() - start;
 };
@@ -44,15 +48,20 @@ def chromium_missing() -> str | None:
     return None
 
 
-def scene_json(scene: dict) -> str:
-    """``scene`` as the JSON text a frontend receives (image bytes as base64, which ``scene.js`` accepts too)."""
+def wire_text(scene: dict) -> str:
+    """What the kernel sends for ``scene`` (:func:`convcourse.scene.scene_wire`), its binary frames as base64,
+    in one line of JSON: a redraw's message kept for painting later (``benchmarks/lesson_speed.py``)."""
+    from .scene import scene_wire
 
-    def encode(value):
-        if isinstance(value, (bytes, memoryview)):
-            return base64.b64encode(bytes(value)).decode("ascii")
-        raise TypeError(f"{type(value).__name__} in a scene")
+    wire = scene_wire(scene)
+    encode = lambda data: base64.b64encode(bytes(data)).decode("ascii")  # noqa: E731
+    return json.dumps({"json": encode(wire["json"]), "images": [encode(image) for image in wire["images"]]})
 
-    return json.dumps(scene, default=encode)
+
+def wire_size(text: str) -> int:
+    """Bytes the kernel sends for a scene kept as :func:`wire_text`: its JSON and its images, unencoded."""
+    sent = json.loads(text)
+    return sum(len(base64.b64decode(part)) for part in [sent["json"], *sent["images"]])
 
 
 class ScenePainter:
@@ -68,8 +77,9 @@ class ScenePainter:
         page.wait_for_function("window.sceneReady === true")
 
     def paint(self, scene: dict | str) -> float:
-        """Paint ``scene`` (a dict or its JSON text); the milliseconds the browser spent, parsing included."""
-        text = scene if isinstance(scene, str) else scene_json(scene)
+        """Paint ``scene`` (a dict, or :func:`wire_text` of one) as the widget's frontend receives it
+        (:func:`convcourse.scene.scene_wire`); the milliseconds the browser spent, decoding included."""
+        text = scene if isinstance(scene, str) else wire_text(scene)
         return float(self.page.evaluate("(text) => window.paintTimed(text)", text))
 
     def pixels(self) -> np.ndarray:

@@ -21,10 +21,14 @@ from convcourse.checks.exercises.l15_device_dtype import (
     measured_smallest_dtype,
     precision_excess,
 )
+from convcourse.plots import figure_alt_text
 from convcourse.stack import reference_conv2d_fast
 from convcourse.widgets.device_dtype import (
+    COST_CHOICES,
+    COST_SIZES,
     LayerCost,
     conv_errors,
+    cost_limits,
     cost_widget,
     draw_cost,
     one_thread,
@@ -388,6 +392,42 @@ def test_widget_model_measures_and_judges_the_learners_functions():
 
     assert "not implemented yet" in draw_cost(cost, (8, 16), stub, None)._supxlabel.get_text()
     assert draw_cost(cost, (8, 16))._supxlabel is None
+    plt.close("all")
+
+
+def test_the_cost_widgets_fixed_axes_hold_every_choice():
+    """The widget's y ranges come from two torch measurements (the cheapest and the dearest layer); every
+    combination of its choices, at every size, lies inside them (the answer key's formulas, which the tests
+    above check against torch, for the 1296 combinations)."""
+    limits = cost_limits()
+    seen = {"flops": [], "bytes": []}
+    for values in itertools.product(*COST_CHOICES.values()):
+        cost = LayerCost(**dict(zip(COST_CHOICES, values)))
+        for size in COST_SIZES:
+            seen["flops"].append(conv2d_flops(**cost.flops_args(size)))
+            seen["bytes"] += [im2col_bytes(**cost.bytes_args(size)), cost.input_bytes(size)]
+    for key, (low, high) in limits.items():
+        assert (min(seen[key]), max(seen[key])) == (low, high), key  # inside, and reached: not wider than needed
+
+
+def test_the_cost_figure_keeps_its_frames_and_moves_its_lines():
+    """A redraw changes the lines' layer only: the frames (ticks, labels, grid) and the legends stay as they
+    were, so the browser's scene keeps them; a value outside the fixed range widens it."""
+    limits = cost_limits()
+    first = draw_cost(LayerCost(), conv2d_flops=conv2d_flops, limits=limits)
+    frames, lines, legends = first.axes[:2], first.axes[2:4], first.axes[4:]
+    ylims = [ax.get_ylim() for ax in frames]
+    changed = []
+    for ax in first.axes:
+        ax.stale = False
+        ax.stale_callback = lambda artist, value, ax=ax: changed.append(ax) if value else None
+    second = draw_cost(LayerCost(batch=32, kernel_size=7), conv2d_flops=conv2d_flops, figure=first, limits=limits)
+    assert second is first and set(changed) == set(lines)
+    assert [ax.get_ylim() for ax in frames] == ylims
+    assert [t.get_text() for t in legends[0].get_legend().get_texts()] == ["FlopCounterMode", "your conv2d_flops"]
+    assert figure_alt_text(second).startswith("Figure with 2 panels: work; im2col memory.")
+    wide = draw_cost(LayerCost(), conv2d_flops=lambda **kwargs: 10**15, figure=second, limits=limits)
+    assert wide.axes[0].get_ylim()[1] > 10**15 > limits["flops"][1]
     plt.close("all")
 
 

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from test_widgets_in_place import WIDGETS, png_pixels
 
 from convcourse.plots import cell_labels, figure_alt_text
-from convcourse.scene import SceneCanvas, figure_scene
-from convcourse.scene_browser import chromium_missing, scene_json, scene_painter
+from convcourse.scene import SceneCanvas, figure_scene, scene_wire
+from convcourse.scene_browser import chromium_missing, scene_painter
 from convcourse.widgets import FigureView, figure_output, figure_scene_if_shown
 
 
@@ -147,6 +147,64 @@ def test_a_widget_redraw_walks_only_the_panels_it_changed(ipython, monkeypatch):
     assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
 
 
+def test_text_is_laid_out_as_agg_lays_it_out():
+    """The scene's renderer gives matplotlib the font's line metrics it keeps (matplotlib would read the font's
+    tables for every text): every layout, line spacing of several lines included, is Agg's to the last bit."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from convcourse.scene import _renderer
+
+    fig = Figure(figsize=(4, 3), dpi=100)
+    ax = fig.add_subplot()
+    texts = [
+        ax.set_title("a title", fontsize=14),
+        ax.text(0.2, 0.5, "two\nlines", fontsize=13, family="monospace"),
+        ax.text(0.5, 0.2, "three\nlines of\ntext", fontsize=7, rotation=30, weight="bold"),
+        ax.set_xlabel("$x^2$ and $\\alpha$"),
+    ]
+    agg = FigureCanvasAgg(fig).get_renderer()
+    scene = _renderer(*fig.canvas.get_width_height(physical=True), fig.dpi)
+    def layout(text, renderer):
+        box, lines, descent = text._get_layout(renderer)
+        return box.bounds, lines, descent
+
+    for text in texts:
+        assert layout(text, scene) == layout(text, agg), text.get_text()
+        assert text.get_window_extent(scene).bounds == text.get_window_extent(agg).bounds, text.get_text()
+
+
+def test_a_step_of_the_sliding_window_draws_only_the_panels_it_changes(ipython, monkeypatch):
+    """The kernel and the learner's result do not depend on the step: neither drawn (no call of the learner's
+    function) nor recorded again; the scene is still the figure's drawn afresh."""
+    from matplotlib.axes import Axes
+
+    from convcourse.widgets.sliding_window import sliding_window_widget
+
+    calls = []
+
+    def corr2d(x, k):
+        calls.append(1)
+        rows, cols = x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1
+        windows = [[(x[i : i + k.shape[0], j : j + k.shape[1]] * k).sum() for j in range(cols)] for i in range(rows)]
+        return torch.stack([torch.stack(row) for row in windows])
+
+    view = sliding_window_widget(corr2d=corr2d)
+    kernel, yours = view.last_figure.axes[1], view.last_figure.axes[4]
+    assert calls and "✓" in yours.get_title()
+    calls.clear()
+    walked, drawn = [], []
+    original, clear = Axes.draw, Axes.imshow
+    monkeypatch.setattr(Axes, "draw", lambda ax, renderer: walked.append(ax) or original(ax, renderer))
+    monkeypatch.setattr(Axes, "imshow", lambda ax, *a, **k: drawn.append(ax) or clear(ax, *a, **k))
+    view.controls["step"].value = 5
+    assert view.last_error is None and not calls
+    assert walked and kernel not in walked and yours not in walked
+    assert set(drawn) == set(view.last_figure.axes) - {kernel, yours}
+    monkeypatch.setattr(Axes, "draw", original)
+    monkeypatch.setattr(Axes, "imshow", clear)
+    assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
+
+
 def test_a_label_past_the_edge_widens_the_view_as_the_png_is_cropped(ipython):
     fig = Figure(figsize=(2, 1.5), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -184,7 +242,34 @@ def test_a_view_sends_scenes_and_shows_errors_in_its_output(ipython):
     assert view.canvas.scene == {} and view.output.outputs[0]["ename"] == "ValueError"
     slider.value = 3
     assert view.canvas.scene["ops"] and view.output.outputs == ()
-    json.loads(scene_json(view.canvas.scene))  # what the frontend receives is plain JSON with its image bytes
+    sent = view.canvas.get_state()["scene"]  # what the frontend receives
+    assert set(sent) == {"json", "images"} and json.loads(sent["json"])["alt"] == view.canvas.scene["alt"]
+
+
+def test_a_scene_travels_as_json_bytes_with_its_images_apart():
+    fig = Figure(figsize=(3, 2), dpi=100)
+    left, right = fig.subplots(1, 2)
+    left.imshow(np.arange(6.0).reshape(2, 3))
+    right.imshow(np.ones((4, 4, 3)))
+    left.plot([0, 1], [0, 1])
+    scene = figure_scene(fig)
+    wire = scene_wire(scene)
+    assert set(wire) == {"json", "images"} and isinstance(wire["json"], bytes)
+    sent = json.loads(wire["json"])
+    images = [op for op in scene["ops"] if op["o"] == "i"]
+    assert len(images) == 2 == len(wire["images"])
+    for op, received in zip(images, [op for op in sent["ops"] if op["o"] == "i"]):
+        assert wire["images"][received.pop("rgba")["image"]] == op["rgba"]
+        assert received == {key: value for key, value in op.items() if key != "rgba"}
+    assert [op for op in sent["ops"] if op["o"] != "i"] == [op for op in scene["ops"] if op["o"] != "i"]
+    assert {k: v for k, v in sent.items() if k != "ops"} == {k: v for k, v in scene.items() if k != "ops"}
+    assert SceneCanvas(scene=scene).get_state()["scene"] == wire  # the trait sends exactly this
+    assert scene_wire({}) == {}  # an empty scene hides the canvas
+    # A NaN or an infinity is not JSON: it travels as null (the browser skips what it cannot place).
+    odd = scene_wire({"ops": [{"o": "p", "d": [float("nan"), 1.0, float("inf"), 2.0], "c": None}], "alt": "x"})
+    assert json.loads(odd["json"])["ops"][0]["d"] == [None, 1.0, None, 2.0]
+    with pytest.raises(TypeError, match="set in a scene"):
+        scene_wire({"ops": [{"o": "t", "s": {1}}]})
 
 
 def every_widget() -> dict:

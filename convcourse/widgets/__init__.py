@@ -285,25 +285,62 @@ def clear_drawing(ax: plt.Axes) -> None:
     ax.ignore_existing_data_limits = True
 
 
+def kept_axes(
+    figure: plt.Figure | None, layout: object, width_ratios: list[float] | None = None
+) -> list[plt.Axes] | None:
+    """The axes of ``figure`` as they are, when ``figure`` was built for ``layout`` (whatever a draw function's
+    panels depend on, stored as ``figure._convcourse_layout``); None when a new figure must be built (then give
+    it that attribute). ``width_ratios``: the widths of the columns of the axes' grid, applied (moving the
+    axes) only where they changed: a moved axes counts as changed, and the browser's scene records it again.
+    Draw into each axes that must change after :func:`redraw_needed`."""
+    if figure is None or getattr(figure, "_convcourse_layout", None) != layout:
+        return None
+    if width_ratios is not None:
+        grid = figure.axes[0].get_subplotspec().get_gridspec()
+        if list(grid.get_width_ratios() or []) != list(width_ratios):
+            grid.set_width_ratios(width_ratios)
+            for ax in figure.axes:
+                ax.set_position(ax.get_subplotspec().get_position(figure))
+    return list(figure.axes)
+
+
 def reused_axes(
     figure: plt.Figure | None, layout: object, width_ratios: list[float] | None = None
 ) -> list[plt.Axes] | None:
-    """The axes of ``figure``, each emptied with :func:`clear_drawing`, when ``figure`` was built for
-    ``layout`` (whatever a draw function's panels depend on, stored as ``figure._convcourse_layout``); None when
-    a new figure must be built (then give it that attribute). ``width_ratios``: new widths for the columns of
-    the axes' grid, applied to the axes kept."""
-    if figure is None or getattr(figure, "_convcourse_layout", None) != layout:
+    """:func:`kept_axes`, each emptied with :func:`clear_drawing` (and the figure's sup-labels; its title,
+    suptitle, is always set again): for a draw function that draws every panel again."""
+    axes = kept_axes(figure, layout, width_ratios)
+    if axes is None:
         return None
-    for ax in figure.axes:
+    for ax in axes:
         clear_drawing(ax)
-    for label in (figure._supxlabel, figure._supylabel):  # the figure's title (suptitle) is always set again
+    for label in (figure._supxlabel, figure._supylabel):
         if label is not None:
             label.set_text("")
-    if width_ratios is not None:
-        figure.axes[0].get_subplotspec().get_gridspec().set_width_ratios(width_ratios)
-        for ax in figure.axes:
-            ax.set_position(ax.get_subplotspec().get_position(figure))
-    return list(figure.axes)
+    return axes
+
+
+def redraw_needed(ax: plt.Axes, key: object) -> bool:
+    """Whether ``ax`` must be drawn to show ``key`` (everything its drawing depends on, compared with ==): True
+    after emptying it (:func:`clear_drawing`) and noting ``key``; False when it shows ``key`` already. It then
+    stays as it is: neither drawn nor recorded again (:mod:`convcourse.scene` keeps an unchanged axes' drawing).
+    A redraw that moves one control thus pays only for the panels that control changes."""
+    if getattr(ax, "_convcourse_key", _NOTHING) == key:
+        return False
+    clear_drawing(ax)
+    ax._convcourse_key = key
+    return True
+
+
+_NOTHING = object()
+
+
+def adjust(figure: plt.Figure, **margins: float) -> None:
+    """``figure.subplots_adjust(**margins)`` unless they are the margins it was given last: adjusting moves
+    every axes again, which counts as a change to each (see :func:`kept_axes`)."""
+    if getattr(figure, "_convcourse_margins", None) != margins:
+        figure.subplots_adjust(**margins)
+        figure._convcourse_margins = margins
 
 
 def input_output_text_axes(

@@ -20,12 +20,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from ..checks.exercises.l15_device_dtype import measured_flops, measured_im2col_bytes
 from ..plots import COLORS
-from . import FigureView, checked_call, in_place, reused_axes
+from . import FigureView, checked_call, in_place
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 DTYPE_COLORS = {torch.float16: "#C44E52", torch.bfloat16: "#8172B3", torch.float32: "#4C72B0", torch.float64: "#55A868"}
@@ -75,7 +77,8 @@ class LayerCost:
 
     def measured(self, sizes: Sequence[int]) -> dict[str, list[int]]:
         """torch's FLOP count and F.unfold's bytes for each image size (each measurement made once per
-        process: a redraw of the widget re-measures only what its arguments change)."""
+        process: a redraw of the widget re-measures only what its arguments change). The arguments are valid by
+        construction, so the measurements skip the CPU call that would check them (``probe=False``)."""
         return {
             "flops": [_measured(measured_flops, **self.flops_args(s)) for s in sizes],
             "bytes": [_measured(measured_im2col_bytes, **self.bytes_args(s)) for s in sizes],
@@ -85,9 +88,9 @@ class LayerCost:
 
 @functools.lru_cache(maxsize=4096)
 def _measured(measure: Callable[..., int], **arguments) -> int:
-    """``measure(**arguments)`` (shapes, ints and a dtype: hashable), remembered: the same call always
-    measures the same count, and a measurement costs 10-80 ms (a probe convolution and a meta-tensor run)."""
-    return measure(**arguments)
+    """``measure(**arguments, probe=False)`` (shapes, ints and a dtype: hashable), remembered: the same call
+    always measures the same count."""
+    return measure(**arguments, probe=False)
 
 
 def learner_values(
@@ -121,40 +124,166 @@ def learner_values(
     return values, verdicts
 
 
+#: The choices of lesson 15's cost widget, each control's in the order shown.
+COST_CHOICES: dict[str, tuple] = {
+    "batch": (1, 8, 32),
+    "in_channels": (4, 16, 64),
+    "out_channels": (8, 32, 64),
+    "kernel_size": (1, 3, 5, 7),
+    "stride": (1, 2),
+    "groups": (1, 4),
+    "dtype": (torch.float16, torch.float32, torch.float64),
+}
+COST_SIZES = (8, 16, 32, 64)
+
+
+def cost_limits(choices: Mapping[str, Sequence] = COST_CHOICES, sizes: Sequence[int] = COST_SIZES) -> dict:
+    """The y range of each of the widget's panels that holds every choice's measurements: torch's counts for the
+    cheapest layer on the smallest image and the dearest on the largest (FLOPs grow with batch, channels and
+    kernel size and shrink with stride and groups; im2col bytes and the input's bytes grow with the dtype's
+    size too). Fixed axes show a change of a control as the line moving, and leave the axes as they are."""
+    itemsize = lambda d: torch.empty((), dtype=d).element_size()  # noqa: E731
+    cheapest = LayerCost(
+        **{name: min(choices[name]) for name in ("batch", "in_channels", "out_channels", "kernel_size")},
+        stride=max(choices["stride"]),
+        groups=max(choices["groups"]),
+        dtype=min(choices["dtype"], key=itemsize),
+    )
+    dearest = LayerCost(
+        **{name: max(choices[name]) for name in ("batch", "in_channels", "out_channels", "kernel_size")},
+        stride=min(choices["stride"]),
+        groups=min(choices["groups"]),
+        dtype=max(choices["dtype"], key=itemsize),
+    )
+    low, high = cheapest.measured([min(sizes)]), dearest.measured([max(sizes)])
+    return {
+        "flops": (low["flops"][0], high["flops"][0]),
+        "bytes": (min(low["bytes"][0], low["input"][0]), max(high["bytes"][0], high["input"][0])),
+    }
+
+
+def _log_range(values: Sequence[float], fixed: tuple[float, float] | None) -> tuple[float, float]:
+    """``fixed`` widened to every positive value in ``values`` (all of them where ``fixed`` is None), with a
+    margin of 5% of the range on each side in log space, as matplotlib's autoscaling leaves."""
+    shown = [v for v in values if v > 0 and math.isfinite(v)]
+    low, high = min([*shown, *(fixed or ())]), max([*shown, *(fixed or ())])
+    margin = (high / low) ** 0.05 if high > low else 2.0
+    return low / margin, high * margin
+
+
+class _CostFigure:
+    """The cost widget's figure in three layers per panel, each its own axes over the same place: the frame
+    (scales, ticks, grid, labels, title), the lines, and the legend. A redraw changes only the lines' layer
+    unless the limits or the legend's entries change, so the browser's scene keeps the frames and legends as
+    recorded (:mod:`convcourse.scene` reuses an unchanged axes' drawing): the ticks and labels of two log axes
+    were most of a redraw."""
+
+    def __init__(self, sizes: Sequence[int]):
+        self.figure = fig = Figure(figsize=(9.0, 3.7))
+        fig._convcourse_layout = ("cost", tuple(sizes))
+        fig._convcourse_cost = self
+        grid = fig.add_gridspec(1, 2)
+        self.frames = [fig.add_subplot(spec) for spec in grid]
+        self.lines = [fig.add_subplot(spec) for spec in grid]
+        self.legends = [fig.add_subplot(spec) for spec in grid]
+        pad = 2**0.15
+        for frame, lines, legend, (title, ylabel) in zip(
+            self.frames, self.lines, self.legends, (("work", "FLOPs"), ("im2col memory", "bytes"))
+        ):
+            for ax in (frame, lines):
+                ax.set(xscale="log", yscale="log", xlim=(min(sizes) / pad, max(sizes) * pad))
+            frame.set(xlabel="image size H = W", ylabel=ylabel, title=title)
+            frame.set_xticks(list(sizes), [str(s) for s in sizes])
+            # Decades only: a log axis's minor ticks (eight per decade, each a Tick of its own) cost most of a draw.
+            frame.xaxis.set_minor_locator(NullLocator())
+            frame.yaxis.set_minor_locator(NullLocator())
+            for layer in (lines, legend):
+                layer.set_axis_off()  # no frame, ticks or background: the frame below shows through
+                layer._convcourse_not_a_panel = True  # the alt text describes the frame's panel once
+        self.margins: dict | None = None
+
+    def draw(self, panel: int, ylim: tuple[float, float], series: list[tuple[str, list[float], dict]]) -> None:
+        """``series`` (legend label, values per size, line style) in ``panel`` (0: work, 1: memory)."""
+        frame, lines, legend = self.frames[panel], self.lines[panel], self.legends[panel]
+        if frame.get_ylim() != ylim:  # setting the same limits again would mark the frame changed
+            for ax in (frame, lines):
+                ax.set_ylim(ylim)
+            self._grid(frame)
+        for line in list(lines.lines):
+            line.remove()
+        sizes = [float(x) for x in self.figure._convcourse_layout[1]]
+        for _label, values, style in series:
+            lines.plot(sizes, values, **style)
+        labels = [label for label, _values, _style in series]
+        old = legend.get_legend()
+        if old is None or [text.get_text() for text in old.get_texts()] != labels:
+            handles = [Line2D([], [], **style) for _label, _values, style in series]
+            legend.legend(handles, labels, fontsize=8, loc="upper left")
+
+    @staticmethod
+    def _grid(frame: plt.Axes) -> None:
+        """Grid lines at the frame's major ticks, in matplotlib's grid style at ``alpha=0.3``, drawn straight:
+        ``ax.grid`` bends each line through the log scale in 180 steps, each step a point the browser is sent."""
+        for old in list(frame.collections):
+            old.remove()
+        style = dict(
+            colors=plt.rcParams["grid.color"],
+            linewidths=plt.rcParams["grid.linewidth"],
+            linestyles=plt.rcParams["grid.linestyle"],
+            alpha=0.3,
+            zorder=1,
+        )
+        (x0, x1), (y0, y1) = sorted(frame.get_xlim()), sorted(frame.get_ylim())
+        xs = [x for x in frame.get_xticks() if x0 <= x <= x1]
+        ys = [y for y in frame.get_yticks() if y0 <= y <= y1]
+        frame.add_collection(
+            LineCollection([[(x, 0), (x, 1)] for x in xs], transform=frame.get_xaxis_transform(), **style),
+            autolim=False,
+        )
+        frame.add_collection(
+            LineCollection([[(0, y), (1, y)] for y in ys], transform=frame.get_yaxis_transform(), **style),
+            autolim=False,
+        )
+
+    def place(self, bottom: float) -> None:
+        """The figure's margins (moving the axes again would mark them all changed: only when they change)."""
+        margins = dict(left=0.08, right=0.98, top=0.85, bottom=bottom, wspace=0.25)
+        if margins != self.margins:
+            self.figure.subplots_adjust(**margins)
+            self.margins = margins
+
+
 def draw_cost(
     cost: LayerCost,
-    sizes: Sequence[int] = (8, 16, 32, 64),
+    sizes: Sequence[int] = COST_SIZES,
     conv2d_flops: Callable | None = None,
     im2col_bytes: Callable | None = None,
     figure: Figure | None = None,
+    limits: Mapping[str, tuple[float, float]] | None = None,
 ) -> Figure:
     """FLOPs and bytes against image size, log-log: torch's measurement as lines, the learner's as markers.
-    ``figure``: the figure of the last redraw, whose axes are reused (:func:`convcourse.widgets.in_place`)."""
+    ``figure``: the figure of the last redraw, redrawn (:func:`convcourse.widgets.in_place`). ``limits``: the y
+    range of each panel ("flops", "bytes"; :func:`cost_limits`), widened where a value falls outside it; by
+    default each panel's range is its values'."""
     measured = cost.measured(sizes)
     mine, verdicts = learner_values(cost, sizes, conv2d_flops, im2col_bytes)
-    axes = reused_axes(figure, "cost")
-    if axes is None:
-        fig = Figure(figsize=(9.0, 3.7))
-        fig._convcourse_layout = "cost"
-        left, right = fig.subplots(1, 2)
-    else:
-        fig, (left, right) = figure, axes
-    left.plot(sizes, measured["flops"], "-", color=COLORS["input"], lw=2, label="FlopCounterMode")
-    right.plot(sizes, measured["bytes"], "-", color=COLORS["kernel"], lw=2, label="F.unfold result")
-    right.plot(sizes, measured["input"], "--", color=COLORS["input"], lw=1.5, label="the input itself")
+    layers = getattr(figure, "_convcourse_cost", None)
+    if layers is None or figure._convcourse_layout != ("cost", tuple(sizes)):
+        layers = _CostFigure(sizes)
+    fig = layers.figure
+    yours = dict(color="black", ms=5, marker="o", ls="none")
+    work = [("FlopCounterMode", measured["flops"], dict(color=COLORS["input"], lw=2))]
+    memory = [
+        ("F.unfold result", measured["bytes"], dict(color=COLORS["kernel"], lw=2)),
+        ("the input itself", measured["input"], dict(color=COLORS["input"], lw=1.5, ls="--")),
+    ]
     if not all(math.isnan(v) for v in mine["flops"]):
-        left.plot(sizes, mine["flops"], "o", color="black", ms=5, label="your conv2d_flops")
+        work.append(("your conv2d_flops", mine["flops"], yours))
     if not all(math.isnan(v) for v in mine["bytes"]):
-        right.plot(sizes, mine["bytes"], "o", color="black", ms=5, label="your im2col_bytes")
-    left.set(xscale="log", yscale="log", xlabel="image size H = W", ylabel="FLOPs", title="work")
-    right.set(xscale="log", yscale="log", xlabel="image size H = W", ylabel="bytes", title="im2col memory")
-    for ax in (left, right):
-        ax.set_xticks(list(sizes), [str(s) for s in sizes])
-        # Decades only: a log axis's minor ticks (eight per decade, each a Tick of its own) were most of a redraw.
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.yaxis.set_minor_locator(NullLocator())
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        memory.append(("your im2col_bytes", mine["bytes"], yours))
+    for panel, (key, series) in enumerate((("flops", work), ("bytes", memory))):
+        values = [v for _label, vs, _style in series for v in vs]
+        layers.draw(panel, _log_range(values, (limits or {}).get(key)), series)
     fig.suptitle(
         f"Conv2d({cost.in_channels}, {cost.out_channels}, {cost.kernel_size}, stride={cost.stride}, "
         f"padding={cost.padding}, groups={cost.groups}) on a batch of {cost.batch}, {dtype_name(cost.dtype)}; "
@@ -164,38 +293,42 @@ def draw_cost(
     line = "   ".join(verdicts)
     if line:
         fig.supxlabel(line, fontsize=9, color="black" if "✗" not in line else COLORS["highlight"])
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.85, bottom=0.22 if line else 0.15, wspace=0.25)
+    elif fig._supxlabel is not None:
+        fig._supxlabel.set_text("")
+    layers.place(bottom=0.22 if line else 0.15)
     return fig
 
 
 def cost_widget(conv2d_flops: Callable | None = None, im2col_bytes: Callable | None = None) -> FigureView:
     """Sliders for a layer's arguments; the plots show torch's FLOPs and im2col bytes as the image grows, and
-    your functions' numbers beside them."""
+    your functions' numbers beside them. The axes stay fixed (:func:`cost_limits`): a control moves the lines."""
 
-    def choice(description: str, options, value) -> w.Dropdown:
+    def choice(description: str, name: str, value) -> w.Dropdown:
+        options = COST_CHOICES[name]
+        if name == "dtype":
+            options = [(dtype_name(d), d) for d in options]
         return w.Dropdown(options=options, value=value, description=description, layout=w.Layout(width="190px"))
 
     controls = {
-        "batch": choice("batch", [1, 8, 32], 1),
-        "in_channels": choice("in", [4, 16, 64], 16),
-        "out_channels": choice("out", [8, 32, 64], 32),
-        "kernel_size": choice("kernel", [1, 3, 5, 7], 3),
-        "stride": choice("stride", [1, 2], 1),
-        "groups": choice("groups", [1, 4], 1),
-        "dtype": choice(
-            "dtype", [(dtype_name(d), d) for d in (torch.float16, torch.float32, torch.float64)], torch.float32
-        ),
+        "batch": choice("batch", "batch", 1),
+        "in_channels": choice("in", "in_channels", 16),
+        "out_channels": choice("out", "out_channels", 32),
+        "kernel_size": choice("kernel", "kernel_size", 3),
+        "stride": choice("stride", "stride", 1),
+        "groups": choice("groups", "groups", 1),
+        "dtype": choice("dtype", "dtype", torch.float32),
     }
+    limits = cost_limits()
 
     def draw(figure: Figure | None = None, **values) -> Figure:
-        return draw_cost(LayerCost(**values), conv2d_flops=conv2d_flops, im2col_bytes=im2col_bytes, figure=figure)
+        return draw_cost(LayerCost(**values), COST_SIZES, conv2d_flops, im2col_bytes, figure=figure, limits=limits)
 
     return FigureView(
         in_place(draw),
         controls,
         title="What a convolution costs",
         description="Lines: torch's own measurement (FlopCounterMode; the bytes of F.unfold's result). "
-        "Dots: your functions. Both axes are logarithmic.",
+        "Dots: your functions. Both axes are logarithmic and fixed: a control moves the lines.",
     )
 
 

@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..plots import COLORS, show_matrix
-from . import FigureView, checked_call, in_place, learner_panel, reused_axes
+from . import FigureView, adjust, checked_call, in_place, kept_axes, learner_panel, redraw_needed
 
 
 @dataclasses.dataclass
@@ -66,12 +66,13 @@ class SlidingWindow:
 
 def draw(model: SlidingWindow, step: int, learner: Callable | None = None, figure: Figure | None = None) -> Figure:
     """Input with the window highlighted, the kernel, the products, and the output so far. ``figure``: one this
-    function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`)."""
+    function drew before, redrawn on the same axes (see :func:`convcourse.widgets.in_place`); a panel whose
+    contents a step does not change (the kernel, your corr2d's result) is kept as it is."""
     i, j = model.position(step)
     kh, kw = model.k.shape
     panels = 5 if learner is not None else 4
     ratios = [model.x.shape[1], kw, kw, model.out_shape[1]] + ([model.out_shape[1]] if learner is not None else [])
-    axes = reused_axes(figure, ("sliding window", panels), ratios)
+    axes = kept_axes(figure, ("sliding window", panels), ratios)
     if axes is not None:
         fig = figure
     else:
@@ -79,12 +80,19 @@ def draw(model: SlidingWindow, step: int, learner: Callable | None = None, figur
         fig = Figure(figsize=(3.1 * panels, 3.4))
         fig._convcourse_layout = ("sliding window", panels)
         axes = fig.subplots(1, panels, gridspec_kw={"width_ratios": ratios})
-    show_matrix(axes[0], model.x, title="input x", highlight=(slice(i, i + kh), slice(j, j + kw)))
-    show_matrix(axes[1], model.k, title="kernel k", cmap="Oranges")
-    show_matrix(axes[2], model.products(i, j), title="x-window × k", cmap="Purples")
-    partial = model.partial_output(step).numpy()
-    show_matrix(axes[3], partial, title="output (so far)", cmap="Greens", highlight=(slice(i, i + 1), slice(j, j + 1)))
-    if learner is not None:
+    data = tuple((tuple(t.shape), t.numpy().tobytes()) for t in (model.x, model.k))
+    if redraw_needed(axes[0], ("input", data, i, j)):
+        show_matrix(axes[0], model.x, title="input x", highlight=(slice(i, i + kh), slice(j, j + kw)))
+    if redraw_needed(axes[1], ("kernel", data)):
+        show_matrix(axes[1], model.k, title="kernel k", cmap="Oranges")
+    if redraw_needed(axes[2], ("products", data, i, j)):
+        show_matrix(axes[2], model.products(i, j), title="x-window × k", cmap="Purples")
+    if redraw_needed(axes[3], ("output", data, step)):
+        partial = model.partial_output(step).numpy()
+        highlight = (slice(i, i + 1), slice(j, j + 1))
+        show_matrix(axes[3], partial, title="output (so far)", cmap="Greens", highlight=highlight)
+    # Your corr2d's result does not depend on the step: computed and drawn once (for this function and input).
+    if learner is not None and redraw_needed(axes[4], ("yours", data, learner)):
         with learner_panel(axes[4], "corr2d", color=COLORS["highlight"]):
             ok, mine = checked_call("corr2d", learner, x=model.x, k=model.k)  # the test cells' own check
             mine = torch.as_tensor(mine, dtype=torch.float64)
@@ -97,9 +105,7 @@ def draw(model: SlidingWindow, step: int, learner: Callable | None = None, figur
     )
     # Fixed margins in inches (what tight_layout finds): tight_layout would double the redraw time.
     width, height = fig.get_size_inches()
-    fig.subplots_adjust(
-        left=0.26 / width, right=1 - 0.15 / width, bottom=0.3 / height, top=1 - 0.64 / height, wspace=0.1
-    )
+    adjust(fig, left=0.26 / width, right=1 - 0.15 / width, bottom=0.3 / height, top=1 - 0.64 / height, wspace=0.1)
     return fig
 
 

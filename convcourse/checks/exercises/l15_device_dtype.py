@@ -89,15 +89,18 @@ def _cpu_probe(shape: tuple[int, ...]) -> torch.Tensor:
     return _guard.ORIGINALS["torch.zeros"](small)
 
 
-def measured_flops(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1) -> int:
-    """FLOPs of F.conv2d for these shapes, as torch's FlopCounterMode counts them (raises what F.conv2d raises)."""
+def measured_flops(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, probe=True) -> int:
+    """FLOPs of F.conv2d for these shapes, as torch's FlopCounterMode counts them (raises what F.conv2d raises).
+    ``probe=False`` skips the CPU call that checks the arguments (the count is the meta run's either way): for
+    arguments valid by construction, such as lesson 15's widget's, where that call was most of a redraw."""
     _untouched_flop_counter("conv2d_flops")
     x_shape, w_shape = _checked_shape(input_shape), _checked_shape(weight_shape)
     arguments = (None, stride, padding, dilation, groups)
     counter = _FLOP_COUNTER_MODE(display=False)
     with warnings.catch_warnings():  # torch's note on 'same' with even kernels is not the learner's business here
         warnings.simplefilter("ignore")
-        _guard.conv2d(_cpu_probe(x_shape), _guard.ORIGINALS["torch.zeros"](w_shape), *arguments)
+        if probe:
+            _guard.conv2d(_cpu_probe(x_shape), _guard.ORIGINALS["torch.zeros"](w_shape), *arguments)
         with counter:
             _guard.conv2d(torch.empty(x_shape, device="meta"), torch.empty(w_shape, device="meta"), *arguments)
     return int(counter.get_total_flops())
@@ -109,13 +112,16 @@ def _unfold_result(input_shape, kernel_size, stride, padding, dilation, dtype, d
     )
 
 
-def measured_im2col_bytes(input_shape, kernel_size, stride=1, padding=0, dilation=1, dtype=torch.float32) -> int:
-    """Bytes of F.unfold's result (numel * element_size), measured on a meta tensor of ``dtype``."""
+def measured_im2col_bytes(
+    input_shape, kernel_size, stride=1, padding=0, dilation=1, dtype=torch.float32, *, probe=True
+) -> int:
+    """Bytes of F.unfold's result (numel * element_size), measured on a meta tensor of ``dtype``, after the same
+    call on a CPU tensor has checked the arguments (``probe=False`` skips that, as for :func:`measured_flops`)."""
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype, not {type(dtype).__name__}")
     shape = _checked_shape(input_shape)
-    probe = _cpu_probe(shape)
-    _guard.ORIGINALS["torch.nn.functional.unfold"](probe, kernel_size, dilation, padding, stride)
+    if probe:
+        _guard.ORIGINALS["torch.nn.functional.unfold"](_cpu_probe(shape), kernel_size, dilation, padding, stride)
     result = _unfold_result(shape, kernel_size, stride, padding, dilation, dtype, "meta")
     return int(result.numel() * result.element_size())
 
