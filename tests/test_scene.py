@@ -164,6 +164,7 @@ def test_text_is_laid_out_as_agg_lays_it_out():
     ]
     agg = FigureCanvasAgg(fig).get_renderer()
     scene = _renderer(*fig.canvas.get_width_height(physical=True), fig.dpi)
+
     def layout(text, renderer):
         box, lines, descent = text._get_layout(renderer)
         return box.bounds, lines, descent
