@@ -20,8 +20,8 @@ The baseline, measured first in the same run: a fresh kernel that imports torch,
 and the course's plots and widgets; "x base" = a lesson's kernel start + cells over the baseline's.
 
 Then, in the same kernel, every ``convcourse.widgets.FigureView`` the lesson created is redrawn
-``--repeats`` times, each time after one of its controls was moved to another valid value (the controls
-take turns, so the figure really changes). Per widget:
+``--repeats`` times, each time after one of its controls was moved to another valid value (the controls a
+learner can move, not those greyed out, take turns, so the figure really changes). Per widget:
 
 * ``draw``: the lesson's draw function alone (model + matplotlib figure, no pixels);
 * ``update``: ``FigureView.update()`` as a control change calls it: the draw function, the figure recorded
@@ -186,8 +186,9 @@ def measure_widgets(repeats: int, out_path: str, scenes_path: str | None = None)
         try:
             type(view).update(view)  # warm-up: first redraw of this widget in this cell
             for r in range(repeats):
-                if movable:
-                    name = movable[r % len(movable)]
+                enabled = [name for name in movable if not getattr(view.controls[name], "disabled", False)]
+                if enabled:  # a learner cannot move a greyed-out control
+                    name = enabled[r % len(enabled)]
                     control, options = view.controls[name], candidates(view.controls[name])
                     for _ in range(len(options)):  # next valid value that differs from the current one
                         value = options[turn[name] % len(options)]

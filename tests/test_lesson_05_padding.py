@@ -155,6 +155,32 @@ def test_widget_builds_and_redraws_headless():
     plt.close("all")
 
 
+def test_widget_keeps_each_settings_verdict_and_calls_again_after_an_error():
+    """A slider moved back shows the verdict kept for that padding: the learner's function is not run again.
+    What it raised is not kept."""
+    calls = []
+
+    def counted(x, pad, mode="constant", value=0.0):
+        calls.append(pad)
+        if pad[0] == 3:
+            raise RuntimeError("left=3 is not done yet")
+        return pad2d(x, pad, mode) if mode != "constant" else pad2d(x, pad, mode, value)
+
+    view = padding_widget(pad2d=counted)
+    first = view.last_figure.axes[1].get_title()
+    assert len(calls) == 1 and "✓" in first
+    view.controls["left"].value = 0
+    view.controls["left"].value = 2  # back to the first setting
+    assert len(calls) == 2 and view.last_figure.axes[1].get_title() == first
+    view.controls["left"].value = 3
+    view.controls["left"].value = 2
+    view.controls["left"].value = 3  # raised: called again
+    assert len(calls) == 4 and "RuntimeError" in view.last_figure.axes[1].texts[0].get_text()
+    view.controls["mode"].value = "circular"  # another mode: another setting
+    assert len(calls) == 5
+    plt.close("all")
+
+
 @pytest.mark.parametrize("kernel, dilation", [(3, 1), ((2, 4), 1), ((5, 2), 1), ((1, 6), 1), ((2, 2), (3, 2)), (4, 2)])
 def test_torch_same_padding_is_measured_and_explicit_padding_reproduces_same(kernel, dilation):
     pad = torch_same_padding(kernel, dilation)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from ..plots import COLORS, cell_labels
-from . import FigureView, checked_call, in_place, learner_panel, reused_axes
+from . import FigureView, KeptChecks, checked_call, in_place, learner_panel, reused_axes
 
 MODES = ("constant", "reflect", "replicate", "circular")
 SOURCES = ("sliders", "'same'")
@@ -284,6 +284,9 @@ def padding_widget(
     x = x.double()
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    # Each padding's verdict kept: a slider moved back does not run your function (and its check) again.
+    pad2d = KeptChecks(pad2d) if pad2d is not None else None
+    same_padding = KeptChecks(same_padding) if same_padding is not None else None
     slider = dict(continuous_update=False, layout=w.Layout(width="220px"))
     sliders = {
         side: w.IntSlider(value=v, min=0, max=5, description=side, **slider)
