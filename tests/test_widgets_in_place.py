@@ -19,7 +19,7 @@ from PIL import Image
 from convcourse import glyphs, png
 from convcourse.plots import figure_alt_text
 from convcourse.scene import figure_scene
-from convcourse.widgets import MAX_WIDTH_PX, PICTURES_SWITCH, FigureView, figure_output
+from convcourse.widgets import MAX_WIDTH_PX, PICTURES_SWITCH, FigureView, KeptChecks, checked_call, figure_output
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.capstone import feature_map_widget
 from convcourse.widgets.channels import channels_widget
@@ -222,3 +222,26 @@ def test_png_bytes_round_trips_every_pixel(shape):
 def test_png_bytes_refuses_what_is_not_rgba():
     with pytest.raises(ValueError, match="uint8"):
         png.png_bytes(np.zeros((4, 4, 3), dtype=np.uint8))
+
+
+def test_kept_checks_answer_a_call_seen_before_by_the_values_of_its_inputs():
+    calls = []
+
+    def corr2d(x, k):
+        calls.append(1)
+        rows, cols = x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1
+        return torch.stack(
+            [
+                torch.stack([(x[i : i + k.shape[0], j : j + k.shape[1]] * k).sum() for j in range(cols)])
+                for i in range(rows)
+            ]
+        )
+
+    kept = KeptChecks(corr2d)
+    x, k = torch.arange(12.0).reshape(3, 4), torch.ones(2, 2)
+    first = checked_call("corr2d", kept, x=x, k=k)
+    assert first[0] is True and len(calls) == 1
+    assert checked_call("corr2d", kept, x=x.clone(), k=k.clone()) is first and len(calls) == 1  # equal values
+    assert checked_call("corr2d", kept, x=x + 1, k=k)[0] is True and len(calls) == 2  # other values: called
+    checked_call("corr2d", kept, x=x.to(torch.bfloat16), k=k.to(torch.bfloat16))  # any dtype is a key
+    assert len(calls) == 3 and kept.calls == 3

@@ -422,7 +422,8 @@ def _value_key(value: object) -> object:
     import torch
 
     if isinstance(value, torch.Tensor):
-        return "tensor", str(value.dtype), tuple(value.shape), value.detach().cpu().numpy().tobytes()
+        data = value.detach().cpu().contiguous().flatten().view(torch.uint8)  # any dtype, bfloat16 included
+        return "tensor", str(value.dtype), tuple(value.shape), data.numpy().tobytes()
     return type(value).__name__, repr(value)
 
 
