@@ -27,7 +27,7 @@ from matplotlib.ticker import NullLocator
 
 from ..checks.exercises.l15_device_dtype import measured_flops, measured_im2col_bytes
 from ..plots import COLORS
-from . import FigureView, checked_call, in_place
+from . import FigureView, adjust, checked_call, in_place
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 DTYPE_COLORS = {torch.float16: "#C44E52", torch.bfloat16: "#8172B3", torch.float32: "#4C72B0", torch.float64: "#55A868"}
@@ -200,7 +200,6 @@ class _CostFigure:
             for layer in (lines, legend):
                 layer.set_axis_off()  # no frame, ticks or background: the frame below shows through
                 layer._convcourse_not_a_panel = True  # the alt text describes the frame's panel once
-        self.margins: dict | None = None
 
     def draw(self, panel: int, ylim: tuple[float, float], series: list[tuple[str, list[float], dict]]) -> None:
         """``series`` (legend label, values per size, line style) in ``panel`` (0: work, 1: memory)."""
@@ -245,13 +244,6 @@ class _CostFigure:
             autolim=False,
         )
 
-    def place(self, bottom: float) -> None:
-        """The figure's margins (moving the axes again would mark them all changed: only when they change)."""
-        margins = dict(left=0.08, right=0.98, top=0.85, bottom=bottom, wspace=0.25)
-        if margins != self.margins:
-            self.figure.subplots_adjust(**margins)
-            self.margins = margins
-
 
 def draw_cost(
     cost: LayerCost,
@@ -295,7 +287,7 @@ def draw_cost(
         fig.supxlabel(line, fontsize=9, color="black" if "✗" not in line else COLORS["highlight"])
     elif fig._supxlabel is not None:
         fig._supxlabel.set_text("")
-    layers.place(bottom=0.22 if line else 0.15)
+    adjust(fig, left=0.08, right=0.98, top=0.85, bottom=0.22 if line else 0.15, wspace=0.25)
     return fig
 
 
