@@ -206,6 +206,25 @@ def test_a_step_of_the_sliding_window_draws_only_the_panels_it_changes(ipython, 
     assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
 
 
+def test_a_kernel_size_move_keeps_the_grids_whose_size_stays(ipython, monkeypatch):
+    """Lesson 02: a new kernel width redraws the windows on the input grid and the output grid (its size
+    changes), not the input grid itself; the scene is still the figure's drawn afresh."""
+    from matplotlib.axes import Axes
+
+    from convcourse.widgets.kernel_size import kernel_size_widget
+
+    view = kernel_size_widget()
+    grid, output = view.last_figure.axes
+    drawn = []
+    original = Axes.imshow
+    monkeypatch.setattr(Axes, "imshow", lambda ax, *a, **k: drawn.append(ax) or original(ax, *a, **k))
+    view.controls["kw"].value = 4
+    assert view.last_error is None and drawn == [output]
+    assert [p.get_width() for p in grid.patches if p.get_label() == "first position"] == [4]
+    monkeypatch.setattr(Axes, "imshow", original)
+    assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
+
+
 def test_a_label_past_the_edge_widens_the_view_as_the_png_is_cropped(ipython):
     fig = Figure(figsize=(2, 1.5), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))

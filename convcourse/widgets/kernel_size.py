@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..plots import COLORS, numbered_grid
-from . import FigureView, grader_agrees, in_place, reused_axes
+from . import FigureView, adjust, grader_agrees, in_place, kept_axes, redraw_needed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,17 +93,38 @@ def learner_verdict(model: KernelFit, conv_output_size: Callable | None) -> str:
 
 def _grid(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
     ax.imshow(np.zeros((rows, cols)), cmap="Greys", vmin=0, vmax=1, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
-    ax.add_patch(patches.Rectangle((-0.5, -0.5), cols, rows, facecolor=color, alpha=0.18, edgecolor=color, lw=1.5))
+    # add_artist, not add_patch: numbered_grid sets the limits, so matplotlib need not work them out from the patch
+    ax.add_artist(patches.Rectangle((-0.5, -0.5), cols, rows, facecolor=color, alpha=0.18, edgecolor=color, lw=1.5))
     numbered_grid(ax, rows, cols, color)
     ax.set_title(title)
+    ax._convcourse_marks = []
+
+
+def _grid_kept(ax: plt.Axes, rows: int, cols: int, color: str, title: str) -> None:
+    """The grid of :func:`_grid` in ``ax``, kept from the last redraw where its size is the same (building it is
+    most of a redraw's drawing); what was marked on it (:func:`_mark`) and its legend are taken off."""
+    if redraw_needed(ax, ("grid", rows, cols, color, title)):
+        _grid(ax, rows, cols, color, title)
+        return
+    for artist in ax._convcourse_marks:
+        artist.remove()
+    ax._convcourse_marks = []
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+
+
+def _mark(ax: plt.Axes, patch: patches.Patch) -> None:
+    """``patch`` on the grid in ``ax`` (whose limits are set: no limit update), taken off on the next redraw."""
+    ax.add_artist(patch)
+    ax._convcourse_marks.append(patch)
 
 
 def draw(model: KernelFit, conv_output_size: Callable | None = None, figure: Figure | None = None) -> Figure:
     """Input grid with the kernel at its first and last positions, and the output grid; with a learner's
     ``conv_output_size``, a line saying whether it agrees. ``figure``: one this function drew before, redrawn
-    on the same axes (see :func:`convcourse.widgets.in_place`)."""
+    on the same axes (see :func:`convcourse.widgets.in_place`); a grid whose size did not change is kept."""
     ratios = [model.w, max(model.w, 4)]
-    axes = reused_axes(figure, ("kernel size", model.fits), ratios)
+    axes = kept_axes(figure, ("kernel size", model.fits), ratios)
     if axes is not None:
         fig = figure
     else:
@@ -111,57 +132,51 @@ def draw(model: KernelFit, conv_output_size: Callable | None = None, figure: Fig
         fig = Figure(figsize=(8.4, 4.2))
         fig._convcourse_layout = ("kernel size", model.fits)
         axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": ratios})
-    _grid(axes[0], model.h, model.w, COLORS["input"], f"input {model.h}×{model.w}")
+    _grid_kept(axes[0], model.h, model.w, COLORS["input"], f"input {model.h}×{model.w}")
     if model.fits:
         for (r, c), color, style, label in [
             (model.first, COLORS["kernel"], "-", "first position"),
             (model.last, COLORS["highlight"], "--", "last position"),
         ]:
-            axes[0].add_patch(
-                patches.Rectangle(
-                    (c - 0.5, r - 0.5),
-                    model.kw,
-                    model.kh,
-                    fill=False,
-                    lw=2.8,
-                    edgecolor=color,
-                    linestyle=style,
-                    label=label,
-                )
-            )
-        axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2, fontsize=8, frameon=False)
-        out_h, out_w = model.out_shape
-        _grid(axes[1], out_h, out_w, COLORS["output"], f"output {out_h}×{out_w}")
-        axes[1].set_xlim(-0.7, max(out_w, 4) - 0.3)
-        axes[1].set_ylim(max(out_h, model.h) - 0.3, -0.7)
-        for (r, c), color in [(model.first, COLORS["kernel"]), (model.last, COLORS["highlight"])]:
-            axes[1].add_patch(patches.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color, alpha=0.8))
-    else:
-        axes[0].add_patch(
-            patches.Rectangle(
-                (-0.5, -0.5),
+            window = patches.Rectangle(
+                (c - 0.5, r - 0.5),
                 model.kw,
                 model.kh,
                 fill=False,
                 lw=2.8,
-                edgecolor=COLORS["highlight"],
-                linestyle=":",
-                label="kernel",
+                edgecolor=color,
+                linestyle=style,
+                label=label,
             )
+            _mark(axes[0], window)
+        axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2, fontsize=8, frameon=False)
+        out_h, out_w = model.out_shape
+        _grid_kept(axes[1], out_h, out_w, COLORS["output"], f"output {out_h}×{out_w}")
+        xlim, ylim = (-0.7, max(out_w, 4) - 0.3), (max(out_h, model.h) - 0.3, -0.7)
+        if (axes[1].get_xlim(), axes[1].get_ylim()) != (xlim, ylim):
+            axes[1].set(xlim=xlim, ylim=ylim)
+        for (r, c), color in [(model.first, COLORS["kernel"]), (model.last, COLORS["highlight"])]:
+            _mark(axes[1], patches.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color, alpha=0.8))
+    else:
+        kernel = patches.Rectangle(
+            (-0.5, -0.5), model.kw, model.kh, fill=False, lw=2.8, edgecolor=COLORS["highlight"], linestyle=":"
         )
+        kernel.set_label("kernel")
+        _mark(axes[0], kernel)
         axes[0].set_xlim(-0.7, max(model.w, model.kw) - 0.3)
         axes[0].set_ylim(max(model.h, model.kh) - 0.3, -0.7)
-        axes[1].set_axis_off()
-        axes[1].text(
-            0.5, 0.5, "no output:\nthe kernel does not fit", ha="center", va="center", color=COLORS["highlight"]
-        )
+        if redraw_needed(axes[1], "no output"):
+            axes[1].set_axis_off()
+            axes[1].text(
+                0.5, 0.5, "no output:\nthe kernel does not fit", ha="center", va="center", color=COLORS["highlight"]
+            )
     fig.suptitle(model.formula(), fontsize=10)
     verdict = learner_verdict(model, conv_output_size)
     if verdict:
         fig.supxlabel(verdict, fontsize=9, color=COLORS["highlight"] if "✓" not in verdict else "black")
-    fig.subplots_adjust(
-        left=0.04, right=0.99, top=0.85, bottom=0.14, wspace=0.12
-    )  # fixed: tight_layout costs ~30 ms a redraw
+    elif fig._supxlabel is not None:
+        fig._supxlabel.set_text("")
+    adjust(fig, left=0.04, right=0.99, top=0.85, bottom=0.14, wspace=0.12)  # fixed: tight_layout costs ~30 ms
     return fig
 
 
