@@ -19,7 +19,15 @@ from PIL import Image
 from convcourse import glyphs, png
 from convcourse.plots import figure_alt_text
 from convcourse.scene import figure_scene
-from convcourse.widgets import MAX_WIDTH_PX, PICTURES_SWITCH, FigureView, KeptChecks, checked_call, figure_output
+from convcourse.widgets import (
+    MAX_WIDTH_PX,
+    PICTURES_SWITCH,
+    FigureView,
+    KeptChecks,
+    _value_key,
+    checked_call,
+    figure_output,
+)
 from convcourse.widgets.backward import OUTPUT_TO_INPUTS, backward_widget
 from convcourse.widgets.capstone import feature_map_widget
 from convcourse.widgets.channels import channels_widget
@@ -245,3 +253,7 @@ def test_kept_checks_answer_a_call_seen_before_by_the_values_of_its_inputs():
     assert checked_call("corr2d", kept, x=x + 1, k=k)[0] is True and len(calls) == 2  # other values: called
     checked_call("corr2d", kept, x=x.to(torch.bfloat16), k=k.to(torch.bfloat16))  # any dtype is a key
     assert len(calls) == 3 and kept.calls == 3
+    big = np.zeros(2000)
+    changed = big.copy()
+    changed[1000] = 1  # the same repr (numpy elides the middle), other contents
+    assert repr(big) == repr(changed) and _value_key(big) != _value_key(changed)

@@ -424,6 +424,8 @@ def _value_key(value: object) -> object:
     if isinstance(value, torch.Tensor):
         data = value.detach().cpu().contiguous().flatten().view(torch.uint8)  # any dtype, bfloat16 included
         return "tensor", str(value.dtype), tuple(value.shape), data.numpy().tobytes()
+    if isinstance(value, np.ndarray):  # by contents: a large array's repr elides them
+        return "array", str(value.dtype), value.shape, np.ascontiguousarray(value).tobytes()
     return type(value).__name__, repr(value)
 
 
