@@ -29,7 +29,7 @@ learner can move, not those greyed out, take turns, so the figure really changes
   kernel. Should an update show no picture (neither a scene nor a PNG), a PNG is rendered after it as the
   inline backend would (``bbox_inches="tight"``) and counted in, so ``update`` always includes the picture;
 * ``paint``: each timed update's scene painted by headless Chromium with the widgets' own script
-  (``convcourse/scene_browser.py``: the message's JSON parsed, painted and rasterised), after the lessons ran;
+  (``convcourse/scene_browser.py``: the bytes the kernel sends decoded, painted and rasterised), after the lessons ran;
   ``total`` = update + paint, redraw by redraw: the figures the targets are about. The messages between
   kernel and browser (loopback) are not in it; ``tests/test_browser.py`` records, per widget, one move from
   key press to painted figure in real JupyterLab (artifacts/browser/widget-latency*.tsv);

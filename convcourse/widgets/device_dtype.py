@@ -142,18 +142,17 @@ def cost_limits(choices: Mapping[str, Sequence] = COST_CHOICES, sizes: Sequence[
     cheapest layer on the smallest image and the dearest on the largest (FLOPs grow with batch, channels and
     kernel size and shrink with stride and groups; im2col bytes and the input's bytes grow with the dtype's
     size too). Fixed axes show a change of a control as the line moving, and leave the axes as they are."""
-    itemsize = lambda d: torch.empty((), dtype=d).element_size()  # noqa: E731
     cheapest = LayerCost(
         **{name: min(choices[name]) for name in ("batch", "in_channels", "out_channels", "kernel_size")},
         stride=max(choices["stride"]),
         groups=max(choices["groups"]),
-        dtype=min(choices["dtype"], key=itemsize),
+        dtype=min(choices["dtype"], key=lambda dtype: dtype.itemsize),
     )
     dearest = LayerCost(
         **{name: max(choices[name]) for name in ("batch", "in_channels", "out_channels", "kernel_size")},
         stride=min(choices["stride"]),
         groups=min(choices["groups"]),
-        dtype=max(choices["dtype"], key=itemsize),
+        dtype=max(choices["dtype"], key=lambda dtype: dtype.itemsize),
     )
     low, high = cheapest.measured([min(sizes)]), dearest.measured([max(sizes)])
     return {
@@ -186,6 +185,7 @@ class _CostFigure:
         self.frames = [fig.add_subplot(spec) for spec in grid]
         self.lines = [fig.add_subplot(spec) for spec in grid]
         self.legends = [fig.add_subplot(spec) for spec in grid]
+        self.sizes = [float(size) for size in sizes]
         pad = 2**0.15
         for frame, lines, legend, (title, ylabel) in zip(
             self.frames, self.lines, self.legends, (("work", "FLOPs"), ("im2col memory", "bytes"))
@@ -210,9 +210,8 @@ class _CostFigure:
             self._grid(frame)
         for line in list(lines.lines):
             line.remove()
-        sizes = [float(x) for x in self.figure._convcourse_layout[1]]
         for _label, values, style in series:
-            lines.plot(sizes, values, **style)
+            lines.plot(self.sizes, values, **style)
         labels = [label for label, _values, _style in series]
         old = legend.get_legend()
         if old is None or [text.get_text() for text in old.get_texts()] != labels:

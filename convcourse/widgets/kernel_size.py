@@ -159,9 +159,8 @@ def draw(model: KernelFit, conv_output_size: Callable | None = None, figure: Fig
             _mark(axes[1], patches.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color, alpha=0.8))
     else:
         kernel = patches.Rectangle(
-            (-0.5, -0.5), model.kw, model.kh, fill=False, lw=2.8, edgecolor=COLORS["highlight"], linestyle=":"
+            (-0.5, -0.5), model.kw, model.kh, fill=False, lw=2.8, edgecolor=COLORS["highlight"], ls=":", label="kernel"
         )
-        kernel.set_label("kernel")
         _mark(axes[0], kernel)
         axes[0].set_xlim(-0.7, max(model.w, model.kw) - 0.3)
         axes[0].set_ylim(max(model.h, model.kh) - 0.3, -0.7)
