@@ -194,6 +194,37 @@ def test_wrong_dtype_and_not_implemented():
     assert "corr2d is not implemented yet" in failure("corr2d", todo, x=X, k=K)
 
 
+def test_a_tuple_of_tensors_is_described_item_by_item_not_by_its_numbers():
+    import numpy as np
+
+    t = torch.zeros(1, 2, 3, dtype=torch.float64)
+    assert core.describe_value((t, None)) == "(tensor of shape (1, 2, 3) (float64), None)"
+    assert core.describe_value((t,)) == "(tensor of shape (1, 2, 3) (float64),)"
+    assert core.describe_value([np.zeros(2), 3]) == "[array of shape (2,) (float64), 3]"
+    looped = [t]
+    looped.append(looped)  # an item that is the list itself: described by repr, not item by item again
+    assert core.describe_value(looped) == f"[tensor of shape (1, 2, 3) (float64), {looped!r}]"
+    assert core.describe_value((1, 2)) == "(1, 2)" and core.describe_value(()) == "()"
+
+    class Sneaky(tuple):  # only plain tuples and lists are opened
+        def __iter__(self):
+            raise RuntimeError("not read")
+
+    assert core.describe_value(Sneaky([t])).startswith("(tensor([[[0.")
+    # In a message: conv2d_backward's three gradients for arguments torch refuses (a kernel larger than the input)
+    x, w, g = torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.ones(1, 1, 3, 3, dtype=torch.float64), torch.ones(1)
+    message = failure(
+        "conv2d_backward",
+        lambda grad_output, input, weight, **options: (torch.zeros_like(input), torch.zeros_like(weight), None),
+        grad_output=g.reshape(1, 1, 1, 1).double(),
+        input=x,
+        weight=w,
+    )
+    assert "returned (tensor of shape (1, 1, 2, 2) (float64), tensor of shape (1, 1, 3, 3) (float64), None)" in (
+        message
+    ), message
+
+
 # ---- banned operations: the tripwire ------------------------------------------------------------
 
 _CONV = F.conv2d  # an alias made before the check, as a learner's cell would

@@ -225,6 +225,41 @@ def test_a_kernel_size_move_keeps_the_grids_whose_size_stays(ipython, monkeypatc
     assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
 
 
+def test_a_pick_in_input_mode_keeps_the_learners_panel_and_the_grids_it_does_not_change(ipython, monkeypatch):
+    """Lesson 11: in input mode grad_output is all ones, so your grad_input does not depend on the pick: a new
+    pick neither looks it up nor draws or records its panel again, and a grid whose drawing stays is kept; in
+    output mode a new pick is a new example (your function runs). The scene is still the figure's drawn afresh."""
+    from matplotlib.axes import Axes
+    from test_lesson_11_backward import loop_backward
+
+    from convcourse.widgets.backward import INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS, backward_widget
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return loop_backward(*args, **kwargs)
+
+    view = backward_widget(conv2d_backward=counted)
+    assert view.values()["mode"] == INPUT_TO_OUTPUTS and view.values()["stride"] == 2
+    inputs, kernel, outputs, yours = view.last_figure.axes
+    assert calls and "✓" in yours.get_title()
+    calls.clear()
+    walked, drawn = [], []
+    original_draw, original_imshow = Axes.draw, Axes.imshow
+    monkeypatch.setattr(Axes, "draw", lambda ax, renderer: walked.append(ax) or original_draw(ax, renderer))
+    monkeypatch.setattr(Axes, "imshow", lambda ax, *a, **k: drawn.append(ax) or original_imshow(ax, *a, **k))
+    view.controls["col"].value = 1  # (2, 3) -> (2, 1): other outputs, through the same kernel taps (stride 2)
+    assert view.last_error is None and not calls
+    assert drawn == [inputs, outputs] and walked and kernel not in walked and yours not in walked
+    view.controls["mode"].value = OUTPUT_TO_INPUTS
+    view.controls["row"].value = 1
+    assert view.last_error is None and len(calls) == 2 and yours in drawn[2:]
+    monkeypatch.setattr(Axes, "draw", original_draw)
+    monkeypatch.setattr(Axes, "imshow", original_imshow)
+    assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
+
+
 def test_a_label_past_the_edge_widens_the_view_as_the_png_is_cropped(ipython):
     fig = Figure(figsize=(2, 1.5), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))

@@ -106,8 +106,15 @@ class _Tripwire(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def describe_value(value: Any) -> str:
-    """A short, exact description of one input: tensors by shape and dtype, the rest by repr."""
+def describe_value(value: Any, *, items: bool = True) -> str:
+    """A short, exact description of one input: tensors by shape and dtype, the rest by repr. A tuple or list of
+    at most 8 items, a tensor or array among them, is described item by item (``items``: at its top only)."""
+    if items and type(value) in (tuple, list) and 0 < len(value) <= 8:
+        if any(_guard.is_tensor(item) or isinstance(item, _guard.ndarray) for item in value):
+            inner = ", ".join(describe_value(item, items=False) for item in value)
+            if type(value) is list:
+                return f"[{inner}]"
+            return f"({inner},)" if len(value) == 1 else f"({inner})"
     if _guard.is_tensor(value):
         if type(value) not in (_guard.ORIGINALS["torch.Tensor"], _guard.ORIGINALS["torch.nn.Parameter"]):
             return f"a {type(value).__name__} (a torch.Tensor subclass)"

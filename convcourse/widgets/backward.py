@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..geometry import Pair, output_size, pair
 from ..plots import COLORS, cell_labels
-from . import FigureView, checked_call, clear_drawing, in_place, learner_panel
+from . import FigureView, checked_call, in_place, kept_axes, learner_panel, redraw_needed
 
 Link = tuple[Pair, Pair]  # ((row, col) of the other pixel, (a, b) kernel tap)
 Verdict = tuple[bool, torch.Tensor, torch.Tensor]  # (the grader's check passes, learner's grad_input, torch's)
@@ -220,6 +220,25 @@ def _grid(
     ax.set_title(title, fontsize=10)
 
 
+def _grid_kept(ax: plt.Axes, shape: Pair, title: str, **options) -> None:
+    """:func:`_grid`, unless ``ax`` shows that very grid already (same arguments): then it is kept as it is,
+    neither drawn nor recorded again (:func:`convcourse.widgets.redraw_needed`)."""
+    values = options.get("values")
+    key = (
+        "grid",
+        shape,
+        title,
+        *(
+            (name, tuple(value.items()) if isinstance(value, dict) else value)
+            for name, value in options.items()
+            if name != "values"
+        ),
+        None if values is None else (values.shape, values.tobytes()),
+    )
+    if redraw_needed(ax, key):
+        _grid(ax, shape, title, **options)
+
+
 def matplotlib_color(name: str) -> tuple[float, float, float]:
     from matplotlib.colors import to_rgb
 
@@ -245,12 +264,9 @@ def draw(
     oh, ow = geometry.out_shape
     ph, pw = geometry.padding
     ratios = [geometry.width + 2 * pw, max(kw, 2), max(ow, 2)] + ([geometry.width] if panels == 4 else [])
-    if getattr(figure, "_convcourse_panels", None) == panels:
-        fig, axes = figure, figure.axes
-        axes[0].get_subplotspec().get_gridspec().set_width_ratios(ratios)
-        for ax in axes:
-            clear_drawing(ax)
-            ax.set_position(ax.get_subplotspec().get_position(fig))
+    axes = kept_axes(figure, ("backward", panels), ratios)
+    if axes is not None:
+        fig = figure
     else:
         # A Figure outside pyplot: the widget's redraws never pile up in pyplot's list of open figures. Fixed
         # margins (no constrained layout: a layout pass per redraw) and 80 dpi: ~1000 px wide with four panels,
@@ -258,11 +274,11 @@ def draw(
         fig = Figure(figsize=(3.2 * panels, 3.6), dpi=80)
         axes = list(fig.subplots(1, panels, gridspec_kw={"width_ratios": ratios}))
         fig.subplots_adjust(left=0.025, right=0.99, bottom=0.1, top=0.8, wspace=0.18)
-        fig._convcourse_panels = panels
+        fig._convcourse_layout = ("backward", panels)
     tap = lambda ab: f"w{ab[0]}{ab[1]}"  # noqa: E731
     if mode == INPUT_TO_OUTPUTS:
         links = geometry.outputs_of(row, col)
-        _grid(
+        _grid_kept(
             axes[0],
             (geometry.height, geometry.width),
             f"input (pick {row}, {col})",
@@ -270,8 +286,10 @@ def draw(
             marks={(row, col): "x"},
             chosen=(row, col),
         )
-        _grid(axes[1], (kh, kw), "kernel taps used", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"])
-        _grid(
+        _grid_kept(
+            axes[1], (kh, kw), "kernel taps used", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"]
+        )
+        _grid_kept(
             axes[2],
             (oh, ow),
             f"outputs touched: {len(links)}",
@@ -282,7 +300,7 @@ def draw(
         title = f"grad_input[{row}, {col}] = " + (" + ".join(terms) if terms else "0 (no window reads this pixel)")
     else:
         links = geometry.inputs_of(row, col)
-        _grid(
+        _grid_kept(
             axes[0],
             (geometry.height, geometry.width),
             "inputs read (grey = padding)",
@@ -290,8 +308,8 @@ def draw(
             marks={rc: tap(ab) for rc, ab in links},
             color=COLORS["input"],
         )
-        _grid(axes[1], (kh, kw), "every tap", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"])
-        _grid(
+        _grid_kept(axes[1], (kh, kw), "every tap", marks={ab: tap(ab) for _, ab in links}, color=COLORS["kernel"])
+        _grid_kept(
             axes[2],
             (oh, ow),
             f"output (pick {row}, {col})",
@@ -304,7 +322,12 @@ def draw(
             f"out[{row}, {col}] reads {len(inside)} input pixels ({len(links) - len(inside)} in the padding): "
             f"grad_weight[a, b] += g[{row},{col}]·x[input at tap (a, b)]"
         )
-    if conv2d_backward is not None:
+    # Your grad_input depends on the geometry, and on the pick only in output mode: a move that changes neither
+    # keeps the panel as it is (not even looked up again).
+    pick = (row, col) if mode == OUTPUT_TO_INPUTS else None
+    if conv2d_backward is not None and redraw_needed(
+        axes[3], ("yours", conv2d_backward, dataclasses.astuple(geometry), mode, pick)
+    ):
         ax = axes[3]
         with learner_panel(ax, "conv2d_backward", color=COLORS["highlight"]):
             # ✓ only when the grader's own check of conv2d_backward passes on this call (all three gradients)
