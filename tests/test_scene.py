@@ -4,6 +4,7 @@ compared with matplotlib's Agg picture of the same figure, for every widget of t
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import matplotlib
@@ -104,26 +105,38 @@ def test_hatches_markers_dashes_and_math_are_recorded():
     assert any(op.get("f") == "rgba(0,0,0,1)" for op in curves)
 
 
-def test_only_changed_axes_are_walked_again_whoever_drew_the_figure_between(ipython, monkeypatch):
+@contextlib.contextmanager
+def drawing_recorded(monkeypatch):
+    """(walked, drawn): the axes matplotlib draws (walks to record the scene) and the axes given an image
+    (``imshow``) inside this block; both methods are matplotlib's own again after it."""
     from matplotlib.axes import Axes
 
+    walked, drawn = [], []
+    draw, imshow = Axes.draw, Axes.imshow
+    monkeypatch.setattr(Axes, "draw", lambda ax, renderer: walked.append(ax) or draw(ax, renderer))
+    monkeypatch.setattr(Axes, "imshow", lambda ax, *a, **k: drawn.append(ax) or imshow(ax, *a, **k))
+    try:
+        yield walked, drawn
+    finally:
+        monkeypatch.setattr(Axes, "draw", draw)
+        monkeypatch.setattr(Axes, "imshow", imshow)
+
+
+def test_only_changed_axes_are_walked_again_whoever_drew_the_figure_between(ipython, monkeypatch):
     fig = Figure(figsize=(6, 2), dpi=100)
     left, right = fig.subplots(1, 2)
     left.imshow(np.eye(3))
     line = right.plot([0, 1], [0, 1])[0]
     first = figure_scene(fig)
-    walked = []
-    original = Axes.draw
-    monkeypatch.setattr(Axes, "draw", lambda ax, renderer: walked.append(ax) or original(ax, renderer))
-    assert figure_scene(fig) == first and walked == []  # nothing changed: every panel's commands kept
-    line.set_ydata([1, 0])
-    figure_output(fig)  # a PNG drawn in between resets matplotlib's own stale flags
-    walked.clear()
-    changed = figure_scene(fig)
+    with drawing_recorded(monkeypatch) as (walked, _drawn):
+        assert figure_scene(fig) == first and walked == []  # nothing changed: every panel's commands kept
+        line.set_ydata([1, 0])
+        figure_output(fig)  # a PNG drawn in between resets matplotlib's own stale flags
+        walked.clear()
+        changed = figure_scene(fig)
     # The changed panel is walked again (the image panel too: the PNG's draw applied its aspect again, which
     # counts as a change; safe, if slower).
     assert right in walked and changed != first
-    monkeypatch.setattr(Axes, "draw", original)
     fresh = Figure(figsize=(6, 2), dpi=100)
     a, b = fresh.subplots(1, 2)
     a.imshow(np.eye(3))
@@ -132,18 +145,13 @@ def test_only_changed_axes_are_walked_again_whoever_drew_the_figure_between(ipyt
 
 
 def test_a_widget_redraw_walks_only_the_panels_it_changed(ipython, monkeypatch):
-    from matplotlib.axes import Axes
-
     from convcourse.widgets.channels import channels_widget
 
     view = channels_widget(torch.rand(3, 12, 14, dtype=torch.float64))
-    walked = []
-    original = Axes.draw
-    monkeypatch.setattr(Axes, "draw", lambda ax, renderer: walked.append(ax) or original(ax, renderer))
-    view.controls["o"].value = 2
+    with drawing_recorded(monkeypatch) as (walked, _drawn):
+        view.controls["o"].value = 2
     photos = list(view.last_figure._convcourse_axes[0, :3])  # the input photos: the same for every output
     assert walked and not any(ax in walked for ax in photos)
-    monkeypatch.setattr(Axes, "draw", original)
     assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
 
 
@@ -177,51 +185,39 @@ def test_text_is_laid_out_as_agg_lays_it_out():
 def test_a_step_of_the_sliding_window_draws_only_the_panels_it_changes(ipython, monkeypatch):
     """The kernel and the learner's result do not depend on the step: neither drawn (no call of the learner's
     function) nor recorded again; the scene is still the figure's drawn afresh."""
-    from matplotlib.axes import Axes
+    from test_checks import corr2d
 
     from convcourse.widgets.sliding_window import sliding_window_widget
 
     calls = []
 
-    def corr2d(x, k):
+    def counted(x, k):
         calls.append(1)
-        rows, cols = x.shape[0] - k.shape[0] + 1, x.shape[1] - k.shape[1] + 1
-        windows = [[(x[i : i + k.shape[0], j : j + k.shape[1]] * k).sum() for j in range(cols)] for i in range(rows)]
-        return torch.stack([torch.stack(row) for row in windows])
+        return corr2d(x, k)
 
-    view = sliding_window_widget(corr2d=corr2d)
+    view = sliding_window_widget(corr2d=counted)
     kernel, yours = view.last_figure.axes[1], view.last_figure.axes[4]
     assert calls and "✓" in yours.get_title()
     calls.clear()
-    walked, drawn = [], []
-    original, clear = Axes.draw, Axes.imshow
-    monkeypatch.setattr(Axes, "draw", lambda ax, renderer: walked.append(ax) or original(ax, renderer))
-    monkeypatch.setattr(Axes, "imshow", lambda ax, *a, **k: drawn.append(ax) or clear(ax, *a, **k))
-    view.controls["step"].value = 5
+    with drawing_recorded(monkeypatch) as (walked, drawn):
+        view.controls["step"].value = 5
     assert view.last_error is None and not calls
     assert walked and kernel not in walked and yours not in walked
     assert set(drawn) == set(view.last_figure.axes) - {kernel, yours}
-    monkeypatch.setattr(Axes, "draw", original)
-    monkeypatch.setattr(Axes, "imshow", clear)
     assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
 
 
 def test_a_kernel_size_move_keeps_the_grids_whose_size_stays(ipython, monkeypatch):
     """Lesson 02: a new kernel width redraws the windows on the input grid and the output grid (its size
     changes), not the input grid itself; the scene is still the figure's drawn afresh."""
-    from matplotlib.axes import Axes
-
     from convcourse.widgets.kernel_size import kernel_size_widget
 
     view = kernel_size_widget()
     grid, output = view.last_figure.axes
-    drawn = []
-    original = Axes.imshow
-    monkeypatch.setattr(Axes, "imshow", lambda ax, *a, **k: drawn.append(ax) or original(ax, *a, **k))
-    view.controls["kw"].value = 4
+    with drawing_recorded(monkeypatch) as (_walked, drawn):
+        view.controls["kw"].value = 4
     assert view.last_error is None and drawn == [output]
     assert [p.get_width() for p in grid.patches if p.get_label() == "first position"] == [4]
-    monkeypatch.setattr(Axes, "imshow", original)
     assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
 
 
@@ -229,7 +225,6 @@ def test_a_pick_in_input_mode_keeps_the_learners_panel_and_the_grids_it_does_not
     """Lesson 11: in input mode grad_output is all ones, so your grad_input does not depend on the pick: a new
     pick neither looks it up nor draws or records its panel again, and a grid whose drawing stays is kept; in
     output mode a new pick is a new example (your function runs). The scene is still the figure's drawn afresh."""
-    from matplotlib.axes import Axes
     from test_lesson_11_backward import loop_backward
 
     from convcourse.widgets.backward import INPUT_TO_OUTPUTS, OUTPUT_TO_INPUTS, backward_widget
@@ -245,18 +240,13 @@ def test_a_pick_in_input_mode_keeps_the_learners_panel_and_the_grids_it_does_not
     inputs, kernel, outputs, yours = view.last_figure.axes
     assert calls and "✓" in yours.get_title()
     calls.clear()
-    walked, drawn = [], []
-    original_draw, original_imshow = Axes.draw, Axes.imshow
-    monkeypatch.setattr(Axes, "draw", lambda ax, renderer: walked.append(ax) or original_draw(ax, renderer))
-    monkeypatch.setattr(Axes, "imshow", lambda ax, *a, **k: drawn.append(ax) or original_imshow(ax, *a, **k))
-    view.controls["col"].value = 1  # (2, 3) -> (2, 1): other outputs, through the same kernel taps (stride 2)
-    assert view.last_error is None and not calls
-    assert drawn == [inputs, outputs] and walked and kernel not in walked and yours not in walked
-    view.controls["mode"].value = OUTPUT_TO_INPUTS
-    view.controls["row"].value = 1
+    with drawing_recorded(monkeypatch) as (walked, drawn):
+        view.controls["col"].value = 1  # (2, 3) -> (2, 1): other outputs, through the same kernel taps (stride 2)
+        assert view.last_error is None and not calls
+        assert drawn == [inputs, outputs] and walked and kernel not in walked and yours not in walked
+        view.controls["mode"].value = OUTPUT_TO_INPUTS
+        view.controls["row"].value = 1
     assert view.last_error is None and len(calls) == 2 and yours in drawn[2:]
-    monkeypatch.setattr(Axes, "draw", original_draw)
-    monkeypatch.setattr(Axes, "imshow", original_imshow)
     assert view.canvas.scene == figure_scene(view.draw.__wrapped__(figure=None, **view.values()))
 
 
